@@ -1,0 +1,41 @@
+//! Request and response bodies of the REST API, defined once for both halves.
+use crate::domain::{JobId, JobState, JobStatus};
+use serde::{Deserialize, Serialize};
+
+/// The body of every error answer, 400 to 500: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (`invalid_metadata`, `payload_too_large`, …).
+    pub code: String,
+    /// For people: what was wrong and how to fix it.
+    pub message: String,
+}
+
+/// The 202 answer to `POST /api/ingest`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestAccepted {
+    pub job_id: JobId,
+    pub status: JobState,
+    pub status_url: String,
+    pub ws_url: String,
+}
+
+/// One page of `GET /api/jobs`, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobPage {
+    pub jobs: Vec<JobStatus>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    pub next_before: Option<JobId>,
+}
+
+/// What the page shows about the service it talks to; nothing secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub version: String,
+    pub max_upload_bytes: u64,
+}

@@ -1,0 +1,19 @@
+//! Ingest: push files or metadata in as jobs and watch each one live until it is stored.
+//!
+//! Crate map: `domain` and `api` are shared by the server and the browser; `ui` and `app` are the
+//! Leptos pages; `server` (ssr only) is the HTTP service, storage, queue and worker.
+pub mod api;
+pub mod app;
+pub mod domain;
+pub mod ui;
+
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// Browser entry point: hydrates the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

@@ -1,0 +1,67 @@
+//! The `ingest` binary: read settings, set up logging, serve until SIGINT/SIGTERM.
+use clap::Parser;
+use ingest::server::{
+    config::{Cli, Settings},
+    startup::Application,
+    telemetry,
+};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let token_env = std::env::var("INGEST_TOKEN")
+        .ok()
+        .filter(|token| !token.is_empty());
+    let settings = match Settings::resolve(cli.args, token_env) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("ingest: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    if settings.token_generated {
+        // Shown once, like Jupyter, on the console only (not through the log pipeline).
+        eprintln!(
+            "ingest: no INGEST_TOKEN or token file configured; this run accepts the token\n    {}",
+            settings.token.reveal()
+        );
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let outcome = match Application::build(settings, shutdown).await {
+        Ok(app) => app.run_until_stopped().await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = ?error, "ingest stopped with an error");
+            eprintln!("ingest: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,292 @@
+//! Settings: command-line flags over `INGEST_*`/`LEPTOS_*` environment variables over
+//! `Leptos.toml` over defaults, resolved once at start-up into a validated `Settings`.
+use super::auth::ApiToken;
+use clap::Parser;
+use serde::Deserialize;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+/// `ingest [serve]`: every setting can be given as a flag, an environment variable or in the
+/// `[server]` table of the settings file.
+#[derive(Debug, Parser)]
+#[command(name = "ingest", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub args: SettingsArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+}
+
+#[derive(Debug, Default, clap::Args)]
+pub struct SettingsArgs {
+    /// Settings file; its `[server]` table fills in what flags and environment leave unset.
+    #[arg(long, env = "INGEST_CONFIG", default_value = "Leptos.toml", global = true)]
+    pub config: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "LEPTOS_SITE_ADDR", global = true)]
+    pub site_addr: Option<SocketAddr>,
+    /// Directory with the built site (`pkg/`, assets).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", global = true)]
+    pub site_root: Option<PathBuf>,
+    /// Where the database, blobs and temporary uploads live [default: ./data].
+    #[arg(long, env = "INGEST_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// File holding the API token (first line). The token itself is read only from the
+    /// INGEST_TOKEN environment variable, never from a flag, so it stays out of `ps`.
+    #[arg(long, env = "INGEST_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Largest accepted upload, in bytes [default: 10 GiB].
+    #[arg(long, env = "INGEST_MAX_UPLOAD_BYTES", global = true)]
+    pub max_upload_bytes: Option<u64>,
+    /// Largest accepted metadata document, in bytes [default: 64 KiB].
+    #[arg(long, env = "INGEST_MAX_METADATA_BYTES", global = true)]
+    pub max_metadata_bytes: Option<usize>,
+    /// Jobs processed at the same time [default: 4].
+    #[arg(long, env = "INGEST_WORKERS", global = true)]
+    pub workers: Option<usize>,
+    /// Pause between processing steps, in milliseconds, so progress can be watched in demos
+    /// and tests [default: 0].
+    #[arg(long, env = "INGEST_PROCESSING_DELAY_MS", global = true)]
+    pub processing_delay_ms: Option<u64>,
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "INGEST_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The `[server]` table of the settings file; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    site_addr: Option<SocketAddr>,
+    site_root: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    max_upload_bytes: Option<u64>,
+    max_metadata_bytes: Option<usize>,
+    workers: Option<usize>,
+    processing_delay_ms: Option<u64>,
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    #[serde(default)]
+    server: FileSettings,
+}
+
+/// Validated settings the whole server runs on.
+#[derive(Debug)]
+pub struct Settings {
+    pub site_addr: SocketAddr,
+    pub site_root: PathBuf,
+    pub data_dir: PathBuf,
+    pub token: ApiToken,
+    /// True when no token was configured and one was made up at start-up (it is logged once).
+    pub token_generated: bool,
+    pub max_upload_bytes: u64,
+    pub max_metadata_bytes: usize,
+    pub workers: usize,
+    pub processing_delay: Duration,
+    /// How often an idle WebSocket is pinged.
+    pub ws_ping_interval: Duration,
+    /// The fewest milliseconds between two status messages on one WebSocket.
+    pub ws_min_interval: Duration,
+    pub log_format: LogFormat,
+    /// Whether the background worker runs; tests that drive jobs by hand turn it off.
+    pub run_worker: bool,
+}
+
+/// Why start-up was refused; printed as one line before exiting with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read settings file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid settings file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("cannot read token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid token: {0}")]
+    Token(&'static str),
+    #[error("invalid setting {name}: {reason}")]
+    Invalid {
+        name: &'static str,
+        reason: &'static str,
+    },
+}
+
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+pub const DEFAULT_MAX_METADATA_BYTES: usize = 64 * 1024;
+
+impl Settings {
+    /// Defaults for everything but where data lives and which token is accepted; used by
+    /// tests and as the base that configuration layers override.
+    pub fn with_defaults(data_dir: PathBuf, token: ApiToken) -> Self {
+        Self {
+            site_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            site_root: PathBuf::from("target/site"),
+            data_dir,
+            token,
+            token_generated: false,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
+            workers: 4,
+            processing_delay: Duration::ZERO,
+            ws_ping_interval: Duration::from_secs(20),
+            ws_min_interval: Duration::from_millis(100),
+            log_format: LogFormat::Text,
+            run_worker: true,
+        }
+    }
+
+    /// Layers flags/environment (already merged by clap), then the file, then defaults.
+    /// `token_env` is the value of `INGEST_TOKEN`, passed in so tests need not touch the
+    /// process environment.
+    pub fn resolve(args: SettingsArgs, token_env: Option<String>) -> Result<Self, ConfigError> {
+        let file = read_settings_file(&args.config)?;
+        let token_file = args.token_file.or(file.token_file);
+        let (token, token_generated) = match (token_env, token_file) {
+            (Some(token), _) => (ApiToken::parse(&token).map_err(ConfigError::Token)?, false),
+            (None, Some(path)) => (read_token_file(&path)?, false),
+            (None, None) => (ApiToken::generate(), true),
+        };
+        let mut settings = Settings::with_defaults(
+            args.data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            token,
+        );
+        settings.token_generated = token_generated;
+        if let Some(addr) = args.site_addr.or(file.site_addr) {
+            settings.site_addr = addr;
+        }
+        if let Some(root) = args.site_root.or(file.site_root) {
+            settings.site_root = root;
+        }
+        if let Some(max) = args.max_upload_bytes.or(file.max_upload_bytes) {
+            if max == 0 {
+                return Err(invalid("max_upload_bytes", "must be at least 1"));
+            }
+            settings.max_upload_bytes = max;
+        }
+        if let Some(max) = args.max_metadata_bytes.or(file.max_metadata_bytes) {
+            if max < 2 {
+                return Err(invalid("max_metadata_bytes", "must be at least 2 (\"{}\")"));
+            }
+            settings.max_metadata_bytes = max;
+        }
+        if let Some(workers) = args.workers.or(file.workers) {
+            if !(1..=256).contains(&workers) {
+                return Err(invalid("workers", "must be between 1 and 256"));
+            }
+            settings.workers = workers;
+        }
+        if let Some(ms) = args.processing_delay_ms.or(file.processing_delay_ms) {
+            settings.processing_delay = Duration::from_millis(ms);
+        }
+        if let Some(format) = args.log_format.or(file.log_format) {
+            settings.log_format = format;
+        }
+        Ok(settings)
+    }
+}
+
+fn invalid(name: &'static str, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid { name, reason }
+}
+
+/// A missing file is fine (all keys have defaults); an unreadable or malformed one is not.
+fn read_settings_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(FileSettings::default())
+        }
+        Err(source) => {
+            return Err(ConfigError::ReadFile {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    toml::from_str::<SettingsFile>(&text)
+        .map(|file| file.server)
+        .map_err(|error| ConfigError::ParseFile {
+            path: path.to_owned(),
+            message: error.message().to_owned(),
+        })
+}
+
+fn read_token_file(path: &Path) -> Result<ApiToken, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    ApiToken::parse(text.lines().next().unwrap_or_default()).map_err(ConfigError::Token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args_with_config(dir: &Path, toml: &str) -> SettingsArgs {
+        let path = dir.join("Leptos.toml");
+        std::fs::write(&path, toml).unwrap();
+        SettingsArgs {
+            config: path,
+            ..SettingsArgs::default()
+        }
+    }
+
+    #[test]
+    fn flags_and_environment_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = args_with_config(dir.path(), "[server]\nworkers = 3\ndata_dir = \"x\"\n");
+        args.workers = Some(7);
+        let settings = Settings::resolve(args, Some("a-long-enough-token".into())).unwrap();
+        assert_eq!(settings.workers, 7);
+        assert_eq!(settings.data_dir, PathBuf::from("x"));
+        assert!(!settings.token_generated);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_refuse_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = args_with_config(dir.path(), "[server]\nwokers = 3\n");
+        let error = Settings::resolve(args, None).unwrap_err();
+        assert!(error.to_string().contains("wokers"), "{error}");
+        let mut args = args_with_config(dir.path(), "");
+        args.workers = Some(0);
+        assert!(Settings::resolve(args, None).is_err());
+    }
+
+    #[test]
+    fn without_a_token_one_is_generated() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::resolve(args_with_config(dir.path(), ""), None).unwrap();
+        assert!(settings.token_generated);
+    }
+}

@@ -1,0 +1,184 @@
+//! The job service: the one place that changes jobs. It writes the store first and then
+//! publishes to the hub, so a follower that finds no live entry can trust the store.
+//! REST routes, server functions and the worker all go through it.
+use super::{
+    blobs::BlobStore,
+    hub::StatusHub,
+    receive::Received,
+    store::{now, JobStore},
+};
+use crate::domain::{JobId, JobState, JobStatus, Progress};
+use anyhow::Context;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+pub struct Jobs {
+    store: Arc<dyn JobStore>,
+    hub: StatusHub,
+    blobs: BlobStore,
+    /// Wakes the worker when a job is queued.
+    queued: Notify,
+}
+
+impl Jobs {
+    pub fn new(store: Arc<dyn JobStore>, blobs: BlobStore) -> Self {
+        Self {
+            store,
+            hub: StatusHub::default(),
+            blobs,
+            queued: Notify::new(),
+        }
+    }
+
+    pub fn hub(&self) -> &StatusHub {
+        &self.hub
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    pub fn store(&self) -> &dyn JobStore {
+        self.store.as_ref()
+    }
+
+    /// A metadata-only job, durable and queued when this returns.
+    pub async fn submit_metadata(&self, metadata: serde_json::Value) -> anyhow::Result<JobStatus> {
+        let job = JobStatus::new(JobId::new(), JobState::Queued, metadata, now());
+        self.insert(&job).await?;
+        self.queued.notify_one();
+        Ok(job)
+    }
+
+    /// A job whose file is about to arrive; durable in `receiving` when this returns, so a
+    /// crash mid-transfer leaves a record that the restart marks failed.
+    pub async fn begin_upload(
+        &self,
+        filename: Option<String>,
+        bytes_total: Option<u64>,
+        metadata: serde_json::Value,
+    ) -> anyhow::Result<JobStatus> {
+        let mut job = JobStatus::new(JobId::new(), JobState::Receiving, metadata, now());
+        job.filename = filename;
+        job.bytes_total = bytes_total;
+        self.insert(&job).await?;
+        Ok(job)
+    }
+
+    /// Tracks first, then stores: once stored, the worker may claim the job at any moment and
+    /// its updates must find the hub entry.
+    async fn insert(&self, job: &JobStatus) -> anyhow::Result<()> {
+        self.hub.track(job.clone());
+        let stored = self.store.insert(job).await;
+        if stored.is_err() {
+            self.hub.forget(job.job_id);
+        }
+        stored
+    }
+
+    /// Live byte count of an upload: published, not stored (the store records transitions).
+    pub fn report_received(&self, job: &JobStatus, bytes_done: u64) {
+        let mut live = job.clone();
+        live.bytes_done = bytes_done;
+        live.progress = Progress::receiving(bytes_done, job.bytes_total);
+        live.updated_at = now();
+        self.hub.publish(live);
+    }
+
+    /// Stores the received file under its digest and queues the job for processing.
+    pub async fn finish_upload(
+        &self,
+        mut job: JobStatus,
+        received: Received,
+    ) -> anyhow::Result<JobStatus> {
+        let blobs = self.blobs.clone();
+        let digest = received.digest;
+        let temp = received.temp.clone();
+        tokio::task::spawn_blocking(move || blobs.commit(&temp, &digest))
+            .await?
+            .context("storing the upload")?;
+        job.status = JobState::Queued;
+        job.sha256 = Some(digest);
+        job.size = Some(received.size);
+        job.bytes_done = received.size;
+        job.bytes_total = Some(received.size);
+        job.progress = Progress::queued(true);
+        self.update(&mut job).await?;
+        self.queued.notify_one();
+        Ok(job)
+    }
+
+    /// Marks a job failed with a message meant for people.
+    pub async fn fail(&self, mut job: JobStatus, error: impl Into<String>) -> anyhow::Result<()> {
+        job.status = JobState::Failed;
+        job.error = Some(error.into());
+        self.update(&mut job).await
+    }
+
+    /// Stores a changed job, then tells its followers.
+    pub async fn update(&self, job: &mut JobStatus) -> anyhow::Result<()> {
+        job.updated_at = now();
+        if !self.store.save(job).await? {
+            anyhow::bail!("job {} vanished from the store", job.job_id);
+        }
+        self.hub.publish(job.clone());
+        Ok(())
+    }
+
+    /// The freshest state: the live snapshot while the job runs, the stored one otherwise.
+    pub async fn status(&self, id: JobId) -> anyhow::Result<Option<JobStatus>> {
+        if let Some(live) = self.hub.current(id) {
+            return Ok(Some(live));
+        }
+        self.store.get(id).await
+    }
+
+    /// Newest first, with live progress for jobs that are running.
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<JobStatus>> {
+        let mut jobs = self.store.list(state, before, limit).await?;
+        for job in &mut jobs {
+            if let Some(live) = self.hub.current(job.job_id) {
+                *job = live;
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Claims up to `limit` queued jobs for processing.
+    pub async fn claim(&self, limit: u32) -> anyhow::Result<Vec<JobStatus>> {
+        let claimed = self.store.claim_queued(limit).await?;
+        for job in &claimed {
+            self.hub.publish(job.clone());
+        }
+        Ok(claimed)
+    }
+
+    /// Resolves when a job may have been queued since the last call.
+    pub async fn queued_notification(&self) {
+        self.queued.notified().await
+    }
+
+    /// Start-up recovery: re-queues interrupted processing, fails interrupted uploads, removes
+    /// their temp files, and makes every unfinished job followable again.
+    pub async fn recover(&self) -> anyhow::Result<()> {
+        let recovery = self.store.recover_interrupted().await?;
+        let blobs = self.blobs.clone();
+        let removed = tokio::task::spawn_blocking(move || blobs.clear_temp()).await??;
+        let queued = self.store.list(Some(JobState::Queued), None, u32::MAX).await?;
+        for job in queued {
+            self.hub.track(job);
+        }
+        tracing::info!(
+            failed_uploads = recovery.failed_uploads,
+            requeued = recovery.requeued,
+            temp_files_removed = removed,
+            "recovered after start-up"
+        );
+        Ok(())
+    }
+}

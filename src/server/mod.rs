@@ -1,0 +1,14 @@
+//! The service (ssr only): configuration, start-up, auth, storage, the ingest pipeline, the
+//! queue worker, live status fan-out and the HTTP routes.
+pub mod auth;
+pub mod blobs;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod jobs;
+pub mod receive;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

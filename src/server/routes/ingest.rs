@@ -1,0 +1,442 @@
+//! `POST /api/ingest`: the seed's three body shapes (JSON, urlencoded form, multipart with an
+//! optional file) turned into a durable job. Files stream through `receive` into storage.
+use crate::{
+    api::IngestAccepted,
+    domain::{JobStatus, UploadName},
+    server::{
+        auth::Authenticated,
+        error::ApiError,
+        receive::{receive, ReceiveError, Received},
+        startup::AppState,
+    },
+};
+use axum::{
+    body::Body,
+    extract::{FromRequest, Multipart, Request, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use std::time::{Duration, Instant};
+
+/// Multipart framing (boundaries, part headers) allowed on top of the file and metadata.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// Live progress is published at most this often per upload.
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+
+#[tracing::instrument(skip_all)]
+pub async fn ingest(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let headers = request.headers().clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.parse::<mime::Mime>().ok())
+                .ok_or_else(|| unsupported("the Content-Type header is not a valid media type"))
+        })
+        .transpose()?;
+    let limit = state.settings.max_metadata_bytes;
+    let job = match content_type {
+        None => {
+            // `curl -X POST` with no body: a job with no metadata, as in the demo.
+            let body = read_capped(request.into_body(), limit).await?;
+            if !body.is_empty() {
+                return Err(unsupported(
+                    "a request body needs a Content-Type: application/json, \
+                     application/x-www-form-urlencoded or multipart/form-data",
+                ));
+            }
+            state.jobs.submit_metadata(Value::Object(Map::new())).await?
+        }
+        Some(mime) if mime.essence_str() == "application/json" => {
+            // JSON escapes can double the size of a metadata string.
+            let body = read_capped(request.into_body(), limit * 2 + 1024).await?;
+            let metadata = metadata_from_json_body(&body, limit)?;
+            state.jobs.submit_metadata(metadata).await?
+        }
+        Some(mime) if mime.essence_str() == "application/x-www-form-urlencoded" => {
+            let body = read_capped(request.into_body(), limit * 3 + 1024).await?;
+            let metadata = metadata_from_form(&body, limit)?;
+            state.jobs.submit_metadata(metadata).await?
+        }
+        Some(mime) if mime.essence_str() == "multipart/form-data" => {
+            ingest_multipart(&state, &headers, request).await?
+        }
+        Some(mime) => {
+            return Err(unsupported(&format!(
+                "Content-Type {} is not supported; use application/json, \
+                 application/x-www-form-urlencoded or multipart/form-data",
+                mime.essence_str()
+            )))
+        }
+    };
+    tracing::info!(job_id = %job.job_id, has_file = job.sha256.is_some(), "job accepted");
+    Ok(accepted(&headers, &job))
+}
+
+/// Streams the parts in order: `metadata` is read (capped), `file` goes to storage as it
+/// arrives, anything else is refused. Once the file part has started the job exists, so any
+/// later failure marks it failed (and its temp file is gone) before answering.
+async fn ingest_multipart(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<JobStatus, ApiError> {
+    let settings = &state.settings;
+    let content_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    let ceiling = settings.max_upload_bytes + settings.max_metadata_bytes as u64 + MULTIPART_OVERHEAD;
+    if content_length.is_some_and(|length| length > ceiling) {
+        return Err(too_large(settings.max_upload_bytes));
+    }
+    let mut multipart = Multipart::from_request(request, state)
+        .await
+        .map_err(|rejection| ApiError::bad_request("invalid_multipart", rejection.body_text()))?;
+
+    let mut metadata: Option<Value> = None;
+    let mut upload: Option<(JobStatus, Received)> = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(error) => {
+                let problem = ApiError::bad_request(
+                    "invalid_multipart",
+                    format!("the multipart body is malformed or incomplete: {}", error.body_text()),
+                );
+                return Err(abandon(state, upload, problem).await);
+            }
+        };
+        match field.name() {
+            Some("metadata") => {
+                let text = read_field_capped(field, settings.max_metadata_bytes).await;
+                let parsed = text.and_then(|text| {
+                    if metadata.is_some() {
+                        return Err(ApiError::bad_request(
+                            "invalid_multipart",
+                            "the metadata part appears more than once",
+                        ));
+                    }
+                    parse_metadata_text(&text, settings.max_metadata_bytes)
+                });
+                match parsed {
+                    Ok(value) => metadata = Some(value),
+                    Err(problem) => return Err(abandon(state, upload, problem).await),
+                }
+            }
+            Some("file") => {
+                if upload.is_some() {
+                    let problem = ApiError::bad_request(
+                        "invalid_multipart",
+                        "only one file part is accepted per ingest",
+                    );
+                    return Err(abandon(state, upload, problem).await);
+                }
+                let filename = field
+                    .file_name()
+                    .and_then(UploadName::sanitize)
+                    .map(UploadName::into_string);
+                let job = state
+                    .jobs
+                    .begin_upload(
+                        filename,
+                        content_length,
+                        metadata.clone().unwrap_or_else(empty_object),
+                    )
+                    .await?;
+                let temp = state.jobs.blobs().temp_path(job.job_id);
+                let mut last_report = Instant::now();
+                let received = receive(
+                    Box::pin(field),
+                    temp,
+                    settings.max_upload_bytes,
+                    |bytes| {
+                        if last_report.elapsed() >= PROGRESS_EVERY {
+                            last_report = Instant::now();
+                            state.jobs.report_received(&job, bytes);
+                        }
+                    },
+                )
+                .await;
+                match received {
+                    Ok(received) => upload = Some((job, received)),
+                    Err(error) => {
+                        let problem = match &error {
+                            ReceiveError::TooLarge { limit } => too_large(*limit),
+                            ReceiveError::Interrupted { .. } => {
+                                ApiError::bad_request("upload_interrupted", error.to_string())
+                            }
+                            ReceiveError::Io(_) => ApiError::Internal(anyhow::anyhow!(
+                                "receiving job {}: {error}",
+                                job.job_id
+                            )),
+                        };
+                        let reason = match &problem {
+                            ApiError::Internal(_) => "storing the upload failed".to_owned(),
+                            _ => error.to_string(),
+                        };
+                        if let Err(error) = state.jobs.fail(job, reason).await {
+                            tracing::error!(error = ?error, "recording a failed upload failed");
+                        }
+                        return Err(problem);
+                    }
+                }
+            }
+            other => {
+                let problem = ApiError::bad_request(
+                    "invalid_multipart",
+                    format!(
+                        "unexpected form field {:?}: only `file` and `metadata` are accepted",
+                        other.unwrap_or("")
+                    ),
+                );
+                return Err(abandon(state, upload, problem).await);
+            }
+        }
+    }
+
+    let metadata = metadata.unwrap_or_else(empty_object);
+    match upload {
+        Some((mut job, received)) => {
+            job.metadata = metadata;
+            Ok(state.jobs.finish_upload(job, received).await?)
+        }
+        None => Ok(state.jobs.submit_metadata(metadata).await?),
+    }
+}
+
+/// A request that fails after its file arrived: the job is marked failed with the reason and
+/// the received bytes are removed, then the error goes back to the client.
+async fn abandon(state: &AppState, upload: Option<(JobStatus, Received)>, problem: ApiError) -> ApiError {
+    if let Some((job, received)) = upload {
+        if let Err(error) = state.jobs.blobs().discard_temp(&received.temp) {
+            tracing::warn!(%error, "removing an abandoned upload failed");
+        }
+        if let Err(error) = state.jobs.fail(job, problem.to_string()).await {
+            tracing::error!(error = ?error, "recording an abandoned upload failed");
+        }
+    }
+    problem
+}
+
+fn accepted(headers: &HeaderMap, job: &JobStatus) -> Response {
+    let (http, ws) = base_urls(headers);
+    let status_url = format!("{http}/api/status/{}", job.job_id);
+    let body = IngestAccepted {
+        job_id: job.job_id,
+        status: job.status,
+        ws_url: format!("{ws}/ws/status/{}", job.job_id),
+        status_url: status_url.clone(),
+    };
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, status_url)],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// Absolute base URLs for the answer, from the Host the client used (and the proxy's
+/// `X-Forwarded-Proto`); relative when there is no usable Host.
+fn base_urls(headers: &HeaderMap) -> (String, String) {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    match host {
+        Some(host) if secure => (format!("https://{host}"), format!("wss://{host}")),
+        Some(host) => (format!("http://{host}"), format!("ws://{host}")),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// `{"metadata": "<JSON text>"}` or `{"metadata": {...}}`; no metadata means `{}`.
+fn metadata_from_json_body(body: &[u8], limit: usize) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {error}"))
+    })?;
+    let Value::Object(mut fields) = value else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the JSON body must be an object such as {\"metadata\": \"{}\"}",
+        ));
+    };
+    match fields.remove("metadata") {
+        None | Some(Value::Null) => Ok(empty_object()),
+        Some(Value::String(text)) => parse_metadata_text(&text, limit),
+        Some(object @ Value::Object(_)) => {
+            check_metadata_size(&object, limit)?;
+            Ok(object)
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_metadata",
+            "metadata must be a JSON object, or a string holding one",
+        )),
+    }
+}
+
+/// `metadata=<JSON text>`, as PowerShell's `-Body @{ metadata = "{}" }` sends it.
+fn metadata_from_form(body: &[u8], limit: usize) -> Result<Value, ApiError> {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|error| {
+        ApiError::bad_request("invalid_form", format!("the form body is malformed: {error}"))
+    })?;
+    let mut metadata = None;
+    for (name, value) in fields {
+        match name.as_str() {
+            "metadata" if metadata.is_none() => metadata = Some(value),
+            "metadata" => {
+                return Err(ApiError::bad_request(
+                    "invalid_form",
+                    "the metadata field appears more than once",
+                ))
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_form",
+                    format!("unexpected form field {other:?}: only `metadata` is accepted"),
+                ))
+            }
+        }
+    }
+    metadata.map_or_else(|| Ok(empty_object()), |text| parse_metadata_text(&text, limit))
+}
+
+/// Metadata arrives as JSON text; it must be an object. Blank text means none.
+fn parse_metadata_text(text: &str, limit: usize) -> Result<Value, ApiError> {
+    if text.len() > limit {
+        return Err(metadata_too_large(limit));
+    }
+    if text.trim().is_empty() {
+        return Ok(empty_object());
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(object @ Value::Object(_)) => Ok(object),
+        Ok(_) => Err(ApiError::bad_request(
+            "invalid_metadata",
+            "metadata must be a JSON object such as {\"source\": \"curl\"}",
+        )),
+        Err(error) => Err(ApiError::bad_request(
+            "invalid_metadata",
+            format!("metadata is not valid JSON: {error}"),
+        )),
+    }
+}
+
+fn check_metadata_size(metadata: &Value, limit: usize) -> Result<(), ApiError> {
+    if metadata.to_string().len() > limit {
+        Err(metadata_too_large(limit))
+    } else {
+        Ok(())
+    }
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+/// Reads a small body whole, refusing it with 413 as soon as it passes `limit`.
+async fn read_capped(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::bad_request("upload_interrupted", format!("reading the body failed: {error}"))
+        })?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the request body exceeds {limit} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+async fn read_field_capped(
+    mut field: axum::extract::multipart::Field<'_>,
+    limit: usize,
+) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len() + chunk.len() > limit {
+                    return Err(metadata_too_large(limit));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(error) => {
+                return Err(ApiError::bad_request(
+                    "invalid_multipart",
+                    format!("reading the metadata part failed: {}", error.body_text()),
+                ))
+            }
+        }
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request("invalid_metadata", "metadata is not UTF-8 text"))
+}
+
+fn unsupported(message: &str) -> ApiError {
+    ApiError::UnsupportedMediaType(message.to_owned())
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!("the upload exceeds the limit of {limit} bytes"))
+}
+
+fn metadata_too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!("metadata exceeds the limit of {limit} bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_bodies_take_metadata_as_text_or_object() {
+        let from = |body: &str| metadata_from_json_body(body.as_bytes(), 1024);
+        assert_eq!(from(r#"{"metadata": "{\"a\":1}"}"#).unwrap()["a"], 1);
+        assert_eq!(from(r#"{"metadata": {"a": 2}}"#).unwrap()["a"], 2);
+        assert_eq!(from("{}").unwrap(), empty_object());
+        assert_eq!(from("[]").unwrap_err().code(), "invalid_body");
+        assert_eq!(from("null").unwrap_err().code(), "invalid_body");
+        assert_eq!(from("{").unwrap_err().code(), "invalid_json");
+        assert_eq!(from(r#"{"metadata": "nope"}"#).unwrap_err().code(), "invalid_metadata");
+        assert_eq!(from(r#"{"metadata": 3}"#).unwrap_err().code(), "invalid_metadata");
+    }
+
+    #[test]
+    fn oversized_metadata_is_refused() {
+        let text = format!("{{\"a\":\"{}\"}}", "x".repeat(100));
+        assert_eq!(parse_metadata_text(&text, 50).unwrap_err().code(), "payload_too_large");
+    }
+
+    #[test]
+    fn base_urls_ignore_hosts_that_are_not_host_names() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "localhost:8000".parse().unwrap());
+        assert_eq!(base_urls(&headers).1, "ws://localhost:8000");
+        headers.insert(header::HOST, "evil/x".parse().unwrap());
+        assert_eq!(base_urls(&headers).0, "");
+    }
+}

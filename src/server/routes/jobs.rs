@@ -1,0 +1,88 @@
+//! Reading jobs: `GET /api/status/{job_id}` and the paginated `GET /api/jobs`.
+use crate::{
+    api::JobPage,
+    domain::{JobId, JobState, JobStatus},
+    server::{auth::Authenticated, error::ApiError, startup::AppState},
+};
+use axum::{
+    extract::{
+        rejection::{PathRejection, QueryRejection},
+        Path, Query, State,
+    },
+    Json,
+};
+use serde::Deserialize;
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+#[tracing::instrument(skip_all)]
+pub async fn status(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    job_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<JobStatus>, ApiError> {
+    let id = parse_job_id(job_id)?;
+    state
+        .jobs
+        .status(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| no_such_job(id))
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    status: Option<String>,
+    before: Option<String>,
+    limit: Option<u32>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<JobPage>, ApiError> {
+    let Query(params) =
+        params.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let filter = params
+        .status
+        .as_deref()
+        .map(str::parse::<JobState>)
+        .transpose()
+        .map_err(|error| ApiError::bad_request("invalid_query", error.to_string()))?;
+    let before = params
+        .before
+        .as_deref()
+        .map(JobId::parse)
+        .transpose()
+        .map_err(|error| ApiError::bad_request("invalid_query", format!("before: {error}")))?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    // One extra row tells whether there is a next page.
+    let mut jobs = state.jobs.list(filter, before, limit + 1).await?;
+    let next_before = if jobs.len() > limit as usize {
+        jobs.truncate(limit as usize);
+        jobs.last().map(|job| job.job_id)
+    } else {
+        None
+    };
+    Ok(Json(JobPage { jobs, next_before }))
+}
+
+pub fn parse_job_id(raw: Result<Path<String>, PathRejection>) -> Result<JobId, ApiError> {
+    let Path(raw) = raw.map_err(|rejection| {
+        ApiError::bad_request("invalid_job_id", rejection.body_text())
+    })?;
+    JobId::parse(&raw).map_err(|error| ApiError::bad_request("invalid_job_id", error.to_string()))
+}
+
+pub fn no_such_job(id: JobId) -> ApiError {
+    ApiError::NotFound(format!("no job with id {id}"))
+}

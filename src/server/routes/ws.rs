@@ -1,0 +1,179 @@
+//! `GET /ws/status/{job_id}?token=…`: the current status at once, then every change (at most
+//! one message per `ws_min_interval`, the final state always), then close 1000. Auth and the
+//! job's existence are checked before the upgrade, so failures are ordinary JSON errors.
+use super::jobs::{no_such_job, parse_job_id};
+use crate::{
+    domain::JobStatus,
+    server::{
+        auth::{self, bearer_token},
+        error::ApiError,
+        startup::AppState,
+    },
+};
+use axum::{
+    extract::{
+        rejection::PathRejection,
+        ws::{
+            close_code, rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocket,
+            WebSocketUpgrade,
+        },
+        Path, Query, State,
+    },
+    http::{header, HeaderMap},
+    response::Response,
+};
+use futures::{SinkExt, StreamExt};
+use std::{collections::HashMap, time::Duration};
+use tokio::{sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+/// A client that cannot take one message in this long is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the socket will report: a running job's live channel, or a finished job's final state.
+enum Source {
+    Live(watch::Receiver<JobStatus>),
+    Finished(Box<JobStatus>),
+}
+
+pub async fn status_socket(
+    State(state): State<AppState>,
+    job_id: Result<Path<String>, PathRejection>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let token = match query.get("token") {
+        Some(token) => token.as_str(),
+        None => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| bearer_token(value.as_bytes()))
+            .ok_or(ApiError::Unauthorized(
+                "missing token: add ?token=<token> or an Authorization: Bearer header",
+            ))?,
+    };
+    auth::check(&state, token)?;
+    let id = parse_job_id(job_id)?;
+    let source = match state.jobs.hub().subscribe(id) {
+        Some(live) => Source::Live(live),
+        None => match state.jobs.store().get(id).await? {
+            Some(finished) => Source::Finished(Box::new(finished)),
+            None => return Err(no_such_job(id)),
+        },
+    };
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::bad_request("websocket_required", rejection.body_text())
+    })?;
+    Ok(upgrade.on_upgrade(move |socket| follow(socket, source, state)))
+}
+
+#[tracing::instrument(skip_all)]
+async fn follow(socket: WebSocket, source: Source, state: AppState) {
+    let _open = state.jobs.hub().socket_opened();
+    let (mut sink, mut incoming) = socket.split();
+    // The reading half only notices the client leaving; pongs are answered by the protocol.
+    let client_gone = CancellationToken::new();
+    let reader = tokio::spawn({
+        let client_gone = client_gone.clone();
+        async move {
+            while let Some(Ok(message)) = incoming.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+            client_gone.cancel();
+        }
+    });
+
+    let outcome = match source {
+        Source::Finished(status) => send_status(&mut sink, &status)
+            .await
+            .map(|()| Ending::Finished),
+        Source::Live(live) => stream_changes(&mut sink, live, &state, &client_gone).await,
+    };
+    match outcome {
+        Ok(Ending::Finished) => close(&mut sink, close_code::NORMAL, "job finished").await,
+        Ok(Ending::ShuttingDown) => close(&mut sink, close_code::AWAY, "server shutting down").await,
+        Ok(Ending::ClientGone) | Err(_) => {}
+    }
+    reader.abort();
+}
+
+enum Ending {
+    Finished,
+    ShuttingDown,
+    ClientGone,
+}
+
+type Sink = futures::stream::SplitSink<WebSocket, Message>;
+
+async fn stream_changes(
+    sink: &mut Sink,
+    mut live: watch::Receiver<JobStatus>,
+    state: &AppState,
+    client_gone: &CancellationToken,
+) -> Result<Ending, axum::Error> {
+    let settings = &state.settings;
+    let first = live.borrow_and_update().clone();
+    send_status(sink, &first).await?;
+    if first.is_terminal() {
+        return Ok(Ending::Finished);
+    }
+    let mut last_sent = Instant::now();
+    let mut ping = tokio::time::interval_at(
+        Instant::now() + settings.ws_ping_interval,
+        settings.ws_ping_interval,
+    );
+    loop {
+        tokio::select! {
+            changed = live.changed() => {
+                if changed.is_err() {
+                    // The live entry went away without a final state (never expected): report
+                    // what the store holds.
+                    let stored = state.jobs.store().get(first.job_id).await.ok().flatten();
+                    if let Some(stored) = stored {
+                        send_status(sink, &stored).await?;
+                    }
+                    return Ok(Ending::Finished);
+                }
+                // Coalesce: changes that arrive faster than the minimum interval are folded
+                // into the latest snapshot.
+                let due = last_sent + settings.ws_min_interval;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = client_gone.cancelled() => return Ok(Ending::ClientGone),
+                    _ = state.shutdown.cancelled() => return Ok(Ending::ShuttingDown),
+                }
+                let status = live.borrow_and_update().clone();
+                send_status(sink, &status).await?;
+                last_sent = Instant::now();
+                if status.is_terminal() {
+                    return Ok(Ending::Finished);
+                }
+            }
+            _ = ping.tick() => send(sink, Message::Ping(Default::default())).await?,
+            _ = client_gone.cancelled() => return Ok(Ending::ClientGone),
+            _ = state.shutdown.cancelled() => return Ok(Ending::ShuttingDown),
+        }
+    }
+}
+
+async fn send_status(sink: &mut Sink, status: &JobStatus) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(status).map_err(axum::Error::new)?;
+    send(sink, Message::Text(text.into())).await
+}
+
+async fn send(sink: &mut Sink, message: Message) -> Result<(), axum::Error> {
+    match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
+        Ok(sent) => sent,
+        Err(_) => Err(axum::Error::new("the client stopped reading")),
+    }
+}
+
+async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = send(sink, Message::Close(Some(frame))).await;
+}

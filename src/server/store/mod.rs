@@ -1,0 +1,40 @@
+//! Job storage behind the `JobStore` trait, so a Postgres backend can sit beside SQLite.
+mod sqlite;
+
+pub use sqlite::{now, SqliteStore};
+
+use crate::domain::{JobId, JobState, JobStatus};
+use async_trait::async_trait;
+
+/// Durable job records and the work queue. Every write returns only once it is on disk.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Records a new job.
+    async fn insert(&self, job: &JobStatus) -> anyhow::Result<()>;
+    /// Replaces the mutable fields of an existing job; false if there is no such job.
+    async fn save(&self, job: &JobStatus) -> anyhow::Result<bool>;
+    async fn get(&self, id: JobId) -> anyhow::Result<Option<JobStatus>>;
+    /// Newest first; `before` continues after that job; `state` filters.
+    async fn list(
+        &self,
+        state: Option<JobState>,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<JobStatus>>;
+    /// Moves up to `limit` of the oldest queued jobs to `processing` and returns them.
+    async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<JobStatus>>;
+    /// After a restart: uploads that were mid-transfer fail, jobs that were mid-processing go
+    /// back to the queue.
+    async fn recover_interrupted(&self) -> anyhow::Result<Recovery>;
+    async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64>;
+}
+
+/// What `recover_interrupted` changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub failed_uploads: u64,
+    pub requeued: u64,
+}
+
+/// The error recorded on uploads that a restart cut off.
+pub const INTERRUPTED_BY_RESTART: &str = "interrupted by server restart";

@@ -1,0 +1,345 @@
+//! SQLite job store: WAL journal, `synchronous = FULL`, embedded migrations, and one writer task
+//! that commits concurrent writes together (group commit), so each fsync durably records many
+//! jobs while every caller still waits for its own write to be on disk.
+use super::{JobStore, Recovery, INTERRUPTED_BY_RESTART};
+use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    Connection, SqliteConnection, SqlitePool,
+};
+use std::{path::Path, str::FromStr, time::Duration};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most writes committed in one transaction; bounds the latency a batch adds.
+const MAX_BATCH: usize = 1024;
+/// Writes waiting for the writer; callers beyond this wait (backpressure, bounded memory).
+const WRITE_QUEUE: usize = 8192;
+
+pub struct SqliteStore {
+    readers: SqlitePool,
+    writes: mpsc::Sender<Write>,
+}
+
+enum WriteOp {
+    Insert(Box<JobStatus>),
+    Save(Box<JobStatus>),
+    Claim(u32),
+    Recover,
+}
+
+enum WriteOutcome {
+    Done,
+    Saved(bool),
+    Claimed(Vec<JobStatus>),
+    Recovered(Recovery),
+}
+
+struct Write {
+    op: WriteOp,
+    reply: oneshot::Sender<anyhow::Result<WriteOutcome>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A 2xx promises the job is on disk: every commit reaches stable storage.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let mut writer = SqliteConnection::connect_with(&options)
+            .await
+            .with_context(|| format!("opening database {}", path.display()))?;
+        sqlx::migrate!("./migrations")
+            .run(&mut writer)
+            .await
+            .context("migrating the database")?;
+        let next_seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs")
+            .fetch_one(&mut writer)
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(write_loop(writer, queue, next_seq));
+        Ok(Self { readers, writes })
+    }
+
+    async fn write(&self, op: WriteOp) -> anyhow::Result<WriteOutcome> {
+        let (reply, outcome) = oneshot::channel();
+        self.writes
+            .send(Write { op, reply })
+            .await
+            .map_err(|_| anyhow!("the database writer has stopped"))?;
+        outcome
+            .await
+            .map_err(|_| anyhow!("the database writer dropped a write"))?
+    }
+}
+
+async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>, mut seq: i64) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match apply_batch(&mut conn, &batch, &mut seq).await {
+            Ok(outcomes) => {
+                for (write, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = write.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = ?error, writes = batch.len(), "database commit failed");
+                for write in batch.drain(..) {
+                    let _ = write.reply.send(Err(anyhow!("database commit failed: {error}")));
+                }
+            }
+        }
+    }
+}
+
+/// Runs every write of the batch in one transaction. A failing statement is rolled back on its
+/// own by SQLite, so it fails only its caller; replies go out only after the commit.
+async fn apply_batch(
+    conn: &mut SqliteConnection,
+    batch: &[Write],
+    seq: &mut i64,
+) -> anyhow::Result<Vec<anyhow::Result<WriteOutcome>>> {
+    let mut tx = conn.begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for write in batch {
+        outcomes.push(apply(&mut tx, &write.op, seq).await);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn apply(
+    conn: &mut SqliteConnection,
+    op: &WriteOp,
+    seq: &mut i64,
+) -> anyhow::Result<WriteOutcome> {
+    match op {
+        WriteOp::Insert(job) => {
+            sqlx::query(
+                "INSERT INTO jobs (id, state, progress, bytes_done, bytes_total, filename, size, \
+                 sha256, content_type, metadata, error, created_us, updated_us, seq) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(job.job_id.to_string())
+            .bind(job.status.as_str())
+            .bind(i64::from(job.progress))
+            .bind(to_i64(job.bytes_done))
+            .bind(job.bytes_total.map(to_i64))
+            .bind(job.filename.as_deref())
+            .bind(job.size.map(to_i64))
+            .bind(job.sha256.map(|d| d.to_hex()))
+            .bind(job.content_type.as_deref())
+            .bind(job.metadata.to_string())
+            .bind(job.error.as_deref())
+            .bind(micros(job.created_at))
+            .bind(micros(job.updated_at))
+            .bind(*seq)
+            .execute(&mut *conn)
+            .await?;
+            *seq += 1;
+            Ok(WriteOutcome::Done)
+        }
+        WriteOp::Save(job) => {
+            let result = sqlx::query(
+                "UPDATE jobs SET state = ?, progress = ?, bytes_done = ?, bytes_total = ?, \
+                 filename = ?, size = ?, sha256 = ?, content_type = ?, metadata = ?, error = ?, \
+                 updated_us = ? WHERE id = ?",
+            )
+            .bind(job.status.as_str())
+            .bind(i64::from(job.progress))
+            .bind(to_i64(job.bytes_done))
+            .bind(job.bytes_total.map(to_i64))
+            .bind(job.filename.as_deref())
+            .bind(job.size.map(to_i64))
+            .bind(job.sha256.map(|d| d.to_hex()))
+            .bind(job.content_type.as_deref())
+            .bind(job.metadata.to_string())
+            .bind(job.error.as_deref())
+            .bind(micros(job.updated_at))
+            .bind(job.job_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Saved(result.rows_affected() == 1))
+        }
+        WriteOp::Claim(limit) => {
+            let rows: Vec<JobRow> = sqlx::query_as(
+                "UPDATE jobs SET state = 'processing', updated_us = ? WHERE id IN \
+                 (SELECT id FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT ?) \
+                 RETURNING *",
+            )
+            .bind(micros(now()))
+            .bind(i64::from(*limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut jobs = rows
+                .into_iter()
+                .map(JobStatus::try_from)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            jobs.sort_by_key(|job| job.created_at);
+            Ok(WriteOutcome::Claimed(jobs))
+        }
+        WriteOp::Recover => {
+            let now = micros(now());
+            let failed = sqlx::query(
+                "UPDATE jobs SET state = 'failed', error = ?, updated_us = ? \
+                 WHERE state = 'receiving'",
+            )
+            .bind(INTERRUPTED_BY_RESTART)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            let requeued = sqlx::query(
+                "UPDATE jobs SET state = 'queued', updated_us = ? WHERE state = 'processing'",
+            )
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Recovered(Recovery {
+                failed_uploads: failed.rows_affected(),
+                requeued: requeued.rows_affected(),
+            }))
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn insert(&self, job: &JobStatus) -> anyhow::Result<()> {
+        self.write(WriteOp::Insert(Box::new(job.clone())))
+            .await
+            .map(|_| ())
+    }
+
+    async fn save(&self, job: &JobStatus) -> anyhow::Result<bool> {
+        match self.write(WriteOp::Save(Box::new(job.clone()))).await? {
+            WriteOutcome::Saved(found) => Ok(found),
+            _ => unreachable!("a save answers Saved"),
+        }
+    }
+
+    async fn get(&self, id: JobId) -> anyhow::Result<Option<JobStatus>> {
+        let row: Option<JobRow> = sqlx::query_as("SELECT * FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.readers)
+            .await?;
+        row.map(JobStatus::try_from).transpose()
+    }
+
+    async fn list(
+        &self,
+        state: Option<JobState>,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<JobStatus>> {
+        let rows: Vec<JobRow> = sqlx::query_as(
+            "SELECT * FROM jobs WHERE (?1 IS NULL OR state = ?1) \
+             AND (?2 IS NULL OR seq < (SELECT seq FROM jobs WHERE id = ?2)) \
+             ORDER BY seq DESC LIMIT ?3",
+        )
+        .bind(state.map(JobState::as_str))
+        .bind(before.map(|id| id.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(JobStatus::try_from).collect()
+    }
+
+    async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<JobStatus>> {
+        match self.write(WriteOp::Claim(limit)).await? {
+            WriteOutcome::Claimed(jobs) => Ok(jobs),
+            _ => unreachable!("a claim answers Claimed"),
+        }
+    }
+
+    async fn recover_interrupted(&self) -> anyhow::Result<Recovery> {
+        match self.write(WriteOp::Recover).await? {
+            WriteOutcome::Recovered(recovery) => Ok(recovery),
+            _ => unreachable!("a recovery answers Recovered"),
+        }
+    }
+
+    async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = ?")
+            .bind(state.as_str())
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(count as u64)
+    }
+}
+
+/// A job as stored; converted into `JobStatus` with every field parsed.
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    state: String,
+    progress: i64,
+    bytes_done: i64,
+    bytes_total: Option<i64>,
+    filename: Option<String>,
+    size: Option<i64>,
+    sha256: Option<String>,
+    content_type: Option<String>,
+    metadata: String,
+    error: Option<String>,
+    created_us: i64,
+    updated_us: i64,
+}
+
+impl TryFrom<JobRow> for JobStatus {
+    type Error = anyhow::Error;
+
+    fn try_from(row: JobRow) -> anyhow::Result<Self> {
+        Ok(JobStatus {
+            job_id: JobId::parse(&row.id).with_context(|| format!("stored job id {:?}", row.id))?,
+            status: JobState::from_str(&row.state)?,
+            progress: u8::try_from(row.progress.clamp(0, 100))?,
+            bytes_done: row.bytes_done.max(0) as u64,
+            bytes_total: row.bytes_total.map(|n| n.max(0) as u64),
+            filename: row.filename,
+            size: row.size.map(|n| n.max(0) as u64),
+            sha256: row
+                .sha256
+                .as_deref()
+                .map(Sha256Digest::parse)
+                .transpose()?,
+            content_type: row.content_type,
+            metadata: serde_json::from_str(&row.metadata).context("stored metadata")?,
+            error: row.error,
+            created_at: from_micros(row.created_us)?,
+            updated_at: from_micros(row.updated_us)?,
+        })
+    }
+}
+
+/// The current time at the precision the store keeps, so a status read back equals the one
+/// that was written.
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
+}
+
+fn micros(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1000) as i64
+}
+
+fn from_micros(us: i64) -> anyhow::Result<OffsetDateTime> {
+    Ok(OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(us) * 1000,
+    )?)
+}
+
+/// SQLite integers are signed; sizes beyond i64 cannot occur (uploads are capped far below).
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

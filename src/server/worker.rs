@@ -1,0 +1,171 @@
+//! The background worker: claims queued jobs from the persistent queue (the jobs table) and
+//! processes them, at most `workers` at a time, outside any request.
+use super::jobs::Jobs;
+use crate::domain::{JobState, JobStatus, Progress};
+use std::{io::Read, path::Path, sync::Arc, time::Duration};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How often the worker looks at the queue even without a wake-up (a safety net only).
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Bytes read from the start of a file to recognise its type.
+const SNIFF_LEN: usize = 8192;
+/// Steps of processing, for the progress bar.
+const STEPS: u32 = 2;
+
+#[derive(Clone)]
+pub struct Worker {
+    jobs: Arc<Jobs>,
+    slots: Arc<Semaphore>,
+    step_delay: Duration,
+}
+
+impl Worker {
+    pub fn new(jobs: Arc<Jobs>, concurrency: usize, step_delay: Duration) -> Self {
+        Self {
+            jobs,
+            slots: Arc::new(Semaphore::new(concurrency)),
+            step_delay,
+        }
+    }
+
+    /// Claims and processes jobs until `shutdown` fires. Jobs still processing then are left
+    /// `processing` in the store and re-queued by the next start-up.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let free = self.slots.available_permits().max(1) as u32;
+            let claimed = tokio::select! {
+                claimed = self.jobs.claim(free) => claimed,
+                _ = shutdown.cancelled() => return,
+            };
+            match claimed {
+                Ok(jobs) if !jobs.is_empty() => {
+                    for job in jobs {
+                        let permit = tokio::select! {
+                            permit = self.slots.clone().acquire_owned() => permit.expect("worker semaphore is never closed"),
+                            _ = shutdown.cancelled() => return,
+                        };
+                        let worker = self.clone();
+                        tokio::spawn(async move {
+                            worker.process(job).await;
+                            drop(permit);
+                        });
+                    }
+                    // Wait for a free slot before claiming more.
+                    tokio::select! {
+                        permit = self.slots.acquire() => drop(permit),
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+                Ok(_) => {
+                    tokio::select! {
+                        _ = self.jobs.queued_notification() => {}
+                        _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = ?error, "claiming queued jobs failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Processes every queued job now, one at a time, and returns how many: for tests that
+    /// want no background timing.
+    pub async fn run_until_idle(&self) -> anyhow::Result<usize> {
+        let mut processed = 0;
+        loop {
+            let claimed = self.jobs.claim(1).await?;
+            if claimed.is_empty() {
+                return Ok(processed);
+            }
+            for job in claimed {
+                self.process(job).await;
+                processed += 1;
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = %job.job_id))]
+    async fn process(&self, mut job: JobStatus) {
+        if let Err(error) = self.process_steps(&mut job).await {
+            tracing::error!(error = ?error, "processing failed");
+            let message = format!("processing failed: {error}");
+            if let Err(error) = self.jobs.fail(job, message).await {
+                tracing::error!(error = ?error, "recording a processing failure failed");
+            }
+        }
+    }
+
+    async fn process_steps(&self, job: &mut JobStatus) -> anyhow::Result<()> {
+        let has_file = job.has_file();
+        job.progress = Progress::processing(0, STEPS, has_file);
+        self.jobs.update(job).await?;
+        self.pause().await;
+
+        if let Some(digest) = job.sha256 {
+            let path = self.jobs.blobs().blob_path(&digest);
+            job.content_type = Some(tokio::task::spawn_blocking(move || sniff(&path)).await??);
+        }
+        job.progress = Progress::processing(1, STEPS, has_file);
+        self.jobs.update(job).await?;
+        self.pause().await;
+
+        job.status = JobState::Completed;
+        job.progress = Progress::DONE;
+        self.jobs.update(job).await?;
+        tracing::info!(sha256 = ?job.sha256, size = job.size, "job completed");
+        Ok(())
+    }
+
+    async fn pause(&self) {
+        if !self.step_delay.is_zero() {
+            tokio::time::sleep(self.step_delay).await;
+        }
+    }
+}
+
+/// The content type from the file's magic bytes; UTF-8 text without a signature is
+/// `text/plain`, anything else unrecognised `application/octet-stream`.
+fn sniff(path: &Path) -> std::io::Result<String> {
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    std::fs::File::open(path)?
+        .take(SNIFF_LEN as u64)
+        .read_to_end(&mut head)?;
+    Ok(content_type_of(&head).to_owned())
+}
+
+fn content_type_of(head: &[u8]) -> &'static str {
+    if let Some(kind) = infer::get(head) {
+        return kind.mime_type();
+    }
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => Some(text),
+        // The sniffed prefix may end inside a multi-byte character.
+        Err(error) if error.error_len().is_none() => std::str::from_utf8(&head[..error.valid_up_to()]).ok(),
+        Err(_) => None,
+    };
+    match text {
+        Some(text) if !text.contains('\0') => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_type_of;
+
+    #[test]
+    fn recognises_files_by_their_bytes() {
+        assert_eq!(content_type_of(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "image/png");
+        assert_eq!(content_type_of(b"%PDF-1.7\n"), "application/pdf");
+        assert_eq!(content_type_of("plain text, ünïcode".as_bytes()), "text/plain");
+        assert_eq!(content_type_of(&[0xff, 0x00, 0x13, 0x37]), "application/octet-stream");
+        assert_eq!(content_type_of(&"é".as_bytes()[..1]), "text/plain");
+    }
+}

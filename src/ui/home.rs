@@ -1,0 +1,89 @@
+//! The landing page: says what Ingest is and proves both halves run (server data, hydration).
+use crate::api::get_service_info;
+use leptos::prelude::*;
+
+#[component]
+pub fn HomePage() -> impl IntoView {
+    let info = Resource::new(|| (), |_| get_service_info());
+    let hydrated = RwSignal::new(false);
+    // Effects run only in the browser, so this flips once the wasm has taken over the page.
+    Effect::new(move |_| hydrated.set(true));
+    let checks = RwSignal::new(0u32);
+    let refresh = move |_| {
+        checks.update(|n| *n += 1);
+        info.refetch();
+    };
+
+    view! {
+        <section class="card" data-hydrated=move || hydrated.get().to_string()>
+            <h1>"Ingest"</h1>
+            <p>
+                "Push files or metadata in as ingest jobs and watch each one until it is stored. "
+                "Scripts use " <code>"POST /api/ingest"</code> ", " <code>"GET /api/status/{id}"</code>
+                " and " <code>"/ws/status/{id}"</code> " with a bearer token."
+            </p>
+            <Suspense fallback=|| view! { <p class="muted">"Asking the server…"</p> }>
+                {move || {
+                    info.get()
+                        .map(|result| match result {
+                            Ok(info) => {
+                                view! {
+                                    <p id="service-info">
+                                        "Server " <strong>{info.version}</strong>
+                                        ", uploads up to "
+                                        <strong>{format_bytes(info.max_upload_bytes)}</strong> "."
+                                    </p>
+                                }
+                                    .into_any()
+                            }
+                            Err(error) => {
+                                view! {
+                                    <p class="error" role="alert">
+                                        "The server did not answer: " {error.to_string()}
+                                    </p>
+                                }
+                                    .into_any()
+                            }
+                        })
+                }}
+            </Suspense>
+            <button id="check-server" on:click=refresh disabled=move || !hydrated.get()>
+                "Check server"
+            </button>
+            <span id="check-count" class="muted">
+                {move || match checks.get() {
+                    0 => String::new(),
+                    n => format!("checked {n}×"),
+                }}
+            </span>
+        </section>
+    }
+}
+
+/// Binary units, one decimal: what people read on file dialogs.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_bytes;
+
+    #[test]
+    fn formats_in_binary_units() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(10 * 1024 * 1024 * 1024), "10.0 GiB");
+    }
+}

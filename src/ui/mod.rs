@@ -1,0 +1,4 @@
+//! Pages and components.
+mod home;
+
+pub use home::HomePage;
