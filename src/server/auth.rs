@@ -77,12 +77,16 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("missing Authorization: Bearer <token> header"))?;
-        let token = bearer_token(header.as_bytes())
-            .ok_or(ApiError::Unauthorized("the Authorization header must be Bearer <token>"))?;
+        let header =
+            parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .ok_or(ApiError::Unauthorized(
+                    "missing Authorization: Bearer <token> header",
+                ))?;
+        let token = bearer_token(header.as_bytes()).ok_or(ApiError::Unauthorized(
+            "the Authorization header must be Bearer <token>",
+        ))?;
         check(state, token)
     }
 }

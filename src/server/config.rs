@@ -29,7 +29,12 @@ pub enum Command {
 #[derive(Debug, Default, clap::Args)]
 pub struct SettingsArgs {
     /// Settings file; its `[server]` table fills in what flags and environment leave unset.
-    #[arg(long, env = "INGEST_CONFIG", default_value = "Leptos.toml", global = true)]
+    #[arg(
+        long,
+        env = "INGEST_CONFIG",
+        default_value = "Leptos.toml",
+        global = true
+    )]
     pub config: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "LEPTOS_SITE_ADDR", global = true)]

@@ -110,6 +110,11 @@ impl Jobs {
 
     /// Marks a job failed with a message meant for people.
     pub async fn fail(&self, mut job: JobStatus, error: impl Into<String>) -> anyhow::Result<()> {
+        // Keep how far it got: the live snapshot may be ahead of the caller's copy.
+        if let Some(live) = self.hub.current(job.job_id) {
+            job.bytes_done = live.bytes_done;
+            job.progress = live.progress;
+        }
         job.status = JobState::Failed;
         job.error = Some(error.into());
         self.update(&mut job).await
@@ -169,7 +174,10 @@ impl Jobs {
         let recovery = self.store.recover_interrupted().await?;
         let blobs = self.blobs.clone();
         let removed = tokio::task::spawn_blocking(move || blobs.clear_temp()).await??;
-        let queued = self.store.list(Some(JobState::Queued), None, u32::MAX).await?;
+        let queued = self
+            .store
+            .list(Some(JobState::Queued), None, u32::MAX)
+            .await?;
         for job in queued {
             self.hub.track(job);
         }

@@ -174,9 +174,17 @@ mod tests {
         assert!(matches!(error, ReceiveError::TooLarge { limit: 10 }));
         assert!(!temp.exists());
 
-        let broken = stream::iter(vec![Ok(Bytes::from_static(b"abc")), Err("reset".to_owned())]);
-        let error = receive(broken, temp.clone(), 100, |_| {}).await.unwrap_err();
-        assert!(matches!(error, ReceiveError::Interrupted { received: 3, .. }));
+        let broken = stream::iter(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err("reset".to_owned()),
+        ]);
+        let error = receive(broken, temp.clone(), 100, |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            ReceiveError::Interrupted { received: 3, .. }
+        ));
         assert!(!temp.exists());
     }
 }

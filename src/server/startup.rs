@@ -1,13 +1,8 @@
 //! Building the application: storage, recovery, the worker, the router (API + Leptos), and
 //! the listener, bound first so tests can use port 0 and read the real port.
 use super::{
-    blobs::BlobStore,
-    config::Settings,
-    jobs::Jobs,
-    routes::api_router,
-    store::SqliteStore,
-    telemetry::request_span,
-    worker::Worker,
+    blobs::BlobStore, config::Settings, jobs::Jobs, routes::api_router, store::SqliteStore,
+    telemetry::request_span, worker::Worker,
 };
 use crate::app::{shell, App};
 use anyhow::Context;
@@ -51,13 +46,14 @@ pub struct Application {
 impl Application {
     /// Opens storage under the data dir, recovers from an earlier crash, and binds the address.
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-            format!("creating the data dir {}", settings.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating the data dir {}", settings.data_dir.display()))?;
         let blobs = BlobStore::open(&settings.data_dir).context("preparing blob storage")?;
         let store = SqliteStore::open(&settings.data_dir.join("ingest.db")).await?;
         let jobs = Arc::new(Jobs::new(Arc::new(store), blobs));
-        jobs.recover().await.context("recovering interrupted jobs")?;
+        jobs.recover()
+            .await
+            .context("recovering interrupted jobs")?;
 
         let listener = TcpListener::bind(settings.site_addr)
             .await

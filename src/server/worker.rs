@@ -147,7 +147,9 @@ fn content_type_of(head: &[u8]) -> &'static str {
     let text = match std::str::from_utf8(head) {
         Ok(text) => Some(text),
         // The sniffed prefix may end inside a multi-byte character.
-        Err(error) if error.error_len().is_none() => std::str::from_utf8(&head[..error.valid_up_to()]).ok(),
+        Err(error) if error.error_len().is_none() => {
+            std::str::from_utf8(&head[..error.valid_up_to()]).ok()
+        }
         Err(_) => None,
     };
     match text {
@@ -162,10 +164,19 @@ mod tests {
 
     #[test]
     fn recognises_files_by_their_bytes() {
-        assert_eq!(content_type_of(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "image/png");
+        assert_eq!(
+            content_type_of(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            "image/png"
+        );
         assert_eq!(content_type_of(b"%PDF-1.7\n"), "application/pdf");
-        assert_eq!(content_type_of("plain text, ünïcode".as_bytes()), "text/plain");
-        assert_eq!(content_type_of(&[0xff, 0x00, 0x13, 0x37]), "application/octet-stream");
+        assert_eq!(
+            content_type_of("plain text, ünïcode".as_bytes()),
+            "text/plain"
+        );
+        assert_eq!(
+            content_type_of(&[0xff, 0x00, 0x13, 0x37]),
+            "application/octet-stream"
+        );
         assert_eq!(content_type_of(&"é".as_bytes()[..1]), "text/plain");
     }
 }

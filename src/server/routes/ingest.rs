@@ -54,7 +54,10 @@ pub async fn ingest(
                      application/x-www-form-urlencoded or multipart/form-data",
                 ));
             }
-            state.jobs.submit_metadata(Value::Object(Map::new())).await?
+            state
+                .jobs
+                .submit_metadata(Value::Object(Map::new()))
+                .await?
         }
         Some(mime) if mime.essence_str() == "application/json" => {
             // JSON escapes can double the size of a metadata string.
@@ -94,7 +97,8 @@ async fn ingest_multipart(
     let content_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    let ceiling = settings.max_upload_bytes + settings.max_metadata_bytes as u64 + MULTIPART_OVERHEAD;
+    let ceiling =
+        settings.max_upload_bytes + settings.max_metadata_bytes as u64 + MULTIPART_OVERHEAD;
     if content_length.is_some_and(|length| length > ceiling) {
         return Err(too_large(settings.max_upload_bytes));
     }
@@ -111,7 +115,10 @@ async fn ingest_multipart(
             Err(error) => {
                 let problem = ApiError::bad_request(
                     "invalid_multipart",
-                    format!("the multipart body is malformed or incomplete: {}", error.body_text()),
+                    format!(
+                        "the multipart body is malformed or incomplete: {}",
+                        error.body_text()
+                    ),
                 );
                 return Err(abandon(state, upload, problem).await);
             }
@@ -154,18 +161,14 @@ async fn ingest_multipart(
                     )
                     .await?;
                 let temp = state.jobs.blobs().temp_path(job.job_id);
-                let mut last_report = Instant::now();
-                let received = receive(
-                    Box::pin(field),
-                    temp,
-                    settings.max_upload_bytes,
-                    |bytes| {
-                        if last_report.elapsed() >= PROGRESS_EVERY {
-                            last_report = Instant::now();
-                            state.jobs.report_received(&job, bytes);
-                        }
-                    },
-                )
+                // The first chunk is reported at once, later ones at most every PROGRESS_EVERY.
+                let mut last_report: Option<Instant> = None;
+                let received = receive(Box::pin(field), temp, settings.max_upload_bytes, |bytes| {
+                    if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+                        last_report = Some(Instant::now());
+                        state.jobs.report_received(&job, bytes);
+                    }
+                })
                 .await;
                 match received {
                     Ok(received) => upload = Some((job, received)),
@@ -216,7 +219,11 @@ async fn ingest_multipart(
 
 /// A request that fails after its file arrived: the job is marked failed with the reason and
 /// the received bytes are removed, then the error goes back to the client.
-async fn abandon(state: &AppState, upload: Option<(JobStatus, Received)>, problem: ApiError) -> ApiError {
+async fn abandon(
+    state: &AppState,
+    upload: Option<(JobStatus, Received)>,
+    problem: ApiError,
+) -> ApiError {
     if let Some((job, received)) = upload {
         if let Err(error) = state.jobs.blobs().discard_temp(&received.temp) {
             tracing::warn!(%error, "removing an abandoned upload failed");
@@ -271,7 +278,10 @@ fn base_urls(headers: &HeaderMap) -> (String, String) {
 /// `{"metadata": "<JSON text>"}` or `{"metadata": {...}}`; no metadata means `{}`.
 fn metadata_from_json_body(body: &[u8], limit: usize) -> Result<Value, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {error}"))
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not valid JSON: {error}"),
+        )
     })?;
     let Value::Object(mut fields) = value else {
         return Err(ApiError::bad_request(
@@ -296,7 +306,10 @@ fn metadata_from_json_body(body: &[u8], limit: usize) -> Result<Value, ApiError>
 /// `metadata=<JSON text>`, as PowerShell's `-Body @{ metadata = "{}" }` sends it.
 fn metadata_from_form(body: &[u8], limit: usize) -> Result<Value, ApiError> {
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|error| {
-        ApiError::bad_request("invalid_form", format!("the form body is malformed: {error}"))
+        ApiError::bad_request(
+            "invalid_form",
+            format!("the form body is malformed: {error}"),
+        )
     })?;
     let mut metadata = None;
     for (name, value) in fields {
@@ -316,7 +329,10 @@ fn metadata_from_form(body: &[u8], limit: usize) -> Result<Value, ApiError> {
             }
         }
     }
-    metadata.map_or_else(|| Ok(empty_object()), |text| parse_metadata_text(&text, limit))
+    metadata.map_or_else(
+        || Ok(empty_object()),
+        |text| parse_metadata_text(&text, limit),
+    )
 }
 
 /// Metadata arrives as JSON text; it must be an object. Blank text means none.
@@ -358,7 +374,10 @@ async fn read_capped(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|error| {
-            ApiError::bad_request("upload_interrupted", format!("reading the body failed: {error}"))
+            ApiError::bad_request(
+                "upload_interrupted",
+                format!("reading the body failed: {error}"),
+            )
         })?;
         if bytes.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -421,14 +440,23 @@ mod tests {
         assert_eq!(from("[]").unwrap_err().code(), "invalid_body");
         assert_eq!(from("null").unwrap_err().code(), "invalid_body");
         assert_eq!(from("{").unwrap_err().code(), "invalid_json");
-        assert_eq!(from(r#"{"metadata": "nope"}"#).unwrap_err().code(), "invalid_metadata");
-        assert_eq!(from(r#"{"metadata": 3}"#).unwrap_err().code(), "invalid_metadata");
+        assert_eq!(
+            from(r#"{"metadata": "nope"}"#).unwrap_err().code(),
+            "invalid_metadata"
+        );
+        assert_eq!(
+            from(r#"{"metadata": 3}"#).unwrap_err().code(),
+            "invalid_metadata"
+        );
     }
 
     #[test]
     fn oversized_metadata_is_refused() {
         let text = format!("{{\"a\":\"{}\"}}", "x".repeat(100));
-        assert_eq!(parse_metadata_text(&text, 50).unwrap_err().code(), "payload_too_large");
+        assert_eq!(
+            parse_metadata_text(&text, 50).unwrap_err().code(),
+            "payload_too_large"
+        );
     }
 
     #[test]

@@ -44,8 +44,8 @@ pub async fn list(
     _auth: Authenticated,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
-    let Query(params) =
-        params.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let Query(params) = params
+        .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
     let filter = params
         .status
         .as_deref()
@@ -77,9 +77,8 @@ pub async fn list(
 }
 
 pub fn parse_job_id(raw: Result<Path<String>, PathRejection>) -> Result<JobId, ApiError> {
-    let Path(raw) = raw.map_err(|rejection| {
-        ApiError::bad_request("invalid_job_id", rejection.body_text())
-    })?;
+    let Path(raw) =
+        raw.map_err(|rejection| ApiError::bad_request("invalid_job_id", rejection.body_text()))?;
     JobId::parse(&raw).map_err(|error| ApiError::bad_request("invalid_job_id", error.to_string()))
 }
 

@@ -61,9 +61,8 @@ pub async fn status_socket(
             None => return Err(no_such_job(id)),
         },
     };
-    let upgrade = upgrade.map_err(|rejection| {
-        ApiError::bad_request("websocket_required", rejection.body_text())
-    })?;
+    let upgrade = upgrade
+        .map_err(|rejection| ApiError::bad_request("websocket_required", rejection.body_text()))?;
     Ok(upgrade.on_upgrade(move |socket| follow(socket, source, state)))
 }
 
@@ -93,7 +92,9 @@ async fn follow(socket: WebSocket, source: Source, state: AppState) {
     };
     match outcome {
         Ok(Ending::Finished) => close(&mut sink, close_code::NORMAL, "job finished").await,
-        Ok(Ending::ShuttingDown) => close(&mut sink, close_code::AWAY, "server shutting down").await,
+        Ok(Ending::ShuttingDown) => {
+            close(&mut sink, close_code::AWAY, "server shutting down").await
+        }
         Ok(Ending::ClientGone) | Err(_) => {}
     }
     reader.abort();

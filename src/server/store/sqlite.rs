@@ -95,7 +95,9 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>
             Err(error) => {
                 tracing::error!(error = ?error, writes = batch.len(), "database commit failed");
                 for write in batch.drain(..) {
-                    let _ = write.reply.send(Err(anyhow!("database commit failed: {error}")));
+                    let _ = write
+                        .reply
+                        .send(Err(anyhow!("database commit failed: {error}")));
                 }
             }
         }
@@ -307,11 +309,7 @@ impl TryFrom<JobRow> for JobStatus {
             bytes_total: row.bytes_total.map(|n| n.max(0) as u64),
             filename: row.filename,
             size: row.size.map(|n| n.max(0) as u64),
-            sha256: row
-                .sha256
-                .as_deref()
-                .map(Sha256Digest::parse)
-                .transpose()?,
+            sha256: row.sha256.as_deref().map(Sha256Digest::parse).transpose()?,
             content_type: row.content_type,
             metadata: serde_json::from_str(&row.metadata).context("stored metadata")?,
             error: row.error,

@@ -1,0 +1,10 @@
+//! One integration-test binary: a real server on a loopback port, a real SQLite file, real
+//! HTTP and WebSocket clients.
+mod auth;
+mod bad_input;
+mod helpers;
+mod queue;
+mod restart;
+mod seed_examples;
+mod uploads;
+mod websocket;
