@@ -1,5 +1,6 @@
-//! Live status fan-out: one `watch` channel per unfinished job. A watch keeps only the latest
-//! snapshot, so a slow subscriber never holds a backlog and memory stays bounded per job.
+//! Live status fan-out: one `watch` channel per unfinished job that someone follows (or that is
+//! receiving bytes). A watch keeps only the latest snapshot, so a slow subscriber never holds a
+//! backlog and memory stays bounded per job.
 use crate::domain::{JobId, JobStatus};
 use std::{
     collections::HashMap,
@@ -12,20 +13,20 @@ use tokio::sync::watch;
 
 #[derive(Default)]
 pub struct StatusHub {
-    /// Every unfinished job has an entry; a job's entry goes when its final state is published.
+    /// Unfinished jobs being followed or uploaded; an entry goes when the final state is
+    /// published. Jobs nobody follows have no entry: the store has their state.
     live: Mutex<HashMap<JobId, watch::Sender<JobStatus>>>,
     open_sockets: AtomicUsize,
 }
 
 impl StatusHub {
-    /// Starts following a new or recovered unfinished job. Called before the job can be
-    /// claimed by the worker, so no later snapshot can arrive before its entry exists.
-    pub fn track(&self, status: JobStatus) {
+    /// Starts carrying an unfinished job's snapshots (or joins the entry that exists) and
+    /// subscribes to them.
+    pub fn track(&self, status: JobStatus) -> watch::Receiver<JobStatus> {
         let mut live = self.live.lock().expect("hub lock poisoned");
-        if !status.is_terminal() {
-            live.entry(status.job_id)
-                .or_insert_with(|| watch::Sender::new(status));
-        }
+        live.entry(status.job_id)
+            .or_insert_with(|| watch::Sender::new(status))
+            .subscribe()
     }
 
     /// Drops a job that never came to exist (its insert failed).
@@ -43,10 +44,13 @@ impl StatusHub {
         let Some(sender) = live.get(&id) else {
             return;
         };
-        if status.updated_at < sender.borrow().updated_at {
-            return;
-        }
-        sender.send_replace(status);
+        sender.send_if_modified(|current| {
+            let newer = status.updated_at >= current.updated_at && status != *current;
+            if newer {
+                *current = status;
+            }
+            newer
+        });
         if terminal {
             live.remove(&id);
         }
@@ -59,8 +63,8 @@ impl StatusHub {
         live.get(&id).map(|sender| sender.borrow().clone())
     }
 
-    /// Follows an unfinished job. `None` means the job is finished (or unknown): because the
-    /// store is written before the final publish, the store then holds its final state.
+    /// Follows a job that has an entry. `None` means nobody carries it live: the store has
+    /// its state (see `Jobs::follow`).
     pub fn subscribe(&self, id: JobId) -> Option<watch::Receiver<JobStatus>> {
         let live = self.live.lock().expect("hub lock poisoned");
         live.get(&id).map(watch::Sender::subscribe)
@@ -89,6 +93,12 @@ impl Drop for SocketGuard<'_> {
     }
 }
 
+/// What following a job gives: its live snapshots, or the final state of a finished job.
+pub enum Follow {
+    Live(watch::Receiver<JobStatus>),
+    Finished(Box<JobStatus>),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,20 +114,35 @@ mod tests {
     }
 
     #[test]
+    fn older_snapshots_do_not_replace_newer_ones() {
+        let hub = StatusHub::default();
+        let id = JobId::new();
+        let mut newer = status(id, JobState::Processing);
+        newer.updated_at += time::Duration::seconds(5);
+        hub.track(newer);
+        hub.publish(status(id, JobState::Queued));
+        assert_eq!(hub.current(id).unwrap().status, JobState::Processing);
+    }
+
+    #[test]
     fn subscribers_see_the_final_state_after_the_entry_is_gone() {
         let hub = StatusHub::default();
         let id = JobId::new();
-        hub.track(status(id, JobState::Queued));
-        let mut follower = hub.subscribe(id).unwrap();
-        hub.publish(status(id, JobState::Processing));
-        hub.publish(status(id, JobState::Completed));
+        let mut follower = hub.track(status(id, JobState::Queued));
+        let later = |state, seconds| {
+            let mut next = status(id, state);
+            next.updated_at += time::Duration::seconds(seconds);
+            next
+        };
+        hub.publish(later(JobState::Processing, 1));
+        hub.publish(later(JobState::Completed, 2));
         assert!(hub.subscribe(id).is_none());
         assert_eq!(hub.live_jobs(), 0);
         // Only the latest snapshot is kept: the follower skips `Processing`.
         assert!(follower.has_changed().unwrap_or(true));
         assert_eq!(follower.borrow_and_update().status, JobState::Completed);
         // A late snapshot of a finished job does not bring it back.
-        hub.publish(status(id, JobState::Queued));
+        hub.publish(later(JobState::Queued, 3));
         assert!(hub.current(id).is_none());
     }
 }

@@ -1,9 +1,10 @@
 //! The job service: the one place that changes jobs. It writes the store first and then
-//! publishes to the hub, so a follower that finds no live entry can trust the store.
+//! publishes to the hub (which drops stale snapshots), so a follower that finds no live entry
+//! can trust the store.
 //! REST routes, server functions and the worker all go through it.
 use super::{
     blobs::BlobStore,
-    hub::StatusHub,
+    hub::{Follow, StatusHub},
     receive::Received,
     store::{now, JobStore},
 };
@@ -45,7 +46,7 @@ impl Jobs {
     /// A metadata-only job, durable and queued when this returns.
     pub async fn submit_metadata(&self, metadata: serde_json::Value) -> anyhow::Result<JobStatus> {
         let job = JobStatus::new(JobId::new(), JobState::Queued, metadata, now());
-        self.insert(&job).await?;
+        self.store.insert(&job).await?;
         self.queued.notify_one();
         Ok(job)
     }
@@ -61,19 +62,13 @@ impl Jobs {
         let mut job = JobStatus::new(JobId::new(), JobState::Receiving, metadata, now());
         job.filename = filename;
         job.bytes_total = bytes_total;
-        self.insert(&job).await?;
-        Ok(job)
-    }
-
-    /// Tracks first, then stores: once stored, the worker may claim the job at any moment and
-    /// its updates must find the hub entry.
-    async fn insert(&self, job: &JobStatus) -> anyhow::Result<()> {
-        self.hub.track(job.clone());
-        let stored = self.store.insert(job).await;
-        if stored.is_err() {
+        // Live byte counts exist only in the hub, so an upload is carried there from the start.
+        drop(self.hub.track(job.clone()));
+        if let Err(error) = self.store.insert(&job).await {
             self.hub.forget(job.job_id);
+            return Err(error);
         }
-        stored
+        Ok(job)
     }
 
     /// Live byte count of an upload: published, not stored (the store records transitions).
@@ -138,6 +133,27 @@ impl Jobs {
         self.store.get(id).await
     }
 
+    /// Follows a job: live snapshots while it runs, its final state once finished; `None` if
+    /// there is no such job.
+    pub async fn follow(&self, id: JobId) -> anyhow::Result<Option<Follow>> {
+        if let Some(live) = self.hub.subscribe(id) {
+            return Ok(Some(Follow::Live(live)));
+        }
+        let Some(stored) = self.store.get(id).await? else {
+            return Ok(None);
+        };
+        if stored.is_terminal() {
+            return Ok(Some(Follow::Finished(Box::new(stored))));
+        }
+        let live = self.hub.track(stored);
+        // A change saved between the read and the entry's creation was published to no one:
+        // read once more now that the entry catches every later change.
+        if let Some(fresh) = self.store.get(id).await? {
+            self.hub.publish(fresh);
+        }
+        Ok(Some(Follow::Live(live)))
+    }
+
     /// Newest first, with live progress for jobs that are running.
     pub async fn list(
         &self,
@@ -168,8 +184,8 @@ impl Jobs {
         self.queued.notified().await
     }
 
-    /// Start-up recovery: re-queues interrupted processing, fails interrupted uploads, removes
-    /// their temp files, and makes every unfinished job followable again.
+    /// Start-up recovery: re-queues interrupted processing, fails interrupted uploads and
+    /// removes their temp files.
     pub async fn recover(&self) -> anyhow::Result<()> {
         let recovery = self.store.recover_interrupted().await?;
         let blobs = self.blobs.clone();

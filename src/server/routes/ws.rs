@@ -7,6 +7,7 @@ use crate::{
     server::{
         auth::{self, bearer_token},
         error::ApiError,
+        hub::Follow,
         startup::AppState,
     },
 };
@@ -30,12 +31,6 @@ use tokio_util::sync::CancellationToken;
 /// A client that cannot take one message in this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What the socket will report: a running job's live channel, or a finished job's final state.
-enum Source {
-    Live(watch::Receiver<JobStatus>),
-    Finished(Box<JobStatus>),
-}
-
 pub async fn status_socket(
     State(state): State<AppState>,
     job_id: Result<Path<String>, PathRejection>,
@@ -54,20 +49,18 @@ pub async fn status_socket(
     };
     auth::check(&state, token)?;
     let id = parse_job_id(job_id)?;
-    let source = match state.jobs.hub().subscribe(id) {
-        Some(live) => Source::Live(live),
-        None => match state.jobs.store().get(id).await? {
-            Some(finished) => Source::Finished(Box::new(finished)),
-            None => return Err(no_such_job(id)),
-        },
-    };
+    let source = state
+        .jobs
+        .follow(id)
+        .await?
+        .ok_or_else(|| no_such_job(id))?;
     let upgrade = upgrade
         .map_err(|rejection| ApiError::bad_request("websocket_required", rejection.body_text()))?;
     Ok(upgrade.on_upgrade(move |socket| follow(socket, source, state)))
 }
 
 #[tracing::instrument(skip_all)]
-async fn follow(socket: WebSocket, source: Source, state: AppState) {
+async fn follow(socket: WebSocket, source: Follow, state: AppState) {
     let _open = state.jobs.hub().socket_opened();
     let (mut sink, mut incoming) = socket.split();
     // The reading half only notices the client leaving; pongs are answered by the protocol.
@@ -85,10 +78,10 @@ async fn follow(socket: WebSocket, source: Source, state: AppState) {
     });
 
     let outcome = match source {
-        Source::Finished(status) => send_status(&mut sink, &status)
+        Follow::Finished(status) => send_status(&mut sink, &status)
             .await
             .map(|()| Ending::Finished),
-        Source::Live(live) => stream_changes(&mut sink, live, &state, &client_gone).await,
+        Follow::Live(live) => stream_changes(&mut sink, live, &state, &client_gone).await,
     };
     match outcome {
         Ok(Ending::Finished) => close(&mut sink, close_code::NORMAL, "job finished").await,
