@@ -31,8 +31,12 @@ async fn main() -> ExitCode {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    // Served from a spawned task: the thread running `main` is not one of the runtime's
+    // workers, and work driven from it would not be shared with them.
     let outcome = match Application::build(settings, shutdown).await {
-        Ok(app) => app.run_until_stopped().await,
+        Ok(app) => tokio::spawn(app.run_until_stopped())
+            .await
+            .unwrap_or_else(|join| Err(anyhow::anyhow!("server task failed: {join}"))),
         Err(error) => Err(error),
     };
     match outcome {

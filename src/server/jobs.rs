@@ -76,8 +76,14 @@ impl Jobs {
         let mut live = job.clone();
         live.bytes_done = bytes_done;
         live.progress = Progress::receiving(bytes_done, job.bytes_total);
-        live.updated_at = now();
-        self.hub.publish(live);
+        self.report_progress(&mut live);
+    }
+
+    /// Progress within a state: published to followers and status readers, not stored. A
+    /// restart re-queues or fails the job anyway, so storing it would only cost writes.
+    pub fn report_progress(&self, job: &mut JobStatus) {
+        job.updated_at = now();
+        self.hub.publish(job.clone());
     }
 
     /// Stores the received file under its digest and queues the job for processing.
@@ -170,10 +176,12 @@ impl Jobs {
         Ok(jobs)
     }
 
-    /// Claims up to `limit` queued jobs for processing.
+    /// Claims up to `limit` queued jobs for processing. They are carried live in the hub
+    /// while they run, so their progress reaches status readers as well as followers.
     pub async fn claim(&self, limit: u32) -> anyhow::Result<Vec<JobStatus>> {
         let claimed = self.store.claim_queued(limit).await?;
         for job in &claimed {
+            drop(self.hub.track(job.clone()));
             self.hub.publish(job.clone());
         }
         Ok(claimed)

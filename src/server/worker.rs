@@ -105,7 +105,7 @@ impl Worker {
     async fn process_steps(&self, job: &mut JobStatus) -> anyhow::Result<()> {
         let has_file = job.has_file();
         job.progress = Progress::processing(0, STEPS, has_file);
-        self.jobs.update(job).await?;
+        self.jobs.report_progress(job);
         self.pause().await;
 
         if let Some(digest) = job.sha256 {
@@ -113,7 +113,7 @@ impl Worker {
             job.content_type = Some(tokio::task::spawn_blocking(move || sniff(&path)).await??);
         }
         job.progress = Progress::processing(1, STEPS, has_file);
-        self.jobs.update(job).await?;
+        self.jobs.report_progress(job);
         self.pause().await;
 
         job.status = JobState::Completed;

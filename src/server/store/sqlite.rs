@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    Connection, SqliteConnection, SqlitePool,
+    Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool,
 };
 use std::{path::Path, str::FromStr, time::Duration};
 use time::OffsetDateTime;
@@ -24,7 +24,13 @@ pub struct SqliteStore {
 }
 
 enum WriteOp {
+    /// Inserts are gathered into multi-row statements.
     Insert(Box<JobStatus>),
+    Change(Change),
+}
+
+/// Writes that run one statement each.
+enum Change {
     Save(Box<JobStatus>),
     Claim(u32),
     Recover,
@@ -104,8 +110,9 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>
     }
 }
 
-/// Runs every write of the batch in one transaction. A failing statement is rolled back on its
-/// own by SQLite, so it fails only its caller; replies go out only after the commit.
+/// Runs every write of the batch in one transaction. Runs of inserts become one multi-row
+/// INSERT (each statement costs a round trip to SQLite's thread). A failing statement is rolled
+/// back on its own by SQLite, so it fails only its callers; replies go out after the commit.
 async fn apply_batch(
     conn: &mut SqliteConnection,
     batch: &[Write],
@@ -113,45 +120,76 @@ async fn apply_batch(
 ) -> anyhow::Result<Vec<anyhow::Result<WriteOutcome>>> {
     let mut tx = conn.begin().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    for write in batch {
-        outcomes.push(apply(&mut tx, &write.op, seq).await);
+    let mut rest = batch;
+    while let Some(first) = rest.first() {
+        let inserts = rest
+            .iter()
+            .take_while(|write| matches!(write.op, WriteOp::Insert(_)))
+            .count();
+        if let WriteOp::Change(change) = &first.op {
+            outcomes.push(apply(&mut tx, change).await);
+            rest = &rest[1..];
+            continue;
+        }
+        let jobs: Vec<&JobStatus> = rest[..inserts]
+            .iter()
+            .filter_map(|write| match &write.op {
+                WriteOp::Insert(job) => Some(job.as_ref()),
+                _ => None,
+            })
+            .collect();
+        match insert_jobs(&mut tx, &jobs, seq).await {
+            Ok(()) => outcomes.extend(jobs.iter().map(|_| Ok(WriteOutcome::Done))),
+            Err(error) => {
+                let message = format!("{error:#}");
+                outcomes.extend(
+                    jobs.iter()
+                        .map(|_| Err(anyhow!("inserting the job: {message}"))),
+                );
+            }
+        }
+        rest = &rest[inserts..];
     }
     tx.commit().await?;
     Ok(outcomes)
 }
 
-async fn apply(
+/// One multi-row INSERT; `MAX_BATCH` rows of 14 columns stay under SQLite's 32766 variables.
+async fn insert_jobs(
     conn: &mut SqliteConnection,
-    op: &WriteOp,
+    jobs: &[&JobStatus],
     seq: &mut i64,
-) -> anyhow::Result<WriteOutcome> {
-    match op {
-        WriteOp::Insert(job) => {
-            sqlx::query(
-                "INSERT INTO jobs (id, state, progress, bytes_done, bytes_total, filename, size, \
-                 sha256, content_type, metadata, error, created_us, updated_us, seq) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(job.job_id.to_string())
-            .bind(job.status.as_str())
-            .bind(i64::from(job.progress))
-            .bind(to_i64(job.bytes_done))
-            .bind(job.bytes_total.map(to_i64))
-            .bind(job.filename.as_deref())
-            .bind(job.size.map(to_i64))
-            .bind(job.sha256.map(|d| d.to_hex()))
-            .bind(job.content_type.as_deref())
-            .bind(job.metadata.to_string())
-            .bind(job.error.as_deref())
-            .bind(micros(job.created_at))
-            .bind(micros(job.updated_at))
-            .bind(*seq)
-            .execute(&mut *conn)
-            .await?;
-            *seq += 1;
-            Ok(WriteOutcome::Done)
-        }
-        WriteOp::Save(job) => {
+) -> anyhow::Result<()> {
+    let mut next_seq = *seq;
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO jobs (id, state, progress, bytes_done, bytes_total, filename, size, sha256, \
+         content_type, metadata, error, created_us, updated_us, seq) ",
+    );
+    query.push_values(jobs, |mut row, job| {
+        row.push_bind(job.job_id.to_string())
+            .push_bind(job.status.as_str())
+            .push_bind(i64::from(job.progress))
+            .push_bind(to_i64(job.bytes_done))
+            .push_bind(job.bytes_total.map(to_i64))
+            .push_bind(job.filename.clone())
+            .push_bind(job.size.map(to_i64))
+            .push_bind(job.sha256.map(|d| d.to_hex()))
+            .push_bind(job.content_type.clone())
+            .push_bind(job.metadata.to_string())
+            .push_bind(job.error.clone())
+            .push_bind(micros(job.created_at))
+            .push_bind(micros(job.updated_at))
+            .push_bind(next_seq);
+        next_seq += 1;
+    });
+    query.build().execute(&mut *conn).await?;
+    *seq = next_seq;
+    Ok(())
+}
+
+async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<WriteOutcome> {
+    match change {
+        Change::Save(job) => {
             let result = sqlx::query(
                 "UPDATE jobs SET state = ?, progress = ?, bytes_done = ?, bytes_total = ?, \
                  filename = ?, size = ?, sha256 = ?, content_type = ?, metadata = ?, error = ?, \
@@ -173,7 +211,7 @@ async fn apply(
             .await?;
             Ok(WriteOutcome::Saved(result.rows_affected() == 1))
         }
-        WriteOp::Claim(limit) => {
+        Change::Claim(limit) => {
             let rows: Vec<JobRow> = sqlx::query_as(
                 "UPDATE jobs SET state = 'processing', updated_us = ? WHERE id IN \
                  (SELECT id FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT ?) \
@@ -190,7 +228,7 @@ async fn apply(
             jobs.sort_by_key(|job| job.created_at);
             Ok(WriteOutcome::Claimed(jobs))
         }
-        WriteOp::Recover => {
+        Change::Recover => {
             let now = micros(now());
             let failed = sqlx::query(
                 "UPDATE jobs SET state = 'failed', error = ?, updated_us = ? \
@@ -223,7 +261,10 @@ impl JobStore for SqliteStore {
     }
 
     async fn save(&self, job: &JobStatus) -> anyhow::Result<bool> {
-        match self.write(WriteOp::Save(Box::new(job.clone()))).await? {
+        match self
+            .write(WriteOp::Change(Change::Save(Box::new(job.clone()))))
+            .await?
+        {
             WriteOutcome::Saved(found) => Ok(found),
             _ => unreachable!("a save answers Saved"),
         }
@@ -257,14 +298,14 @@ impl JobStore for SqliteStore {
     }
 
     async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<JobStatus>> {
-        match self.write(WriteOp::Claim(limit)).await? {
+        match self.write(WriteOp::Change(Change::Claim(limit))).await? {
             WriteOutcome::Claimed(jobs) => Ok(jobs),
             _ => unreachable!("a claim answers Claimed"),
         }
     }
 
     async fn recover_interrupted(&self) -> anyhow::Result<Recovery> {
-        match self.write(WriteOp::Recover).await? {
+        match self.write(WriteOp::Change(Change::Recover)).await? {
             WriteOutcome::Recovered(recovery) => Ok(recovery),
             _ => unreachable!("a recovery answers Recovered"),
         }
