@@ -1,6 +1,7 @@
 //! `spawn_app()`: the real router on 127.0.0.1:0 with a fresh data dir, plus HTTP/WebSocket
 //! helpers the tests share.
 use ingest::{
+    api::JobPage,
     domain::{JobId, JobState, JobStatus},
     server::{
         auth::ApiToken,
@@ -71,6 +72,10 @@ impl TestApp {
 
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.address)
+    }
+
+    pub async fn list_jobs(&self, query: &str) -> JobPage {
+        list_jobs(&self.client, &self.url(""), query).await
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
@@ -214,21 +219,24 @@ pub async fn start_partial_upload(
     stream
 }
 
+/// `GET /api/jobs?{query}` on `base`, expecting a page.
+pub async fn list_jobs(client: &reqwest::Client, base: &str, query: &str) -> JobPage {
+    let response = client
+        .get(format!("{base}/api/jobs?{query}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET /api/jobs?{query}");
+    response.json().await.expect("a JobPage")
+}
+
 /// Waits until `GET /api/jobs?status=receiving` on `base` lists a job that has bytes.
 pub async fn wait_for_receiving_job(client: &reqwest::Client, base: &str) -> JobStatus {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let page: Value = client
-            .get(format!("{base}/api/jobs?status=receiving"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let jobs: Vec<JobStatus> = serde_json::from_value(page["jobs"].clone()).unwrap();
-        if let Some(job) = jobs.into_iter().find(|job| job.bytes_done > 0) {
+        let page = list_jobs(client, base, "status=receiving").await;
+        if let Some(job) = page.jobs.into_iter().find(|job| job.bytes_done > 0) {
             return job;
         }
         assert!(

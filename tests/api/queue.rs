@@ -41,42 +41,16 @@ async fn the_job_list_is_newest_first_paginated_and_filterable() {
     for _ in 0..5 {
         ids.push(accepted_id(app.ingest_json("{}").await).await);
     }
-    let page: ingest::api::JobPage = app
-        .client
-        .get(app.url("/api/jobs?limit=2"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = app.list_jobs("limit=2").await;
     assert_eq!(
         page.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(),
         vec![ids[4], ids[3]]
     );
     let next = page.next_before.unwrap();
-    let rest: ingest::api::JobPage = app
-        .client
-        .get(app.url(&format!("/api/jobs?limit=10&before={next}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest = app.list_jobs(&format!("limit=10&before={next}")).await;
     assert_eq!(rest.jobs.len(), 3);
     assert_eq!(rest.next_before, None);
-    let completed = app
-        .client
-        .get(app.url("/api/jobs?status=completed"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let completed: ingest::api::JobPage = completed.json().await.unwrap();
-    assert!(completed.jobs.is_empty());
+    assert!(app.list_jobs("status=completed").await.jobs.is_empty());
     let bad = app
         .client
         .get(app.url("/api/jobs?status=done"))

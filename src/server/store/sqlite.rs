@@ -110,35 +110,57 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>
     }
 }
 
-/// Runs every write of the batch in one transaction. Runs of inserts become one multi-row
-/// INSERT (each statement costs a round trip to SQLite's thread). A failing statement is rolled
-/// back on its own by SQLite, so it fails only its callers; replies go out after the commit.
+/// Writes that run as one statement: a run of inserts (one multi-row INSERT, since every
+/// statement costs a round trip to SQLite's thread) or a single change.
+enum Statement<'a> {
+    Inserts(Vec<&'a JobStatus>),
+    Change(&'a Change),
+}
+
+fn statements(batch: &[Write]) -> Vec<Statement<'_>> {
+    let mut statements: Vec<Statement<'_>> = Vec::new();
+    for write in batch {
+        match (&write.op, statements.last_mut()) {
+            (WriteOp::Insert(job), Some(Statement::Inserts(jobs))) => jobs.push(job),
+            (WriteOp::Insert(job), _) => statements.push(Statement::Inserts(vec![job])),
+            (WriteOp::Change(change), _) => statements.push(Statement::Change(change)),
+        }
+    }
+    statements
+}
+
+/// Commits the batch at once: a single statement runs on its own (autocommit, one round trip),
+/// several run in one transaction. A failing statement is rolled back on its own by SQLite, so
+/// it fails only its callers; replies go out after the commit.
 async fn apply_batch(
     conn: &mut SqliteConnection,
     batch: &[Write],
     seq: &mut i64,
 ) -> anyhow::Result<Vec<anyhow::Result<WriteOutcome>>> {
-    let mut tx = conn.begin().await?;
+    let statements = statements(batch);
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut rest = batch;
-    while let Some(first) = rest.first() {
-        let inserts = rest
-            .iter()
-            .take_while(|write| matches!(write.op, WriteOp::Insert(_)))
-            .count();
-        if let WriteOp::Change(change) = &first.op {
-            outcomes.push(apply(&mut tx, change).await);
-            rest = &rest[1..];
-            continue;
-        }
-        let jobs: Vec<&JobStatus> = rest[..inserts]
-            .iter()
-            .filter_map(|write| match &write.op {
-                WriteOp::Insert(job) => Some(job.as_ref()),
-                _ => None,
-            })
-            .collect();
-        match insert_jobs(&mut tx, &jobs, seq).await {
+    if let [statement] = statements.as_slice() {
+        run(conn, statement, seq, &mut outcomes).await;
+        return Ok(outcomes);
+    }
+    let mut tx = conn.begin().await?;
+    for statement in &statements {
+        run(&mut tx, statement, seq, &mut outcomes).await;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Runs one statement and records an outcome for each write it carries.
+async fn run(
+    conn: &mut SqliteConnection,
+    statement: &Statement<'_>,
+    seq: &mut i64,
+    outcomes: &mut Vec<anyhow::Result<WriteOutcome>>,
+) {
+    match statement {
+        Statement::Change(change) => outcomes.push(apply(conn, change).await),
+        Statement::Inserts(jobs) => match insert_jobs(conn, jobs, seq).await {
             Ok(()) => outcomes.extend(jobs.iter().map(|_| Ok(WriteOutcome::Done))),
             Err(error) => {
                 let message = format!("{error:#}");
@@ -147,11 +169,8 @@ async fn apply_batch(
                         .map(|_| Err(anyhow!("inserting the job: {message}"))),
                 );
             }
-        }
-        rest = &rest[inserts..];
+        },
     }
-    tx.commit().await?;
-    Ok(outcomes)
 }
 
 /// One multi-row INSERT; `MAX_BATCH` rows of 14 columns stay under SQLite's 32766 variables.
