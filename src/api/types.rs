@@ -39,3 +39,34 @@ pub struct ServiceInfo {
     pub version: String,
     pub max_upload_bytes: u64,
 }
+
+/// The body of `/readyz`: every check, and whether all passed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// `ready` or `unready`.
+    pub status: String,
+    pub checks: ReadinessChecks,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessChecks {
+    pub database: Check,
+    pub data_dir: Check,
+    pub disk: DiskCheck,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskCheck {
+    pub ok: bool,
+    pub free_bytes: Option<u64>,
+    pub floor_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}

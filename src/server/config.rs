@@ -65,6 +65,10 @@ pub struct SettingsArgs {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "INGEST_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
+    /// `/readyz` fails when the data dir's file system has less free space, in bytes
+    /// [default: 1 GiB].
+    #[arg(long, env = "INGEST_MIN_FREE_DISK_BYTES", global = true)]
+    pub min_free_disk_bytes: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -88,6 +92,7 @@ struct FileSettings {
     workers: Option<usize>,
     processing_delay_ms: Option<u64>,
     log_format: Option<LogFormat>,
+    min_free_disk_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +120,8 @@ pub struct Settings {
     /// The fewest milliseconds between two status messages on one WebSocket.
     pub ws_min_interval: Duration,
     pub log_format: LogFormat,
+    /// Free disk below this makes `/readyz` fail.
+    pub min_free_disk_bytes: u64,
     /// Whether the background worker runs; tests that drive jobs by hand turn it off.
     pub run_worker: bool,
 }
@@ -145,6 +152,7 @@ pub enum ConfigError {
 
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_METADATA_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 1024 * 1024 * 1024;
 
 impl Settings {
     /// Defaults for everything but where data lives and which token is accepted; used by
@@ -163,6 +171,7 @@ impl Settings {
             ws_ping_interval: Duration::from_secs(20),
             ws_min_interval: Duration::from_millis(100),
             log_format: LogFormat::Text,
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
             run_worker: true,
         }
     }
@@ -214,6 +223,9 @@ impl Settings {
         }
         if let Some(format) = args.log_format.or(file.log_format) {
             settings.log_format = format;
+        }
+        if let Some(floor) = args.min_free_disk_bytes.or(file.min_free_disk_bytes) {
+            settings.min_free_disk_bytes = floor;
         }
         Ok(settings)
     }

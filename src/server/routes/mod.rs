@@ -1,4 +1,6 @@
-//! The REST and WebSocket routes of the seed's API, plus JSON answers for unknown API paths.
+//! The REST and WebSocket routes of the seed's API, health checks, and JSON answers for unknown
+//! API paths.
+mod health;
 mod ingest;
 mod jobs;
 mod ws;
@@ -22,6 +24,8 @@ pub fn api_router() -> Router<AppState> {
         .route("/api/status/{job_id}", with_json_405(get(jobs::status)))
         .route("/api/jobs", with_json_405(get(jobs::list)))
         .route("/ws/status/{job_id}", with_json_405(get(ws::status_socket)))
+        .route("/healthz", with_json_405(get(health::healthz)))
+        .route("/readyz", with_json_405(get(health::readyz)))
         .route("/api/{*rest}", any(unknown_api_path))
         .route("/api", any(unknown_api_path))
 }

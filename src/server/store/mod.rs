@@ -27,6 +27,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// back to the queue.
     async fn recover_interrupted(&self) -> anyhow::Result<Recovery>;
     async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64>;
+    /// Succeeds when the database answers a query.
+    async fn ping(&self) -> anyhow::Result<()>;
 }
 
 /// What `recover_interrupted` changed.

@@ -337,6 +337,11 @@ impl JobStore for SqliteStore {
             .await?;
         Ok(count as u64)
     }
+
+    async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
 }
 
 /// A job as stored; converted into `JobStatus` with every field parsed.
