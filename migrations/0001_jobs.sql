@@ -1,6 +1,9 @@
 -- The jobs table is both the record of every job and the persistent work queue.
 CREATE TABLE jobs (
-    id           TEXT PRIMARY KEY NOT NULL,
+    -- Insertion order (the rowid): new rows append at the end of the table.
+    seq          INTEGER PRIMARY KEY NOT NULL,
+    -- UUIDv7, time-ordered, so the index on it also grows at its end.
+    id           TEXT NOT NULL UNIQUE,
     state        TEXT NOT NULL CHECK (state IN ('queued', 'receiving', 'processing', 'completed', 'failed', 'cancelled')),
     progress     INTEGER NOT NULL DEFAULT 0,
     bytes_done   INTEGER NOT NULL DEFAULT 0,
@@ -13,11 +16,8 @@ CREATE TABLE jobs (
     error        TEXT,
     -- Microseconds since the Unix epoch: sorts correctly and round-trips exactly.
     created_us   INTEGER NOT NULL,
-    updated_us   INTEGER NOT NULL,
-    -- Insertion order, the tie-breaker for jobs created in the same microsecond.
-    seq          INTEGER NOT NULL
+    updated_us   INTEGER NOT NULL
 ) STRICT;
 
 CREATE INDEX jobs_by_state ON jobs (state, seq);
-CREATE UNIQUE INDEX jobs_by_seq ON jobs (seq);
 CREATE INDEX jobs_by_sha256 ON jobs (sha256) WHERE sha256 IS NOT NULL;
