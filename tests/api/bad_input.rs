@@ -24,14 +24,11 @@ async fn malformed_json_bodies_are_400s_and_create_no_job() {
 async fn form_metadata_that_is_not_json_is_refused() {
     let app = spawn_app().await;
     let response = app
-        .client
-        .post(app.url("/api/ingest"))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("metadata=%7Bnope")
-        .send()
-        .await
-        .unwrap();
+        .ingest_body(
+            Some("application/x-www-form-urlencoded"),
+            "metadata=%7Bnope",
+        )
+        .await;
     assert_error(response, 400, "invalid_metadata").await;
 }
 
@@ -39,25 +36,10 @@ async fn form_metadata_that_is_not_json_is_refused() {
 async fn unsupported_content_types_are_415() {
     let app = spawn_app().await;
     for content_type in ["text/plain", "application/xml", "not a media type"] {
-        let response = app
-            .client
-            .post(app.url("/api/ingest"))
-            .bearer_auth(TOKEN)
-            .header("content-type", content_type)
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
+        let response = app.ingest_body(Some(content_type), "{}").await;
         assert_error(response, 415, "unsupported_media_type").await;
     }
-    let untyped = app
-        .client
-        .post(app.url("/api/ingest"))
-        .bearer_auth(TOKEN)
-        .body("some bytes")
-        .send()
-        .await
-        .unwrap();
+    let untyped = app.ingest_body(None, "some bytes").await;
     assert_error(untyped, 415, "unsupported_media_type").await;
 }
 
@@ -79,15 +61,7 @@ async fn broken_multipart_is_a_400() {
         ),
     ];
     for (content_type, body) in cases {
-        let response = app
-            .client
-            .post(app.url("/api/ingest"))
-            .bearer_auth(TOKEN)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = app.ingest_body(Some(content_type), body).await;
         let status = response.status().as_u16();
         assert_eq!(status, 400, "{content_type}");
         assert_error(response, 400, "invalid_multipart").await;
@@ -101,14 +75,8 @@ async fn a_file_cut_short_inside_the_multipart_body_fails_its_job() {
     let body = "--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\n\
                 partial data without a closing boundary";
     let response = app
-        .client
-        .post(app.url("/api/ingest"))
-        .bearer_auth(TOKEN)
-        .header("content-type", "multipart/form-data; boundary=XYZ")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .ingest_body(Some("multipart/form-data; boundary=XYZ"), body)
+        .await;
     let message = assert_error(response, 400, "upload_interrupted").await;
     assert!(message.contains("interrupted"), "{message}");
     let jobs = app
@@ -138,13 +106,8 @@ async fn oversize_uploads_are_413_and_leave_no_temp_file() {
     let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stream))
         .file_name("stream.bin");
     let response = app
-        .client
-        .post(app.url("/api/ingest"))
-        .bearer_auth(TOKEN)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
+        .ingest_form(reqwest::multipart::Form::new().part("file", part))
+        .await;
     let message = assert_error(response, 413, "payload_too_large").await;
     assert!(message.contains("1024"), "{message}");
     assert!(app.temp_files().is_empty());
@@ -212,14 +175,7 @@ async fn a_second_file_part_is_refused_and_the_first_is_not_kept() {
             "file",
             reqwest::multipart::Part::bytes(b"two".to_vec()).file_name("2.txt"),
         );
-    let response = app
-        .client
-        .post(app.url("/api/ingest"))
-        .bearer_auth(TOKEN)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.ingest_form(form).await;
     assert_error(response, 400, "invalid_multipart").await;
     assert!(app.temp_files().is_empty());
     let failed = app

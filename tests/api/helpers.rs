@@ -82,13 +82,31 @@ impl TestApp {
         self.data_dir.path().join("tmp")
     }
 
-    /// `POST /api/ingest` with the token and a JSON body.
+    /// `POST /api/ingest` with the token, the given Content-Type (if any) and body.
+    pub async fn ingest_body(
+        &self,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let request = self.client.post(self.url("/api/ingest")).bearer_auth(TOKEN);
+        let request = match content_type {
+            Some(content_type) => request.header("content-type", content_type),
+            None => request,
+        };
+        request.body(body).send().await.expect("request sent")
+    }
+
     pub async fn ingest_json(&self, body: &str) -> reqwest::Response {
+        self.ingest_body(Some("application/json"), body.to_owned())
+            .await
+    }
+
+    /// `POST /api/ingest` with the token and a multipart form.
+    pub async fn ingest_form(&self, form: reqwest::multipart::Form) -> reqwest::Response {
         self.client
             .post(self.url("/api/ingest"))
             .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(body.to_owned())
+            .multipart(form)
             .send()
             .await
             .expect("request sent")
@@ -106,13 +124,7 @@ impl TestApp {
                 reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
             )
             .text("metadata", metadata.to_owned());
-        self.client
-            .post(self.url("/api/ingest"))
-            .bearer_auth(TOKEN)
-            .multipart(form)
-            .send()
-            .await
-            .expect("request sent")
+        self.ingest_form(form).await
     }
 
     pub async fn status(&self, id: &str) -> reqwest::Response {

@@ -113,13 +113,7 @@ async fn powershell_form_example_is_accepted() {
 #[tokio::test]
 async fn a_bare_post_without_a_body_is_a_job_with_empty_metadata() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .post(app.url("/api/ingest"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response = app.ingest_body(None, "").await;
     let id = accepted_id(response).await;
     assert_eq!(app.wait_until_finished(id).await.metadata, json!({}));
 }

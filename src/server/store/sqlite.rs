@@ -6,6 +6,7 @@ use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use sqlx::{
+    query_builder::Separated,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool,
 };
@@ -180,25 +181,14 @@ async fn insert_jobs(
     seq: &mut i64,
 ) -> anyhow::Result<()> {
     let mut next_seq = *seq;
-    let mut query = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO jobs (id, state, progress, bytes_done, bytes_total, filename, size, sha256, \
-         content_type, metadata, error, created_us, updated_us, seq) ",
-    );
+    let mut query = QueryBuilder::<Sqlite>::new(format!(
+        "INSERT INTO jobs (id, created_us, seq, {MUTABLE_COLUMNS}) "
+    ));
     query.push_values(jobs, |mut row, job| {
         row.push_bind(job.job_id.to_string())
-            .push_bind(job.status.as_str())
-            .push_bind(i64::from(job.progress))
-            .push_bind(to_i64(job.bytes_done))
-            .push_bind(job.bytes_total.map(to_i64))
-            .push_bind(job.filename.clone())
-            .push_bind(job.size.map(to_i64))
-            .push_bind(job.sha256.map(|d| d.to_hex()))
-            .push_bind(job.content_type.clone())
-            .push_bind(job.metadata.to_string())
-            .push_bind(job.error.clone())
             .push_bind(micros(job.created_at))
-            .push_bind(micros(job.updated_at))
             .push_bind(next_seq);
+        push_mutable_fields(&mut row, job);
         next_seq += 1;
     });
     query.build().execute(&mut *conn).await?;
@@ -206,28 +196,34 @@ async fn insert_jobs(
     Ok(())
 }
 
+/// The columns a save rewrites, in the order `push_mutable_fields` binds them.
+const MUTABLE_COLUMNS: &str = "state, progress, bytes_done, bytes_total, filename, size, sha256, \
+                               content_type, metadata, error, updated_us";
+
+fn push_mutable_fields<'q>(row: &mut Separated<'_, 'q, Sqlite, &'static str>, job: &JobStatus) {
+    row.push_bind(job.status.as_str())
+        .push_bind(i64::from(job.progress))
+        .push_bind(to_i64(job.bytes_done))
+        .push_bind(job.bytes_total.map(to_i64))
+        .push_bind(job.filename.clone())
+        .push_bind(job.size.map(to_i64))
+        .push_bind(job.sha256.map(|d| d.to_hex()))
+        .push_bind(job.content_type.clone())
+        .push_bind(job.metadata.to_string())
+        .push_bind(job.error.clone())
+        .push_bind(micros(job.updated_at));
+}
+
 async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<WriteOutcome> {
     match change {
         Change::Save(job) => {
-            let result = sqlx::query(
-                "UPDATE jobs SET state = ?, progress = ?, bytes_done = ?, bytes_total = ?, \
-                 filename = ?, size = ?, sha256 = ?, content_type = ?, metadata = ?, error = ?, \
-                 updated_us = ? WHERE id = ?",
-            )
-            .bind(job.status.as_str())
-            .bind(i64::from(job.progress))
-            .bind(to_i64(job.bytes_done))
-            .bind(job.bytes_total.map(to_i64))
-            .bind(job.filename.as_deref())
-            .bind(job.size.map(to_i64))
-            .bind(job.sha256.map(|d| d.to_hex()))
-            .bind(job.content_type.as_deref())
-            .bind(job.metadata.to_string())
-            .bind(job.error.as_deref())
-            .bind(micros(job.updated_at))
-            .bind(job.job_id.to_string())
-            .execute(&mut *conn)
-            .await?;
+            let mut query =
+                QueryBuilder::<Sqlite>::new(format!("UPDATE jobs SET ({MUTABLE_COLUMNS}) = ("));
+            push_mutable_fields(&mut query.separated(", "), job);
+            query
+                .push(") WHERE id = ")
+                .push_bind(job.job_id.to_string());
+            let result = query.build().execute(&mut *conn).await?;
             Ok(WriteOutcome::Saved(result.rows_affected() == 1))
         }
         Change::Claim(limit) => {
