@@ -55,6 +55,14 @@ impl BlobStore {
         Ok(target)
     }
 
+    /// Removes a stored blob if it is there. Blocking. Callers make sure no job references it.
+    pub fn remove_blob(&self, digest: &Sha256Digest) -> io::Result<()> {
+        match fs::remove_file(self.blob_path(digest)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+
     /// Removes a temp file if it is there.
     pub fn discard_temp(&self, temp: &Path) -> io::Result<()> {
         match fs::remove_file(temp) {

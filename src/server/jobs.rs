@@ -13,10 +13,23 @@ use anyhow::Context;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+/// Why a job could not be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum Deletion {
+    #[error("the job is {0}; only finished jobs can be deleted")]
+    Running(JobState),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
 pub struct Jobs {
     store: Arc<dyn JobStore>,
     hub: StatusHub,
     blobs: BlobStore,
+    /// Held while a blob gains a reference (stored, then recorded on its job) and while one is
+    /// checked for references and removed, so a deletion never races a new upload of the same
+    /// content.
+    blob_refs: tokio::sync::Mutex<()>,
     /// Wakes the worker when a job is queued.
     queued: Notify,
 }
@@ -27,6 +40,7 @@ impl Jobs {
             store,
             hub: StatusHub::default(),
             blobs,
+            blob_refs: tokio::sync::Mutex::new(()),
             queued: Notify::new(),
         }
     }
@@ -95,6 +109,7 @@ impl Jobs {
         let blobs = self.blobs.clone();
         let digest = received.digest;
         let temp = received.temp.clone();
+        let referencing = self.blob_refs.lock().await;
         tokio::task::spawn_blocking(move || blobs.commit(&temp, &digest))
             .await?
             .context("storing the upload")?;
@@ -105,8 +120,35 @@ impl Jobs {
         job.bytes_total = Some(received.size);
         job.progress = Progress::queued(true);
         self.update(&mut job).await?;
+        drop(referencing);
         self.queued.notify_one();
         Ok(job)
+    }
+
+    /// Removes a finished job, and its blob when no other job references it. `Ok(false)` if
+    /// there is no such job; `Err(Deletion::Running)` if it has not finished.
+    pub async fn delete(&self, id: JobId) -> Result<bool, Deletion> {
+        let Some(job) = self.status(id).await? else {
+            return Ok(false);
+        };
+        if !job.is_terminal() {
+            return Err(Deletion::Running(job.status));
+        }
+        let _referencing = self.blob_refs.lock().await;
+        if !self.store.delete(id).await? {
+            return Ok(false);
+        }
+        if let Some(digest) = job.sha256 {
+            if self.store.count_referencing(digest).await? == 0 {
+                let blobs = self.blobs.clone();
+                tokio::task::spawn_blocking(move || blobs.remove_blob(&digest))
+                    .await
+                    .map_err(anyhow::Error::from)?
+                    .context("removing an unreferenced blob")?;
+            }
+        }
+        tracing::info!(job_id = %id, "job deleted");
+        Ok(true)
     }
 
     /// Marks a job failed with a message meant for people.

@@ -2,6 +2,7 @@
 //! HTTP and WebSocket clients.
 mod auth;
 mod bad_input;
+mod content;
 mod health;
 mod helpers;
 mod queue;

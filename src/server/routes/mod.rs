@@ -1,5 +1,6 @@
 //! The REST and WebSocket routes of the seed's API, health checks, and JSON answers for unknown
 //! API paths.
+mod content;
 mod health;
 mod ingest;
 mod jobs;
@@ -9,7 +10,7 @@ use super::{error::ApiError, startup::AppState};
 use axum::{
     extract::DefaultBodyLimit,
     http::{Method, Uri},
-    routing::{any, get, post, MethodRouter},
+    routing::{any, delete, get, post, MethodRouter},
     Router,
 };
 
@@ -23,6 +24,11 @@ pub fn api_router() -> Router<AppState> {
         )
         .route("/api/status/{job_id}", with_json_405(get(jobs::status)))
         .route("/api/jobs", with_json_405(get(jobs::list)))
+        .route("/api/jobs/{job_id}", with_json_405(delete(content::delete)))
+        .route(
+            "/api/jobs/{job_id}/content",
+            with_json_405(get(content::download)),
+        )
         .route("/ws/status/{job_id}", with_json_405(get(ws::status_socket)))
         .route("/healthz", with_json_405(get(health::healthz)))
         .route("/readyz", with_json_405(get(health::readyz)))

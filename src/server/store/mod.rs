@@ -3,7 +3,7 @@ mod sqlite;
 
 pub use sqlite::{now, SqliteStore};
 
-use crate::domain::{JobId, JobState, JobStatus};
+use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
 use async_trait::async_trait;
 
 /// Durable job records and the work queue. Every write returns only once it is on disk.
@@ -27,6 +27,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// back to the queue.
     async fn recover_interrupted(&self) -> anyhow::Result<Recovery>;
     async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64>;
+    /// Removes a job's record; false if there was none.
+    async fn delete(&self, id: JobId) -> anyhow::Result<bool>;
+    /// How many jobs reference the blob with this digest.
+    async fn count_referencing(&self, digest: Sha256Digest) -> anyhow::Result<u64>;
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> anyhow::Result<()>;
 }

@@ -33,6 +33,7 @@ enum WriteOp {
 /// Writes that run one statement each.
 enum Change {
     Save(Box<JobStatus>),
+    Delete(JobId),
     Claim(u32),
     Recover,
 }
@@ -226,6 +227,13 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             let result = query.build().execute(&mut *conn).await?;
             Ok(WriteOutcome::Saved(result.rows_affected() == 1))
         }
+        Change::Delete(id) => {
+            let result = sqlx::query("DELETE FROM jobs WHERE id = ?")
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            Ok(WriteOutcome::Saved(result.rows_affected() == 1))
+        }
         Change::Claim(limit) => {
             let rows: Vec<JobRow> = sqlx::query_as(
                 "UPDATE jobs SET state = 'processing', updated_us = ? WHERE id IN \
@@ -329,6 +337,21 @@ impl JobStore for SqliteStore {
     async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = ?")
             .bind(state.as_str())
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(count as u64)
+    }
+
+    async fn delete(&self, id: JobId) -> anyhow::Result<bool> {
+        match self.write(WriteOp::Change(Change::Delete(id))).await? {
+            WriteOutcome::Saved(found) => Ok(found),
+            _ => unreachable!("a delete answers Saved"),
+        }
+    }
+
+    async fn count_referencing(&self, digest: Sha256Digest) -> anyhow::Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE sha256 = ?")
+            .bind(digest.to_hex())
             .fetch_one(&self.readers)
             .await?;
         Ok(count as u64)

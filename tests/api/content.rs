@@ -1,0 +1,118 @@
+//! Downloads (Range, ETag, conditional requests) and deletion with shared blobs.
+use crate::helpers::*;
+use ingest::domain::JobId;
+
+async fn download(app: &TestApp, id: JobId, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}/content")))
+        .bearer_auth(TOKEN);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+async fn delete(app: &TestApp, id: JobId) -> reqwest::Response {
+    app.client
+        .delete(app.url(&format!("/api/jobs/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stored_file_downloads_whole_or_by_range_with_its_digest_as_etag() {
+    let app = spawn_app().await;
+    let bytes = b"0123456789abcdefghij, the stored text".to_vec();
+    let id = accepted_id(
+        app.ingest_file("résumé \"1\".txt", bytes.clone(), "{}")
+            .await,
+    )
+    .await;
+    app.wait_until_finished(id).await;
+    let etag = format!("\"{}\"", sha256_hex(&bytes));
+
+    let whole = download(&app, id, &[]).await;
+    assert_eq!(whole.status(), 200);
+    let headers = whole.headers().clone();
+    assert_eq!(headers["etag"], etag.as_str());
+    assert_eq!(headers["content-type"], "text/plain");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\"r_sum_ _1_.txt\""),
+        "{disposition}"
+    );
+    assert!(disposition.contains("filename*=UTF-8''r%C3%A9sum%C3%A9%20%221%22.txt"));
+    assert_eq!(whole.bytes().await.unwrap(), bytes);
+
+    let part = download(&app, id, &[("range", "bytes=10-19")]).await;
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 10-19/{}", bytes.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap(), &bytes[10..20]);
+
+    let tail = download(&app, id, &[("range", "bytes=-4")]).await;
+    assert_eq!(tail.status(), 206);
+    assert_eq!(tail.bytes().await.unwrap(), &bytes[bytes.len() - 4..]);
+
+    let beyond = download(&app, id, &[("range", "bytes=999-")]).await;
+    assert_eq!(beyond.status(), 416);
+
+    let cached = download(&app, id, &[("if-none-match", &etag)]).await;
+    assert_eq!(cached.status(), 304);
+    assert!(cached.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn jobs_without_a_finished_file_have_no_content() {
+    let app = spawn_app_with(|settings| settings.run_worker = false).await;
+    let metadata_only = accepted_id(app.ingest_json("{}").await).await;
+    let queued = accepted_id(app.ingest_file("a.txt", b"abc".to_vec(), "{}").await).await;
+    assert_error(download(&app, queued, &[]).await, 409, "conflict").await;
+    app.worker.run_until_idle().await.unwrap();
+    assert_error(download(&app, metadata_only, &[]).await, 404, "not_found").await;
+    assert_error(download(&app, JobId::new(), &[]).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_blob_is_deleted_only_with_its_last_job() {
+    let app = spawn_app().await;
+    let bytes = random_bytes(2048);
+    let first = accepted_id(app.ingest_file("1.bin", bytes.clone(), "{}").await).await;
+    let second = accepted_id(app.ingest_file("2.bin", bytes.clone(), "{}").await).await;
+    app.wait_until_finished(first).await;
+    app.wait_until_finished(second).await;
+    let digest = sha256_hex(&bytes);
+    let blob = app
+        .data_dir
+        .path()
+        .join("blobs")
+        .join(&digest[..2])
+        .join(&digest);
+
+    assert_eq!(delete(&app, first).await.status(), 204);
+    assert_error(app.status(&first.to_string()).await, 404, "not_found").await;
+    assert!(blob.exists(), "still referenced by the second job");
+    assert_eq!(
+        download(&app, second, &[]).await.bytes().await.unwrap(),
+        bytes
+    );
+
+    assert_eq!(delete(&app, second).await.status(), 204);
+    assert!(!blob.exists(), "the last reference is gone");
+    assert_error(delete(&app, second).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn unfinished_jobs_cannot_be_deleted() {
+    let app = spawn_app_with(|settings| settings.run_worker = false).await;
+    let id = accepted_id(app.ingest_json("{}").await).await;
+    assert_error(delete(&app, id).await, 409, "conflict").await;
+    app.worker.run_until_idle().await.unwrap();
+    assert_eq!(delete(&app, id).await.status(), 204);
+}
