@@ -65,6 +65,10 @@ pub struct SettingsArgs {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "INGEST_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
+    /// Seconds that requests in flight (one-shot uploads among them) get to finish after
+    /// SIGTERM/SIGINT [default: 30].
+    #[arg(long, env = "INGEST_SHUTDOWN_GRACE_SECS", global = true)]
+    pub shutdown_grace_secs: Option<u64>,
     /// `/readyz` fails when the data dir's file system has less free space, in bytes
     /// [default: 1 GiB].
     #[arg(long, env = "INGEST_MIN_FREE_DISK_BYTES", global = true)]
@@ -93,6 +97,7 @@ struct FileSettings {
     processing_delay_ms: Option<u64>,
     log_format: Option<LogFormat>,
     min_free_disk_bytes: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +125,8 @@ pub struct Settings {
     /// The fewest milliseconds between two status messages on one WebSocket.
     pub ws_min_interval: Duration,
     pub log_format: LogFormat,
+    /// How long requests in flight may run on after shutdown begins.
+    pub shutdown_grace: Duration,
     /// Free disk below this makes `/readyz` fail.
     pub min_free_disk_bytes: u64,
     /// Whether the background worker runs; tests that drive jobs by hand turn it off.
@@ -172,6 +179,7 @@ impl Settings {
             ws_min_interval: Duration::from_millis(100),
             log_format: LogFormat::Text,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            shutdown_grace: Duration::from_secs(30),
             run_worker: true,
         }
     }
@@ -223,6 +231,9 @@ impl Settings {
         }
         if let Some(format) = args.log_format.or(file.log_format) {
             settings.log_format = format;
+        }
+        if let Some(secs) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
+            settings.shutdown_grace = Duration::from_secs(secs);
         }
         if let Some(floor) = args.min_free_disk_bytes.or(file.min_free_disk_bytes) {
             settings.min_free_disk_bytes = floor;

@@ -151,6 +151,15 @@ impl Jobs {
         Ok(true)
     }
 
+    /// Puts a job whose processing was stopped back in the queue.
+    pub async fn requeue(&self, mut job: JobStatus) -> anyhow::Result<()> {
+        job.status = JobState::Queued;
+        job.progress = Progress::queued(job.has_file());
+        self.update(&mut job).await?;
+        tracing::info!(job_id = %job.job_id, "job re-queued");
+        Ok(())
+    }
+
     /// Marks a job failed with a message meant for people.
     pub async fn fail(&self, mut job: JobStatus, error: impl Into<String>) -> anyhow::Result<()> {
         // Keep how far it got: the live snapshot may be ahead of the caller's copy.

@@ -9,7 +9,7 @@ use anyhow::Context;
 use axum::{extract::FromRef, Router};
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{
@@ -65,7 +65,12 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(local_addr)
             .build();
-        let worker = Worker::new(jobs.clone(), settings.workers, settings.processing_delay);
+        let worker = Worker::new(
+            jobs.clone(),
+            settings.workers,
+            settings.processing_delay,
+            shutdown.clone(),
+        );
         let state = AppState {
             settings: Arc::new(settings),
             jobs,
@@ -95,21 +100,47 @@ impl Application {
         self.worker.clone()
     }
 
-    /// Serves until the shutdown token fires, then lets WebSockets close and returns.
+    /// Serves until the shutdown token fires. Then: no new connections; requests in flight
+    /// (one-shot uploads among them) get `shutdown_grace` to finish; WebSockets close with
+    /// 1001; the worker stops after its current step and re-queues what it was doing.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shutdown = self.state.shutdown.clone();
-        if self.state.settings.run_worker {
-            tokio::spawn(self.worker.clone().run(shutdown.clone()));
-        }
+        let worker = self
+            .state
+            .settings
+            .run_worker
+            .then(|| tokio::spawn(self.worker.clone().run()));
         tracing::info!(address = %self.local_addr(), "listening");
-        axum::serve(
+        let server = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+        .into_future();
+        let mut server = tokio::spawn(server);
+        let served = tokio::select! {
+            served = &mut server => served,
+            _ = shutdown.cancelled() => {
+                let grace = self.state.settings.shutdown_grace;
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!(?grace, "requests still running after the grace period; cutting them off");
+                        server.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        served
+            .context("the HTTP server task failed")?
+            .context("serving HTTP")?;
+        // The server task can also end on its own (an accept error); stop everything else too.
+        shutdown.cancel();
+        if let Some(worker) = worker {
+            worker.await.context("the worker task failed")?;
+        }
         // axum does not wait for upgraded connections (axum#3003): give sockets a moment to
         // send their close frames.
         let hub = self.state.jobs.hub();
@@ -117,6 +148,7 @@ impl Application {
         while hub.open_sockets() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        tracing::info!("stopped");
         Ok(())
     }
 }

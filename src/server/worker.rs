@@ -3,7 +3,7 @@
 use super::jobs::Jobs;
 use crate::domain::{JobState, JobStatus, Progress};
 use std::{io::Read, path::Path, sync::Arc, time::Duration};
-use tokio::sync::Semaphore;
+use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 /// How often the worker looks at the queue even without a wake-up (a safety net only).
@@ -18,35 +18,56 @@ pub struct Worker {
     jobs: Arc<Jobs>,
     slots: Arc<Semaphore>,
     step_delay: Duration,
+    /// Once cancelled, no job is claimed and running jobs stop after their current step.
+    shutdown: CancellationToken,
+}
+
+/// How processing a job ended, short of an error.
+enum Processed {
+    Completed,
+    /// Shutdown came between two steps; the job goes back to the queue.
+    Stopped,
 }
 
 impl Worker {
-    pub fn new(jobs: Arc<Jobs>, concurrency: usize, step_delay: Duration) -> Self {
+    pub fn new(
+        jobs: Arc<Jobs>,
+        concurrency: usize,
+        step_delay: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             jobs,
             slots: Arc::new(Semaphore::new(concurrency)),
             step_delay,
+            shutdown,
         }
     }
 
-    /// Claims and processes jobs until `shutdown` fires. Jobs still processing then are left
-    /// `processing` in the store and re-queued by the next start-up.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Claims and processes jobs until shutdown, then waits for running jobs to finish their
+    /// current step (they are re-queued, not lost).
+    pub async fn run(self) {
+        let mut running = JoinSet::new();
         loop {
+            // Reap finished tasks so the set does not grow.
+            while running.try_join_next().is_some() {}
             let free = self.slots.available_permits().max(1) as u32;
             let claimed = tokio::select! {
                 claimed = self.jobs.claim(free) => claimed,
-                _ = shutdown.cancelled() => return,
+                _ = self.shutdown.cancelled() => break,
             };
             match claimed {
                 Ok(jobs) if !jobs.is_empty() => {
                     for job in jobs {
-                        let permit = tokio::select! {
-                            permit = self.slots.clone().acquire_owned() => permit.expect("worker semaphore is never closed"),
-                            _ = shutdown.cancelled() => return,
-                        };
+                        // Never waits: a claim takes at most as many jobs as there are free slots.
+                        let permit = self
+                            .slots
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("worker semaphore is never closed");
                         let worker = self.clone();
-                        tokio::spawn(async move {
+                        running.spawn(async move {
                             worker.process(job).await;
                             drop(permit);
                         });
@@ -54,25 +75,27 @@ impl Worker {
                     // Wait for a free slot before claiming more.
                     tokio::select! {
                         permit = self.slots.acquire() => drop(permit),
-                        _ = shutdown.cancelled() => return,
+                        _ = self.shutdown.cancelled() => break,
                     }
                 }
                 Ok(_) => {
                     tokio::select! {
                         _ = self.jobs.queued_notification() => {}
                         _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                        _ = shutdown.cancelled() => return,
+                        _ = self.shutdown.cancelled() => break,
                     }
                 }
                 Err(error) => {
                     tracing::error!(error = ?error, "claiming queued jobs failed");
                     tokio::select! {
                         _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                        _ = shutdown.cancelled() => return,
+                        _ = self.shutdown.cancelled() => break,
                     }
                 }
             }
         }
+        while running.join_next().await.is_some() {}
+        tracing::info!("worker stopped");
     }
 
     /// Processes every queued job now, one at a time, and returns how many: for tests that
@@ -93,20 +116,30 @@ impl Worker {
 
     #[tracing::instrument(skip_all, fields(job_id = %job.job_id))]
     async fn process(&self, mut job: JobStatus) {
-        if let Err(error) = self.process_steps(&mut job).await {
-            tracing::error!(error = ?error, "processing failed");
-            let message = format!("processing failed: {error}");
-            if let Err(error) = self.jobs.fail(job, message).await {
-                tracing::error!(error = ?error, "recording a processing failure failed");
+        match self.process_steps(&mut job).await {
+            Ok(Processed::Completed) => {}
+            Ok(Processed::Stopped) => {
+                if let Err(error) = self.jobs.requeue(job).await {
+                    tracing::error!(error = ?error, "re-queueing a stopped job failed");
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = ?error, "processing failed");
+                let message = format!("processing failed: {error}");
+                if let Err(error) = self.jobs.fail(job, message).await {
+                    tracing::error!(error = ?error, "recording a processing failure failed");
+                }
             }
         }
     }
 
-    async fn process_steps(&self, job: &mut JobStatus) -> anyhow::Result<()> {
+    async fn process_steps(&self, job: &mut JobStatus) -> anyhow::Result<Processed> {
         let has_file = job.has_file();
         job.progress = Progress::processing(0, STEPS, has_file);
         self.jobs.report_progress(job);
-        self.pause().await;
+        if !self.pause().await {
+            return Ok(Processed::Stopped);
+        }
 
         if let Some(digest) = job.sha256 {
             let path = self.jobs.blobs().blob_path(&digest);
@@ -114,19 +147,26 @@ impl Worker {
         }
         job.progress = Progress::processing(1, STEPS, has_file);
         self.jobs.report_progress(job);
-        self.pause().await;
+        if !self.pause().await {
+            return Ok(Processed::Stopped);
+        }
 
         job.status = JobState::Completed;
         job.progress = Progress::DONE;
         self.jobs.update(job).await?;
         tracing::info!(sha256 = ?job.sha256, size = job.size, "job completed");
-        Ok(())
+        Ok(Processed::Completed)
     }
 
-    async fn pause(&self) {
+    /// The pause between steps (if configured); false when shutdown came first.
+    async fn pause(&self) -> bool {
         if !self.step_delay.is_zero() {
-            tokio::time::sleep(self.step_delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.step_delay) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
         }
+        !self.shutdown.is_cancelled()
     }
 }
 

@@ -67,6 +67,23 @@ impl Server {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Sends SIGTERM and waits (10 s at most) for the exit code.
+    fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        for _ in 0..1000 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "the server did not stop within 10 s of SIGTERM: {}",
+            self.log()
+        );
+    }
+
     fn kill_9(&mut self) {
         // Child::kill sends SIGKILL on Unix: no shutdown code runs.
         self.child.kill().unwrap();
@@ -153,4 +170,101 @@ async fn after_kill_9_processing_jobs_finish_and_cut_uploads_fail_cleanly() {
             "the token leaked into the log:\n{log}"
         );
     }
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_running_upload_finish_then_exits_0() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let client = reqwest::Client::new();
+    let mut server = Server::start(&data_dir, 0, "first.log").await;
+
+    let announced = 1_000_000;
+    let sent = 100_000;
+    let mut upload = start_partial_upload(server.address(), announced, sent).await;
+    let job = wait_for_receiving_job(&client, &server.base).await;
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+
+    // New connections are refused once shutdown has begun.
+    let mut refused = false;
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(server.address())
+            .await
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the server kept accepting after SIGTERM");
+
+    // The upload in flight finishes and is accepted.
+    upload
+        .write_all(&vec![b'z'; announced - sent])
+        .await
+        .unwrap();
+    upload.write_all(b"\r\n--XYZ--\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    upload.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert_eq!(server.terminate(), Some(0), "{}", server.log());
+
+    let server = Server::start(&data_dir, 0, "second.log").await;
+    let done = wait_for_state(&client, &server.base, job.job_id, JobState::is_terminal).await;
+    assert_eq!(done.status, JobState::Completed);
+    assert_eq!(
+        done.sha256.unwrap().to_hex(),
+        sha256_hex(&vec![b'z'; announced])
+    );
+}
+
+#[tokio::test]
+async fn sigterm_mid_processing_requeues_the_job_and_exits_0() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let client = reqwest::Client::new();
+    let mut server = Server::start(&data_dir, 60_000, "first.log").await;
+    let id = accepted_id(
+        client
+            .post(format!("{}/api/ingest", server.base))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    wait_for_state(&client, &server.base, id, |s| s == JobState::Processing).await;
+    assert_eq!(server.terminate(), Some(0), "{}", server.log());
+    assert!(server.log().contains("job re-queued"), "{}", server.log());
+
+    let stored: String = {
+        let db = sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            data_dir.join("ingest.db").display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        stored, "queued",
+        "stopped after its step and put back, not left processing"
+    );
+
+    let server = Server::start(&data_dir, 0, "second.log").await;
+    let done = wait_for_state(&client, &server.base, id, JobState::is_terminal).await;
+    assert_eq!(done.status, JobState::Completed);
 }
