@@ -65,6 +65,22 @@ pub struct SettingsArgs {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "INGEST_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
+    /// Requests per second allowed per client address and per token; 0 turns rate limiting
+    /// off [default: 200].
+    #[arg(long, env = "INGEST_RATE_LIMIT_PER_SECOND", global = true)]
+    pub rate_limit_per_second: Option<u64>,
+    /// Requests a client may make at once above the steady rate [default: 400].
+    #[arg(long, env = "INGEST_RATE_LIMIT_BURST", global = true)]
+    pub rate_limit_burst: Option<u32>,
+    /// Seconds an ordinary request may take [default: 30].
+    #[arg(long, env = "INGEST_REQUEST_TIMEOUT_SECS", global = true)]
+    pub request_timeout_secs: Option<u64>,
+    /// Seconds an upload may go without sending a byte before it is cut [default: 60].
+    #[arg(long, env = "INGEST_UPLOAD_IDLE_TIMEOUT_SECS", global = true)]
+    pub upload_idle_timeout_secs: Option<u64>,
+    /// Uploads received at the same time; more get 503 with Retry-After [default: 256].
+    #[arg(long, env = "INGEST_MAX_CONCURRENT_UPLOADS", global = true)]
+    pub max_concurrent_uploads: Option<usize>,
     /// Seconds that requests in flight (one-shot uploads among them) get to finish after
     /// SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "INGEST_SHUTDOWN_GRACE_SECS", global = true)]
@@ -98,6 +114,11 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     min_free_disk_bytes: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    rate_limit_per_second: Option<u64>,
+    rate_limit_burst: Option<u32>,
+    request_timeout_secs: Option<u64>,
+    upload_idle_timeout_secs: Option<u64>,
+    max_concurrent_uploads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +146,14 @@ pub struct Settings {
     /// The fewest milliseconds between two status messages on one WebSocket.
     pub ws_min_interval: Duration,
     pub log_format: LogFormat,
+    /// Requests per second per client address and per token; 0 = no rate limiting.
+    pub rate_limit_per_second: u64,
+    pub rate_limit_burst: u32,
+    /// The most an ordinary (non-upload, non-WebSocket) request may take.
+    pub request_timeout: Duration,
+    /// The longest an upload may send nothing.
+    pub upload_idle_timeout: Duration,
+    pub max_concurrent_uploads: usize,
     /// How long requests in flight may run on after shutdown begins.
     pub shutdown_grace: Duration,
     /// Free disk below this makes `/readyz` fail.
@@ -180,6 +209,11 @@ impl Settings {
             log_format: LogFormat::Text,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
             shutdown_grace: Duration::from_secs(30),
+            rate_limit_per_second: 200,
+            rate_limit_burst: 400,
+            request_timeout: Duration::from_secs(30),
+            upload_idle_timeout: Duration::from_secs(60),
+            max_concurrent_uploads: 256,
             run_worker: true,
         }
     }
@@ -231,6 +265,30 @@ impl Settings {
         }
         if let Some(format) = args.log_format.or(file.log_format) {
             settings.log_format = format;
+        }
+        if let Some(rate) = args.rate_limit_per_second.or(file.rate_limit_per_second) {
+            settings.rate_limit_per_second = rate;
+        }
+        if let Some(burst) = args.rate_limit_burst.or(file.rate_limit_burst) {
+            if burst == 0 {
+                return Err(invalid("rate_limit_burst", "must be at least 1"));
+            }
+            settings.rate_limit_burst = burst;
+        }
+        if let Some(secs) = args.request_timeout_secs.or(file.request_timeout_secs) {
+            settings.request_timeout = Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = args
+            .upload_idle_timeout_secs
+            .or(file.upload_idle_timeout_secs)
+        {
+            settings.upload_idle_timeout = Duration::from_secs(secs.max(1));
+        }
+        if let Some(uploads) = args.max_concurrent_uploads.or(file.max_concurrent_uploads) {
+            if uploads == 0 {
+                return Err(invalid("max_concurrent_uploads", "must be at least 1"));
+            }
+            settings.max_concurrent_uploads = uploads;
         }
         if let Some(secs) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
             settings.shutdown_grace = Duration::from_secs(secs);

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod hub;
 pub mod jobs;
+pub mod limits;
 pub mod receive;
 pub mod routes;
 pub mod startup;

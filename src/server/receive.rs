@@ -9,6 +9,7 @@ use std::{
     fs::File,
     io::{self, Write},
     path::{Path, PathBuf},
+    time::Duration,
 };
 use tokio::sync::mpsc;
 
@@ -46,7 +47,8 @@ enum Chunk {
 }
 
 /// Receives `body` into `temp`, stopping with `TooLarge` as soon as more than `limit` bytes
-/// arrived. `on_progress` sees the running byte count after each chunk.
+/// arrived, and with `Interrupted` when no byte arrives for `idle`. `on_progress` sees the
+/// running byte count after each chunk.
 ///
 /// Each chunk goes to two blocking threads at once: one hashes, one writes. Both read the same
 /// buffer once, and on two cores hashing and copying into the page cache overlap.
@@ -54,6 +56,7 @@ pub async fn receive<S, E>(
     mut body: S,
     temp: PathBuf,
     limit: u64,
+    idle: Duration,
     mut on_progress: impl FnMut(u64),
 ) -> Result<Received, ReceiveError>
 where
@@ -68,7 +71,16 @@ where
 
     let mut received = 0u64;
     let outcome = loop {
-        let chunk = match body.next().await {
+        let next = match tokio::time::timeout(idle, body.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                break Err(ReceiveError::Interrupted {
+                    received,
+                    reason: format!("no data for {} s", idle.as_secs_f64()),
+                })
+            }
+        };
+        let chunk = match next {
             None => break Ok(()),
             Some(Ok(chunk)) => chunk,
             Some(Err(error)) => {
@@ -188,6 +200,8 @@ mod tests {
     use super::*;
     use futures::stream;
 
+    const IDLE: Duration = Duration::from_secs(5);
+
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
         stream::iter(
             parts
@@ -201,9 +215,15 @@ mod tests {
     async fn hashes_exactly_the_bytes_it_writes() {
         let dir = tempfile::tempdir().unwrap();
         let temp = dir.path().join("a.part");
-        let received = receive(chunks(&[b"hello ", b"world"]), temp.clone(), 100, |_| {})
-            .await
-            .unwrap();
+        let received = receive(
+            chunks(&[b"hello ", b"world"]),
+            temp.clone(),
+            100,
+            IDLE,
+            |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(received.size, 11);
         assert_eq!(
             received.digest.to_hex(),
@@ -216,9 +236,15 @@ mod tests {
     async fn an_oversized_or_broken_body_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let temp = dir.path().join("b.part");
-        let error = receive(chunks(&[b"0123456789", b"x"]), temp.clone(), 10, |_| {})
-            .await
-            .unwrap_err();
+        let error = receive(
+            chunks(&[b"0123456789", b"x"]),
+            temp.clone(),
+            10,
+            IDLE,
+            |_| {},
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(error, ReceiveError::TooLarge { limit: 10 }));
         assert!(!temp.exists());
 
@@ -226,7 +252,7 @@ mod tests {
             Ok(Bytes::from_static(b"abc")),
             Err("reset".to_owned()),
         ]);
-        let error = receive(broken, temp.clone(), 100, |_| {})
+        let error = receive(broken, temp.clone(), 100, IDLE, |_| {})
             .await
             .unwrap_err();
         assert!(matches!(

@@ -10,7 +10,7 @@ use axum::{extract::FromRef, Router};
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Duration};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -28,6 +28,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// Fires once when the server begins to stop; long-lived tasks watch it.
     pub shutdown: CancellationToken,
+    /// One permit per upload being received; when none is left, uploads get 503.
+    pub upload_slots: Arc<Semaphore>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -72,6 +74,7 @@ impl Application {
             shutdown.clone(),
         );
         let state = AppState {
+            upload_slots: Arc::new(Semaphore::new(settings.max_concurrent_uploads)),
             settings: Arc::new(settings),
             jobs,
             leptos_options,
@@ -156,7 +159,7 @@ impl Application {
 fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     Router::new()
-        .merge(api_router())
+        .merge(api_router(&state))
         .leptos_routes_with_context(&state, routes, || {}, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

@@ -5,6 +5,7 @@ mod bad_input;
 mod content;
 mod health;
 mod helpers;
+mod limits;
 mod queue;
 mod restart;
 mod seed_examples;

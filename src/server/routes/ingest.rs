@@ -44,10 +44,11 @@ pub async fn ingest(
         })
         .transpose()?;
     let limit = state.settings.max_metadata_bytes;
+    let idle = state.settings.upload_idle_timeout;
     let job = match content_type {
         None => {
             // `curl -X POST` with no body: a job with no metadata, as in the demo.
-            let body = read_capped(request.into_body(), limit).await?;
+            let body = read_capped(request.into_body(), limit, idle).await?;
             if !body.is_empty() {
                 return Err(unsupported(
                     "a request body needs a Content-Type: application/json, \
@@ -61,12 +62,12 @@ pub async fn ingest(
         }
         Some(mime) if mime.essence_str() == "application/json" => {
             // JSON escapes can double the size of a metadata string.
-            let body = read_capped(request.into_body(), limit * 2 + 1024).await?;
+            let body = read_capped(request.into_body(), limit * 2 + 1024, idle).await?;
             let metadata = metadata_from_json_body(&body, limit)?;
             state.jobs.submit_metadata(metadata).await?
         }
         Some(mime) if mime.essence_str() == "application/x-www-form-urlencoded" => {
-            let body = read_capped(request.into_body(), limit * 3 + 1024).await?;
+            let body = read_capped(request.into_body(), limit * 3 + 1024, idle).await?;
             let metadata = metadata_from_form(&body, limit)?;
             state.jobs.submit_metadata(metadata).await?
         }
@@ -102,6 +103,16 @@ async fn ingest_multipart(
     if content_length.is_some_and(|length| length > ceiling) {
         return Err(too_large(settings.max_upload_bytes));
     }
+    let _slot = state
+        .upload_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy {
+            message: "the server is receiving as many uploads as it takes; retry shortly"
+                .to_owned(),
+            retry_after: 1,
+        })?;
+    let idle = settings.upload_idle_timeout;
     let mut multipart = Multipart::from_request(request, state)
         .await
         .map_err(|rejection| ApiError::bad_request("invalid_multipart", rejection.body_text()))?;
@@ -109,7 +120,10 @@ async fn ingest_multipart(
     let mut metadata: Option<Value> = None;
     let mut upload: Option<(JobStatus, Received)> = None;
     loop {
-        let field = match multipart.next_field().await {
+        let Ok(next) = tokio::time::timeout(idle, multipart.next_field()).await else {
+            return Err(abandon(state, upload, idle_timeout(idle)).await);
+        };
+        let field = match next {
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(error) => {
@@ -125,7 +139,7 @@ async fn ingest_multipart(
         };
         match field.name() {
             Some("metadata") => {
-                let text = read_field_capped(field, settings.max_metadata_bytes).await;
+                let text = read_field_capped(field, settings.max_metadata_bytes, idle).await;
                 let parsed = text.and_then(|text| {
                     if metadata.is_some() {
                         return Err(ApiError::bad_request(
@@ -163,12 +177,18 @@ async fn ingest_multipart(
                 let temp = state.jobs.blobs().temp_path(job.job_id);
                 // The first chunk is reported at once, later ones at most every PROGRESS_EVERY.
                 let mut last_report: Option<Instant> = None;
-                let received = receive(Box::pin(field), temp, settings.max_upload_bytes, |bytes| {
-                    if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
-                        last_report = Some(Instant::now());
-                        state.jobs.report_received(&job, bytes);
-                    }
-                })
+                let received = receive(
+                    Box::pin(field),
+                    temp,
+                    settings.max_upload_bytes,
+                    idle,
+                    |bytes| {
+                        if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+                            last_report = Some(Instant::now());
+                            state.jobs.report_received(&job, bytes);
+                        }
+                    },
+                )
                 .await;
                 match received {
                     Ok(received) => upload = Some((job, received)),
@@ -369,10 +389,13 @@ fn empty_object() -> Value {
 }
 
 /// Reads a small body whole, refusing it with 413 as soon as it passes `limit`.
-async fn read_capped(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_capped(body: Body, limit: usize, idle: Duration) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = tokio::time::timeout(idle, stream.next())
+        .await
+        .map_err(|_| idle_timeout(idle))?
+    {
         let chunk = chunk.map_err(|error| {
             ApiError::bad_request(
                 "upload_interrupted",
@@ -392,10 +415,14 @@ async fn read_capped(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 async fn read_field_capped(
     mut field: axum::extract::multipart::Field<'_>,
     limit: usize,
+    idle: Duration,
 ) -> Result<String, ApiError> {
     let mut bytes = Vec::new();
     loop {
-        match field.chunk().await {
+        let chunk = tokio::time::timeout(idle, field.chunk())
+            .await
+            .map_err(|_| idle_timeout(idle))?;
+        match chunk {
             Ok(Some(chunk)) => {
                 if bytes.len() + chunk.len() > limit {
                     return Err(metadata_too_large(limit));
@@ -413,6 +440,13 @@ async fn read_field_capped(
     }
     String::from_utf8(bytes)
         .map_err(|_| ApiError::bad_request("invalid_metadata", "metadata is not UTF-8 text"))
+}
+
+fn idle_timeout(idle: Duration) -> ApiError {
+    ApiError::bad_request(
+        "upload_interrupted",
+        format!("the request sent no data for {} s", idle.as_secs()),
+    )
 }
 
 fn unsupported(message: &str) -> ApiError {

@@ -6,22 +6,20 @@ mod ingest;
 mod jobs;
 mod ws;
 
-use super::{error::ApiError, startup::AppState};
+use super::{error::ApiError, limits, startup::AppState};
 use axum::{
     extract::DefaultBodyLimit,
     http::{Method, Uri},
+    middleware,
     routing::{any, delete, get, post, MethodRouter},
     Router,
 };
 
 /// Every API route. Uploads manage their own size limit, so the default body cap is lifted
-/// only on the ingest route.
-pub fn api_router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/ingest",
-            with_json_405(post(ingest::ingest).layer(DefaultBodyLimit::disable())),
-        )
+/// only on the ingest route; uploads and WebSockets have idle timeouts instead of a deadline.
+/// Health checks sit outside the rate limits so load balancers are never refused.
+pub fn api_router(state: &AppState) -> Router<AppState> {
+    let ordinary = Router::new()
         .route("/api/status/{job_id}", with_json_405(get(jobs::status)))
         .route("/api/jobs", with_json_405(get(jobs::list)))
         .route("/api/jobs/{job_id}", with_json_405(delete(content::delete)))
@@ -29,11 +27,22 @@ pub fn api_router() -> Router<AppState> {
             "/api/jobs/{job_id}/content",
             with_json_405(get(content::download)),
         )
-        .route("/ws/status/{job_id}", with_json_405(get(ws::status_socket)))
-        .route("/healthz", with_json_405(get(health::healthz)))
-        .route("/readyz", with_json_405(get(health::readyz)))
         .route("/api/{*rest}", any(unknown_api_path))
         .route("/api", any(unknown_api_path))
+        .route_layer(middleware::from_fn({
+            let limit = state.settings.request_timeout;
+            move |request, next| limits::deadline(limit, request, next)
+        }));
+    let streaming = Router::new()
+        .route(
+            "/api/ingest",
+            with_json_405(post(ingest::ingest).layer(DefaultBodyLimit::disable())),
+        )
+        .route("/ws/status/{job_id}", with_json_405(get(ws::status_socket)));
+    let health = Router::new()
+        .route("/healthz", with_json_405(get(health::healthz)))
+        .route("/readyz", with_json_405(get(health::readyz)));
+    limits::rate_limited(ordinary.merge(streaming), &state.settings).merge(health)
 }
 
 fn with_json_405(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
