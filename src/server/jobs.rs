@@ -5,8 +5,9 @@
 use super::{
     blobs::BlobStore,
     hub::{Follow, StatusHub},
+    metrics,
     receive::Received,
-    store::{now, JobStore},
+    store::{now, Claimed, JobStore},
 };
 use crate::domain::{JobId, JobState, JobStatus, Progress};
 use anyhow::Context;
@@ -61,6 +62,7 @@ impl Jobs {
     pub async fn submit_metadata(&self, metadata: serde_json::Value) -> anyhow::Result<JobStatus> {
         let job = JobStatus::new(JobId::new(), JobState::Queued, metadata, now());
         self.store.insert(&job).await?;
+        metrics::job_created("metadata");
         self.queued.notify_one();
         Ok(job)
     }
@@ -82,6 +84,7 @@ impl Jobs {
             self.hub.forget(job.job_id);
             return Err(error);
         }
+        metrics::job_created("file");
         Ok(job)
     }
 
@@ -121,6 +124,7 @@ impl Jobs {
         job.progress = Progress::queued(true);
         self.update(&mut job).await?;
         drop(referencing);
+        metrics::upload_stored(&job, received.size);
         self.queued.notify_one();
         Ok(job)
     }
@@ -178,6 +182,9 @@ impl Jobs {
         if !self.store.save(job).await? {
             anyhow::bail!("job {} vanished from the store", job.job_id);
         }
+        if job.is_terminal() {
+            metrics::job_finished(job);
+        }
         self.hub.publish(job.clone());
         Ok(())
     }
@@ -231,11 +238,16 @@ impl Jobs {
     /// while they run, so their progress reaches status readers as well as followers.
     pub async fn claim(&self, limit: u32) -> anyhow::Result<Vec<JobStatus>> {
         let claimed = self.store.claim_queued(limit).await?;
-        for job in &claimed {
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for Claimed { job, queued_at } in claimed {
+            metrics::job_claimed((job.updated_at - queued_at).as_seconds_f64());
+            jobs.push(job);
+        }
+        for job in &jobs {
             drop(self.hub.track(job.clone()));
             self.hub.publish(job.clone());
         }
-        Ok(claimed)
+        Ok(jobs)
     }
 
     /// Resolves when a job may have been queued since the last call.

@@ -7,6 +7,7 @@ pub mod error;
 pub mod hub;
 pub mod jobs;
 pub mod limits;
+pub mod metrics;
 pub mod receive;
 pub mod routes;
 pub mod startup;

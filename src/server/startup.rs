@@ -48,6 +48,7 @@ pub struct Application {
 impl Application {
     /// Opens storage under the data dir, recovers from an earlier crash, and binds the address.
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        super::metrics::handle();
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating the data dir {}", settings.data_dir.display()))?;
         let blobs = BlobStore::open(&settings.data_dir).context("preparing blob storage")?;

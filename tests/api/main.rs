@@ -6,6 +6,7 @@ mod content;
 mod health;
 mod helpers;
 mod limits;
+mod metrics;
 mod queue;
 mod restart;
 mod seed_examples;

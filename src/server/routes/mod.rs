@@ -6,7 +6,7 @@ mod ingest;
 mod jobs;
 mod ws;
 
-use super::{error::ApiError, limits, startup::AppState};
+use super::{error::ApiError, limits, metrics, startup::AppState};
 use axum::{
     extract::DefaultBodyLimit,
     http::{Method, Uri},
@@ -27,6 +27,7 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
             "/api/jobs/{job_id}/content",
             with_json_405(get(content::download)),
         )
+        .route("/metrics", with_json_405(get(metrics::scrape)))
         .route("/api/{*rest}", any(unknown_api_path))
         .route("/api", any(unknown_api_path))
         .route_layer(middleware::from_fn({
@@ -42,7 +43,9 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
     let health = Router::new()
         .route("/healthz", with_json_405(get(health::healthz)))
         .route("/readyz", with_json_405(get(health::readyz)));
-    limits::rate_limited(ordinary.merge(streaming), &state.settings).merge(health)
+    limits::rate_limited(ordinary.merge(streaming), &state.settings)
+        .merge(health)
+        .route_layer(middleware::from_fn(metrics::track_http))
 }
 
 fn with_json_405(route: MethodRouter<AppState>) -> MethodRouter<AppState> {

@@ -21,8 +21,9 @@ pub trait JobStore: Send + Sync + 'static {
         before: Option<JobId>,
         limit: u32,
     ) -> anyhow::Result<Vec<JobStatus>>;
-    /// Moves up to `limit` of the oldest queued jobs to `processing` and returns them.
-    async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<JobStatus>>;
+    /// Moves up to `limit` of the oldest queued jobs to `processing` and returns them, oldest
+    /// first.
+    async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<Claimed>>;
     /// After a restart: uploads that were mid-transfer fail, jobs that were mid-processing go
     /// back to the queue.
     async fn recover_interrupted(&self) -> anyhow::Result<Recovery>;
@@ -33,6 +34,14 @@ pub trait JobStore: Send + Sync + 'static {
     async fn count_referencing(&self, digest: Sha256Digest) -> anyhow::Result<u64>;
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> anyhow::Result<()>;
+}
+
+/// A job the worker has just taken from the queue.
+#[derive(Debug)]
+pub struct Claimed {
+    pub job: JobStatus,
+    /// When it entered the queue, for the queue-wait metric.
+    pub queued_at: time::OffsetDateTime,
 }
 
 /// What `recover_interrupted` changed.

@@ -1,7 +1,7 @@
 //! SQLite job store: WAL journal, `synchronous = FULL`, embedded migrations, and one writer task
 //! that commits concurrent writes together (group commit), so each fsync durably records many
 //! jobs while every caller still waits for its own write to be on disk.
-use super::{JobStore, Recovery, INTERRUPTED_BY_RESTART};
+use super::{Claimed, JobStore, Recovery, INTERRUPTED_BY_RESTART};
 use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -41,7 +41,7 @@ enum Change {
 enum WriteOutcome {
     Done,
     Saved(bool),
-    Claimed(Vec<JobStatus>),
+    Claimed(Vec<Claimed>),
     Recovered(Recovery),
 }
 
@@ -235,21 +235,29 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             Ok(WriteOutcome::Saved(result.rows_affected() == 1))
         }
         Change::Claim(limit) => {
-            let rows: Vec<JobRow> = sqlx::query_as(
-                "UPDATE jobs SET state = 'processing', updated_us = ? WHERE id IN \
-                 (SELECT id FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT ?) \
-                 RETURNING *",
+            // Read when each job was queued before the update overwrites it. The writer is
+            // the only one changing jobs, so nothing moves between the two statements.
+            let queued: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT id, updated_us FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT ?",
             )
-            .bind(micros(now()))
             .bind(i64::from(*limit))
             .fetch_all(&mut *conn)
             .await?;
-            let mut jobs = rows
-                .into_iter()
-                .map(JobStatus::try_from)
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            jobs.sort_by_key(|job| job.created_at);
-            Ok(WriteOutcome::Claimed(jobs))
+            let mut claimed = Vec::with_capacity(queued.len());
+            for (id, queued_us) in queued {
+                let row: JobRow = sqlx::query_as(
+                    "UPDATE jobs SET state = 'processing', updated_us = ? WHERE id = ? RETURNING *",
+                )
+                .bind(micros(now()))
+                .bind(&id)
+                .fetch_one(&mut *conn)
+                .await?;
+                claimed.push(Claimed {
+                    job: JobStatus::try_from(row)?,
+                    queued_at: from_micros(queued_us)?,
+                });
+            }
+            Ok(WriteOutcome::Claimed(claimed))
         }
         Change::Recover => {
             let now = micros(now());
@@ -320,7 +328,7 @@ impl JobStore for SqliteStore {
         rows.into_iter().map(JobStatus::try_from).collect()
     }
 
-    async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<JobStatus>> {
+    async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<Claimed>> {
         match self.write(WriteOp::Change(Change::Claim(limit))).await? {
             WriteOutcome::Claimed(jobs) => Ok(jobs),
             _ => unreachable!("a claim answers Claimed"),

@@ -1,0 +1,126 @@
+//! Prometheus metrics through the `metrics` facade: the one recorder, every metric name, the
+//! HTTP latency middleware and the `/metrics` scrape handler.
+use super::{auth::Authenticated, error::ApiError, startup::AppState};
+use crate::domain::{JobState, JobStatus};
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::{sync::OnceLock, time::Instant};
+
+pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+pub const JOBS: &str = "ingest_jobs";
+pub const JOBS_CREATED: &str = "ingest_jobs_created_total";
+pub const JOBS_FINISHED: &str = "ingest_jobs_finished_total";
+pub const BYTES_INGESTED: &str = "ingest_bytes_ingested_total";
+pub const UPLOAD_DURATION: &str = "ingest_upload_duration_seconds";
+pub const UPLOAD_SIZE: &str = "ingest_upload_size_bytes";
+pub const QUEUE_DEPTH: &str = "ingest_queue_depth";
+pub const QUEUE_WAIT: &str = "ingest_queue_wait_seconds";
+pub const WEBSOCKETS_OPEN: &str = "ingest_websockets_open";
+
+const SECONDS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+const BYTES: &[f64] = &[
+    1024.0,
+    16384.0,
+    262144.0,
+    1048576.0,
+    16777216.0,
+    134217728.0,
+    1073741824.0,
+    8589934592.0,
+];
+
+/// The process-wide recorder (the `metrics` facade has one), installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES));
+        match builder {
+            Ok(builder) => builder.install_recorder().unwrap_or_else(|error| {
+                tracing::error!(%error, "metrics recorder not installed; /metrics stays empty");
+                PrometheusBuilder::new().build_recorder().handle()
+            }),
+            Err(error) => {
+                tracing::error!(%error, "invalid metric buckets");
+                PrometheusBuilder::new().build_recorder().handle()
+            }
+        }
+    })
+}
+
+/// Records every request's latency by method, route template (never the raw path, which would
+/// make a series per job id) and status.
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        HTTP_DURATION,
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A job was created (`file` or `metadata`).
+pub fn job_created(kind: &'static str) {
+    metrics::counter!(JOBS_CREATED, "kind" => kind).increment(1);
+}
+
+/// A job reached a final state.
+pub fn job_finished(job: &JobStatus) {
+    metrics::counter!(JOBS_FINISHED, "state" => job.status.as_str()).increment(1);
+}
+
+/// A file was received and stored.
+pub fn upload_stored(job: &JobStatus, size: u64) {
+    metrics::counter!(BYTES_INGESTED).increment(size);
+    metrics::histogram!(UPLOAD_SIZE).record(size as f64);
+    let took = time::OffsetDateTime::now_utc() - job.created_at;
+    metrics::histogram!(UPLOAD_DURATION).record(took.as_seconds_f64().max(0.0));
+}
+
+/// A queued job was claimed after waiting `waited` seconds.
+pub fn job_claimed(waited: f64) {
+    metrics::histogram!(QUEUE_WAIT).record(waited.max(0.0));
+}
+
+/// `GET /metrics`: Prometheus text format, behind the token. Gauges that describe the present
+/// (jobs by state, queue depth, open sockets) are read at scrape time.
+pub async fn scrape(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+) -> Result<Response, ApiError> {
+    for job_state in JobState::ALL {
+        let count = state.jobs.store().count_in_state(job_state).await?;
+        metrics::gauge!(JOBS, "state" => job_state.as_str()).set(count as f64);
+        if job_state == JobState::Queued {
+            metrics::gauge!(QUEUE_DEPTH).set(count as f64);
+        }
+    }
+    metrics::gauge!(WEBSOCKETS_OPEN).set(state.jobs.hub().open_sockets() as f64);
+    let handle = handle();
+    handle.run_upkeep();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response())
+}
