@@ -3,11 +3,13 @@ use crate::domain::{JobId, JobState, JobStatus};
 use serde::{Deserialize, Serialize};
 
 /// The body of every error answer, 400 to 500: `{"error": {"code": "...", "message": "..."}}`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable, machine-readable (`invalid_metadata`, `payload_too_large`, …).
@@ -17,8 +19,10 @@ pub struct ErrorDetail {
 }
 
 /// The 202 answer to `POST /api/ingest`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestAccepted {
+    #[cfg_attr(feature = "ssr", schema(value_type = String, format = Uuid))]
     pub job_id: JobId,
     pub status: JobState,
     pub status_url: String,
@@ -26,10 +30,12 @@ pub struct IngestAccepted {
 }
 
 /// One page of `GET /api/jobs`, newest first.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobPage {
     pub jobs: Vec<JobStatus>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, format = Uuid))]
     pub next_before: Option<JobId>,
 }
 
@@ -41,6 +47,7 @@ pub struct ServiceInfo {
 }
 
 /// The body of `/readyz`: every check, and whether all passed.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Readiness {
     /// `ready` or `unready`.
@@ -48,6 +55,7 @@ pub struct Readiness {
     pub checks: ReadinessChecks,
 }
 
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadinessChecks {
     pub database: Check,
@@ -55,6 +63,7 @@ pub struct ReadinessChecks {
     pub disk: DiskCheck,
 }
 
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     pub ok: bool,
@@ -62,6 +71,7 @@ pub struct Check {
     pub error: Option<String>,
 }
 
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskCheck {
     pub ok: bool,

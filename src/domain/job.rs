@@ -53,6 +53,7 @@ impl fmt::Debug for JobId {
 }
 
 /// Where a job is in its life. `Completed`, `Failed` and `Cancelled` are final.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
@@ -116,8 +117,10 @@ impl FromStr for JobState {
 
 /// Everything a client may know about a job, as served by `GET /api/status/{id}` and the
 /// WebSocket. The same struct is stored, published and rendered.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobStatus {
+    #[cfg_attr(feature = "ssr", schema(value_type = String, format = Uuid))]
     pub job_id: JobId,
     pub status: JobState,
     /// 0–100 over the whole job: receiving first, then processing.
@@ -128,9 +131,13 @@ pub struct JobStatus {
     /// The client's name for the file: shown to people, never used as a path.
     pub filename: Option<String>,
     pub size: Option<u64>,
+    /// Lower-case hex, once the whole file is stored.
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, pattern = "^[0-9a-f]{64}$"))]
     pub sha256: Option<Sha256Digest>,
     /// Detected from the stored bytes, not taken from the client.
     pub content_type: Option<String>,
+    /// The JSON object given when the job was started.
+    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
     pub metadata: serde_json::Value,
     pub error: Option<String>,
     #[serde(with = "time::serde::rfc3339")]

@@ -1,6 +1,7 @@
 //! Prometheus metrics through the `metrics` facade: the one recorder, every metric name, the
 //! HTTP latency middleware and the `/metrics` scrape handler.
 use super::{auth::Authenticated, error::ApiError, startup::AppState};
+use crate::api::ErrorBody;
 use crate::domain::{JobState, JobStatus};
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -101,6 +102,13 @@ pub fn job_claimed(waited: f64) {
 
 /// `GET /metrics`: Prometheus text format, behind the token. Gauges that describe the present
 /// (jobs by state, queue depth, open sockets) are read at scrape time.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub async fn scrape(
     State(state): State<AppState>,
     _auth: Authenticated,

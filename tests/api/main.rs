@@ -7,6 +7,7 @@ mod health;
 mod helpers;
 mod limits;
 mod metrics;
+mod openapi;
 mod queue;
 mod restart;
 mod seed_examples;

@@ -3,6 +3,7 @@
 //! finished job and, when nothing else references it, its blob.
 use super::jobs::{no_such_job, parse_job_id};
 use crate::{
+    api::ErrorBody,
     domain::{JobState, Sha256Digest},
     server::{auth::Authenticated, error::ApiError, jobs::Deletion, startup::AppState},
 };
@@ -14,6 +15,31 @@ use axum::{
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+/// Download a completed job's file (supports `Range` and `If-None-Match`).
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{job_id}/content",
+    tag = "jobs",
+    params(
+        ("job_id" = String, Path, format = Uuid, description = "The job's id"),
+        ("Range" = Option<String>, Header, description = "e.g. bytes=0-1023"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag from an earlier download"),
+    ),
+    responses(
+        (status = 200, description = "The whole file", content_type = "application/octet-stream",
+            headers(("ETag" = String, description = "The quoted SHA-256"), ("Content-Disposition" = String))),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream"),
+        (status = 304, description = "Unchanged since the given ETag"),
+        (status = 400, description = "Malformed job id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such job, or it has no file", body = ErrorBody),
+        (status = 409, description = "The job has not completed", body = ErrorBody),
+        (status = 416, description = "Range outside the file"),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn download(
     State(state): State<AppState>,
@@ -76,6 +102,23 @@ pub async fn download(
     Ok(response.into_response())
 }
 
+/// Delete a finished job; its blob goes when no other job references it.
+#[utoipa::path(
+    delete,
+    path = "/api/jobs/{job_id}",
+    tag = "jobs",
+    params(("job_id" = String, Path, format = Uuid, description = "The job's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed job id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has not finished", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn delete(
     State(state): State<AppState>,

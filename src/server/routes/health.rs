@@ -9,10 +9,19 @@ use axum::{extract::State, http::StatusCode, Json};
 use serde_json::{json, Value};
 use std::{io::Write, path::Path};
 
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Object, example = json!({"status": "ok"}))))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// The database answers, the data dir takes writes and free disk is above the floor.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready; the failing checks say why", body = Readiness),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let database = check(state.jobs.store().ping().await);
     let tmp = state.jobs.blobs().tmp_dir().to_owned();

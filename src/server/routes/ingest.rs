@@ -1,7 +1,8 @@
 //! `POST /api/ingest`: the seed's three body shapes (JSON, urlencoded form, multipart with an
 //! optional file) turned into a durable job. Files stream through `receive` into storage.
+use super::openapi::{IngestForm, IngestJson, IngestUrlEncoded};
 use crate::{
-    api::IngestAccepted,
+    api::{ErrorBody, IngestAccepted},
     domain::{JobStatus, UploadName},
     server::{
         auth::Authenticated,
@@ -26,6 +27,32 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 /// Live progress is published at most this often per upload.
 const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 
+/// Start an ingest job, with or without a file.
+#[utoipa::path(
+    post,
+    path = "/api/ingest",
+    tag = "jobs",
+    request_body(
+        description = "Metadata as JSON, a urlencoded form, or a multipart form with an optional file. No body at all means a job with empty metadata.",
+        content(
+            (IngestJson = "application/json"),
+            (IngestForm = "multipart/form-data"),
+            (IngestUrlEncoded = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "The job (and its file) is on disk", body = IngestAccepted,
+            headers(("Location" = String, description = "The job's status URL"))),
+        (status = 400, description = "Malformed body, metadata or multipart; or the upload was cut", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 413, description = "Upload or metadata over the limit", body = ErrorBody),
+        (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+        (status = 503, description = "Too many uploads at once; see Retry-After", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn ingest(
     State(state): State<AppState>,

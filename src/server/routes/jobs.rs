@@ -1,6 +1,6 @@
 //! Reading jobs: `GET /api/status/{job_id}` and the paginated `GET /api/jobs`.
 use crate::{
-    api::JobPage,
+    api::{ErrorBody, JobPage},
     domain::{JobId, JobState, JobStatus},
     server::{auth::Authenticated, error::ApiError, startup::AppState},
 };
@@ -16,6 +16,22 @@ use serde::Deserialize;
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 
+/// A job's current status.
+#[utoipa::path(
+    get,
+    path = "/api/status/{job_id}",
+    tag = "jobs",
+    params(("job_id" = String, Path, format = Uuid, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobStatus),
+        (status = 400, description = "Malformed job id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn status(
     State(state): State<AppState>,
@@ -31,13 +47,32 @@ pub async fn status(
         .ok_or_else(|| no_such_job(id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only jobs in this state: queued, receiving, processing, completed, failed, cancelled.
     status: Option<String>,
+    /// Continue after this job (the previous page's `next_before`).
     before: Option<String>,
+    /// Jobs per page, 1–500 (default 50).
     limit: Option<u32>,
 }
 
+/// Jobs, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/jobs",
+    tag = "jobs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 400, description = "Bad query parameters", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,

@@ -4,6 +4,7 @@ mod content;
 mod health;
 mod ingest;
 mod jobs;
+pub mod openapi;
 mod ws;
 
 use super::{error::ApiError, limits, metrics, startup::AppState};
@@ -45,6 +46,7 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
         .route("/readyz", with_json_405(get(health::readyz)));
     limits::rate_limited(ordinary.merge(streaming), &state.settings)
         .merge(health)
+        .merge(openapi::docs_router())
         .route_layer(middleware::from_fn(metrics::track_http))
 }
 

@@ -3,6 +3,7 @@
 //! job's existence are checked before the upgrade, so failures are ordinary JSON errors.
 use super::jobs::{no_such_job, parse_job_id};
 use crate::{
+    api::ErrorBody,
     domain::JobStatus,
     server::{
         auth::{self, bearer_token},
@@ -31,6 +32,22 @@ use tokio_util::sync::CancellationToken;
 /// A client that cannot take one message in this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Follow a job live over a WebSocket: its status at once, each change (at most 10 a second),
+/// the final state, then close 1000. Send the token as `?token=` (or a Bearer header).
+#[utoipa::path(
+    get,
+    path = "/ws/status/{job_id}",
+    tag = "jobs",
+    params(("job_id" = String, Path, format = Uuid, description = "The job's id")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; messages are JobStatus JSON", body = JobStatus),
+        (status = 400, description = "Malformed job id, or not a WebSocket request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
+    security(("token_query" = []), ("bearer" = [])),
+)]
 pub async fn status_socket(
     State(state): State<AppState>,
     job_id: Result<Path<String>, PathRejection>,

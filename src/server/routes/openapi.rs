@@ -1,0 +1,90 @@
+//! The OpenAPI 3.1 document, generated from the handlers' own annotations and the shared
+//! types, and the Swagger UI that shows it at `/docs` (assets vendored in the binary).
+use super::{content, health, ingest, jobs, ws};
+use crate::server::{metrics, startup::AppState};
+use axum::Router;
+use utoipa::{
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi, ToSchema,
+};
+use utoipa_swagger_ui::SwaggerUi;
+
+pub const DOCUMENT_PATH: &str = "/api/openapi.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ingest",
+        description = "Push files or metadata in as ingest jobs and follow each one until it is stored. Every error is `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(
+        ingest::ingest,
+        jobs::status,
+        jobs::list,
+        content::download,
+        content::delete,
+        ws::status_socket,
+        health::healthz,
+        health::readyz,
+        metrics::scrape,
+    ),
+    components(schemas(IngestJson, IngestForm, IngestUrlEncoded)),
+    modifiers(&Security),
+    tags(
+        (name = "jobs", description = "Start, follow, download and delete ingest jobs"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The two ways to present the token.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "token_query",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))),
+        );
+    }
+}
+
+/// `POST /api/ingest` as JSON.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the wire format only.
+pub struct IngestJson {
+    /// JSON text holding an object (`"{\"test\":\"data\"}"`), or the object itself.
+    #[schema(value_type = Object)]
+    metadata: Option<String>,
+}
+
+/// `POST /api/ingest` as a multipart form; both parts optional.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the wire format only.
+pub struct IngestForm {
+    /// The file, streamed to storage as it arrives.
+    #[schema(value_type = Option<String>, format = Binary)]
+    file: Option<Vec<u8>>,
+    /// JSON text holding an object.
+    metadata: Option<String>,
+}
+
+/// `POST /api/ingest` as a urlencoded form (PowerShell's `-Body @{ metadata = "{}" }`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the wire format only.
+pub struct IngestUrlEncoded {
+    /// JSON text holding an object.
+    metadata: Option<String>,
+}
+
+/// The document at `/api/openapi.json` and Swagger UI at `/docs`.
+pub fn docs_router() -> Router<AppState> {
+    SwaggerUi::new("/docs")
+        .url(DOCUMENT_PATH, ApiDoc::openapi())
+        .into()
+}
