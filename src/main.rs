@@ -10,7 +10,21 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            // One line, like every other refusal to start.
+            let reason = error.to_string();
+            let reason = reason.lines().next().unwrap_or("invalid arguments");
+            eprintln!("ingest: {}", reason.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     let token_env = std::env::var("INGEST_TOKEN")
         .ok()
         .filter(|token| !token.is_empty());
