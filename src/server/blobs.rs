@@ -4,6 +4,7 @@ use crate::domain::{JobId, Sha256Digest};
 use std::{
     fs, io,
     path::{Path, PathBuf},
+    time::SystemTime,
 };
 
 #[derive(Clone, Debug)]
@@ -69,6 +70,44 @@ impl BlobStore {
             Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
             _ => Ok(()),
         }
+    }
+
+    /// Every stored blob's digest with its last modification time. Blocking.
+    pub fn list_blobs(&self) -> io::Result<Vec<(Sha256Digest, SystemTime)>> {
+        let mut blobs = Vec::new();
+        for shard in fs::read_dir(&self.blob_dir)? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let name = entry.file_name();
+                // Anything that is not named by a digest was not put there by this store.
+                if let Some(digest) = name.to_str().and_then(|n| Sha256Digest::parse(n).ok()) {
+                    blobs.push((digest, entry.metadata()?.modified()?));
+                }
+            }
+        }
+        Ok(blobs)
+    }
+
+    /// Temp files with the job they belong to (if the name says) and their age. Blocking.
+    pub fn list_temp(&self) -> io::Result<Vec<(PathBuf, Option<JobId>, SystemTime)>> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&self.tmp_dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let job = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.strip_suffix(".part"))
+                .and_then(|id| JobId::parse(id).ok());
+            files.push((entry.path(), job, entry.metadata()?.modified()?));
+        }
+        Ok(files)
     }
 
     /// Removes every temp file: at start-up none of them belongs to a live upload.

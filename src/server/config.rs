@@ -81,6 +81,12 @@ pub struct SettingsArgs {
     /// Uploads received at the same time; more get 503 with Retry-After [default: 256].
     #[arg(long, env = "INGEST_MAX_CONCURRENT_UPLOADS", global = true)]
     pub max_concurrent_uploads: Option<usize>,
+    /// Days finished jobs (and their files) are kept; 0 keeps them forever [default: 30].
+    #[arg(long, env = "INGEST_RETENTION_DAYS", global = true)]
+    pub retention_days: Option<u64>,
+    /// Seconds between retention sweeps [default: 3600].
+    #[arg(long, env = "INGEST_RETENTION_SWEEP_SECS", global = true)]
+    pub retention_sweep_secs: Option<u64>,
     /// Seconds that requests in flight (one-shot uploads among them) get to finish after
     /// SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "INGEST_SHUTDOWN_GRACE_SECS", global = true)]
@@ -119,6 +125,8 @@ struct FileSettings {
     request_timeout_secs: Option<u64>,
     upload_idle_timeout_secs: Option<u64>,
     max_concurrent_uploads: Option<usize>,
+    retention_days: Option<u64>,
+    retention_sweep_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +162,9 @@ pub struct Settings {
     /// The longest an upload may send nothing.
     pub upload_idle_timeout: Duration,
     pub max_concurrent_uploads: usize,
+    /// How long finished jobs are kept; `None` keeps them forever.
+    pub retention: Option<Duration>,
+    pub retention_sweep_every: Duration,
     /// How long requests in flight may run on after shutdown begins.
     pub shutdown_grace: Duration,
     /// Free disk below this makes `/readyz` fail.
@@ -186,6 +197,7 @@ pub enum ConfigError {
     },
 }
 
+const DAY: u64 = 24 * 3600;
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_METADATA_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 1024 * 1024 * 1024;
@@ -209,6 +221,8 @@ impl Settings {
             log_format: LogFormat::Text,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
             shutdown_grace: Duration::from_secs(30),
+            retention: Some(Duration::from_secs(30 * DAY)),
+            retention_sweep_every: Duration::from_secs(3600),
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
             request_timeout: Duration::from_secs(30),
@@ -289,6 +303,12 @@ impl Settings {
                 return Err(invalid("max_concurrent_uploads", "must be at least 1"));
             }
             settings.max_concurrent_uploads = uploads;
+        }
+        if let Some(days) = args.retention_days.or(file.retention_days) {
+            settings.retention = (days > 0).then(|| Duration::from_secs(days.saturating_mul(DAY)));
+        }
+        if let Some(secs) = args.retention_sweep_secs.or(file.retention_sweep_secs) {
+            settings.retention_sweep_every = Duration::from_secs(secs.max(1));
         }
         if let Some(secs) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
             settings.shutdown_grace = Duration::from_secs(secs);

@@ -164,6 +164,29 @@ impl Jobs {
         Ok(())
     }
 
+    /// Removes stored blobs that no job references and that were last written before
+    /// `older_than` (a crash between storing a file and recording it can leave one).
+    pub async fn remove_unreferenced_blobs(
+        &self,
+        older_than: std::time::SystemTime,
+    ) -> anyhow::Result<u64> {
+        let blobs = self.blobs.clone();
+        let stored = tokio::task::spawn_blocking(move || blobs.list_blobs()).await??;
+        let mut removed = 0;
+        for (digest, modified) in stored {
+            if modified > older_than {
+                continue;
+            }
+            let _referencing = self.blob_refs.lock().await;
+            if self.store.count_referencing(digest).await? == 0 {
+                let blobs = self.blobs.clone();
+                tokio::task::spawn_blocking(move || blobs.remove_blob(&digest)).await??;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Marks a job failed with a message meant for people.
     pub async fn fail(&self, mut job: JobStatus, error: impl Into<String>) -> anyhow::Result<()> {
         // Keep how far it got: the live snapshot may be ahead of the caller's copy.

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod receive;
+pub mod retention;
 pub mod routes;
 pub mod startup;
 pub mod store;

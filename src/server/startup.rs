@@ -114,6 +114,14 @@ impl Application {
             .settings
             .run_worker
             .then(|| tokio::spawn(self.worker.clone().run()));
+        if let Some(keep) = self.state.settings.retention {
+            tokio::spawn(super::retention::run(
+                self.state.jobs.clone(),
+                keep,
+                self.state.settings.retention_sweep_every,
+                shutdown.clone(),
+            ));
+        }
         tracing::info!(address = %self.local_addr(), "listening");
         let server = axum::serve(
             self.listener,

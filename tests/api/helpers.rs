@@ -43,6 +43,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.site_addr = "127.0.0.1:0".parse().unwrap();
     // Tests fire requests much faster than clients would; the limits tests turn it back on.
     settings.rate_limit_per_second = 0;
+    // Sweeps are driven by hand in the retention tests, except where one turns them on.
+    settings.retention = None;
     adjust(&mut settings);
     let shutdown = CancellationToken::new();
     let app = Application::build(settings, shutdown.clone())

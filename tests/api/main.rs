@@ -11,6 +11,7 @@ mod metrics;
 mod openapi;
 mod queue;
 mod restart;
+mod retention;
 mod seed_examples;
 mod uploads;
 mod websocket;

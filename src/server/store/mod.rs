@@ -28,6 +28,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// back to the queue.
     async fn recover_interrupted(&self) -> anyhow::Result<Recovery>;
     async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64>;
+    /// Finished jobs (completed, failed, cancelled) last changed before `cutoff`, oldest first.
+    async fn list_finished_before(
+        &self,
+        cutoff: time::OffsetDateTime,
+        limit: u32,
+    ) -> anyhow::Result<Vec<JobStatus>>;
     /// Removes a job's record; false if there was none.
     async fn delete(&self, id: JobId) -> anyhow::Result<bool>;
     /// How many jobs reference the blob with this digest.

@@ -350,6 +350,22 @@ impl JobStore for SqliteStore {
         Ok(count as u64)
     }
 
+    async fn list_finished_before(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: u32,
+    ) -> anyhow::Result<Vec<JobStatus>> {
+        let rows: Vec<JobRow> = sqlx::query_as(
+            "SELECT * FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') \
+             AND updated_us < ? ORDER BY seq LIMIT ?",
+        )
+        .bind(micros(cutoff))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(JobStatus::try_from).collect()
+    }
+
     async fn delete(&self, id: JobId) -> anyhow::Result<bool> {
         match self.write(WriteOp::Change(Change::Delete(id))).await? {
             WriteOutcome::Saved(found) => Ok(found),

@@ -1,0 +1,131 @@
+//! Retention: expired jobs go with their blobs (unless another job still uses the content);
+//! stale temp files and unreferenced blobs are cleaned; the periodic sweep runs by itself.
+use crate::helpers::*;
+use ingest::{
+    domain::JobState,
+    server::retention::{sweep, Sweep},
+};
+use std::time::{Duration, SystemTime};
+
+fn blob_path(app: &TestApp, digest: &str) -> std::path::PathBuf {
+    app.data_dir
+        .path()
+        .join("blobs")
+        .join(&digest[..2])
+        .join(digest)
+}
+
+/// Makes a file look as if it was last written an hour and a bit ago.
+fn age(path: &std::path::Path) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(4000))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn expired_jobs_go_but_content_still_in_use_stays() {
+    let app = spawn_app_with(|s| s.run_worker = false).await;
+    let shared = random_bytes(4096);
+    let alone = random_bytes(4096);
+    let old_shared = accepted_id(app.ingest_file("a.bin", shared.clone(), "{}").await).await;
+    let old_alone = accepted_id(app.ingest_file("b.bin", alone.clone(), "{}").await).await;
+    app.worker.run_until_idle().await.unwrap();
+    // A newer upload of the same content, still waiting in the queue.
+    let newer = accepted_id(app.ingest_file("c.bin", shared.clone(), "{}").await).await;
+
+    let swept = sweep(&app.state.jobs, Duration::ZERO, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        swept,
+        Sweep {
+            jobs: 2,
+            temp_files: 0,
+            blobs: 0
+        }
+    );
+    for id in [old_shared, old_alone] {
+        assert_error(app.status(&id.to_string()).await, 404, "not_found").await;
+    }
+    assert!(
+        blob_path(&app, &sha256_hex(&shared)).exists(),
+        "the queued job still needs it"
+    );
+    assert!(!blob_path(&app, &sha256_hex(&alone)).exists());
+    app.worker.run_until_idle().await.unwrap();
+    let status: ingest::domain::JobStatus =
+        app.status(&newer.to_string()).await.json().await.unwrap();
+    assert_eq!(status.status, JobState::Completed);
+
+    // Jobs younger than the retention period stay.
+    let kept = sweep(
+        &app.state.jobs,
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept.jobs, 0);
+}
+
+#[tokio::test]
+async fn stale_leftovers_are_removed_and_fresh_ones_left_alone() {
+    let app = spawn_app().await;
+    let stale_temp = app
+        .tmp_dir()
+        .join(format!("{}.part", ingest::domain::JobId::new()));
+    let fresh_temp = app
+        .tmp_dir()
+        .join(format!("{}.part", ingest::domain::JobId::new()));
+    std::fs::write(&stale_temp, b"left by a crash").unwrap();
+    std::fs::write(&fresh_temp, b"maybe in progress").unwrap();
+    age(&stale_temp);
+    let orphan = sha256_hex(b"stored but never recorded");
+    std::fs::create_dir_all(blob_path(&app, &orphan).parent().unwrap()).unwrap();
+    std::fs::write(blob_path(&app, &orphan), b"stored but never recorded").unwrap();
+    age(&blob_path(&app, &orphan));
+    // A completed job's blob is referenced, however old the file is.
+    let used = random_bytes(100);
+    let id = accepted_id(app.ingest_file("u.bin", used.clone(), "{}").await).await;
+    app.wait_until_finished(id).await;
+    age(&blob_path(&app, &sha256_hex(&used)));
+
+    let swept = sweep(
+        &app.state.jobs,
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        swept,
+        Sweep {
+            jobs: 0,
+            temp_files: 1,
+            blobs: 1
+        }
+    );
+    assert!(!stale_temp.exists());
+    assert!(fresh_temp.exists());
+    assert!(!blob_path(&app, &orphan).exists());
+    assert!(blob_path(&app, &sha256_hex(&used)).exists());
+}
+
+#[tokio::test]
+async fn the_periodic_sweep_runs_on_its_own() {
+    let app = spawn_app_with(|s| {
+        s.retention = Some(Duration::from_millis(1));
+        s.retention_sweep_every = Duration::from_millis(50);
+    })
+    .await;
+    let id = accepted_id(app.ingest_json("{}").await).await;
+    app.wait_until_finished(id).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.status(&id.to_string()).await.status() != 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job was never swept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
