@@ -11,8 +11,10 @@ use super::{
 };
 use crate::domain::{JobId, JobState, JobStatus, Progress};
 use anyhow::Context;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Why a job could not be deleted.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,26 @@ pub struct Jobs {
     blob_refs: tokio::sync::Mutex<()>,
     /// Wakes the worker when a job is queued.
     queued: Notify,
+    /// One token per job being received or processed; cancelling the job fires it so the
+    /// upload or the worker stops at once.
+    running: std::sync::Mutex<HashMap<JobId, CancellationToken>>,
+}
+
+/// A change to a job that has meanwhile finished (it was cancelled, say). Finished is final, so
+/// the change was dropped; whoever made it should simply stop.
+#[derive(Debug, thiserror::Error)]
+#[error("job {0} has already finished")]
+pub struct AlreadyFinished(pub JobId);
+
+/// Why a job could not be cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum Cancellation {
+    #[error("no such job")]
+    NotFound,
+    #[error("the job has already {0}")]
+    Finished(JobState),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
 }
 
 impl Jobs {
@@ -43,6 +65,7 @@ impl Jobs {
             blobs,
             blob_refs: tokio::sync::Mutex::new(()),
             queued: Notify::new(),
+            running: Default::default(),
         }
     }
 
@@ -85,6 +108,7 @@ impl Jobs {
             return Err(error);
         }
         metrics::job_created("file");
+        self.start_running(job.job_id);
         Ok(job)
     }
 
@@ -124,6 +148,7 @@ impl Jobs {
         job.progress = Progress::queued(true);
         self.update(&mut job).await?;
         drop(referencing);
+        self.stop_running(job.job_id);
         metrics::upload_stored(&job, received.size);
         self.queued.notify_one();
         Ok(job)
@@ -160,6 +185,7 @@ impl Jobs {
         job.status = JobState::Queued;
         job.progress = Progress::queued(job.has_file());
         self.update(&mut job).await?;
+        self.stop_running(job.job_id);
         tracing::info!(job_id = %job.job_id, "job re-queued");
         Ok(())
     }
@@ -200,16 +226,57 @@ impl Jobs {
     }
 
     /// Stores a changed job, then tells its followers.
+    /// Fails with `AlreadyFinished` when the job finished meanwhile (or is gone).
     pub async fn update(&self, job: &mut JobStatus) -> anyhow::Result<()> {
         job.updated_at = now();
         if !self.store.save(job).await? {
-            anyhow::bail!("job {} vanished from the store", job.job_id);
+            return Err(AlreadyFinished(job.job_id).into());
         }
         if job.is_terminal() {
             metrics::job_finished(job);
+            self.stop_running(job.job_id);
         }
         self.hub.publish(job.clone());
         Ok(())
+    }
+
+    /// Cancels an unfinished job: queued jobs never run, an upload stops and its bytes are
+    /// removed, processing stops after the current step. Returns the cancelled job.
+    pub async fn cancel(&self, id: JobId) -> Result<JobStatus, Cancellation> {
+        let Some(cancelled) = self.store.cancel(id).await? else {
+            return match self.status(id).await? {
+                Some(job) => Err(Cancellation::Finished(job.status)),
+                None => Err(Cancellation::NotFound),
+            };
+        };
+        if let Some(running) = self.running.lock().expect("running lock").remove(&id) {
+            running.cancel();
+        }
+        metrics::job_finished(&cancelled);
+        self.hub.publish(cancelled.clone());
+        tracing::info!(job_id = %id, "job cancelled");
+        Ok(cancelled)
+    }
+
+    /// The token that fires if the job is cancelled while it runs.
+    pub fn cancellation(&self, id: JobId) -> CancellationToken {
+        self.running
+            .lock()
+            .expect("running lock")
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn start_running(&self, id: JobId) {
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(id, CancellationToken::new());
+    }
+
+    fn stop_running(&self, id: JobId) {
+        self.running.lock().expect("running lock").remove(&id);
     }
 
     /// The freshest state: the live snapshot while the job runs, the stored one otherwise.
@@ -267,6 +334,7 @@ impl Jobs {
             jobs.push(job);
         }
         for job in &jobs {
+            self.start_running(job.job_id);
             drop(self.hub.track(job.clone()));
             self.hub.publish(job.clone());
         }

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Chunks in flight to each of the hashing and writing threads (each chunk is what hyper
 /// hands over, typically ≤ 64 KiB; they are shared, not copied), bounding memory per upload.
@@ -35,6 +36,8 @@ pub enum ReceiveError {
     Interrupted { received: u64, reason: String },
     #[error("the upload exceeds the limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("the upload was cancelled")]
+    Cancelled,
     #[error("writing the upload failed: {0}")]
     Io(#[from] io::Error),
 }
@@ -57,6 +60,7 @@ pub async fn receive<S, E>(
     temp: PathBuf,
     limit: u64,
     idle: Duration,
+    cancelled: &CancellationToken,
     mut on_progress: impl FnMut(u64),
 ) -> Result<Received, ReceiveError>
 where
@@ -71,7 +75,11 @@ where
 
     let mut received = 0u64;
     let outcome = loop {
-        let next = match tokio::time::timeout(idle, body.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle, body.next()) => next,
+            _ = cancelled.cancelled() => break Err(ReceiveError::Cancelled),
+        };
+        let next = match next {
             Ok(next) => next,
             Err(_) => {
                 break Err(ReceiveError::Interrupted {
@@ -220,6 +228,7 @@ mod tests {
             temp.clone(),
             100,
             IDLE,
+            &CancellationToken::new(),
             |_| {},
         )
         .await
@@ -233,6 +242,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cancelled_upload_stops_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join("c.part");
+        let cancelled = CancellationToken::new();
+        // A body that sends one chunk and then waits forever.
+        let body = stream::iter(vec![Ok::<_, String>(Bytes::from_static(b"abc"))])
+            .chain(stream::pending());
+        let cancel = cancelled.clone();
+        let error = receive(Box::pin(body), temp.clone(), 100, IDLE, &cancelled, |_| {
+            cancel.cancel()
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(error, ReceiveError::Cancelled));
+        assert!(!temp.exists());
+    }
+
+    #[tokio::test]
     async fn an_oversized_or_broken_body_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let temp = dir.path().join("b.part");
@@ -241,6 +268,7 @@ mod tests {
             temp.clone(),
             10,
             IDLE,
+            &CancellationToken::new(),
             |_| {},
         )
         .await
@@ -252,9 +280,16 @@ mod tests {
             Ok(Bytes::from_static(b"abc")),
             Err("reset".to_owned()),
         ]);
-        let error = receive(broken, temp.clone(), 100, IDLE, |_| {})
-            .await
-            .unwrap_err();
+        let error = receive(
+            broken,
+            temp.clone(),
+            100,
+            IDLE,
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(
             error,
             ReceiveError::Interrupted { received: 3, .. }

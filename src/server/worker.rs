@@ -1,6 +1,6 @@
 //! The background worker: claims queued jobs from the persistent queue (the jobs table) and
 //! processes them, at most `workers` at a time, outside any request.
-use super::jobs::Jobs;
+use super::jobs::{AlreadyFinished, Jobs};
 use crate::domain::{JobState, JobStatus, Progress};
 use std::{io::Read, path::Path, sync::Arc, time::Duration};
 use tokio::{sync::Semaphore, task::JoinSet};
@@ -27,6 +27,8 @@ enum Processed {
     Completed,
     /// Shutdown came between two steps; the job goes back to the queue.
     Stopped,
+    /// The job was cancelled; it is already recorded as such.
+    Cancelled,
 }
 
 impl Worker {
@@ -116,8 +118,12 @@ impl Worker {
 
     #[tracing::instrument(skip_all, fields(job_id = %job.job_id))]
     async fn process(&self, mut job: JobStatus) {
-        match self.process_steps(&mut job).await {
-            Ok(Processed::Completed) => {}
+        let cancelled = self.jobs.cancellation(job.job_id);
+        match self.process_steps(&mut job, &cancelled).await {
+            Ok(Processed::Completed | Processed::Cancelled) => {}
+            Err(error) if error.is::<AlreadyFinished>() => {
+                tracing::info!("the job finished elsewhere (cancelled) while processing");
+            }
             Ok(Processed::Stopped) => {
                 if let Err(error) = self.jobs.requeue(job).await {
                     tracing::error!(error = ?error, "re-queueing a stopped job failed");
@@ -133,12 +139,16 @@ impl Worker {
         }
     }
 
-    async fn process_steps(&self, job: &mut JobStatus) -> anyhow::Result<Processed> {
+    async fn process_steps(
+        &self,
+        job: &mut JobStatus,
+        cancelled: &CancellationToken,
+    ) -> anyhow::Result<Processed> {
         let has_file = job.has_file();
         job.progress = Progress::processing(0, STEPS, has_file);
         self.jobs.report_progress(job);
-        if !self.pause().await {
-            return Ok(Processed::Stopped);
+        if let Some(stop) = self.pause(cancelled).await {
+            return Ok(stop);
         }
 
         if let Some(digest) = job.sha256 {
@@ -147,8 +157,8 @@ impl Worker {
         }
         job.progress = Progress::processing(1, STEPS, has_file);
         self.jobs.report_progress(job);
-        if !self.pause().await {
-            return Ok(Processed::Stopped);
+        if let Some(stop) = self.pause(cancelled).await {
+            return Ok(stop);
         }
 
         job.status = JobState::Completed;
@@ -158,15 +168,23 @@ impl Worker {
         Ok(Processed::Completed)
     }
 
-    /// The pause between steps (if configured); false when shutdown came first.
-    async fn pause(&self) -> bool {
+    /// The pause between steps (if configured), cut short by cancellation or shutdown;
+    /// `Some` says processing must stop here.
+    async fn pause(&self, cancelled: &CancellationToken) -> Option<Processed> {
         if !self.step_delay.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(self.step_delay) => {}
                 _ = self.shutdown.cancelled() => {}
+                _ = cancelled.cancelled() => {}
             }
         }
-        !self.shutdown.is_cancelled()
+        if cancelled.is_cancelled() {
+            Some(Processed::Cancelled)
+        } else if self.shutdown.is_cancelled() {
+            Some(Processed::Stopped)
+        } else {
+            None
+        }
     }
 }
 

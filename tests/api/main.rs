@@ -2,6 +2,7 @@
 //! HTTP and WebSocket clients.
 mod auth;
 mod bad_input;
+mod cancel;
 mod cli;
 mod content;
 mod health;

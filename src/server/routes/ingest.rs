@@ -7,6 +7,7 @@ use crate::{
     server::{
         auth::Authenticated,
         error::ApiError,
+        jobs::AlreadyFinished,
         receive::{receive, ReceiveError, Received},
         startup::AppState,
     },
@@ -204,11 +205,13 @@ async fn ingest_multipart(
                 let temp = state.jobs.blobs().temp_path(job.job_id);
                 // The first chunk is reported at once, later ones at most every PROGRESS_EVERY.
                 let mut last_report: Option<Instant> = None;
+                let cancelled = state.jobs.cancellation(job.job_id);
                 let received = receive(
                     Box::pin(field),
                     temp,
                     settings.max_upload_bytes,
                     idle,
+                    &cancelled,
                     |bytes| {
                         if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
                             last_report = Some(Instant::now());
@@ -219,8 +222,10 @@ async fn ingest_multipart(
                 .await;
                 match received {
                     Ok(received) => upload = Some((job, received)),
+                    Err(ReceiveError::Cancelled) => return Err(cancelled_meanwhile(&job)),
                     Err(error) => {
                         let problem = match &error {
+                            ReceiveError::Cancelled => cancelled_meanwhile(&job),
                             ReceiveError::TooLarge { limit } => too_large(*limit),
                             ReceiveError::Interrupted { .. } => {
                                 ApiError::bad_request("upload_interrupted", error.to_string())
@@ -258,7 +263,18 @@ async fn ingest_multipart(
     match upload {
         Some((mut job, received)) => {
             job.metadata = metadata;
-            Ok(state.jobs.finish_upload(job, received).await?)
+            let id = job.job_id;
+            state
+                .jobs
+                .finish_upload(job, received)
+                .await
+                .map_err(|error| {
+                    if error.is::<AlreadyFinished>() {
+                        ApiError::Conflict(format!("job {id} was cancelled during the upload"))
+                    } else {
+                        ApiError::Internal(error)
+                    }
+                })
         }
         None => Ok(state.jobs.submit_metadata(metadata).await?),
     }
@@ -467,6 +483,13 @@ async fn read_field_capped(
     }
     String::from_utf8(bytes)
         .map_err(|_| ApiError::bad_request("invalid_metadata", "metadata is not UTF-8 text"))
+}
+
+fn cancelled_meanwhile(job: &JobStatus) -> ApiError {
+    ApiError::Conflict(format!(
+        "job {} was cancelled during the upload",
+        job.job_id
+    ))
 }
 
 fn idle_timeout(idle: Duration) -> ApiError {

@@ -1,8 +1,9 @@
-//! Reading jobs: `GET /api/status/{job_id}` and the paginated `GET /api/jobs`.
+//! Jobs by id and in pages: `GET /api/status/{job_id}`, the paginated `GET /api/jobs`, and
+//! `POST /api/jobs/{job_id}/cancel`.
 use crate::{
     api::{ErrorBody, JobPage},
     domain::{JobId, JobState, JobStatus},
-    server::{auth::Authenticated, error::ApiError, startup::AppState},
+    server::{auth::Authenticated, error::ApiError, jobs::Cancellation, startup::AppState},
 };
 use axum::{
     extract::{
@@ -109,6 +110,41 @@ pub async fn list(
         None
     };
     Ok(Json(JobPage { jobs, next_before }))
+}
+
+/// Cancel a job that has not finished: a queued job never runs, an upload stops and its bytes
+/// are removed, processing stops after the current step.
+#[utoipa::path(
+    post,
+    path = "/api/jobs/{job_id}/cancel",
+    tag = "jobs",
+    params(("job_id" = String, Path, format = Uuid, description = "The job's id")),
+    responses(
+        (status = 200, description = "The cancelled job", body = JobStatus),
+        (status = 400, description = "Malformed job id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has already finished", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+#[tracing::instrument(skip_all)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    job_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<JobStatus>, ApiError> {
+    let id = parse_job_id(job_id)?;
+    match state.jobs.cancel(id).await {
+        Ok(job) => Ok(Json(job)),
+        Err(Cancellation::NotFound) => Err(no_such_job(id)),
+        Err(Cancellation::Finished(status)) => Err(ApiError::Conflict(format!(
+            "job {id} has already {status}; only unfinished jobs can be cancelled"
+        ))),
+        Err(Cancellation::Failed(error)) => Err(ApiError::Internal(error)),
+    }
 }
 
 pub fn parse_job_id(raw: Result<Path<String>, PathRejection>) -> Result<JobId, ApiError> {

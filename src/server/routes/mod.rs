@@ -25,6 +25,10 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
         .route("/api/jobs", with_json_405(get(jobs::list)))
         .route("/api/jobs/{job_id}", with_json_405(delete(content::delete)))
         .route(
+            "/api/jobs/{job_id}/cancel",
+            with_json_405(post(jobs::cancel)),
+        )
+        .route(
             "/api/jobs/{job_id}/content",
             with_json_405(get(content::download)),
         )

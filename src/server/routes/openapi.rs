@@ -21,6 +21,7 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         ingest::ingest,
         jobs::status,
         jobs::list,
+        jobs::cancel,
         content::download,
         content::delete,
         ws::status_socket,

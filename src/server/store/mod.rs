@@ -11,7 +11,8 @@ use async_trait::async_trait;
 pub trait JobStore: Send + Sync + 'static {
     /// Records a new job.
     async fn insert(&self, job: &JobStatus) -> anyhow::Result<()>;
-    /// Replaces the mutable fields of an existing job; false if there is no such job.
+    /// Replaces the mutable fields of an unfinished job; false if there is no such job or it
+    /// has already finished (finished is final).
     async fn save(&self, job: &JobStatus) -> anyhow::Result<bool>;
     async fn get(&self, id: JobId) -> anyhow::Result<Option<JobStatus>>;
     /// Newest first; `before` continues after that job; `state` filters.
@@ -34,6 +35,9 @@ pub trait JobStore: Send + Sync + 'static {
         cutoff: time::OffsetDateTime,
         limit: u32,
     ) -> anyhow::Result<Vec<JobStatus>>;
+    /// Moves an unfinished job to `cancelled` and returns it; `None` if there is no such job or
+    /// it has already finished.
+    async fn cancel(&self, id: JobId) -> anyhow::Result<Option<JobStatus>>;
     /// Removes a job's record; false if there was none.
     async fn delete(&self, id: JobId) -> anyhow::Result<bool>;
     /// How many jobs reference the blob with this digest.
@@ -56,6 +60,9 @@ pub struct Recovery {
     pub failed_uploads: u64,
     pub requeued: u64,
 }
+
+/// The error recorded on jobs cancelled through the API.
+pub const CANCELLED_BY_REQUEST: &str = "cancelled by request";
 
 /// The error recorded on uploads that a restart cut off.
 pub const INTERRUPTED_BY_RESTART: &str = "interrupted by server restart";

@@ -1,7 +1,7 @@
 //! SQLite job store: WAL journal, `synchronous = FULL`, embedded migrations, and one writer task
 //! that commits concurrent writes together (group commit), so each fsync durably records many
 //! jobs while every caller still waits for its own write to be on disk.
-use super::{Claimed, JobStore, Recovery, INTERRUPTED_BY_RESTART};
+use super::{Claimed, JobStore, Recovery, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART};
 use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -33,6 +33,7 @@ enum WriteOp {
 /// Writes that run one statement each.
 enum Change {
     Save(Box<JobStatus>),
+    Cancel(JobId),
     Delete(JobId),
     Claim(u32),
     Recover,
@@ -42,6 +43,7 @@ enum WriteOutcome {
     Done,
     Saved(bool),
     Claimed(Vec<Claimed>),
+    Cancelled(Option<JobStatus>),
     Recovered(Recovery),
 }
 
@@ -221,11 +223,28 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             let mut query =
                 QueryBuilder::<Sqlite>::new(format!("UPDATE jobs SET ({MUTABLE_COLUMNS}) = ("));
             push_mutable_fields(&mut query.separated(", "), job);
+            // A finished job is final: a late writer (a worker finishing a job that was just
+            // cancelled) must not bring it back.
             query
                 .push(") WHERE id = ")
-                .push_bind(job.job_id.to_string());
+                .push_bind(job.job_id.to_string())
+                .push(" AND state NOT IN ('completed', 'failed', 'cancelled')");
             let result = query.build().execute(&mut *conn).await?;
             Ok(WriteOutcome::Saved(result.rows_affected() == 1))
+        }
+        Change::Cancel(id) => {
+            let row: Option<JobRow> = sqlx::query_as(
+                "UPDATE jobs SET state = 'cancelled', error = ?, updated_us = ? \
+                 WHERE id = ? AND state IN ('queued', 'receiving', 'processing') RETURNING *",
+            )
+            .bind(CANCELLED_BY_REQUEST)
+            .bind(micros(now()))
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Cancelled(
+                row.map(JobStatus::try_from).transpose()?,
+            ))
         }
         Change::Delete(id) => {
             let result = sqlx::query("DELETE FROM jobs WHERE id = ?")
@@ -364,6 +383,13 @@ impl JobStore for SqliteStore {
         .fetch_all(&self.readers)
         .await?;
         rows.into_iter().map(JobStatus::try_from).collect()
+    }
+
+    async fn cancel(&self, id: JobId) -> anyhow::Result<Option<JobStatus>> {
+        match self.write(WriteOp::Change(Change::Cancel(id))).await? {
+            WriteOutcome::Cancelled(job) => Ok(job),
+            _ => unreachable!("a cancel answers Cancelled"),
+        }
     }
 
     async fn delete(&self, id: JobId) -> anyhow::Result<bool> {

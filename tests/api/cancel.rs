@@ -1,0 +1,90 @@
+//! `POST /api/jobs/{id}/cancel`: queued, mid-upload and mid-processing jobs stop for good.
+use crate::helpers::*;
+use futures::StreamExt;
+use ingest::domain::{JobId, JobState, JobStatus};
+use std::time::Duration;
+
+async fn cancel(app: &TestApp, id: JobId) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/api/jobs/{id}/cancel")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn status_of(app: &TestApp, id: JobId) -> JobStatus {
+    app.status(&id.to_string()).await.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_cancelled_queued_job_never_runs() {
+    let app = spawn_app_with(|s| s.run_worker = false).await;
+    let id = accepted_id(app.ingest_json("{}").await).await;
+    let response = cancel(&app, id).await;
+    assert_eq!(response.status(), 200);
+    let cancelled: JobStatus = response.json().await.unwrap();
+    assert_eq!(cancelled.status, JobState::Cancelled);
+    assert_eq!(cancelled.error.as_deref(), Some("cancelled by request"));
+    assert_eq!(app.worker.run_until_idle().await.unwrap(), 0);
+    assert_eq!(status_of(&app, id).await.status, JobState::Cancelled);
+    assert_error(cancel(&app, id).await, 409, "conflict").await;
+    assert_error(cancel(&app, JobId::new()).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn cancelling_mid_upload_stops_it_and_removes_its_bytes() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app().await;
+    let mut upload = start_partial_upload(app.address, 10_000_000, 64 * 1024).await;
+    let job = wait_for_receiving_job(&app.client, &app.url("")).await;
+    assert_eq!(app.temp_files().len(), 1);
+    assert_eq!(cancel(&app, job.job_id).await.status(), 200);
+
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), upload.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
+    assert!(answer.contains("cancelled"), "{answer}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !app.temp_files().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the temp file stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cancelled = status_of(&app, job.job_id).await;
+    assert_eq!(cancelled.status, JobState::Cancelled);
+    assert_eq!(cancelled.sha256, None);
+}
+
+#[tokio::test]
+async fn cancelling_mid_processing_is_final_and_reaches_followers() {
+    let app = spawn_app_with(|s| s.processing_delay = Duration::from_secs(10)).await;
+    let id = accepted_id(app.ingest_json("{}").await).await;
+    wait_for_state(&app.client, &app.url(""), id, |s| s == JobState::Processing).await;
+    let url = app.ws_url(&format!("/ws/status/{id}?token={TOKEN}"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(cancel(&app, id).await.status(), 200);
+
+    let mut last = None;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                last = Some(serde_json::from_str::<JobStatus>(&text).unwrap())
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(last.unwrap().status, JobState::Cancelled);
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1000));
+    // The worker, woken from its pause, does not bring the job back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(status_of(&app, id).await.status, JobState::Cancelled);
+}
