@@ -43,7 +43,7 @@ enum WriteOutcome {
     Done,
     Saved(bool),
     Claimed(Vec<Claimed>),
-    Cancelled(Option<JobStatus>),
+    Cancelled(Option<Box<JobStatus>>),
     Recovered(Recovery),
 }
 
@@ -243,7 +243,7 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             .fetch_optional(&mut *conn)
             .await?;
             Ok(WriteOutcome::Cancelled(
-                row.map(JobStatus::try_from).transpose()?,
+                row.map(JobStatus::try_from).transpose()?.map(Box::new),
             ))
         }
         Change::Delete(id) => {
@@ -387,7 +387,7 @@ impl JobStore for SqliteStore {
 
     async fn cancel(&self, id: JobId) -> anyhow::Result<Option<JobStatus>> {
         match self.write(WriteOp::Change(Change::Cancel(id))).await? {
-            WriteOutcome::Cancelled(job) => Ok(job),
+            WriteOutcome::Cancelled(job) => Ok(job.map(|job| *job)),
             _ => unreachable!("a cancel answers Cancelled"),
         }
     }
