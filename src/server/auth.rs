@@ -1,6 +1,9 @@
 //! The API token: how it is configured, checked in constant time, and demanded by handlers.
-use super::{error::ApiError, startup::AppState};
-use axum::{extract::FromRequestParts, http::request::Parts};
+use super::{error::ApiError, sessions, startup::AppState};
+use axum::{
+    extract::FromRequestParts,
+    http::{request::Parts, HeaderMap},
+};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -70,24 +73,42 @@ impl fmt::Debug for ApiToken {
     }
 }
 
-/// Extractor for handlers that need a caller holding the token as `Authorization: Bearer`.
+/// Extractor for handlers that need a caller holding the token (`Authorization: Bearer`) or a
+/// browser session (the session cookie).
 pub struct Authenticated;
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header =
-            parts
-                .headers
-                .get(axum::http::header::AUTHORIZATION)
-                .ok_or(ApiError::Unauthorized(
-                    "missing Authorization: Bearer <token> header",
-                ))?;
+        authenticate(&parts.headers, None, state)
+    }
+}
+
+/// Checks, in order, a token from the query string (WebSocket clients such as wscat), the
+/// `Authorization: Bearer` header, and the session cookie.
+pub fn authenticate(
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    state: &AppState,
+) -> Result<Authenticated, ApiError> {
+    if let Some(token) = query_token {
+        return check(state, token);
+    }
+    if let Some(header) = headers.get(axum::http::header::AUTHORIZATION) {
         let token = bearer_token(header.as_bytes()).ok_or(ApiError::Unauthorized(
             "the Authorization header must be Bearer <token>",
         ))?;
-        check(state, token)
+        return check(state, token);
+    }
+    match sessions::cookie_value(headers) {
+        Some(cookie) if state.sessions.is_valid(cookie) => Ok(Authenticated),
+        Some(_) => Err(ApiError::Unauthorized(
+            "the session has expired or ended; sign in again",
+        )),
+        None => Err(ApiError::Unauthorized(
+            "missing Authorization: Bearer <token> header",
+        )),
     }
 }
 

@@ -87,6 +87,9 @@ pub struct SettingsArgs {
     /// Seconds between retention sweeps [default: 3600].
     #[arg(long, env = "INGEST_RETENTION_SWEEP_SECS", global = true)]
     pub retention_sweep_secs: Option<u64>,
+    /// Seconds a browser session lasts after sign-in [default: 43200, 12 hours].
+    #[arg(long, env = "INGEST_SESSION_TTL_SECS", global = true)]
+    pub session_ttl_secs: Option<u64>,
     /// Seconds that requests in flight (one-shot uploads among them) get to finish after
     /// SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "INGEST_SHUTDOWN_GRACE_SECS", global = true)]
@@ -127,6 +130,7 @@ struct FileSettings {
     max_concurrent_uploads: Option<usize>,
     retention_days: Option<u64>,
     retention_sweep_secs: Option<u64>,
+    session_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +169,8 @@ pub struct Settings {
     /// How long finished jobs are kept; `None` keeps them forever.
     pub retention: Option<Duration>,
     pub retention_sweep_every: Duration,
+    /// How long a browser session lasts.
+    pub session_ttl: Duration,
     /// How long requests in flight may run on after shutdown begins.
     pub shutdown_grace: Duration,
     /// Free disk below this makes `/readyz` fail.
@@ -223,6 +229,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(30),
             retention: Some(Duration::from_secs(30 * DAY)),
             retention_sweep_every: Duration::from_secs(3600),
+            session_ttl: Duration::from_secs(12 * 3600),
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
             request_timeout: Duration::from_secs(30),
@@ -309,6 +316,12 @@ impl Settings {
         }
         if let Some(secs) = args.retention_sweep_secs.or(file.retention_sweep_secs) {
             settings.retention_sweep_every = Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = args.session_ttl_secs.or(file.session_ttl_secs) {
+            if secs == 0 {
+                return Err(invalid("session_ttl_secs", "must be at least 1"));
+            }
+            settings.session_ttl = Duration::from_secs(secs);
         }
         if let Some(secs) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
             settings.shutdown_grace = Duration::from_secs(secs);

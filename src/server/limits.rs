@@ -1,6 +1,12 @@
-//! Request limits: rate limiting per client address and per token (tower_governor, 429 +
+//! Request limits: rate limiting per client address and per credential (tower_governor, 429 +
 //! `Retry-After`), a deadline for ordinary requests, and the cap on concurrent uploads.
-use super::{auth::bearer_token, config::Settings, error::ApiError, startup::AppState};
+use super::{
+    auth::bearer_token,
+    config::Settings,
+    error::ApiError,
+    sessions::{self, Sessions},
+    startup::AppState,
+};
 use axum::{
     body::Body,
     extract::Request,
@@ -20,16 +26,19 @@ use tower_governor::{
 /// address ever seen.
 const FORGET_IDLE_BUCKETS_EVERY: Duration = Duration::from_secs(60);
 
-/// Keys requests by whether they carry the configured token (header or `?token=`). Unverified
-/// tokens share one bucket, so made-up tokens cannot create buckets without end.
+/// Keys requests by the credential they carry: the configured token (header or `?token=`), or
+/// a live browser session. Anything unverified shares one bucket, so made-up credentials cannot
+/// create buckets without end.
 #[derive(Clone)]
 pub struct TokenKey {
     settings: Arc<Settings>,
+    sessions: Arc<Sessions>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TokenBucket {
     Token,
+    Session(String),
     Unverified,
 }
 
@@ -46,20 +55,25 @@ impl KeyExtractor for TokenKey {
                 .split('&')
                 .find_map(|pair| pair.strip_prefix("token="))
         });
-        let verified = from_header
+        if from_header
             .or(from_query)
-            .is_some_and(|token| self.settings.token.verify(token));
-        Ok(if verified {
-            TokenBucket::Token
-        } else {
-            TokenBucket::Unverified
+            .is_some_and(|token| self.settings.token.verify(token))
+        {
+            return Ok(TokenBucket::Token);
+        }
+        Ok(match sessions::cookie_value(request.headers()) {
+            Some(cookie) if self.sessions.is_valid(cookie) => {
+                TokenBucket::Session(cookie.to_owned())
+            }
+            _ => TokenBucket::Unverified,
         })
     }
 }
 
 /// Wraps `router` in the two rate limiters (per client address, per token); unchanged when
 /// rate limiting is off (a rate of 0).
-pub fn rate_limited(router: Router<AppState>, settings: &Arc<Settings>) -> Router<AppState> {
+pub fn rate_limited(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let settings = &state.settings;
     if settings.rate_limit_per_second == 0 {
         return router;
     }
@@ -75,6 +89,7 @@ pub fn rate_limited(router: Router<AppState>, settings: &Arc<Settings>) -> Route
         .burst_size(burst)
         .key_extractor(TokenKey {
             settings: settings.clone(),
+            sessions: state.sessions.clone(),
         })
         .finish();
     let (Some(by_address), Some(by_token)) = (by_address, by_token) else {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod receive;
 pub mod retention;
 pub mod routes;
+pub mod sessions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 //! Retention: finished jobs older than the retention period are deleted with their blobs, and
 //! leftovers (temp files of no live upload, blobs no job references) are removed, all through
 //! the same reference lock that uploads take, so a new upload of the same content is never hit.
-use super::{jobs::Jobs, store::now};
+use super::{jobs::Jobs, sessions::Sessions, store::now};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -64,14 +64,23 @@ pub async fn sweep(jobs: &Jobs, keep: Duration, leftover_age: Duration) -> anyho
     Ok(swept)
 }
 
-/// Sweeps every `every` until shutdown.
-pub async fn run(jobs: Arc<Jobs>, keep: Duration, every: Duration, shutdown: CancellationToken) {
+/// Sweeps every `every` until shutdown; expired sessions go too.
+pub async fn run(
+    jobs: Arc<Jobs>,
+    sessions: Arc<Sessions>,
+    keep: Duration,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     // The first sweep waits a full period: start-up has just recovered the data dir.
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = shutdown.cancelled() => return,
+        }
+        if let Err(error) = sessions.prune().await {
+            tracing::error!(error = ?error, "pruning expired sessions failed");
         }
         match sweep(&jobs, keep, LEFTOVER_MIN_AGE).await {
             Ok(swept) if swept != Sweep::default() => tracing::info!(?swept, "retention sweep"),

@@ -1,8 +1,8 @@
 //! Building the application: storage, recovery, the worker, the router (API + Leptos), and
 //! the listener, bound first so tests can use port 0 and read the real port.
 use super::{
-    blobs::BlobStore, config::Settings, jobs::Jobs, routes::api_router, store::SqliteStore,
-    telemetry::request_span, worker::Worker,
+    blobs::BlobStore, config::Settings, jobs::Jobs, routes::api_router, sessions::Sessions,
+    store::SqliteStore, telemetry::request_span, worker::Worker,
 };
 use crate::app::{shell, App};
 use anyhow::Context;
@@ -30,6 +30,7 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// One permit per upload being received; when none is left, uploads get 503.
     pub upload_slots: Arc<Semaphore>,
+    pub sessions: Arc<Sessions>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -52,8 +53,9 @@ impl Application {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating the data dir {}", settings.data_dir.display()))?;
         let blobs = BlobStore::open(&settings.data_dir).context("preparing blob storage")?;
-        let store = SqliteStore::open(&settings.data_dir.join("ingest.db")).await?;
-        let jobs = Arc::new(Jobs::new(Arc::new(store), blobs));
+        let store = Arc::new(SqliteStore::open(&settings.data_dir.join("ingest.db")).await?);
+        let sessions = Arc::new(Sessions::load(store.clone(), settings.session_ttl).await?);
+        let jobs = Arc::new(Jobs::new(store, blobs));
         jobs.recover()
             .await
             .context("recovering interrupted jobs")?;
@@ -76,6 +78,7 @@ impl Application {
         );
         let state = AppState {
             upload_slots: Arc::new(Semaphore::new(settings.max_concurrent_uploads)),
+            sessions,
             settings: Arc::new(settings),
             jobs,
             leptos_options,
@@ -117,6 +120,7 @@ impl Application {
         if let Some(keep) = self.state.settings.retention {
             tokio::spawn(super::retention::run(
                 self.state.jobs.clone(),
+                self.state.sessions.clone(),
                 keep,
                 self.state.settings.retention_sweep_every,
                 shutdown.clone(),

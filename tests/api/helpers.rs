@@ -31,13 +31,32 @@ impl Drop for TestApp {
     }
 }
 
+impl TestApp {
+    /// Stops the server and hands back its data dir, for a restart on the same data.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        // Wait until the port is closed so the next app does not race this one.
+        while tokio::net::TcpStream::connect(self.address).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap())
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
 /// Starts the app after `adjust` has changed its settings.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("temp data dir");
+    spawn_app_in(tempfile::tempdir().expect("temp data dir"), adjust).await
+}
+
+/// Starts the app on an existing data dir (a restart, in-process).
+pub async fn spawn_app_in(
+    data_dir: tempfile::TempDir,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings =
         Settings::with_defaults(data_dir.path().to_owned(), ApiToken::parse(TOKEN).unwrap());
     settings.site_addr = "127.0.0.1:0".parse().unwrap();

@@ -14,5 +14,6 @@ mod queue;
 mod restart;
 mod retention;
 mod seed_examples;
+mod session;
 mod uploads;
 mod websocket;

@@ -22,12 +22,17 @@ fn routed() -> Vec<(String, String)> {
         if path.contains('*') || path == "/api" {
             continue;
         }
-        let method = piece
-            .split("with_json_405(")
-            .nth(1)
-            .and_then(|rest| rest.split('(').next())
-            .unwrap_or_else(|| panic!("route {path} has no method"));
-        routes.push((path.to_owned(), method.to_owned()));
+        let route = piece.split(".route_layer(").next().unwrap_or(piece);
+        let methods: Vec<&str> = ["get", "post", "delete", "put", "patch"]
+            .into_iter()
+            .filter(|m| {
+                route.contains(&format!("with_json_405({m}(")) || route.contains(&format!(").{m}("))
+            })
+            .collect();
+        assert!(!methods.is_empty(), "route {path} has no method");
+        for method in methods {
+            routes.push((path.to_owned(), method.to_owned()));
+        }
     }
     routes
 }

@@ -5,6 +5,7 @@ mod health;
 mod ingest;
 mod jobs;
 pub mod openapi;
+mod session;
 mod ws;
 
 use super::{error::ApiError, limits, metrics, startup::AppState};
@@ -33,6 +34,10 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
             with_json_405(get(content::download)),
         )
         .route("/metrics", with_json_405(get(metrics::scrape)))
+        .route(
+            "/api/session",
+            with_json_405(post(session::sign_in).delete(session::sign_out)),
+        )
         .route("/api/{*rest}", any(unknown_api_path))
         .route("/api", any(unknown_api_path))
         .route_layer(middleware::from_fn({
@@ -48,7 +53,7 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
     let health = Router::new()
         .route("/healthz", with_json_405(get(health::healthz)))
         .route("/readyz", with_json_405(get(health::readyz)));
-    limits::rate_limited(ordinary.merge(streaming), &state.settings)
+    limits::rate_limited(ordinary.merge(streaming), state)
         .merge(health)
         .merge(openapi::docs_router())
         .route_layer(middleware::from_fn(metrics::track_http))

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' own annotations and the shared
 //! types, and the Swagger UI that shows it at `/docs` (assets vendored in the binary).
-use super::{content, health, ingest, jobs, ws};
+use super::{content, health, ingest, jobs, session, ws};
 use crate::server::{metrics, startup::AppState};
 use axum::Router;
 use utoipa::{
@@ -28,12 +28,15 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         health::healthz,
         health::readyz,
         metrics::scrape,
+        session::sign_in,
+        session::sign_out,
     ),
     components(schemas(IngestJson, IngestForm, IngestUrlEncoded)),
     modifiers(&Security),
     tags(
         (name = "jobs", description = "Start, follow, download and delete ingest jobs"),
         (name = "operations", description = "Health and metrics"),
+        (name = "session", description = "Browser sign-in with a session cookie"),
     )
 )]
 pub struct ApiDoc;

@@ -5,12 +5,7 @@ use super::jobs::{no_such_job, parse_job_id};
 use crate::{
     api::ErrorBody,
     domain::JobStatus,
-    server::{
-        auth::{self, bearer_token},
-        error::ApiError,
-        hub::Follow,
-        startup::AppState,
-    },
+    server::{auth, error::ApiError, hub::Follow, startup::AppState},
 };
 use axum::{
     extract::{
@@ -21,7 +16,7 @@ use axum::{
         },
         Path, Query, State,
     },
-    http::{header, HeaderMap},
+    http::HeaderMap,
     response::Response,
 };
 use futures::{SinkExt, StreamExt};
@@ -55,16 +50,7 @@ pub async fn status_socket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let token = match query.get("token") {
-        Some(token) => token.as_str(),
-        None => headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| bearer_token(value.as_bytes()))
-            .ok_or(ApiError::Unauthorized(
-                "missing token: add ?token=<token> or an Authorization: Bearer header",
-            ))?,
-    };
-    auth::check(&state, token)?;
+    auth::authenticate(&headers, query.get("token").map(String::as_str), &state)?;
     let id = parse_job_id(job_id)?;
     let source = state
         .jobs

@@ -1,4 +1,5 @@
-//! Job storage behind the `JobStore` trait, so a Postgres backend can sit beside SQLite.
+//! Storage behind the `JobStore` and `SessionStore` traits, so a Postgres backend can sit
+//! beside SQLite.
 mod sqlite;
 
 pub use sqlite::{now, SqliteStore};
@@ -44,6 +45,25 @@ pub trait JobStore: Send + Sync + 'static {
     async fn count_referencing(&self, digest: Sha256Digest) -> anyhow::Result<u64>;
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> anyhow::Result<()>;
+}
+
+/// Browser sessions, by the SHA-256 of their cookie value. Writes are durable on return.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    async fn insert_session(
+        &self,
+        id_hash: [u8; 32],
+        created: time::OffsetDateTime,
+        expires: time::OffsetDateTime,
+    ) -> anyhow::Result<()>;
+    async fn delete_session(&self, id_hash: [u8; 32]) -> anyhow::Result<()>;
+    /// Sessions that have not expired at `now`, with their expiry.
+    async fn live_sessions(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> anyhow::Result<Vec<([u8; 32], time::OffsetDateTime)>>;
+    /// Deletes sessions expired at `now`; returns how many.
+    async fn prune_sessions(&self, now: time::OffsetDateTime) -> anyhow::Result<u64>;
 }
 
 /// A job the worker has just taken from the queue.

@@ -1,7 +1,9 @@
 //! SQLite job store: WAL journal, `synchronous = FULL`, embedded migrations, and one writer task
 //! that commits concurrent writes together (group commit), so each fsync durably records many
 //! jobs while every caller still waits for its own write to be on disk.
-use super::{Claimed, JobStore, Recovery, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART};
+use super::{
+    Claimed, JobStore, Recovery, SessionStore, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
+};
 use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
@@ -33,6 +35,13 @@ enum WriteOp {
 /// Writes that run one statement each.
 enum Change {
     Save(Box<JobStatus>),
+    InsertSession {
+        id_hash: [u8; 32],
+        created: OffsetDateTime,
+        expires: OffsetDateTime,
+    },
+    DeleteSession([u8; 32]),
+    PruneSessions(OffsetDateTime),
     Cancel(JobId),
     Delete(JobId),
     Claim(u32),
@@ -44,6 +53,7 @@ enum WriteOutcome {
     Saved(bool),
     Claimed(Vec<Claimed>),
     Cancelled(Option<Box<JobStatus>>),
+    Pruned(u64),
     Recovered(Recovery),
 }
 
@@ -232,6 +242,33 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             let result = query.build().execute(&mut *conn).await?;
             Ok(WriteOutcome::Saved(result.rows_affected() == 1))
         }
+        Change::InsertSession {
+            id_hash,
+            created,
+            expires,
+        } => {
+            sqlx::query("INSERT INTO sessions (id_hash, created_us, expires_us) VALUES (?, ?, ?)")
+                .bind(hex::encode(id_hash))
+                .bind(micros(*created))
+                .bind(micros(*expires))
+                .execute(&mut *conn)
+                .await?;
+            Ok(WriteOutcome::Done)
+        }
+        Change::DeleteSession(id_hash) => {
+            sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+                .bind(hex::encode(id_hash))
+                .execute(&mut *conn)
+                .await?;
+            Ok(WriteOutcome::Done)
+        }
+        Change::PruneSessions(now) => {
+            let pruned = sqlx::query("DELETE FROM sessions WHERE expires_us <= ?")
+                .bind(micros(*now))
+                .execute(&mut *conn)
+                .await?;
+            Ok(WriteOutcome::Pruned(pruned.rows_affected()))
+        }
         Change::Cancel(id) => {
             let row: Option<JobRow> = sqlx::query_as(
                 "UPDATE jobs SET state = 'cancelled', error = ?, updated_us = ? \
@@ -410,6 +447,58 @@ impl JobStore for SqliteStore {
     async fn ping(&self) -> anyhow::Result<()> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn insert_session(
+        &self,
+        id_hash: [u8; 32],
+        created: OffsetDateTime,
+        expires: OffsetDateTime,
+    ) -> anyhow::Result<()> {
+        self.write(WriteOp::Change(Change::InsertSession {
+            id_hash,
+            created,
+            expires,
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    async fn delete_session(&self, id_hash: [u8; 32]) -> anyhow::Result<()> {
+        self.write(WriteOp::Change(Change::DeleteSession(id_hash)))
+            .await
+            .map(|_| ())
+    }
+
+    async fn live_sessions(
+        &self,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Vec<([u8; 32], OffsetDateTime)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT id_hash, expires_us FROM sessions WHERE expires_us > ?")
+                .bind(micros(now))
+                .fetch_all(&self.readers)
+                .await?;
+        rows.into_iter()
+            .map(|(hash, expires)| {
+                let mut id_hash = [0u8; 32];
+                hex::decode_to_slice(&hash, &mut id_hash).context("stored session hash")?;
+                Ok((id_hash, from_micros(expires)?))
+            })
+            .collect()
+    }
+
+    async fn prune_sessions(&self, now: OffsetDateTime) -> anyhow::Result<u64> {
+        match self
+            .write(WriteOp::Change(Change::PruneSessions(now)))
+            .await?
+        {
+            WriteOutcome::Pruned(count) => Ok(count),
+            _ => unreachable!("a prune answers Pruned"),
+        }
     }
 }
 

@@ -1,0 +1,63 @@
+//! Browser sign-in and sign-out: `POST /api/session` trades the token for a session cookie
+//! (HttpOnly, SameSite=Strict, expiring, Secure over https); `DELETE /api/session` ends it.
+use crate::{
+    api::ErrorBody,
+    server::{auth, error::ApiError, sessions, startup::AppState},
+};
+use axum::{
+    extract::{rejection::JsonRejection, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SignIn {
+    /// The API token.
+    token: String,
+}
+
+/// Sign in: the token in the body, a session cookie in the answer.
+#[utoipa::path(
+    post,
+    path = "/api/session",
+    tag = "session",
+    request_body = SignIn,
+    responses(
+        (status = 204, description = "Signed in", headers(("Set-Cookie" = String, description = "The session cookie"))),
+        (status = 400, description = "The body is not {\"token\": \"...\"}", body = ErrorBody),
+        (status = 401, description = "Wrong token", body = ErrorBody),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
+    ),
+)]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<SignIn>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(SignIn { token }) =
+        body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
+    auth::check(&state, &token)?;
+    let session = state.sessions.create().await?;
+    let cookie = sessions::set_cookie(&session, state.sessions.ttl(), sessions::is_https(&headers));
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+}
+
+/// Sign out: the session ends and the cookie is cleared.
+#[utoipa::path(
+    delete,
+    path = "/api/session",
+    tag = "session",
+    responses((status = 204, description = "Signed out (also when there was no session)")),
+)]
+pub async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(cookie) = sessions::cookie_value(&headers) {
+        state.sessions.end(cookie).await?;
+    }
+    let cleared = sessions::clear_cookie(sessions::is_https(&headers));
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cleared)]).into_response())
+}

@@ -1,0 +1,150 @@
+//! Browser sessions: signing in with the token gives a random cookie value; only its SHA-256 is
+//! kept (in memory for the check on every request, in SQLite so sessions survive a restart),
+//! and it expires.
+use super::store::{now, SessionStore};
+use axum::http::{header, HeaderMap, HeaderValue};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+use time::OffsetDateTime;
+
+/// The cookie's name.
+pub const COOKIE: &str = "ingest_session";
+
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
+    live: RwLock<HashMap<[u8; 32], OffsetDateTime>>,
+    ttl: Duration,
+}
+
+/// A new session: the cookie value (shown to the browser once) and when it expires.
+pub struct NewSession {
+    pub cookie_value: String,
+    pub expires: OffsetDateTime,
+}
+
+impl Sessions {
+    /// Loads the sessions that have not expired.
+    pub async fn load(store: Arc<dyn SessionStore>, ttl: Duration) -> anyhow::Result<Self> {
+        let live = store.live_sessions(now()).await?.into_iter().collect();
+        Ok(Self {
+            store,
+            live: RwLock::new(live),
+            ttl,
+        })
+    }
+
+    /// Starts a session; durable when this returns.
+    pub async fn create(&self) -> anyhow::Result<NewSession> {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let cookie_value = hex::encode(secret);
+        let created = now();
+        let expires = created + self.ttl;
+        let id_hash = fingerprint(&cookie_value);
+        self.store.insert_session(id_hash, created, expires).await?;
+        self.live
+            .write()
+            .expect("sessions lock")
+            .insert(id_hash, expires);
+        Ok(NewSession {
+            cookie_value,
+            expires,
+        })
+    }
+
+    /// Whether the cookie value names a live session. The lookup is by a hash of a random
+    /// 256-bit value, so its timing tells nothing useful.
+    pub fn is_valid(&self, cookie_value: &str) -> bool {
+        let live = self.live.read().expect("sessions lock");
+        live.get(&fingerprint(cookie_value))
+            .is_some_and(|expires| *expires > now())
+    }
+
+    /// Ends a session (sign-out).
+    pub async fn end(&self, cookie_value: &str) -> anyhow::Result<()> {
+        let id_hash = fingerprint(cookie_value);
+        self.live.write().expect("sessions lock").remove(&id_hash);
+        self.store.delete_session(id_hash).await
+    }
+
+    /// Forgets expired sessions, here and in the store.
+    pub async fn prune(&self) -> anyhow::Result<u64> {
+        let now = now();
+        self.live
+            .write()
+            .expect("sessions lock")
+            .retain(|_, expires| *expires > now);
+        self.store.prune_sessions(now).await
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+fn fingerprint(cookie_value: &str) -> [u8; 32] {
+    Sha256::digest(cookie_value.as_bytes()).into()
+}
+
+/// The session cookie's value in a request, if any.
+pub fn cookie_value(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// Whether the browser reached us over https (directly or through a proxy that says so), so
+/// the cookie must be `Secure`.
+pub fn is_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+}
+
+/// `Set-Cookie` for a new session: HttpOnly, SameSite=Strict, expiring, Secure over https.
+pub fn set_cookie(session: &NewSession, ttl: Duration, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        session.cookie_value,
+        ttl.as_secs()
+    ))
+    .expect("a hex cookie value is a valid header")
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_cookie(secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"
+    ))
+    .expect("a constant cookie is a valid header")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_session_cookie_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "a=1; ingest_session=abc; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie_value(&headers), Some("abc"));
+        headers.insert(header::COOKIE, "ingest_sessionx=1".parse().unwrap());
+        assert_eq!(cookie_value(&headers), None);
+    }
+}
