@@ -1,10 +1,13 @@
-//! Types shared by the server and the browser: job identity, lifecycle, digests and progress math.
+//! Types shared by the server and the browser: job identity, lifecycle, metadata rules, digests
+//! and progress math.
 mod digest;
 mod job;
+mod metadata;
 mod progress;
 mod upload_name;
 
 pub use digest::{InvalidDigest, Sha256Digest};
 pub use job::{InvalidJobId, JobId, JobState, JobStatus, UnknownJobState};
+pub use metadata::{check_metadata, empty_metadata, parse_metadata, MetadataError};
 pub use progress::Progress;
 pub use upload_name::UploadName;

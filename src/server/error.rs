@@ -1,6 +1,9 @@
 //! `ApiError`: every way a request can fail, mapped to an HTTP status and the JSON error body
 //! in this one place. A 500 tells the client nothing internal; its cause chain goes to the log.
-use crate::api::{ErrorBody, ErrorDetail};
+use crate::{
+    api::{ErrorBody, ErrorDetail},
+    domain::MetadataError,
+};
 use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
@@ -71,6 +74,15 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Busy { .. } => "busy",
             ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<MetadataError> for ApiError {
+    fn from(error: MetadataError) -> Self {
+        match error {
+            MetadataError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
+            _ => ApiError::bad_request("invalid_metadata", error.to_string()),
         }
     }
 }

@@ -3,7 +3,9 @@
 use super::openapi::{IngestForm, IngestJson, IngestUrlEncoded};
 use crate::{
     api::{ErrorBody, IngestAccepted},
-    domain::{JobStatus, UploadName},
+    domain::{
+        check_metadata, empty_metadata, parse_metadata, JobStatus, MetadataError, UploadName,
+    },
     server::{
         auth::Authenticated,
         error::ApiError,
@@ -20,7 +22,7 @@ use axum::{
     Json,
 };
 use futures::StreamExt;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// Multipart framing (boundaries, part headers) allowed on top of the file and metadata.
@@ -83,10 +85,7 @@ pub async fn ingest(
                      application/x-www-form-urlencoded or multipart/form-data",
                 ));
             }
-            state
-                .jobs
-                .submit_metadata(Value::Object(Map::new()))
-                .await?
+            state.jobs.submit_metadata(empty_metadata()).await?
         }
         Some(mime) if mime.essence_str() == "application/json" => {
             // JSON escapes can double the size of a metadata string.
@@ -175,7 +174,7 @@ async fn ingest_multipart(
                             "the metadata part appears more than once",
                         ));
                     }
-                    parse_metadata_text(&text, settings.max_metadata_bytes)
+                    Ok(parse_metadata(&text, settings.max_metadata_bytes)?)
                 });
                 match parsed {
                     Ok(value) => metadata = Some(value),
@@ -199,7 +198,7 @@ async fn ingest_multipart(
                     .begin_upload(
                         filename,
                         content_length,
-                        metadata.clone().unwrap_or_else(empty_object),
+                        metadata.clone().unwrap_or_else(empty_metadata),
                     )
                     .await?;
                 let temp = state.jobs.blobs().temp_path(job.job_id);
@@ -259,7 +258,7 @@ async fn ingest_multipart(
         }
     }
 
-    let metadata = metadata.unwrap_or_else(empty_object);
+    let metadata = metadata.unwrap_or_else(empty_metadata);
     match upload {
         Some((mut job, received)) => {
             job.metadata = metadata;
@@ -353,12 +352,9 @@ fn metadata_from_json_body(body: &[u8], limit: usize) -> Result<Value, ApiError>
         ));
     };
     match fields.remove("metadata") {
-        None | Some(Value::Null) => Ok(empty_object()),
-        Some(Value::String(text)) => parse_metadata_text(&text, limit),
-        Some(object @ Value::Object(_)) => {
-            check_metadata_size(&object, limit)?;
-            Ok(object)
-        }
+        None | Some(Value::Null) => Ok(empty_metadata()),
+        Some(Value::String(text)) => Ok(parse_metadata(&text, limit)?),
+        Some(object @ Value::Object(_)) => Ok(check_metadata(object, limit)?),
         Some(_) => Err(ApiError::bad_request(
             "invalid_metadata",
             "metadata must be a JSON object, or a string holding one",
@@ -393,42 +389,9 @@ fn metadata_from_form(body: &[u8], limit: usize) -> Result<Value, ApiError> {
         }
     }
     metadata.map_or_else(
-        || Ok(empty_object()),
-        |text| parse_metadata_text(&text, limit),
+        || Ok(empty_metadata()),
+        |text| Ok(parse_metadata(&text, limit)?),
     )
-}
-
-/// Metadata arrives as JSON text; it must be an object. Blank text means none.
-fn parse_metadata_text(text: &str, limit: usize) -> Result<Value, ApiError> {
-    if text.len() > limit {
-        return Err(metadata_too_large(limit));
-    }
-    if text.trim().is_empty() {
-        return Ok(empty_object());
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(object @ Value::Object(_)) => Ok(object),
-        Ok(_) => Err(ApiError::bad_request(
-            "invalid_metadata",
-            "metadata must be a JSON object such as {\"source\": \"curl\"}",
-        )),
-        Err(error) => Err(ApiError::bad_request(
-            "invalid_metadata",
-            format!("metadata is not valid JSON: {error}"),
-        )),
-    }
-}
-
-fn check_metadata_size(metadata: &Value, limit: usize) -> Result<(), ApiError> {
-    if metadata.to_string().len() > limit {
-        Err(metadata_too_large(limit))
-    } else {
-        Ok(())
-    }
-}
-
-fn empty_object() -> Value {
-    Value::Object(Map::new())
 }
 
 /// Reads a small body whole, refusing it with 413 as soon as it passes `limit`.
@@ -468,7 +431,7 @@ async fn read_field_capped(
         match chunk {
             Ok(Some(chunk)) => {
                 if bytes.len() + chunk.len() > limit {
-                    return Err(metadata_too_large(limit));
+                    return Err(MetadataError::TooLarge { limit }.into());
                 }
                 bytes.extend_from_slice(&chunk);
             }
@@ -507,10 +470,6 @@ fn too_large(limit: u64) -> ApiError {
     ApiError::PayloadTooLarge(format!("the upload exceeds the limit of {limit} bytes"))
 }
 
-fn metadata_too_large(limit: usize) -> ApiError {
-    ApiError::PayloadTooLarge(format!("metadata exceeds the limit of {limit} bytes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,7 +479,7 @@ mod tests {
         let from = |body: &str| metadata_from_json_body(body.as_bytes(), 1024);
         assert_eq!(from(r#"{"metadata": "{\"a\":1}"}"#).unwrap()["a"], 1);
         assert_eq!(from(r#"{"metadata": {"a": 2}}"#).unwrap()["a"], 2);
-        assert_eq!(from("{}").unwrap(), empty_object());
+        assert_eq!(from("{}").unwrap(), empty_metadata());
         assert_eq!(from("[]").unwrap_err().code(), "invalid_body");
         assert_eq!(from("null").unwrap_err().code(), "invalid_body");
         assert_eq!(from("{").unwrap_err().code(), "invalid_json");
@@ -531,15 +490,6 @@ mod tests {
         assert_eq!(
             from(r#"{"metadata": 3}"#).unwrap_err().code(),
             "invalid_metadata"
-        );
-    }
-
-    #[test]
-    fn oversized_metadata_is_refused() {
-        let text = format!("{{\"a\":\"{}\"}}", "x".repeat(100));
-        assert_eq!(
-            parse_metadata_text(&text, 50).unwrap_err().code(),
-            "payload_too_large"
         );
     }
 
