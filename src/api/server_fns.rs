@@ -1,13 +1,136 @@
-//! Server functions the pages call. They run on the server and read its state from context.
-use super::ServiceInfo;
+//! Server functions the pages call. They run on the server, read its state from context, and
+//! use the same job service, auth and error mapping as the REST routes.
+use super::{JobPage, ServiceInfo};
+use crate::domain::{JobId, JobState, JobStatus};
 use leptos::prelude::*;
 
 /// Facts about this server the page may show: the version and the upload size limit.
-#[server(prefix = "/rpc")]
+#[server(prefix = "/rpc", endpoint = "service_info")]
 pub async fn get_service_info() -> Result<ServiceInfo, ServerFnError> {
     let state = expect_context::<crate::server::startup::AppState>();
     Ok(ServiceInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         max_upload_bytes: state.settings.max_upload_bytes,
     })
+}
+
+/// Trades the token for a session cookie (HttpOnly: the page never sees it).
+#[server(prefix = "/rpc", endpoint = "sign_in")]
+pub async fn sign_in(token: String) -> Result<(), ServerFnError> {
+    use crate::server::{auth, sessions};
+    let state = support::state();
+    let headers = support::headers().await?;
+    auth::check(&state, &token).map_err(support::refuse)?;
+    let session = state
+        .sessions
+        .create()
+        .await
+        .map_err(|error| support::refuse(error.into()))?;
+    let cookie = sessions::set_cookie(&session, state.sessions.ttl(), sessions::is_https(&headers));
+    expect_context::<leptos_axum::ResponseOptions>()
+        .insert_header(axum::http::header::SET_COOKIE, cookie);
+    Ok(())
+}
+
+/// Ends the session and clears its cookie.
+#[server(prefix = "/rpc", endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), ServerFnError> {
+    use crate::server::sessions;
+    let state = support::state();
+    let headers = support::headers().await?;
+    if let Some(cookie) = sessions::cookie_value(&headers) {
+        state
+            .sessions
+            .end(cookie)
+            .await
+            .map_err(|error| support::refuse(error.into()))?;
+    }
+    expect_context::<leptos_axum::ResponseOptions>().insert_header(
+        axum::http::header::SET_COOKIE,
+        sessions::clear_cookie(sessions::is_https(&headers)),
+    );
+    Ok(())
+}
+
+/// Starts a metadata-only job (files go through the streaming upload route).
+#[server(prefix = "/rpc", endpoint = "start_ingest")]
+pub async fn start_ingest(metadata: String) -> Result<JobStatus, ServerFnError> {
+    let state = support::authorized().await?;
+    let metadata = crate::domain::parse_metadata(&metadata, state.settings.max_metadata_bytes)
+        .map_err(|error| support::refuse(error.into()))?;
+    state
+        .jobs
+        .submit_metadata(metadata)
+        .await
+        .map_err(|error| support::refuse(error.into()))
+}
+
+#[server(prefix = "/rpc", endpoint = "job_status")]
+pub async fn get_job_status(id: JobId) -> Result<JobStatus, ServerFnError> {
+    use crate::server::error::ApiError;
+    let state = support::authorized().await?;
+    match state.jobs.status(id).await {
+        Ok(Some(job)) => Ok(job),
+        Ok(None) => Err(support::refuse(ApiError::NotFound(
+            "no such job".to_owned(),
+        ))),
+        Err(error) => Err(support::refuse(error.into())),
+    }
+}
+
+#[server(prefix = "/rpc", endpoint = "list_jobs")]
+pub async fn list_jobs(
+    status: Option<JobState>,
+    before: Option<JobId>,
+    limit: Option<u32>,
+) -> Result<JobPage, ServerFnError> {
+    let state = support::authorized().await?;
+    state
+        .jobs
+        .page(status, before, limit)
+        .await
+        .map_err(support::refuse)
+}
+
+#[server(prefix = "/rpc", endpoint = "cancel_job")]
+pub async fn cancel_job(id: JobId) -> Result<JobStatus, ServerFnError> {
+    let state = support::authorized().await?;
+    state
+        .jobs
+        .cancel(id)
+        .await
+        .map_err(|error| support::refuse(error.into()))
+}
+
+/// Server-side plumbing shared by the functions above.
+#[cfg(feature = "ssr")]
+mod support {
+    use crate::server::{auth, error::ApiError, startup::AppState};
+    use axum::http::HeaderMap;
+    use leptos::prelude::*;
+
+    pub fn state() -> AppState {
+        expect_context::<AppState>()
+    }
+
+    pub async fn headers() -> Result<HeaderMap, ServerFnError> {
+        Ok(leptos_axum::extract::<HeaderMap>().await?)
+    }
+
+    /// The state, once the caller has shown a session cookie (or the token).
+    pub async fn authorized() -> Result<AppState, ServerFnError> {
+        let state = state();
+        auth::authenticate(&headers().await?, None, &state).map_err(refuse)?;
+        Ok(state)
+    }
+
+    /// Answers with the error's HTTP status and its message for people; a 500 says nothing
+    /// internal (the cause is logged).
+    pub fn refuse(error: ApiError) -> ServerFnError {
+        expect_context::<leptos_axum::ResponseOptions>().set_status(error.status());
+        if let ApiError::Internal(cause) = &error {
+            tracing::error!(error = ?cause, "server function failed");
+        }
+        ServerFnError::ServerError(error.to_string())
+    }
 }

@@ -1,5 +1,6 @@
 //! `ApiError`: every way a request can fail, mapped to an HTTP status and the JSON error body
 //! in this one place. A 500 tells the client nothing internal; its cause chain goes to the log.
+use super::jobs::Cancellation;
 use crate::{
     api::{ErrorBody, ErrorDetail},
     domain::MetadataError,
@@ -83,6 +84,18 @@ impl From<MetadataError> for ApiError {
         match error {
             MetadataError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
             _ => ApiError::bad_request("invalid_metadata", error.to_string()),
+        }
+    }
+}
+
+impl From<Cancellation> for ApiError {
+    fn from(error: Cancellation) -> Self {
+        match error {
+            Cancellation::NotFound => ApiError::NotFound("no such job".to_owned()),
+            Cancellation::Finished(state) => ApiError::Conflict(format!(
+                "the job has already {state}; only unfinished jobs can be cancelled"
+            )),
+            Cancellation::Failed(error) => ApiError::Internal(error),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! publishes to the hub (which drops stale snapshots), so a follower that finds no live entry
 //! can trust the store.
 //! REST routes, server functions and the worker all go through it.
+use super::error::ApiError;
 use super::{
     blobs::BlobStore,
     hub::{Follow, StatusHub},
@@ -9,7 +10,10 @@ use super::{
     receive::Received,
     store::{now, Claimed, JobStore},
 };
-use crate::domain::{JobId, JobState, JobStatus, Progress};
+use crate::{
+    api::JobPage,
+    domain::{JobId, JobState, JobStatus, Progress},
+};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +43,9 @@ pub struct Jobs {
     /// upload or the worker stops at once.
     running: std::sync::Mutex<HashMap<JobId, CancellationToken>>,
 }
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
 
 /// A change to a job that has meanwhile finished (it was cancelled, say). Finished is final, so
 /// the change was dropped; whoever made it should simply stop.
@@ -322,6 +329,31 @@ impl Jobs {
             }
         }
         Ok(jobs)
+    }
+
+    /// One page of jobs, newest first: `limit` (default 50, at most 500) after `before`.
+    pub async fn page(
+        &self,
+        state: Option<JobState>,
+        before: Option<JobId>,
+        limit: Option<u32>,
+    ) -> Result<JobPage, ApiError> {
+        let limit = limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        // One extra row tells whether there is a next page.
+        let mut jobs = self.list(state, before, limit + 1).await?;
+        let next_before = if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            jobs.last().map(|job| job.job_id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_before })
     }
 
     /// Claims up to `limit` queued jobs for processing. They are carried live in the hub

@@ -14,6 +14,7 @@ mod queue;
 mod restart;
 mod retention;
 mod seed_examples;
+mod server_fns;
 mod session;
 mod uploads;
 mod websocket;

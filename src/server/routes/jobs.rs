@@ -3,7 +3,7 @@
 use crate::{
     api::{ErrorBody, JobPage},
     domain::{JobId, JobState, JobStatus},
-    server::{auth::Authenticated, error::ApiError, jobs::Cancellation, startup::AppState},
+    server::{auth::Authenticated, error::ApiError, startup::AppState},
 };
 use axum::{
     extract::{
@@ -13,9 +13,6 @@ use axum::{
     Json,
 };
 use serde::Deserialize;
-
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 500;
 
 /// A job's current status.
 #[utoipa::path(
@@ -94,22 +91,7 @@ pub async fn list(
         .map(JobId::parse)
         .transpose()
         .map_err(|error| ApiError::bad_request("invalid_query", format!("before: {error}")))?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    // One extra row tells whether there is a next page.
-    let mut jobs = state.jobs.list(filter, before, limit + 1).await?;
-    let next_before = if jobs.len() > limit as usize {
-        jobs.truncate(limit as usize);
-        jobs.last().map(|job| job.job_id)
-    } else {
-        None
-    };
-    Ok(Json(JobPage { jobs, next_before }))
+    Ok(Json(state.jobs.page(filter, before, params.limit).await?))
 }
 
 /// Cancel a job that has not finished: a queued job never runs, an upload stops and its bytes
@@ -137,14 +119,7 @@ pub async fn cancel(
     job_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobStatus>, ApiError> {
     let id = parse_job_id(job_id)?;
-    match state.jobs.cancel(id).await {
-        Ok(job) => Ok(Json(job)),
-        Err(Cancellation::NotFound) => Err(no_such_job(id)),
-        Err(Cancellation::Finished(status)) => Err(ApiError::Conflict(format!(
-            "job {id} has already {status}; only unfinished jobs can be cancelled"
-        ))),
-        Err(Cancellation::Failed(error)) => Err(ApiError::Internal(error)),
-    }
+    Ok(Json(state.jobs.cancel(id).await?))
 }
 
 pub fn parse_job_id(raw: Result<Path<String>, PathRejection>) -> Result<JobId, ApiError> {
