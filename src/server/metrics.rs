@@ -1,7 +1,7 @@
 //! Prometheus metrics through the `metrics` facade: the one recorder, every metric name, the
 //! HTTP latency middleware and the `/metrics` scrape handler.
+use super::routes::openapi::CommonErrors;
 use super::{auth::Authenticated, error::ApiError, startup::AppState};
-use crate::api::ErrorBody;
 use crate::domain::{JobState, JobStatus};
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -105,8 +105,7 @@ pub fn job_claimed(waited: f64) {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        CommonErrors,
     ),
     security(("bearer" = [])))]
 pub async fn scrape(

@@ -2,6 +2,7 @@
 //! SHA-256, the detected type, a safe `Content-Disposition`); `DELETE /api/jobs/{id}` removes a
 //! finished job and, when nothing else references it, its blob.
 use super::jobs::{no_such_job, parse_job_id};
+use super::openapi::CommonErrors;
 use crate::{
     api::ErrorBody,
     domain::{JobState, Sha256Digest},
@@ -31,12 +32,10 @@ use tower_http::services::ServeFile;
         (status = 206, description = "The requested range", content_type = "application/octet-stream"),
         (status = 304, description = "Unchanged since the given ETag"),
         (status = 400, description = "Malformed job id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "No such job, or it has no file", body = ErrorBody),
         (status = 409, description = "The job has not completed", body = ErrorBody),
         (status = 416, description = "Range outside the file"),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
-        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+        CommonErrors,
     ),
     security(("bearer" = [])),
 )]
@@ -111,11 +110,9 @@ pub async fn download(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed job id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job has not finished", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
-        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+        CommonErrors,
     ),
     security(("bearer" = [])),
 )]

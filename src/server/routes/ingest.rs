@@ -1,6 +1,6 @@
 //! `POST /api/ingest`: the seed's three body shapes (JSON, urlencoded form, multipart with an
 //! optional file) turned into a durable job. Files stream through `receive` into storage.
-use super::openapi::{IngestForm, IngestJson, IngestUrlEncoded};
+use super::openapi::{CommonErrors, IngestForm, IngestJson, IngestUrlEncoded};
 use crate::{
     api::{ErrorBody, IngestAccepted},
     domain::{
@@ -47,11 +47,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(50);
         (status = 202, description = "The job (and its file) is on disk", body = IngestAccepted,
             headers(("Location" = String, description = "The job's status URL"))),
         (status = 400, description = "Malformed body, metadata or multipart; or the upload was cut", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 413, description = "Upload or metadata over the limit", body = ErrorBody),
         (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
-        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+        CommonErrors,
         (status = 503, description = "Too many uploads at once; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = [])),

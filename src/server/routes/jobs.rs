@@ -1,5 +1,6 @@
 //! Jobs by id and in pages: `GET /api/status/{job_id}`, the paginated `GET /api/jobs`, and
 //! `POST /api/jobs/{job_id}/cancel`.
+use super::openapi::CommonErrors;
 use crate::{
     api::{ErrorBody, JobPage},
     domain::{JobId, JobState, JobStatus},
@@ -23,10 +24,8 @@ use serde::Deserialize;
     responses(
         (status = 200, description = "The job", body = JobStatus),
         (status = 400, description = "Malformed job id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
-        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+        CommonErrors,
     ),
     security(("bearer" = [])),
 )]
@@ -65,9 +64,7 @@ pub struct ListParams {
     responses(
         (status = 200, description = "A page of jobs", body = JobPage),
         (status = 400, description = "Bad query parameters", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
-        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+        CommonErrors,
     ),
     security(("bearer" = [])),
 )]
@@ -104,11 +101,9 @@ pub async fn list(
     responses(
         (status = 200, description = "The cancelled job", body = JobStatus),
         (status = 400, description = "Malformed job id", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job has already finished", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
-        (status = 500, description = "Internal error (details only in the log)", body = ErrorBody),
+        CommonErrors,
     ),
     security(("bearer" = [])),
 )]

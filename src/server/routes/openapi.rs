@@ -1,7 +1,10 @@
 //! The OpenAPI 3.1 document, generated from the handlers' own annotations and the shared
 //! types, and the Swagger UI that shows it at `/docs` (assets vendored in the binary).
 use super::{content, health, ingest, jobs, session, ws};
-use crate::server::{metrics, startup::AppState};
+use crate::{
+    api::ErrorBody,
+    server::{metrics, startup::AppState},
+};
 use axum::Router;
 use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -40,6 +43,24 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
     )
 )]
 pub struct ApiDoc;
+
+/// Answers any authenticated, rate-limited route can give besides its own.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Describes answers only.
+pub enum CommonErrors {
+    #[response(
+        status = 401,
+        description = "Missing or wrong token, or no live session"
+    )]
+    Unauthorized(ErrorBody),
+    #[response(status = 429, description = "Rate limit reached; see Retry-After")]
+    TooManyRequests(ErrorBody),
+    #[response(
+        status = 500,
+        description = "Internal error (the details are only in the log)"
+    )]
+    Internal(ErrorBody),
+}
 
 /// The two ways to present the token.
 struct Security;

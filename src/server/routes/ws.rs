@@ -2,6 +2,7 @@
 //! one message per `ws_min_interval`, the final state always), then close 1000. Auth and the
 //! job's existence are checked before the upgrade, so failures are ordinary JSON errors.
 use super::jobs::{no_such_job, parse_job_id};
+use super::openapi::CommonErrors;
 use crate::{
     api::ErrorBody,
     domain::JobStatus,
@@ -37,9 +38,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; messages are JobStatus JSON", body = JobStatus),
         (status = 400, description = "Malformed job id, or not a WebSocket request", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        CommonErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),
 )]
