@@ -100,7 +100,7 @@ pub fn job_claimed(waited: f64) {
     metrics::histogram!(QUEUE_WAIT).record(waited.max(0.0));
 }
 
-/// `GET /metrics`: Prometheus text format, behind the token. Gauges that describe the present
+/// Prometheus text format, behind the token. Gauges that describe the present
 /// (jobs by state, queue depth, open sockets) are read at scrape time.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
