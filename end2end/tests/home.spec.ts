@@ -1,15 +1,46 @@
-import { expect, test } from "@playwright/test";
+import { expect, Page, test } from "@playwright/test";
 import { TOKEN } from "./env";
 
-test("the page is rendered on the server and then hydrated", async ({ page }, testInfo) => {
+async function signIn(page: Page, token: string) {
+  await page.getByLabel("API token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+test("sign in: a wrong token shows why, the right one shows the app, sign out ends it", async ({
+  page,
+}, testInfo) => {
+  await page.goto("/");
+  // The form is rendered on the server, before any wasm runs.
+  await expect(page.getByLabel("API token")).toBeVisible();
+  await expect(page.locator("[data-hydrated=true]")).toBeVisible();
+
+  await signIn(page, "not-the-token-0123456789");
+  await expect(page.getByRole("alert")).toContainText("Invalid token");
+  await page.screenshot({ path: testInfo.outputPath("sign-in-refused.png"), fullPage: true });
+
+  await signIn(page, TOKEN);
+  await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+  const session = (await page.context().cookies()).find((c) => c.name === "ingest_session");
+  expect(session?.httpOnly).toBe(true);
+  expect(session?.sameSite).toBe("Strict");
+  expect(await page.evaluate(() => document.cookie)).not.toContain("ingest_session");
+
+  // The server renders the signed-in page on reload.
+  await page.reload();
+  await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+  await page.screenshot({ path: testInfo.outputPath("signed-in.png"), fullPage: true });
+
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await expect(page.getByLabel("API token")).toBeVisible();
+});
+
+test("the signed-in page is hydrated and calls the server", async ({ page }, testInfo) => {
   const errors: string[] = [];
   page.on("pageerror", (error) => errors.push(error.message));
   await page.goto("/");
-  // Server-rendered: the heading and the server's facts are in the HTML.
-  await expect(page.getByRole("heading", { name: "Ingest" })).toBeVisible();
-  await expect(page.locator("#service-info")).toContainText("uploads up to");
-  // Hydrated: the wasm flips the marker and the button calls a server function.
   await expect(page.locator("[data-hydrated=true]")).toBeVisible();
+  await signIn(page, TOKEN);
+  await expect(page.locator("#service-info")).toContainText("uploads up to");
   await page.getByRole("button", { name: "Check server" }).click();
   await expect(page.locator("#check-count")).toHaveText("checked 1×");
   await expect(page.locator("#service-info")).toContainText("Server 0.1.0");
@@ -22,7 +53,12 @@ test("no token appears in the served HTML, JS or WASM", async ({ page, request }
   page.on("response", (response) => assets.push(response.url()));
   await page.goto("/");
   await expect(page.locator("[data-hydrated=true]")).toBeVisible();
-  const served = new Set(assets.filter((url) => url.startsWith(new URL(page.url()).origin)));
+  await signIn(page, TOKEN);
+  await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+  await page.reload();
+  await expect(page.locator("[data-hydrated=true]")).toBeVisible();
+  const origin = new URL(page.url()).origin;
+  const served = new Set(assets.filter((url) => url.startsWith(origin)));
   expect([...served].some((url) => url.endsWith(".wasm"))).toBe(true);
   expect([...served].some((url) => url.endsWith(".js"))).toBe(true);
   for (const url of served) {
@@ -30,6 +66,8 @@ test("no token appears in the served HTML, JS or WASM", async ({ page, request }
     expect(body.includes(Buffer.from(TOKEN)), `${url} contains the token`).toBe(false);
     expect(body.includes(Buffer.from("REPLACE_WITH_PROD_TOKEN")), `${url} has the placeholder`).toBe(false);
   }
+  const html = await page.content();
+  expect(html.includes(TOKEN)).toBe(false);
 });
 
 test("the API answers curl-style requests beside the app", async ({ request }) => {

@@ -14,6 +14,15 @@ pub async fn get_service_info() -> Result<ServiceInfo, ServerFnError> {
     })
 }
 
+/// Whether this request carries a live session: decides between the sign-in form and the app.
+#[server(prefix = "/rpc", endpoint = "session")]
+pub async fn has_session() -> Result<bool, ServerFnError> {
+    let state = support::state();
+    let headers = support::headers().await?;
+    Ok(crate::server::sessions::cookie_value(&headers)
+        .is_some_and(|cookie| state.sessions.is_valid(cookie)))
+}
+
 /// Trades the token for a session cookie (HttpOnly: the page never sees it).
 #[server(prefix = "/rpc", endpoint = "sign_in")]
 pub async fn sign_in(token: String) -> Result<(), ServerFnError> {

@@ -1,18 +1,20 @@
-//! The landing page: says what Ingest is and proves both halves run (server data, hydration).
-use crate::api::get_service_info;
+//! The landing page: the sign-in form for visitors without a session, the app for those with one.
+use super::sign_in::{SignInForm, SignOutForm};
+use crate::api::{get_service_info, has_session, SignIn, SignOut};
 use leptos::prelude::*;
 
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let info = Resource::new(|| (), |_| get_service_info());
+    let sign_in = ServerAction::<SignIn>::new();
+    let sign_out = ServerAction::<SignOut>::new();
+    // Asked again after every sign-in or sign-out.
+    let session = Resource::new(
+        move || (sign_in.version().get(), sign_out.version().get()),
+        |_| has_session(),
+    );
     let hydrated = RwSignal::new(false);
     // Effects run only in the browser, so this flips once the wasm has taken over the page.
     Effect::new(move |_| hydrated.set(true));
-    let checks = RwSignal::new(0u32);
-    let refresh = move |_| {
-        checks.update(|n| *n += 1);
-        info.refetch();
-    };
 
     view! {
         <section class="card" data-hydrated=move || hydrated.get().to_string()>
@@ -22,6 +24,42 @@ pub fn HomePage() -> impl IntoView {
                 "Scripts use " <code>"POST /api/ingest"</code> ", " <code>"GET /api/status/{id}"</code>
                 " and " <code>"/ws/status/{id}"</code> " with a bearer token."
             </p>
+            <Suspense fallback=|| view! { <p class="muted">"Checking your session…"</p> }>
+                {move || {
+                    session
+                        .get()
+                        .map(|signed_in| match signed_in {
+                            Ok(true) => {
+                                view! { <SignedIn sign_out hydrated /> }.into_any()
+                            }
+                            Ok(false) => view! { <SignInForm action=sign_in /> }.into_any(),
+                            Err(error) => {
+                                view! {
+                                    <p class="error" role="alert">
+                                        "The server did not answer: " {error.to_string()}
+                                    </p>
+                                }
+                                    .into_any()
+                            }
+                        })
+                }}
+            </Suspense>
+        </section>
+    }
+}
+
+/// What a signed-in visitor sees (for now: the server's facts; the job views come next).
+#[component]
+fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl IntoView {
+    let info = Resource::new(|| (), |_| get_service_info());
+    let checks = RwSignal::new(0u32);
+    let refresh = move |_| {
+        checks.update(|n| *n += 1);
+        info.refetch();
+    };
+
+    view! {
+        <div class="signed-in">
             <Suspense fallback=|| view! { <p class="muted">"Asking the server…"</p> }>
                 {move || {
                     info.get()
@@ -56,7 +94,8 @@ pub fn HomePage() -> impl IntoView {
                     n => format!("checked {n}×"),
                 }}
             </span>
-        </section>
+            <SignOutForm action=sign_out />
+        </div>
     }
 }
 

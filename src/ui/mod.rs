@@ -1,4 +1,5 @@
 //! Pages and components.
 mod home;
+mod sign_in;
 
 pub use home::HomePage;
