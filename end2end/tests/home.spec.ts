@@ -48,6 +48,29 @@ test("the signed-in page is hydrated and calls the server", async ({ page }, tes
   expect(errors).toEqual([]);
 });
 
+test("an ingest without a file, started from the page, is followed live to completed", async ({
+  page,
+}, testInfo) => {
+  await page.goto("/");
+  await expect(page.locator("[data-hydrated=true]")).toBeVisible();
+  await signIn(page, TOKEN);
+  const metadata = page.getByLabel("Metadata (optional JSON object)");
+  await metadata.fill('{"from": ');
+  await expect(page.locator("#metadata-problem")).toContainText("not valid JSON");
+  await expect(page.getByRole("button", { name: "Start ingest" })).toBeDisabled();
+  await metadata.fill("[1, 2]");
+  await expect(page.locator("#metadata-problem")).toContainText("JSON object");
+  await metadata.fill('{"from": "playwright"}');
+  await expect(page.getByRole("button", { name: "Start ingest" })).toBeEnabled();
+  await page.getByRole("button", { name: "Start ingest" }).click();
+
+  const card = page.locator(".job").first();
+  await expect(card).toHaveAttribute("data-status", "completed");
+  await expect(card.locator(".state")).toHaveText("Completed");
+  await expect(card.locator("progress")).toHaveAttribute("value", "100");
+  await page.screenshot({ path: testInfo.outputPath("ingest-completed.png"), fullPage: true });
+});
+
 test("no token appears in the served HTML, JS or WASM", async ({ page, request }) => {
   const assets: string[] = [];
   page.on("response", (response) => assets.push(response.url()));

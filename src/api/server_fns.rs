@@ -11,6 +11,7 @@ pub async fn get_service_info() -> Result<ServiceInfo, ServerFnError> {
     Ok(ServiceInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         max_upload_bytes: state.settings.max_upload_bytes,
+        max_metadata_bytes: state.settings.max_metadata_bytes,
     })
 }
 

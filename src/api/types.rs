@@ -44,6 +44,8 @@ pub struct JobPage {
 pub struct ServiceInfo {
     pub version: String,
     pub max_upload_bytes: u64,
+    /// The page checks metadata against the same limit as the server.
+    pub max_metadata_bytes: usize,
 }
 
 /// The body of `/readyz`: every check, and whether all passed.

@@ -1,6 +1,9 @@
 //! The landing page: the sign-in form for visitors without a session, the app for those with one.
-use super::sign_in::{SignInForm, SignOutForm};
-use crate::api::{get_service_info, has_session, SignIn, SignOut};
+use super::{
+    jobs::StartIngestForm,
+    sign_in::{SignInForm, SignOutForm},
+};
+use crate::api::{get_service_info, has_session, GetServiceInfo, SignIn, SignOut};
 use leptos::prelude::*;
 
 #[component]
@@ -52,11 +55,8 @@ pub fn HomePage() -> impl IntoView {
 #[component]
 fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl IntoView {
     let info = Resource::new(|| (), |_| get_service_info());
-    let checks = RwSignal::new(0u32);
-    let refresh = move |_| {
-        checks.update(|n| *n += 1);
-        info.refetch();
-    };
+    // A round trip to a server function from the hydrated page, without re-rendering it.
+    let check = ServerAction::<GetServiceInfo>::new();
 
     view! {
         <div class="signed-in">
@@ -71,6 +71,7 @@ fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl I
                                         ", uploads up to "
                                         <strong>{format_bytes(info.max_upload_bytes)}</strong> "."
                                     </p>
+                                    <StartIngestForm max_metadata_bytes=info.max_metadata_bytes />
                                 }
                                     .into_any()
                             }
@@ -85,13 +86,20 @@ fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl I
                         })
                 }}
             </Suspense>
-            <button id="check-server" on:click=refresh disabled=move || !hydrated.get()>
+            <button
+                id="check-server"
+                on:click=move |_| {
+                    check.dispatch(GetServiceInfo {});
+                }
+                disabled=move || !hydrated.get()
+            >
                 "Check server"
             </button>
             <span id="check-count" class="muted">
-                {move || match checks.get() {
-                    0 => String::new(),
-                    n => format!("checked {n}×"),
+                {move || match (check.version().get(), check.value().get()) {
+                    (0, _) | (_, None) => String::new(),
+                    (n, Some(Ok(_))) => format!("checked {n}×"),
+                    (_, Some(Err(error))) => format!("check failed: {error}"),
                 }}
             </span>
             <SignOutForm action=sign_out />

@@ -1,5 +1,6 @@
 //! Pages and components.
 mod home;
+mod jobs;
 mod sign_in;
 
 pub use home::HomePage;
