@@ -67,11 +67,18 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    // The file exists before the first byte is counted, so an upload that reports progress
+    // always has its temp file on disk.
+    let path = temp.clone();
+    let file = tokio::task::spawn_blocking(move || {
+        File::options().write(true).create_new(true).open(path)
+    })
+    .await
+    .map_err(io::Error::other)??;
     let (to_hasher, hasher_queue) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let (to_writer, writer_queue) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let hasher = tokio::task::spawn_blocking(move || hash_chunks(hasher_queue));
-    let writer_path = temp.clone();
-    let writer = tokio::task::spawn_blocking(move || write_chunks(&writer_path, writer_queue));
+    let writer = tokio::task::spawn_blocking(move || write_chunks(file, writer_queue));
 
     let mut received = 0u64;
     let outcome = loop {
@@ -152,8 +159,7 @@ fn hash_chunks(mut queue: mpsc::Receiver<Chunk>) -> Option<Sha256Digest> {
 }
 
 /// Writes every chunk and fsyncs at the end; `false` when abandoned before the end.
-fn write_chunks(path: &Path, mut queue: mpsc::Receiver<Chunk>) -> io::Result<bool> {
-    let mut file = File::options().write(true).create_new(true).open(path)?;
+fn write_chunks(mut file: File, mut queue: mpsc::Receiver<Chunk>) -> io::Result<bool> {
     let mut written = 0u64;
     let mut flushed = 0u64;
     while let Some(chunk) = queue.blocking_recv() {

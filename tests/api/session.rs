@@ -118,10 +118,10 @@ async fn signing_out_ends_the_session() {
 
 #[tokio::test]
 async fn sessions_expire() {
-    let app = spawn_app_with(|s| s.session_ttl = Duration::from_millis(200)).await;
+    let app = spawn_app_with(|s| s.session_ttl = Duration::from_secs(1)).await;
     let (cookie, _) = cookie_of(&sign_in(&app, TOKEN, false).await);
     assert_eq!(list_with_cookie(&app, &cookie).await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let message = assert_error(list_with_cookie(&app, &cookie).await, 401, "unauthorized").await;
     assert!(message.contains("expired"), "{message}");
 }

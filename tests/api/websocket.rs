@@ -118,12 +118,16 @@ async fn fast_changes_are_coalesced_to_ten_messages_a_second_and_the_final_state
     );
     let (_, last) = statuses.last().unwrap();
     assert_eq!(last.status, JobState::Failed);
-    // Every message but the first (the snapshot) follows the previous by ~100 ms or more;
-    // 60 ms leaves room for delivery jitter.
-    for pair in statuses[1..].windows(2) {
-        let gap = pair[1].0 - pair[0].0;
-        assert!(gap >= Duration::from_millis(60), "messages {gap:?} apart");
-    }
+    // The server spaces messages ≥ 100 ms apart; arrival times jitter, so count instead of
+    // timing each gap: over the whole stream, at most 10 a second (plus the snapshot and the
+    // final state, which is never held back).
+    let span = statuses.last().unwrap().0 - statuses[0].0;
+    let allowed = span.as_secs_f64() * 10.0 + 2.0;
+    assert!(
+        statuses.len() as f64 <= allowed,
+        "{} messages in {span:?}",
+        statuses.len()
+    );
     let bytes: Vec<_> = statuses.iter().map(|(_, s)| s.bytes_done).collect();
     assert!(bytes.windows(2).all(|w| w[0] <= w[1]), "{bytes:?}");
 }
