@@ -225,20 +225,30 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn hashes_exactly_the_bytes_it_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let temp = dir.path().join("a.part");
-        let received = receive(
-            chunks(&[b"hello ", b"world"]),
-            temp.clone(),
-            100,
+    /// Receives `parts` into `temp` with nothing cancelling it.
+    async fn receive_parts(
+        parts: &[&'static [u8]],
+        temp: &Path,
+        limit: u64,
+    ) -> Result<Received, ReceiveError> {
+        receive(
+            chunks(parts),
+            temp.to_owned(),
+            limit,
             IDLE,
             &CancellationToken::new(),
             |_| {},
         )
         .await
-        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn hashes_exactly_the_bytes_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join("a.part");
+        let received = receive_parts(&[b"hello ", b"world"], &temp, 100)
+            .await
+            .unwrap();
         assert_eq!(received.size, 11);
         assert_eq!(
             received.digest.to_hex(),
@@ -269,16 +279,9 @@ mod tests {
     async fn an_oversized_or_broken_body_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let temp = dir.path().join("b.part");
-        let error = receive(
-            chunks(&[b"0123456789", b"x"]),
-            temp.clone(),
-            10,
-            IDLE,
-            &CancellationToken::new(),
-            |_| {},
-        )
-        .await
-        .unwrap_err();
+        let error = receive_parts(&[b"0123456789", b"x"], &temp, 10)
+            .await
+            .unwrap_err();
         assert!(matches!(error, ReceiveError::TooLarge { limit: 10 }));
         assert!(!temp.exists());
 

@@ -36,14 +36,7 @@ pub fn HomePage() -> impl IntoView {
                                 view! { <SignedIn sign_out hydrated /> }.into_any()
                             }
                             Ok(false) => view! { <SignInForm action=sign_in /> }.into_any(),
-                            Err(error) => {
-                                view! {
-                                    <p class="error" role="alert">
-                                        "The server did not answer: " {error.to_string()}
-                                    </p>
-                                }
-                                    .into_any()
-                            }
+                            Err(error) => view! { <ServerError error /> }.into_any(),
                         })
                 }}
             </Suspense>
@@ -75,14 +68,7 @@ fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl I
                                 }
                                     .into_any()
                             }
-                            Err(error) => {
-                                view! {
-                                    <p class="error" role="alert">
-                                        "The server did not answer: " {error.to_string()}
-                                    </p>
-                                }
-                                    .into_any()
-                            }
+                            Err(error) => view! { <ServerError error /> }.into_any(),
                         })
                 }}
             </Suspense>
@@ -104,6 +90,16 @@ fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl I
             </span>
             <SignOutForm action=sign_out />
         </div>
+    }
+}
+
+/// A failed server call, in plain words.
+#[component]
+fn ServerError(error: ServerFnError) -> impl IntoView {
+    view! {
+        <p class="error" role="alert">
+            "The server did not answer: " {error.to_string()}
+        </p>
     }
 }
 

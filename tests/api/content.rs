@@ -88,12 +88,7 @@ async fn a_blob_is_deleted_only_with_its_last_job() {
     app.wait_until_finished(first).await;
     app.wait_until_finished(second).await;
     let digest = sha256_hex(&bytes);
-    let blob = app
-        .data_dir
-        .path()
-        .join("blobs")
-        .join(&digest[..2])
-        .join(&digest);
+    let blob = app.blob_file(&digest);
 
     assert_eq!(delete(&app, first).await.status(), 204);
     assert_error(app.status(&first.to_string()).await, 404, "not_found").await;

@@ -101,6 +101,16 @@ impl TestApp {
         list_jobs(&self.client, &self.url(""), query).await
     }
 
+    /// Where a blob with this hex digest must be stored: `blobs/ab/abcd…` (the layout is part
+    /// of the contract, so it is spelled out here rather than asked of the server).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        self.data_dir
+            .path()
+            .join("blobs")
+            .join(&digest[..2])
+            .join(digest)
+    }
+
     pub fn tmp_dir(&self) -> PathBuf {
         self.data_dir.path().join("tmp")
     }

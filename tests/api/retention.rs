@@ -7,14 +7,6 @@ use ingest::{
 };
 use std::time::{Duration, SystemTime};
 
-fn blob_path(app: &TestApp, digest: &str) -> std::path::PathBuf {
-    app.data_dir
-        .path()
-        .join("blobs")
-        .join(&digest[..2])
-        .join(digest)
-}
-
 /// Makes a file look as if it was last written an hour and a bit ago.
 fn age(path: &std::path::Path) {
     let file = std::fs::File::options().write(true).open(path).unwrap();
@@ -48,10 +40,10 @@ async fn expired_jobs_go_but_content_still_in_use_stays() {
         assert_error(app.status(&id.to_string()).await, 404, "not_found").await;
     }
     assert!(
-        blob_path(&app, &sha256_hex(&shared)).exists(),
+        app.blob_file(&sha256_hex(&shared)).exists(),
         "the queued job still needs it"
     );
-    assert!(!blob_path(&app, &sha256_hex(&alone)).exists());
+    assert!(!app.blob_file(&sha256_hex(&alone)).exists());
     app.worker.run_until_idle().await.unwrap();
     let status: ingest::domain::JobStatus =
         app.status(&newer.to_string()).await.json().await.unwrap();
@@ -81,14 +73,14 @@ async fn stale_leftovers_are_removed_and_fresh_ones_left_alone() {
     std::fs::write(&fresh_temp, b"maybe in progress").unwrap();
     age(&stale_temp);
     let orphan = sha256_hex(b"stored but never recorded");
-    std::fs::create_dir_all(blob_path(&app, &orphan).parent().unwrap()).unwrap();
-    std::fs::write(blob_path(&app, &orphan), b"stored but never recorded").unwrap();
-    age(&blob_path(&app, &orphan));
+    std::fs::create_dir_all(app.blob_file(&orphan).parent().unwrap()).unwrap();
+    std::fs::write(app.blob_file(&orphan), b"stored but never recorded").unwrap();
+    age(&app.blob_file(&orphan));
     // A completed job's blob is referenced, however old the file is.
     let used = random_bytes(100);
     let id = accepted_id(app.ingest_file("u.bin", used.clone(), "{}").await).await;
     app.wait_until_finished(id).await;
-    age(&blob_path(&app, &sha256_hex(&used)));
+    age(&app.blob_file(&sha256_hex(&used)));
 
     let swept = sweep(
         &app.state.jobs,
@@ -107,8 +99,8 @@ async fn stale_leftovers_are_removed_and_fresh_ones_left_alone() {
     );
     assert!(!stale_temp.exists());
     assert!(fresh_temp.exists());
-    assert!(!blob_path(&app, &orphan).exists());
-    assert!(blob_path(&app, &sha256_hex(&used)).exists());
+    assert!(!app.blob_file(&orphan).exists());
+    assert!(app.blob_file(&sha256_hex(&used)).exists());
 }
 
 #[tokio::test]

@@ -49,12 +49,7 @@ async fn curl_file_example_stores_the_file_under_its_sha256() {
     assert_eq!(done.filename.as_deref(), Some("test.txt"));
     assert_eq!(done.content_type.as_deref(), Some("text/plain"));
     assert_eq!(done.metadata, json!({"source": "curl"}));
-    let blob = app
-        .data_dir
-        .path()
-        .join("blobs")
-        .join(&digest[..2])
-        .join(&digest);
+    let blob = app.blob_file(&digest);
     assert_eq!(std::fs::read(blob).unwrap(), contents);
     assert!(app.temp_files().is_empty());
 }
