@@ -85,6 +85,13 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// Which valid credential a request carries.
+pub enum Identity<'a> {
+    Token,
+    /// A live browser session, by its cookie value.
+    Session(&'a str),
+}
+
 /// Checks, in order, a token from the query string (WebSocket clients such as wscat), the
 /// `Authorization: Bearer` header, and the session cookie.
 pub fn authenticate(
@@ -92,17 +99,26 @@ pub fn authenticate(
     query_token: Option<&str>,
     state: &AppState,
 ) -> Result<Authenticated, ApiError> {
+    identify(headers, query_token, state).map(|_| Authenticated)
+}
+
+/// The one place that decides who a request is; the rate limiter keys by the same answer.
+pub fn identify<'a>(
+    headers: &'a HeaderMap,
+    query_token: Option<&str>,
+    state: &AppState,
+) -> Result<Identity<'a>, ApiError> {
     if let Some(token) = query_token {
-        return check(state, token);
+        return check(state, token).map(|_| Identity::Token);
     }
     if let Some(header) = headers.get(axum::http::header::AUTHORIZATION) {
         let token = bearer_token(header.as_bytes()).ok_or(ApiError::Unauthorized(
             "the Authorization header must be Bearer <token>",
         ))?;
-        return check(state, token);
+        return check(state, token).map(|_| Identity::Token);
     }
     match sessions::cookie_value(headers) {
-        Some(cookie) if state.sessions.is_valid(cookie) => Ok(Authenticated),
+        Some(cookie) if state.sessions.is_valid(cookie) => Ok(Identity::Session(cookie)),
         Some(_) => Err(ApiError::Unauthorized(
             "the session has expired or ended; sign in again",
         )),

@@ -1,21 +1,18 @@
 //! Request limits: rate limiting per client address and per credential (tower_governor, 429 +
 //! `Retry-After`), a deadline for ordinary requests, and the cap on concurrent uploads.
 use super::{
-    auth::bearer_token,
-    config::Settings,
+    auth::{self, Identity},
     error::ApiError,
-    sessions::{self, Sessions},
     startup::AppState,
 };
 use axum::{
     body::Body,
     extract::Request,
-    http::header,
     middleware::Next,
     response::{IntoResponse, Response},
     Router,
 };
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 use tower_governor::{
     governor::GovernorConfigBuilder,
     key_extractor::{KeyExtractor, PeerIpKeyExtractor},
@@ -26,13 +23,12 @@ use tower_governor::{
 /// address ever seen.
 const FORGET_IDLE_BUCKETS_EVERY: Duration = Duration::from_secs(60);
 
-/// Keys requests by the credential they carry: the configured token (header or `?token=`), or
-/// a live browser session. Anything unverified shares one bucket, so made-up credentials cannot
-/// create buckets without end.
+/// Keys requests by the credential they carry (as `auth::identify` sees it): the configured
+/// token, or a live browser session. Anything unverified shares one bucket, so made-up
+/// credentials cannot create buckets without end.
 #[derive(Clone)]
 pub struct TokenKey {
-    settings: Arc<Settings>,
-    sessions: Arc<Sessions>,
+    state: AppState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -46,27 +42,23 @@ impl KeyExtractor for TokenKey {
     type Key = TokenBucket;
 
     fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<TokenBucket, GovernorError> {
-        let from_header = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| bearer_token(value.as_bytes()));
-        let from_query = request.uri().query().and_then(|query| {
-            query
-                .split('&')
-                .find_map(|pair| pair.strip_prefix("token="))
-        });
-        if from_header
-            .or(from_query)
-            .is_some_and(|token| self.settings.token.verify(token))
-        {
-            return Ok(TokenBucket::Token);
-        }
-        Ok(match sessions::cookie_value(request.headers()) {
-            Some(cookie) if self.sessions.is_valid(cookie) => {
-                TokenBucket::Session(cookie.to_owned())
-            }
-            _ => TokenBucket::Unverified,
-        })
+        // Decoded the way axum's `Query` decodes it for the WebSocket route.
+        let query: Vec<(String, String)> = request
+            .uri()
+            .query()
+            .and_then(|query| serde_urlencoded::from_str(query).ok())
+            .unwrap_or_default();
+        let query_token = query
+            .iter()
+            .find(|(name, _)| name == "token")
+            .map(|(_, value)| value.as_str());
+        Ok(
+            match auth::identify(request.headers(), query_token, &self.state) {
+                Ok(Identity::Token) => TokenBucket::Token,
+                Ok(Identity::Session(cookie)) => TokenBucket::Session(cookie.to_owned()),
+                Err(_) => TokenBucket::Unverified,
+            },
+        )
     }
 }
 
@@ -88,8 +80,7 @@ pub fn rate_limited(router: Router<AppState>, state: &AppState) -> Router<AppSta
         .period(period)
         .burst_size(burst)
         .key_extractor(TokenKey {
-            settings: settings.clone(),
-            sessions: state.sessions.clone(),
+            state: state.clone(),
         })
         .finish();
     let (Some(by_address), Some(by_token)) = (by_address, by_token) else {
