@@ -39,6 +39,8 @@ export default defineConfig({
       INGEST_CONFIG: "../Leptos.toml",
       LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
       LEPTOS_SITE_ROOT: "../target/site",
+      // Each job takes ~2 s to process, so tests can catch one mid-run.
+      INGEST_PROCESSING_DELAY_MS: "1000",
     },
   },
 });

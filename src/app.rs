@@ -1,11 +1,7 @@
-//! The HTML shell and the router shared by server rendering and hydration.
-use crate::ui::HomePage;
+//! The HTML shell and the app: a header, and the page the URL names (see `ui::Page`).
+use crate::ui::{HistoryPage, HomePage, Hydrated, JobPage, Page};
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
-use leptos_router::{
-    components::{Route, Router, Routes},
-    StaticSegment,
-};
 
 /// The document the server renders around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -30,15 +26,42 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let hydrated = RwSignal::new(false);
+    // Effects run only in the browser, so this flips once the wasm has taken over the page.
+    Effect::new(move |_| hydrated.set(true));
+    provide_context(Hydrated(hydrated));
+    let page = match Page::current() {
+        Page::Home => view! { <HomePage /> }.into_any(),
+        Page::History(query) => view! { <HistoryPage query /> }.into_any(),
+        Page::Job(id) => view! { <JobPage id /> }.into_any(),
+        Page::NotFound => {
+            #[cfg(feature = "ssr")]
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                response.set_status(axum::http::StatusCode::NOT_FOUND);
+            }
+            view! {
+                <section class="card">
+                    <h1>"Page not found"</h1>
+                    <p>
+                        <a href="/">"Start an ingest"</a> " or see the " <a href="/jobs">"history"</a> "."
+                    </p>
+                </section>
+            }
+                .into_any()
+        }
+    };
     view! {
         <Stylesheet id="leptos" href="/pkg/ingest.css" />
         <Title text="Ingest" />
-        <Router>
-            <main>
-                <Routes fallback=|| view! { <p class="notice">"Page not found."</p> }>
-                    <Route path=StaticSegment("") view=HomePage />
-                </Routes>
-            </main>
-        </Router>
+        <header class="top">
+            <a class="brand" href="/">
+                "Ingest"
+            </a>
+            <nav aria-label="Main">
+                <a href="/">"Start"</a>
+                <a href="/jobs">"History"</a>
+            </nav>
+        </header>
+        <main data-hydrated=move || hydrated.get().to_string()>{page}</main>
     }
 }

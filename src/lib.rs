@@ -2,6 +2,9 @@
 //!
 //! Crate map: `domain` and `api` are shared by the server and the browser; `ui` and `app` are the
 //! Leptos pages; `server` (ssr only) is the HTTP service, storage, queue and worker.
+// Leptos views are deeply nested types; the job card inside the start form needs more room.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod app;
 pub mod domain;
@@ -14,6 +17,5 @@ pub mod server;
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(app::App);
 }

@@ -1,12 +1,12 @@
 //! Server functions the pages call. They run on the server, read its state from context, and
 //! use the same job service, auth and error mapping as the REST routes.
-use super::{JobPage, ServiceInfo};
+use super::{CallError, JobPage, ServiceInfo};
 use crate::domain::{JobId, JobState, JobStatus};
 use leptos::prelude::*;
 
 /// Facts about this server the page may show: the version and the upload size limit.
 #[server(prefix = "/rpc", endpoint = "service_info")]
-pub async fn get_service_info() -> Result<ServiceInfo, ServerFnError> {
+pub async fn get_service_info() -> Result<ServiceInfo, CallError> {
     let state = expect_context::<crate::server::startup::AppState>();
     Ok(ServiceInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -17,7 +17,7 @@ pub async fn get_service_info() -> Result<ServiceInfo, ServerFnError> {
 
 /// Whether this request carries a live session: decides between the sign-in form and the app.
 #[server(prefix = "/rpc", endpoint = "session")]
-pub async fn has_session() -> Result<bool, ServerFnError> {
+pub async fn has_session() -> Result<bool, CallError> {
     let state = support::state();
     let headers = support::headers().await?;
     Ok(crate::server::sessions::cookie_value(&headers)
@@ -26,7 +26,7 @@ pub async fn has_session() -> Result<bool, ServerFnError> {
 
 /// Trades the token for a session cookie (HttpOnly: the page never sees it).
 #[server(prefix = "/rpc", endpoint = "sign_in")]
-pub async fn sign_in(token: String) -> Result<(), ServerFnError> {
+pub async fn sign_in(token: String) -> Result<(), CallError> {
     use crate::server::{auth, sessions};
     let state = support::state();
     let headers = support::headers().await?;
@@ -44,7 +44,7 @@ pub async fn sign_in(token: String) -> Result<(), ServerFnError> {
 
 /// Ends the session and clears its cookie.
 #[server(prefix = "/rpc", endpoint = "sign_out")]
-pub async fn sign_out() -> Result<(), ServerFnError> {
+pub async fn sign_out() -> Result<(), CallError> {
     use crate::server::sessions;
     let state = support::state();
     let headers = support::headers().await?;
@@ -64,7 +64,7 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 
 /// Starts a metadata-only job (files go through the streaming upload route).
 #[server(prefix = "/rpc", endpoint = "start_ingest")]
-pub async fn start_ingest(metadata: String) -> Result<JobStatus, ServerFnError> {
+pub async fn start_ingest(metadata: String) -> Result<JobStatus, CallError> {
     let state = support::authorized().await?;
     let metadata = crate::domain::parse_metadata(&metadata, state.settings.max_metadata_bytes)
         .map_err(|error| support::refuse(error.into()))?;
@@ -76,7 +76,7 @@ pub async fn start_ingest(metadata: String) -> Result<JobStatus, ServerFnError> 
 }
 
 #[server(prefix = "/rpc", endpoint = "job_status")]
-pub async fn get_job_status(id: JobId) -> Result<JobStatus, ServerFnError> {
+pub async fn get_job_status(id: JobId) -> Result<JobStatus, CallError> {
     use crate::server::error::ApiError;
     let state = support::authorized().await?;
     match state.jobs.status(id).await {
@@ -93,7 +93,7 @@ pub async fn list_jobs(
     status: Option<JobState>,
     before: Option<JobId>,
     limit: Option<u32>,
-) -> Result<JobPage, ServerFnError> {
+) -> Result<JobPage, CallError> {
     let state = support::authorized().await?;
     state
         .jobs
@@ -103,7 +103,7 @@ pub async fn list_jobs(
 }
 
 #[server(prefix = "/rpc", endpoint = "cancel_job")]
-pub async fn cancel_job(id: JobId) -> Result<JobStatus, ServerFnError> {
+pub async fn cancel_job(id: JobId) -> Result<JobStatus, CallError> {
     let state = support::authorized().await?;
     state
         .jobs
@@ -115,7 +115,10 @@ pub async fn cancel_job(id: JobId) -> Result<JobStatus, ServerFnError> {
 /// Server-side plumbing shared by the functions above.
 #[cfg(feature = "ssr")]
 mod support {
-    use crate::server::{auth, error::ApiError, startup::AppState};
+    use crate::{
+        api::CallError,
+        server::{auth, error::ApiError, startup::AppState},
+    };
     use axum::http::HeaderMap;
     use leptos::prelude::*;
 
@@ -123,12 +126,14 @@ mod support {
         expect_context::<AppState>()
     }
 
-    pub async fn headers() -> Result<HeaderMap, ServerFnError> {
-        Ok(leptos_axum::extract::<HeaderMap>().await?)
+    pub async fn headers() -> Result<HeaderMap, CallError> {
+        leptos_axum::extract::<HeaderMap>()
+            .await
+            .map_err(|error| refuse(ApiError::Internal(anyhow::anyhow!("{error}"))))
     }
 
     /// The state, once the caller has shown a session cookie (or the token).
-    pub async fn authorized() -> Result<AppState, ServerFnError> {
+    pub async fn authorized() -> Result<AppState, CallError> {
         let state = state();
         auth::authenticate(&headers().await?, None, &state).map_err(refuse)?;
         Ok(state)
@@ -136,11 +141,15 @@ mod support {
 
     /// Answers with the error's HTTP status and its message for people; a 500 says nothing
     /// internal (the cause is logged).
-    pub fn refuse(error: ApiError) -> ServerFnError {
-        expect_context::<leptos_axum::ResponseOptions>().set_status(error.status());
+    pub fn refuse(error: ApiError) -> CallError {
+        let status = error.status();
+        expect_context::<leptos_axum::ResponseOptions>().set_status(status);
         if let ApiError::Internal(cause) = &error {
             tracing::error!(error = ?cause, "server function failed");
         }
-        ServerFnError::ServerError(error.to_string())
+        CallError {
+            status: status.as_u16(),
+            message: error.to_string(),
+        }
     }
 }

@@ -39,6 +39,39 @@ pub struct JobPage {
     pub next_before: Option<JobId>,
 }
 
+/// Why a call from the page failed: the HTTP status (0 when the server could not be reached or
+/// answered something unreadable) and a message for people. Server functions and the page's
+/// own requests share it, so the page decides alike whether to retry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl CallError {
+    /// Worth retrying with backoff: no answer, a timeout, a rate limit or a server fault.
+    /// Other 4xx answers are permanent and their message is shown.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.status, 0 | 408 | 429) || self.status >= 500
+    }
+}
+
+impl server_fn::error::FromServerFnError for CallError {
+    type Encoder = server_fn::codec::JsonEncoding;
+
+    fn from_server_fn_error(error: server_fn::error::ServerFnErrorErr) -> Self {
+        use server_fn::error::ServerFnErrorErr;
+        let message = match error {
+            ServerFnErrorErr::Request(_) | ServerFnErrorErr::Response(_) => {
+                "the server could not be reached; check the connection".to_owned()
+            }
+            other => other.to_string(),
+        };
+        Self { status: 0, message }
+    }
+}
+
 /// What the page shows about the service it talks to; nothing secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInfo {

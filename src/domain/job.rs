@@ -2,8 +2,14 @@
 use super::Sha256Digest;
 use serde::{Deserialize, Serialize};
 use std::{fmt, str::FromStr};
-use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// An instant in RFC 3339. The server works with real times; the browser only shows them, so
+/// it keeps the server's text (a date parser in the wasm bundle would cost ~10 KB).
+#[cfg(feature = "ssr")]
+pub type Timestamp = time::OffsetDateTime;
+#[cfg(not(feature = "ssr"))]
+pub type Timestamp = String;
 
 /// Identifies one ingest job. Only ever created fresh or parsed from a canonical UUID.
 /// New ids are UUIDv7: random enough not to be guessed, and ordered by creation time, which
@@ -140,19 +146,22 @@ pub struct JobStatus {
     #[cfg_attr(feature = "ssr", schema(value_type = Object))]
     pub metadata: serde_json::Value,
     pub error: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
+    #[cfg_attr(feature = "ssr", serde(with = "time::serde::rfc3339"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+    #[cfg_attr(feature = "ssr", serde(with = "time::serde::rfc3339"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, format = DateTime))]
+    pub updated_at: Timestamp,
 }
 
 impl JobStatus {
     /// A fresh job in `state`, created at `now`.
+    #[cfg(feature = "ssr")]
     pub fn new(
         job_id: JobId,
         state: JobState,
         metadata: serde_json::Value,
-        now: OffsetDateTime,
+        now: Timestamp,
     ) -> Self {
         Self {
             job_id,
@@ -175,15 +184,99 @@ impl JobStatus {
         self.status.is_terminal()
     }
 
+    /// Milliseconds from creation to the last change: for a finished job, how long it took.
+    pub fn elapsed_ms(&self) -> Option<i64> {
+        #[cfg(feature = "ssr")]
+        let elapsed = Some((self.updated_at - self.created_at).whole_milliseconds() as i64);
+        #[cfg(not(feature = "ssr"))]
+        let elapsed = Some(unix_millis(&self.updated_at)? - unix_millis(&self.created_at)?);
+        elapsed
+    }
+
     /// Whether the job carries (or is receiving) a file rather than metadata only.
     pub fn has_file(&self) -> bool {
         self.filename.is_some() || self.sha256.is_some() || self.bytes_done > 0
     }
 }
 
+/// Milliseconds since the Unix epoch of an RFC 3339 instant such as
+/// `2026-11-26T01:48:21.123456789Z` or `…+01:00`; `None` if it is not one.
+#[cfg_attr(feature = "ssr", allow(dead_code))]
+fn unix_millis(text: &str) -> Option<i64> {
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if !separators
+        .iter()
+        .all(|&(at, want)| text.as_bytes().get(at) == Some(&want))
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let rest = text.get(19..)?;
+    let fraction_len = rest.strip_prefix('.').map_or(0, |tail| {
+        tail.bytes().take_while(u8::is_ascii_digit).count()
+    });
+    let millis = if fraction_len == 0 {
+        0
+    } else {
+        let fraction = &rest[1..1 + fraction_len];
+        format!("{fraction:0<3}")[..3].parse::<i64>().ok()?
+    };
+    let zone = &rest[if fraction_len == 0 {
+        0
+    } else {
+        1 + fraction_len
+    }..];
+    let offset_minutes = match zone.as_bytes().first()? {
+        b'Z' | b'z' => 0,
+        sign @ (b'+' | b'-') => {
+            let hours: i64 = zone.get(1..3)?.parse().ok()?;
+            let minutes: i64 = zone.get(4..6)?.parse().ok()?;
+            let total = hours * 60 + minutes;
+            if *sign == b'+' {
+                total
+            } else {
+                -total
+            }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_instants_become_unix_milliseconds() {
+        assert_eq!(unix_millis("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_millis("2000-03-01T00:00:01.5Z"), Some(951_868_801_500));
+        assert_eq!(
+            unix_millis("2026-11-26T01:48:21.123456789Z"),
+            Some(1_795_657_701_123)
+        );
+        assert_eq!(
+            unix_millis("2026-11-26T02:48:21.123+01:00"),
+            unix_millis("2026-11-26T01:48:21.123Z")
+        );
+        assert_eq!(unix_millis("2026-11-26 01:48:21Z"), None);
+        assert_eq!(unix_millis("yesterday"), None);
+    }
 
     #[test]
     fn job_ids_round_trip_and_reject_other_spellings() {

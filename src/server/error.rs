@@ -29,6 +29,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Timeout(String),
+    /// The resource existed but is over for good (a failed, cancelled or expired upload).
+    #[error("{0}")]
+    Gone(String),
+    /// A tus request without the protocol version this server speaks.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("too many requests; retry after {retry_after} s")]
     TooManyRequests { retry_after: u64 },
     /// The server is at capacity for this kind of request; the client should retry.
@@ -56,6 +62,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,6 +80,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::Timeout(_) => "request_timeout",
+            ApiError::Gone(_) => "gone",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Busy { .. } => "busy",
             ApiError::Internal(_) => "internal",

@@ -15,7 +15,7 @@ use crate::{
     domain::{JobId, JobState, JobStatus, Progress},
 };
 use anyhow::Context;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,24 @@ pub struct Jobs {
     /// One token per job being received or processed; cancelling the job fires it so the
     /// upload or the worker stops at once.
     running: std::sync::Mutex<HashMap<JobId, CancellationToken>>,
+    /// Uploads a request is sending bytes to right now: one sender per upload at a time.
+    sending: std::sync::Mutex<HashSet<JobId>>,
+}
+
+/// Held by the one request sending an upload's bytes; released when dropped.
+pub struct SendingLock<'a> {
+    jobs: &'a Jobs,
+    id: JobId,
+}
+
+impl Drop for SendingLock<'_> {
+    fn drop(&mut self) {
+        self.jobs
+            .sending
+            .lock()
+            .expect("sending lock")
+            .remove(&self.id);
+    }
 }
 
 const DEFAULT_PAGE: u32 = 50;
@@ -73,6 +91,7 @@ impl Jobs {
             blob_refs: tokio::sync::Mutex::new(()),
             queued: Notify::new(),
             running: Default::default(),
+            sending: Default::default(),
         }
     }
 
@@ -263,6 +282,13 @@ impl Jobs {
         self.hub.publish(cancelled.clone());
         tracing::info!(job_id = %id, "job cancelled");
         Ok(cancelled)
+    }
+
+    /// The right to send `id`'s bytes, or `None` while another request holds it.
+    pub fn lock_sending(&self, id: JobId) -> Option<SendingLock<'_>> {
+        let inserted = self.sending.lock().expect("sending lock").insert(id);
+        // Built only on success: dropping a lock that was never taken would release the holder's.
+        inserted.then(|| SendingLock { jobs: self, id })
     }
 
     /// The token that fires if the job is cancelled while it runs.

@@ -1,7 +1,12 @@
 //! Retention: finished jobs older than the retention period are deleted with their blobs, and
 //! leftovers (temp files of no live upload, blobs no job references) are removed, all through
 //! the same reference lock that uploads take, so a new upload of the same content is never hit.
-use super::{jobs::Jobs, sessions::Sessions, store::now};
+use super::{
+    jobs::{AlreadyFinished, Jobs},
+    sessions::Sessions,
+    store::now,
+};
+use crate::domain::JobState;
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -19,28 +24,23 @@ pub struct Sweep {
     pub jobs: u64,
     pub temp_files: u64,
     pub blobs: u64,
+    /// Uploads declared but sent nothing for `leftover_age`: failed as expired.
+    pub expired_uploads: u64,
 }
 
-/// Deletes finished jobs last changed more than `keep` ago, then leftover files older than
+/// Deletes finished jobs last changed more than `keep` ago (none if `keep` is `None`), fails
+/// uploads that have sent nothing for `leftover_age`, then removes leftover files older than
 /// `leftover_age`.
-pub async fn sweep(jobs: &Jobs, keep: Duration, leftover_age: Duration) -> anyhow::Result<Sweep> {
+pub async fn sweep(
+    jobs: &Jobs,
+    keep: Option<Duration>,
+    leftover_age: Duration,
+) -> anyhow::Result<Sweep> {
     let mut swept = Sweep::default();
-    let cutoff = now() - keep;
-    loop {
-        let expired = jobs.store().list_finished_before(cutoff, PAGE).await?;
-        if expired.is_empty() {
-            break;
-        }
-        for job in &expired {
-            // A job deleted meanwhile (by DELETE) is simply not counted.
-            if jobs.delete(job.job_id).await.map_err(anyhow::Error::from)? {
-                swept.jobs += 1;
-            }
-        }
-        if expired.len() < PAGE as usize {
-            break;
-        }
+    if let Some(keep) = keep {
+        swept.jobs = delete_finished_before(jobs, now() - keep).await?;
     }
+    swept.expired_uploads = expire_stalled_uploads(jobs, leftover_age).await?;
     let old_enough = SystemTime::now()
         .checked_sub(leftover_age)
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -64,11 +64,64 @@ pub async fn sweep(jobs: &Jobs, keep: Duration, leftover_age: Duration) -> anyho
     Ok(swept)
 }
 
+async fn delete_finished_before(jobs: &Jobs, cutoff: time::OffsetDateTime) -> anyhow::Result<u64> {
+    let mut deleted = 0;
+    loop {
+        let expired = jobs.store().list_finished_before(cutoff, PAGE).await?;
+        for job in &expired {
+            // A job deleted meanwhile (by DELETE) is simply not counted.
+            if jobs.delete(job.job_id).await.map_err(anyhow::Error::from)? {
+                deleted += 1;
+            }
+        }
+        if expired.len() < PAGE as usize {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// Fails uploads still `receiving` whose last byte (or creation) is older than `stalled_for`
+/// and that no request is sending right now; their temp data goes with them.
+async fn expire_stalled_uploads(jobs: &Jobs, stalled_for: Duration) -> anyhow::Result<u64> {
+    let cutoff = now() - stalled_for;
+    let mut expired = 0;
+    let mut before = None;
+    loop {
+        let receiving = jobs
+            .store()
+            .list(Some(JobState::Receiving), before, PAGE)
+            .await?;
+        for stored in &receiving {
+            let Some(job) = jobs.status(stored.job_id).await? else {
+                continue;
+            };
+            if job.status != JobState::Receiving || job.updated_at > cutoff {
+                continue;
+            }
+            let Some(_sending) = jobs.lock_sending(job.job_id) else {
+                continue;
+            };
+            jobs.blobs()
+                .discard_temp(&jobs.blobs().temp_path(job.job_id))?;
+            match jobs.fail(job, "expired: no bytes arrived in time").await {
+                Ok(()) => expired += 1,
+                // Cancelled or finished meanwhile: nothing to expire.
+                Err(error) if error.is::<AlreadyFinished>() => {}
+                Err(error) => return Err(error),
+            }
+        }
+        match receiving.last() {
+            Some(last) if receiving.len() == PAGE as usize => before = Some(last.job_id),
+            _ => return Ok(expired),
+        }
+    }
+}
+
 /// Sweeps every `every` until shutdown; expired sessions go too.
 pub async fn run(
     jobs: Arc<Jobs>,
     sessions: Arc<Sessions>,
-    keep: Duration,
+    keep: Option<Duration>,
     every: Duration,
     shutdown: CancellationToken,
 ) {

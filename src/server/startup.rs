@@ -4,11 +4,12 @@ use super::{
     blobs::BlobStore, config::Settings, jobs::Jobs, routes::api_router, sessions::Sessions,
     store::SqliteStore, telemetry::request_span, worker::Worker,
 };
-use crate::app::{shell, App};
+use crate::app::shell;
 use anyhow::Context;
 use axum::{extract::FromRef, Router};
 use leptos::config::LeptosOptions;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{AxumRouteListing, LeptosRoutes};
+use leptos_router::SsrMode;
 use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -117,15 +118,15 @@ impl Application {
             .settings
             .run_worker
             .then(|| tokio::spawn(self.worker.clone().run()));
-        if let Some(keep) = self.state.settings.retention {
-            tokio::spawn(super::retention::run(
-                self.state.jobs.clone(),
-                self.state.sessions.clone(),
-                keep,
-                self.state.settings.retention_sweep_every,
-                shutdown.clone(),
-            ));
-        }
+        // Even when finished jobs are kept forever, stalled uploads, leftovers and expired
+        // sessions still need sweeping.
+        tokio::spawn(super::retention::run(
+            self.state.jobs.clone(),
+            self.state.sessions.clone(),
+            self.state.settings.retention,
+            self.state.settings.retention_sweep_every,
+            shutdown.clone(),
+        ));
         tracing::info!(address = %self.local_addr(), "listening");
         let server = axum::serve(
             self.listener,
@@ -169,8 +170,21 @@ impl Application {
     }
 }
 
+/// The pages the app renders (see `ui::Page`); each is rendered on the server, then hydrated.
+const PAGES: [&str; 3] = ["/", "/jobs", "/jobs/{job_id}"];
+
 fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    let routes = PAGES
+        .into_iter()
+        .map(|path| {
+            AxumRouteListing::new(
+                path.to_owned(),
+                SsrMode::default(),
+                [leptos_router::Method::Get],
+                vec![],
+            )
+        })
+        .collect();
     Router::new()
         .merge(api_router(&state))
         .leptos_routes_with_context(&state, routes, || {}, {

@@ -1,7 +1,9 @@
 //! The landing page: the sign-in form for visitors without a session, the app for those with one.
 use super::{
-    jobs::StartIngestForm,
+    format::format_bytes,
     sign_in::{SignInForm, SignOutForm},
+    start::StartIngestForm,
+    CallProblem,
 };
 use crate::api::{get_service_info, has_session, GetServiceInfo, SignIn, SignOut};
 use leptos::prelude::*;
@@ -15,12 +17,10 @@ pub fn HomePage() -> impl IntoView {
         move || (sign_in.version().get(), sign_out.version().get()),
         |_| has_session(),
     );
-    let hydrated = RwSignal::new(false);
-    // Effects run only in the browser, so this flips once the wasm has taken over the page.
-    Effect::new(move |_| hydrated.set(true));
+    let hydrated = expect_context::<Hydrated>().0;
 
     view! {
-        <section class="card" data-hydrated=move || hydrated.get().to_string()>
+        <section class="card">
             <h1>"Ingest"</h1>
             <p>
                 "Push files or metadata in as ingest jobs and watch each one until it is stored. "
@@ -36,7 +36,7 @@ pub fn HomePage() -> impl IntoView {
                                 view! { <SignedIn sign_out hydrated /> }.into_any()
                             }
                             Ok(false) => view! { <SignInForm action=sign_in /> }.into_any(),
-                            Err(error) => view! { <ServerError error /> }.into_any(),
+                            Err(error) => view! { <CallProblem error /> }.into_any(),
                         })
                 }}
             </Suspense>
@@ -44,7 +44,11 @@ pub fn HomePage() -> impl IntoView {
     }
 }
 
-/// What a signed-in visitor sees (for now: the server's facts; the job views come next).
+/// Whether the wasm has taken over the page (provided by the app shell).
+#[derive(Clone, Copy)]
+pub struct Hydrated(pub RwSignal<bool>);
+
+/// What a signed-in visitor sees: the server's facts and the form to start ingests.
 #[component]
 fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl IntoView {
     let info = Resource::new(|| (), |_| get_service_info());
@@ -64,11 +68,14 @@ fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl I
                                         ", uploads up to "
                                         <strong>{format_bytes(info.max_upload_bytes)}</strong> "."
                                     </p>
-                                    <StartIngestForm max_metadata_bytes=info.max_metadata_bytes />
+                                    <StartIngestForm
+                                        max_metadata_bytes=info.max_metadata_bytes
+                                        max_upload_bytes=info.max_upload_bytes
+                                    />
                                 }
                                     .into_any()
                             }
-                            Err(error) => view! { <ServerError error /> }.into_any(),
+                            Err(error) => view! { <CallProblem error /> }.into_any(),
                         })
                 }}
             </Suspense>
@@ -90,43 +97,5 @@ fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl I
             </span>
             <SignOutForm action=sign_out />
         </div>
-    }
-}
-
-/// A failed server call, in plain words.
-#[component]
-fn ServerError(error: ServerFnError) -> impl IntoView {
-    view! {
-        <p class="error" role="alert">
-            "The server did not answer: " {error.to_string()}
-        </p>
-    }
-}
-
-/// Binary units, one decimal: what people read on file dialogs.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_bytes;
-
-    #[test]
-    fn formats_in_binary_units() {
-        assert_eq!(format_bytes(512), "512 B");
-        assert_eq!(format_bytes(1536), "1.5 KiB");
-        assert_eq!(format_bytes(10 * 1024 * 1024 * 1024), "10.0 GiB");
     }
 }

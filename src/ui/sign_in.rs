@@ -1,7 +1,9 @@
 //! Sign-in and sign-out forms. The token goes to the server once, in a form post; the page only
-//! ever holds the HttpOnly session cookie the server sets, which scripts cannot read.
-use crate::api::{SignIn, SignOut};
-use leptos::{form::ActionForm, prelude::*};
+//! ever holds the HttpOnly session cookie the server sets, which scripts cannot read. Plain
+//! forms (posting without scripts too) cost less wasm than `ActionForm`.
+use crate::api::{CallError, SignIn, SignOut};
+use leptos::{ev::SubmitEvent, html, prelude::*};
+use server_fn::ServerFn;
 
 /// The sign-in form, with the server's reason when the token is refused.
 #[component]
@@ -10,8 +12,17 @@ pub fn SignInForm(action: ServerAction<SignIn>) -> impl IntoView {
         Some(Err(error)) => Some(plain_message(&error)),
         _ => None,
     };
+    let token = NodeRef::<html::Input>::new();
+    let on_submit = move |event: SubmitEvent| {
+        if let Some(input) = token.get() {
+            event.prevent_default();
+            action.dispatch(SignIn {
+                token: input.value(),
+            });
+        }
+    };
     view! {
-        <ActionForm action=action attr:class="sign-in">
+        <form class="sign-in" method="post" action=SignIn::PATH on:submit=on_submit>
             <label for="token">"API token"</label>
             <input
                 id="token"
@@ -20,33 +31,36 @@ pub fn SignInForm(action: ServerAction<SignIn>) -> impl IntoView {
                 autocomplete="current-password"
                 required
                 placeholder="The token the server was started with"
+                node_ref=token
             />
             <button type="submit" disabled=move || action.pending().get()>
                 "Sign in"
             </button>
             {move || error().map(|message| view! { <p class="error" role="alert">{message}</p> })}
-        </ActionForm>
+        </form>
     }
 }
 
 #[component]
 pub fn SignOutForm(action: ServerAction<SignOut>) -> impl IntoView {
+    let on_submit = move |event: SubmitEvent| {
+        event.prevent_default();
+        action.dispatch(SignOut {});
+    };
     view! {
-        <ActionForm action=action attr:class="sign-out">
-            <button type="submit">"Sign out"</button>
-        </ActionForm>
+        <form class="sign-out" method="post" action=SignOut::PATH on:submit=on_submit>
+            <button type="submit" class="secondary">
+                "Sign out"
+            </button>
+        </form>
     }
 }
 
-/// The server's message without the framework's prefix, first letter capitalised.
-fn plain_message(error: &ServerFnError) -> String {
-    let message = match error {
-        ServerFnError::ServerError(message) => message.clone(),
-        other => format!("The server could not be reached ({other})."),
-    };
-    let mut chars = message.chars();
+/// The server's message, first letter capitalised.
+pub fn plain_message(error: &CallError) -> String {
+    let mut chars = error.message.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => message,
+        None => "Something went wrong.".to_owned(),
     }
 }

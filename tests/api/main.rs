@@ -16,5 +16,6 @@ mod retention;
 mod seed_examples;
 mod server_fns;
 mod session;
+mod tus_uploads;
 mod uploads;
 mod websocket;

@@ -9,7 +9,8 @@ fn routed() -> Vec<(String, String)> {
         "/src/server/routes/mod.rs"
     ))
     .unwrap();
-    let flat: String = source.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Whitespace removed, so rustfmt's line breaks do not matter.
+    let flat: String = source.split_whitespace().collect();
     let mut routes = Vec::new();
     for piece in flat.split(".route(").skip(1) {
         let Some(path) = piece
@@ -23,7 +24,7 @@ fn routed() -> Vec<(String, String)> {
             continue;
         }
         let route = piece.split(".route_layer(").next().unwrap_or(piece);
-        let methods: Vec<&str> = ["get", "post", "delete", "put", "patch"]
+        let methods: Vec<&str> = ["get", "post", "delete", "put", "patch", "head", "options"]
             .into_iter()
             .filter(|m| {
                 route.contains(&format!("with_json_405({m}(")) || route.contains(&format!(").{m}("))

@@ -25,15 +25,20 @@ async fn expired_jobs_go_but_content_still_in_use_stays() {
     // A newer upload of the same content, still waiting in the queue.
     let newer = accepted_id(app.ingest_file("c.bin", shared.clone(), "{}").await).await;
 
-    let swept = sweep(&app.state.jobs, Duration::ZERO, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let swept = sweep(
+        &app.state.jobs,
+        Some(Duration::ZERO),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         swept,
         Sweep {
             jobs: 2,
             temp_files: 0,
-            blobs: 0
+            blobs: 0,
+            expired_uploads: 0,
         }
     );
     for id in [old_shared, old_alone] {
@@ -52,7 +57,7 @@ async fn expired_jobs_go_but_content_still_in_use_stays() {
     // Jobs younger than the retention period stay.
     let kept = sweep(
         &app.state.jobs,
-        Duration::from_secs(3600),
+        Some(Duration::from_secs(3600)),
         Duration::from_secs(3600),
     )
     .await
@@ -84,7 +89,7 @@ async fn stale_leftovers_are_removed_and_fresh_ones_left_alone() {
 
     let swept = sweep(
         &app.state.jobs,
-        Duration::from_secs(3600),
+        Some(Duration::from_secs(3600)),
         Duration::from_secs(3600),
     )
     .await
@@ -94,7 +99,8 @@ async fn stale_leftovers_are_removed_and_fresh_ones_left_alone() {
         Sweep {
             jobs: 0,
             temp_files: 1,
-            blobs: 1
+            blobs: 1,
+            expired_uploads: 0,
         }
     );
     assert!(!stale_temp.exists());

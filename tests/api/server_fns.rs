@@ -43,7 +43,10 @@ async fn a_wrong_token_is_refused_with_a_message() {
     .await;
     assert_eq!(response.status(), 401);
     assert!(response.headers().get("set-cookie").is_none());
-    assert!(response.text().await.unwrap().contains("invalid token"));
+    // The page's error type: the status (to tell transient from permanent) and the message.
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], 401);
+    assert!(body["message"].as_str().unwrap().contains("invalid token"));
 }
 
 #[tokio::test]

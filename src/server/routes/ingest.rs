@@ -1,5 +1,6 @@
 //! `POST /api/ingest`: the seed's three body shapes (JSON, urlencoded form, multipart with an
 //! optional file) turned into a durable job. Files stream through `receive` into storage.
+use super::file_body::{receive_file, too_large, upload_slot};
 use super::openapi::{CommonErrors, IngestForm, IngestJson, IngestUrlEncoded};
 use crate::{
     api::{ErrorBody, IngestAccepted},
@@ -7,10 +8,7 @@ use crate::{
         check_metadata, empty_metadata, parse_metadata, JobStatus, MetadataError, UploadName,
     },
     server::{
-        auth::Authenticated,
-        error::ApiError,
-        jobs::AlreadyFinished,
-        receive::{receive, ReceiveError, Received},
+        auth::Authenticated, error::ApiError, jobs::AlreadyFinished, receive::Received,
         startup::AppState,
     },
 };
@@ -23,12 +21,10 @@ use axum::{
 };
 use futures::StreamExt;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Multipart framing (boundaries, part headers) allowed on top of the file and metadata.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
-/// Live progress is published at most this often per upload.
-const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 
 /// Start an ingest job, with or without a file.
 #[utoipa::path(
@@ -128,15 +124,7 @@ async fn ingest_multipart(
     if content_length.is_some_and(|length| length > ceiling) {
         return Err(too_large(settings.max_upload_bytes));
     }
-    let _slot = state
-        .upload_slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy {
-            message: "the server is receiving as many uploads as it takes; retry shortly"
-                .to_owned(),
-            retry_after: 1,
-        })?;
+    let _slot = upload_slot(state)?;
     let idle = settings.upload_idle_timeout;
     let mut multipart = Multipart::from_request(request, state)
         .await
@@ -199,48 +187,9 @@ async fn ingest_multipart(
                         metadata.clone().unwrap_or_else(empty_metadata),
                     )
                     .await?;
-                let temp = state.jobs.blobs().temp_path(job.job_id);
-                // The first chunk is reported at once, later ones at most every PROGRESS_EVERY.
-                let mut last_report: Option<Instant> = None;
-                let cancelled = state.jobs.cancellation(job.job_id);
-                let received = receive(
-                    Box::pin(field),
-                    temp,
-                    settings.max_upload_bytes,
-                    idle,
-                    &cancelled,
-                    |bytes| {
-                        if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
-                            last_report = Some(Instant::now());
-                            state.jobs.report_received(&job, bytes);
-                        }
-                    },
-                )
-                .await;
-                match received {
+                match receive_file(state, &job, Box::pin(field), settings.max_upload_bytes).await {
                     Ok(received) => upload = Some((job, received)),
-                    Err(ReceiveError::Cancelled) => return Err(cancelled_meanwhile(&job)),
-                    Err(error) => {
-                        let problem = match &error {
-                            ReceiveError::Cancelled => cancelled_meanwhile(&job),
-                            ReceiveError::TooLarge { limit } => too_large(*limit),
-                            ReceiveError::Interrupted { .. } => {
-                                ApiError::bad_request("upload_interrupted", error.to_string())
-                            }
-                            ReceiveError::Io(_) => ApiError::Internal(anyhow::anyhow!(
-                                "receiving job {}: {error}",
-                                job.job_id
-                            )),
-                        };
-                        let reason = match &problem {
-                            ApiError::Internal(_) => "storing the upload failed".to_owned(),
-                            _ => error.to_string(),
-                        };
-                        if let Err(error) = state.jobs.fail(job, reason).await {
-                            tracing::error!(error = ?error, "recording a failed upload failed");
-                        }
-                        return Err(problem);
-                    }
+                    Err(problem) => return Err(problem),
                 }
             }
             other => {
@@ -265,13 +214,7 @@ async fn ingest_multipart(
                 .jobs
                 .finish_upload(job, received)
                 .await
-                .map_err(|error| {
-                    if error.is::<AlreadyFinished>() {
-                        ApiError::Conflict(format!("job {id} was cancelled during the upload"))
-                    } else {
-                        ApiError::Internal(error)
-                    }
-                })
+                .map_err(|error| finish_failed(error, id))
         }
         None => Ok(state.jobs.submit_metadata(metadata).await?),
     }
@@ -296,20 +239,25 @@ async fn abandon(
 }
 
 fn accepted(headers: &HeaderMap, job: &JobStatus) -> Response {
-    let (http, ws) = base_urls(headers);
-    let status_url = format!("{http}/api/status/{}", job.job_id);
-    let body = IngestAccepted {
-        job_id: job.job_id,
-        status: job.status,
-        ws_url: format!("{ws}/ws/status/{}", job.job_id),
-        status_url: status_url.clone(),
-    };
+    let body = accepted_body(headers, job);
+    let location = body.status_url.clone();
     (
         StatusCode::ACCEPTED,
-        [(header::LOCATION, status_url)],
+        [(header::LOCATION, location)],
         Json(body),
     )
         .into_response()
+}
+
+/// Where to follow a new job, by HTTP and by WebSocket.
+pub(super) fn accepted_body(headers: &HeaderMap, job: &JobStatus) -> IngestAccepted {
+    let (http, ws) = base_urls(headers);
+    IngestAccepted {
+        job_id: job.job_id,
+        status: job.status,
+        ws_url: format!("{ws}/ws/status/{}", job.job_id),
+        status_url: format!("{http}/api/status/{}", job.job_id),
+    }
 }
 
 /// Absolute base URLs for the answer, from the Host the client used (and the proxy's
@@ -446,13 +394,6 @@ async fn read_field_capped(
         .map_err(|_| ApiError::bad_request("invalid_metadata", "metadata is not UTF-8 text"))
 }
 
-fn cancelled_meanwhile(job: &JobStatus) -> ApiError {
-    ApiError::Conflict(format!(
-        "job {} was cancelled during the upload",
-        job.job_id
-    ))
-}
-
 fn idle_timeout(idle: Duration) -> ApiError {
     ApiError::bad_request(
         "upload_interrupted",
@@ -464,8 +405,13 @@ fn unsupported(message: &str) -> ApiError {
     ApiError::UnsupportedMediaType(message.to_owned())
 }
 
-fn too_large(limit: u64) -> ApiError {
-    ApiError::PayloadTooLarge(format!("the upload exceeds the limit of {limit} bytes"))
+/// Storing a fully received file failed: 409 if the job was cancelled meanwhile, else 500.
+pub(super) fn finish_failed(error: anyhow::Error, id: crate::domain::JobId) -> ApiError {
+    if error.is::<AlreadyFinished>() {
+        ApiError::Conflict(format!("job {id} was cancelled during the upload"))
+    } else {
+        ApiError::Internal(error)
+    }
 }
 
 #[cfg(test)]

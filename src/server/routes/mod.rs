@@ -1,11 +1,13 @@
 //! The REST and WebSocket routes of the seed's API, health checks, and JSON answers for unknown
 //! API paths.
 mod content;
+mod file_body;
 mod health;
 mod ingest;
 mod jobs;
 pub mod openapi;
 mod session;
+mod uploads;
 mod ws;
 
 use super::{error::ApiError, limits, metrics, startup::AppState};
@@ -13,7 +15,7 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{Method, Uri},
     middleware,
-    routing::{any, delete, get, post, MethodRouter},
+    routing::{any, delete, get, head, post, MethodRouter},
     Router,
 };
 
@@ -48,6 +50,18 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
         .route(
             "/api/ingest",
             with_json_405(post(ingest::ingest).layer(DefaultBodyLimit::disable())),
+        )
+        .route(
+            "/api/uploads",
+            with_json_405(post(uploads::create).options(uploads::capabilities)),
+        )
+        .route(
+            "/api/uploads/{job_id}",
+            with_json_405(
+                head(uploads::offset)
+                    .patch(uploads::append)
+                    .layer(DefaultBodyLimit::disable()),
+            ),
         )
         .route("/ws/status/{job_id}", with_json_405(get(ws::status_socket)));
     let health = Router::new()

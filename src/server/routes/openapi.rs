@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' own annotations and the shared
 //! types, and the Swagger UI that shows it at `/docs` (assets vendored in the binary).
-use super::{content, health, ingest, jobs, session, ws};
+use super::{content, health, ingest, jobs, session, uploads, ws};
 use crate::{
     api::ErrorBody,
     server::{metrics, startup::AppState},
@@ -22,6 +22,10 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
     ),
     paths(
         ingest::ingest,
+        uploads::capabilities,
+        uploads::create,
+        uploads::offset,
+        uploads::append,
         jobs::status,
         jobs::list,
         jobs::cancel,
@@ -38,6 +42,7 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
     modifiers(&Security),
     tags(
         (name = "jobs", description = "Start, follow, download and delete ingest jobs"),
+        (name = "uploads", description = "Uploads in the tus 1.0 shape: declare, then send the bytes"),
         (name = "operations", description = "Health and metrics"),
         (name = "session", description = "Browser sign-in with a session cookie"),
     )

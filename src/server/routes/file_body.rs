@@ -1,0 +1,103 @@
+//! Streams one upload's bytes into its job, for both the one-shot multipart route and the
+//! tus-style upload route: live progress, cancellation, and marking the job failed (with its
+//! temp file gone) when the bytes do not all arrive.
+use crate::{
+    domain::JobStatus,
+    server::{
+        error::ApiError,
+        receive::{receive, ReceiveError, Received},
+        startup::AppState,
+    },
+};
+use bytes::Bytes;
+use futures::Stream;
+use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Live progress is published at most this often per upload.
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+
+/// Receives `body` (at most `limit` bytes) into `job`'s temp file. On any failure the job is
+/// marked failed with the reason (unless it was cancelled, which already finished it) and the
+/// error for the client comes back.
+pub async fn receive_file<S, E>(
+    state: &AppState,
+    job: &JobStatus,
+    body: S,
+    limit: u64,
+) -> Result<Received, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let temp = state.jobs.blobs().temp_path(job.job_id);
+    // The first chunk is reported at once, later ones at most every PROGRESS_EVERY.
+    let mut last_report: Option<Instant> = None;
+    let cancelled = state.jobs.cancellation(job.job_id);
+    let received = receive(
+        body,
+        temp,
+        limit,
+        state.settings.upload_idle_timeout,
+        &cancelled,
+        |bytes| {
+            if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+                last_report = Some(Instant::now());
+                state.jobs.report_received(job, bytes);
+            }
+        },
+    )
+    .await;
+    let error = match received {
+        Ok(received) => return Ok(received),
+        Err(ReceiveError::Cancelled) => return Err(cancelled_meanwhile(job)),
+        Err(error) => error,
+    };
+    let problem = match &error {
+        ReceiveError::TooLarge { limit } => too_large(*limit),
+        ReceiveError::Interrupted { .. } | ReceiveError::Cancelled => {
+            ApiError::bad_request("upload_interrupted", error.to_string())
+        }
+        ReceiveError::Io(_) => {
+            ApiError::Internal(anyhow::anyhow!("receiving job {}: {error}", job.job_id))
+        }
+    };
+    let reason = match &problem {
+        ApiError::Internal(_) => "storing the upload failed".to_owned(),
+        _ => error.to_string(),
+    };
+    fail_quietly(state, job.clone(), reason).await;
+    Err(problem)
+}
+
+/// Records a job as failed, logging (not returning) a failure to do so: the client's answer is
+/// already decided.
+pub async fn fail_quietly(state: &AppState, job: JobStatus, reason: String) {
+    if let Err(error) = state.jobs.fail(job, reason).await {
+        tracing::error!(error = ?error, "recording a failed upload failed");
+    }
+}
+
+/// One of the server's upload slots, or 503 with Retry-After when all are taken.
+pub fn upload_slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    state
+        .upload_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy {
+            message: "the server is receiving as many uploads as it takes; retry shortly"
+                .to_owned(),
+            retry_after: 1,
+        })
+}
+
+fn cancelled_meanwhile(job: &JobStatus) -> ApiError {
+    ApiError::Conflict(format!(
+        "job {} was cancelled during the upload",
+        job.job_id
+    ))
+}
+
+pub fn too_large(limit: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!("the upload exceeds the limit of {limit} bytes"))
+}

@@ -1,0 +1,130 @@
+//! `/jobs`: recent jobs, newest first, a page at a time, filtered by state; each links to its
+//! own page. Rendered on the server; filters and pages are plain links and a GET form.
+use super::{
+    format::{format_bytes, format_time},
+    job_card::describe,
+    page::HistoryQuery,
+    CallProblem,
+};
+use crate::{
+    api::list_jobs,
+    domain::{JobState, JobStatus},
+};
+use leptos::prelude::*;
+
+const PAGE_SIZE: u32 = 20;
+
+#[component]
+pub fn HistoryPage(query: HistoryQuery) -> impl IntoView {
+    let jobs = Resource::new(
+        {
+            let query = query.clone();
+            move || query.clone()
+        },
+        |query| list_jobs(query.status, query.before, Some(PAGE_SIZE)),
+    );
+    let filter = query.status;
+    view! {
+        <section class="card">
+            <h1>"History"</h1>
+            <form class="filter" method="get" action="/jobs">
+                <label for="status-filter">"Status"</label>
+                <select
+                    id="status-filter"
+                    name="status"
+                    on:change=move |event| submit_form_of(&event)
+                >
+                    <option value="" selected=filter.is_none()>
+                        "All"
+                    </option>
+                    {JobState::ALL
+                        .into_iter()
+                        .map(|state| {
+                            view! {
+                                <option value=state.as_str() selected=filter == Some(state)>
+                                    {describe(state)}
+                                </option>
+                            }
+                        })
+                        .collect_view()}
+                </select>
+                <button type="submit" class="secondary">
+                    "Filter"
+                </button>
+            </form>
+            <Suspense fallback=|| view! { <p class="muted">"Loading jobs…"</p> }>
+                {move || {
+                    let query = query.clone();
+                    jobs.get()
+                        .map(move |page| match page {
+                            Ok(page) if page.jobs.is_empty() => {
+                                view! { <p class="muted">"No jobs here yet."</p> }.into_any()
+                            }
+                            Ok(page) => {
+                                let older = page
+                                    .next_before
+                                    .map(|before| HistoryQuery {
+                                        before: Some(before),
+                                        ..query.clone()
+                                    });
+                                let newest = query
+                                    .before
+                                    .map(|_| HistoryQuery {
+                                        before: None,
+                                        ..query.clone()
+                                    });
+                                view! {
+                                    <ol class="history">
+                                        {page.jobs.into_iter().map(|job| view! { <HistoryRow job /> }).collect_view()}
+                                    </ol>
+                                    <nav class="pages" aria-label="Pages">
+                                        {newest.map(|q| view! { <a href=q.href()>"← Newest"</a> })}
+                                        {older.map(|q| view! { <a href=q.href() rel="next">"Older →"</a> })}
+                                    </nav>
+                                }
+                                    .into_any()
+                            }
+                            Err(error) => view! { <CallProblem error /> }.into_any(),
+                        })
+                }}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn HistoryRow(job: JobStatus) -> impl IntoView {
+    let what = match (&job.filename, job.size.or(job.bytes_total)) {
+        (Some(name), Some(size)) => format!("{name} · {}", format_bytes(size)),
+        (Some(name), None) => name.clone(),
+        (None, Some(size)) => format!("file · {}", format_bytes(size)),
+        (None, None) => "metadata only".to_owned(),
+    };
+    view! {
+        <li class="history-row" data-status=job.status.as_str()>
+            <a href=format!("/jobs/{}", job.job_id)>
+                <code>{job.job_id.to_string()}</code>
+            </a>
+            <span class="badge">{describe(job.status)}</span>
+            <span class="what">{what}</span>
+            <time class="muted">{format_time(&job.created_at)}</time>
+        </li>
+    }
+}
+
+/// Choosing a filter applies it at once; the Filter button does the same without scripts.
+fn submit_form_of(event: &leptos::ev::Event) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        if let Some(form) = event
+            .target()
+            .and_then(|target| target.dyn_into::<web_sys::HtmlSelectElement>().ok())
+            .and_then(|select| select.form())
+        {
+            let _ = form.submit();
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = event;
+}
