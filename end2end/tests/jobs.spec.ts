@@ -132,6 +132,47 @@ test("with the WebSocket blocked the page falls back to polling and still comple
   await expect.poll(() => polls.length).toBeGreaterThan(before);
 });
 
+test("a dropped WebSocket reconnects and the server's snapshot brings the card up to date", async ({
+  page,
+}, testInfo) => {
+  let connections = 0;
+  await page.routeWebSocket(/\/ws\/status\//, (socket) => {
+    connections += 1;
+    const server = socket.connectToServer();
+    if (connections === 1) {
+      // The first connection drops right after the snapshot.
+      server.onMessage((message) => {
+        socket.send(message);
+        socket.close();
+      });
+    }
+  });
+  const polls: string[] = [];
+  page.on("request", (r) => {
+    if (r.url().includes("/api/status/")) polls.push(r.url());
+  });
+  let open = 0;
+  let opened = 0;
+  page.on("websocket", (ws) => {
+    open += 1;
+    opened += 1;
+    ws.on("close", () => (open -= 1));
+  });
+  await signIn(page);
+  await page.getByRole("button", { name: "Start ingest" }).click();
+  const card = page.locator(".job").first();
+  await expect(card).toHaveAttribute("data-status", "completed", { timeout: 20_000 });
+  await expect(card.locator("progress")).toHaveAttribute("value", "100");
+  expect(connections).toBeGreaterThanOrEqual(2);
+  // One drop is not enough to fall back to polling.
+  expect(polls).toEqual([]);
+  // Finished: the card closed its socket and left nothing running.
+  await expect(card).toHaveAttribute("data-connection", "closed");
+  expect(opened).toBeGreaterThanOrEqual(2);
+  await expect.poll(() => open).toBe(0);
+  await page.screenshot({ path: testInfo.outputPath("reconnected.png"), fullPage: true });
+});
+
 test("cancelling mid-upload stops it: cancelled, and its bytes are gone", async ({ page, request }, testInfo) => {
   const path = testInfo.outputPath("slow.bin");
   randomFile(path, 20 * 1024 * 1024);
