@@ -110,12 +110,14 @@ impl BlobStore {
         Ok(files)
     }
 
-    /// Removes every temp file: at start-up none of them belongs to a live upload.
-    pub fn clear_temp(&self) -> io::Result<usize> {
+    /// Removes every temp file but those of `keep` (resumable uploads waiting for their client):
+    /// at start-up no other belongs to a live upload.
+    pub fn clear_temp(&self, keep: &[JobId]) -> io::Result<usize> {
+        let kept: Vec<PathBuf> = keep.iter().map(|id| self.temp_path(*id)).collect();
         let mut removed = 0;
         for entry in fs::read_dir(&self.tmp_dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_file() {
+            if entry.file_type()?.is_file() && !kept.contains(&entry.path()) {
                 fs::remove_file(entry.path())?;
                 removed += 1;
             }

@@ -7,7 +7,7 @@ use super::{
     blobs::BlobStore,
     hub::{Follow, StatusHub},
     metrics,
-    receive::Received,
+    receive::{Partial, Received},
     store::{now, Claimed, JobStore},
 };
 use crate::{
@@ -44,6 +44,9 @@ pub struct Jobs {
     running: std::sync::Mutex<HashMap<JobId, CancellationToken>>,
     /// Uploads a request is sending bytes to right now: one sender per upload at a time.
     sending: std::sync::Mutex<HashSet<JobId>>,
+    /// Running hashes of resumable uploads between requests, so a PATCH continues without
+    /// reading back what is on disk (a restart loses them; they are then re-hashed once).
+    partials: std::sync::Mutex<HashMap<JobId, Partial>>,
 }
 
 /// Held by the one request sending an upload's bytes; released when dropped.
@@ -92,6 +95,7 @@ impl Jobs {
             queued: Notify::new(),
             running: Default::default(),
             sending: Default::default(),
+            partials: Default::default(),
         }
     }
 
@@ -138,6 +142,76 @@ impl Jobs {
         Ok(job)
     }
 
+    /// A resumable upload of `length` bytes: a receiving job whose durable offset (0 for now)
+    /// is recorded, so it survives restarts until its bytes are all in or it expires.
+    pub async fn declare_upload(
+        &self,
+        filename: Option<String>,
+        length: u64,
+        metadata: serde_json::Value,
+    ) -> anyhow::Result<JobStatus> {
+        let job = self.begin_upload(filename, Some(length), metadata).await?;
+        if let Err(error) = self.store.save_upload_offset(job.job_id, 0).await {
+            // Without its offset the upload could not be resumed: it fails now, not later.
+            let _ = self.fail(job, "storing the upload failed").await;
+            return Err(error);
+        }
+        Ok(job)
+    }
+
+    /// The durable offset of a resumable upload; `None` if the job is not one.
+    pub async fn upload_offset(&self, id: JobId) -> anyhow::Result<Option<u64>> {
+        self.store.upload_offset(id).await
+    }
+
+    /// Where a resumable upload stands: its durable offset and the hash of the bytes so far
+    /// (kept from the last request, or re-read from the temp file after a restart).
+    pub async fn partial(&self, id: JobId, offset: u64) -> anyhow::Result<Partial> {
+        let kept = self
+            .partials
+            .lock()
+            .expect("partials lock")
+            .get(&id)
+            .cloned();
+        if let Some(partial) = kept.filter(|partial| partial.offset == offset) {
+            return Ok(partial);
+        }
+        if offset == 0 {
+            return Ok(Partial::empty());
+        }
+        let temp = self.blobs.temp_path(id);
+        let partial = tokio::task::spawn_blocking(move || Partial::rehash(&temp, offset))
+            .await?
+            .context("re-reading a resumable upload")?;
+        tracing::info!(job_id = %id, offset, "re-hashed the durable part of an upload");
+        Ok(partial)
+    }
+
+    /// Records that a resumable upload's bytes up to `partial.offset` are durable: the store
+    /// first (HEAD answers from it), then the running hash and the live progress.
+    pub async fn record_partial(&self, job: &JobStatus, partial: Partial) -> anyhow::Result<()> {
+        self.store
+            .save_upload_offset(job.job_id, partial.offset)
+            .await?;
+        self.report_received(job, partial.offset);
+        self.partials
+            .lock()
+            .expect("partials lock")
+            .insert(job.job_id, partial);
+        Ok(())
+    }
+
+    /// The token that fires when `id` is cancelled, registered if it was not (a resumable
+    /// upload continued after a restart).
+    pub fn running_token(&self, id: JobId) -> CancellationToken {
+        self.running
+            .lock()
+            .expect("running lock")
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
     /// Live byte count of an upload: published, not stored (the store records transitions).
     pub fn report_received(&self, job: &JobStatus, bytes_done: u64) {
         let mut live = job.clone();
@@ -175,6 +249,10 @@ impl Jobs {
         self.update(&mut job).await?;
         drop(referencing);
         self.stop_running(job.job_id);
+        self.partials
+            .lock()
+            .expect("partials lock")
+            .remove(&job.job_id);
         metrics::upload_stored(&job, received.size);
         self.queued.notify_one();
         Ok(job)
@@ -277,6 +355,14 @@ impl Jobs {
         };
         if let Some(running) = self.running.lock().expect("running lock").remove(&id) {
             running.cancel();
+        }
+        self.partials.lock().expect("partials lock").remove(&id);
+        // A resumable upload between requests has nobody to remove its bytes; one being sent
+        // removes them itself when the cancellation reaches it.
+        if cancelled.status == JobState::Cancelled && self.lock_sending(id).is_some() {
+            if let Err(error) = self.blobs.discard_temp(&self.blobs.temp_path(id)) {
+                tracing::warn!(%error, job_id = %id, "removing a cancelled upload's bytes failed");
+            }
         }
         metrics::job_finished(&cancelled);
         self.hub.publish(cancelled.clone());
@@ -408,8 +494,20 @@ impl Jobs {
     /// removes their temp files.
     pub async fn recover(&self) -> anyhow::Result<()> {
         let recovery = self.store.recover_interrupted().await?;
+        let resumable = self.store.resumable_uploads().await?;
         let blobs = self.blobs.clone();
-        let removed = tokio::task::spawn_blocking(move || blobs.clear_temp()).await??;
+        let keep = resumable.clone();
+        let removed = tokio::task::spawn_blocking(move || blobs.clear_temp(&keep)).await??;
+        for id in &resumable {
+            // Their durable offset is in the store; the live view starts from it.
+            if let (Some(job), Some(offset)) = (
+                self.store.get(*id).await?,
+                self.store.upload_offset(*id).await?,
+            ) {
+                self.hub.track(job.clone());
+                self.report_received(&job, offset);
+            }
+        }
         let queued = self
             .store
             .list(Some(JobState::Queued), None, u32::MAX)
@@ -419,6 +517,7 @@ impl Jobs {
         }
         tracing::info!(
             failed_uploads = recovery.failed_uploads,
+            resumable_uploads = resumable.len(),
             requeued = recovery.requeued,
             temp_files_removed = removed,
             "recovered after start-up"

@@ -1,6 +1,7 @@
 //! Streams an upload to a temp file while hashing it: the network side reads chunks, blocking
 //! threads hash and write each chunk once, and bounded channels between them keep memory flat
-//! whatever the size. Nothing of a failed upload stays on disk.
+//! whatever the size. A one-shot upload leaves nothing on disk when it fails; a resumable one
+//! keeps the bytes that arrived before a cut, fsync'd, with the hash state to continue from.
 use crate::domain::Sha256Digest;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -29,6 +30,52 @@ pub struct Received {
     pub size: u64,
 }
 
+/// An upload received up to `offset` across requests: its bytes up to there are durable in its
+/// temp file and `hasher` has hashed exactly them.
+#[derive(Clone)]
+pub struct Partial {
+    pub offset: u64,
+    pub hasher: Sha256,
+}
+
+impl Partial {
+    pub fn empty() -> Self {
+        Self {
+            offset: 0,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Re-hashes the first `offset` bytes of `temp` (after a restart lost the running hash).
+    /// Blocking.
+    pub fn rehash(temp: &Path, offset: u64) -> io::Result<Self> {
+        use std::io::Read;
+        let mut file = File::open(temp)?.take(offset);
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0; 1 << 20];
+        let mut hashed = 0;
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            hashed += read as u64;
+        }
+        if hashed != offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the temp file holds {hashed} of {offset} durable bytes"),
+            ));
+        }
+        Ok(Self { offset, hasher })
+    }
+
+    pub fn digest(&self) -> Sha256Digest {
+        Sha256Digest::from_bytes(self.hasher.clone().finalize().into())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
     /// The body stopped early: the client went away or the transfer broke.
@@ -45,40 +92,93 @@ pub enum ReceiveError {
 #[derive(Clone)]
 enum Chunk {
     Data(Bytes),
-    /// Sent after the last chunk; a channel that closes without it means "abandon".
+    /// Sent after the last chunk to keep; a channel that closes without it means "abandon".
     End,
 }
 
-/// Receives `body` into `temp`, stopping with `TooLarge` as soon as more than `limit` bytes
-/// arrived, and with `Interrupted` when no byte arrives for `idle`. `on_progress` sees the
-/// running byte count after each chunk.
-///
-/// Each chunk goes to two blocking threads at once: one hashes, one writes. Both read the same
-/// buffer once, and on two cores hashing and copying into the page cache overlap.
+/// Receives `body` into a new `temp`, stopping with `TooLarge` as soon as more than `limit`
+/// bytes arrived, and with `Interrupted` when no byte arrives for `idle`. `on_progress` sees
+/// the running byte count after each chunk. Nothing stays on disk if it fails.
 pub async fn receive<S, E>(
-    mut body: S,
+    body: S,
     temp: PathBuf,
     limit: u64,
     idle: Duration,
     cancelled: &CancellationToken,
-    mut on_progress: impl FnMut(u64),
+    on_progress: impl FnMut(u64),
 ) -> Result<Received, ReceiveError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    // The file exists before the first byte is counted, so an upload that reports progress
-    // always has its temp file on disk.
-    let path = temp.clone();
-    let file = tokio::task::spawn_blocking(move || {
-        File::options().write(true).create_new(true).open(path)
-    })
+    match append(
+        body,
+        &temp,
+        Partial::empty(),
+        limit,
+        idle,
+        cancelled,
+        on_progress,
+    )
     .await
-    .map_err(io::Error::other)??;
+    {
+        Ok(partial) => Ok(Received {
+            digest: partial.digest(),
+            size: partial.offset,
+            temp,
+        }),
+        Err(stopped) => {
+            remove_if_present(&temp);
+            Err(stopped.error)
+        }
+    }
+}
+
+/// Why `append` stopped early, and where the upload stands: advanced past the bytes that did
+/// arrive (and are durable) when the body was cut, unchanged otherwise.
+pub struct Stopped {
+    pub error: ReceiveError,
+    pub partial: Partial,
+}
+
+/// Appends `body` to `temp` from `from.offset` (creating the file if needed; bytes beyond the
+/// durable offset, left by an earlier cut, are discarded first) and fsyncs. At most `limit`
+/// bytes are taken: more is refused with `TooLarge` and the request's bytes are dropped. A body
+/// cut short keeps what arrived, durably. Cancellation drops this request's bytes.
+///
+/// Each chunk goes to two blocking threads at once: one hashes, one writes. Both read the same
+/// buffer once, and on two cores hashing and copying into the page cache overlap.
+pub async fn append<S, E>(
+    mut body: S,
+    temp: &Path,
+    from: Partial,
+    limit: u64,
+    idle: Duration,
+    cancelled: &CancellationToken,
+    mut on_progress: impl FnMut(u64),
+) -> Result<Partial, Stopped>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let stop = |error: ReceiveError, partial: &Partial| Stopped {
+        error,
+        partial: partial.clone(),
+    };
+    // The file is open (and trimmed to the durable offset) before the first byte is counted,
+    // so an upload that reports progress always has its temp file on disk.
+    let path = temp.to_owned();
+    let offset = from.offset;
+    let file = tokio::task::spawn_blocking(move || open_at(&path, offset))
+        .await
+        .map_err(io::Error::other)
+        .and_then(|opened| opened)
+        .map_err(|error| stop(ReceiveError::Io(error), &from))?;
     let (to_hasher, hasher_queue) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let (to_writer, writer_queue) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let hasher = tokio::task::spawn_blocking(move || hash_chunks(hasher_queue));
-    let writer = tokio::task::spawn_blocking(move || write_chunks(file, writer_queue));
+    let start = from.hasher.clone();
+    let hasher = tokio::task::spawn_blocking(move || hash_chunks(start, hasher_queue));
+    let writer = tokio::task::spawn_blocking(move || write_chunks(file, offset, writer_queue));
 
     let mut received = 0u64;
     let outcome = loop {
@@ -117,49 +217,77 @@ where
         on_progress(received);
     };
 
-    if outcome.is_ok() {
+    // What arrived is kept when the body ended or was cut; dropped when refused or cancelled.
+    let keep = matches!(outcome, Ok(()) | Err(ReceiveError::Interrupted { .. }));
+    if keep {
         let _ = to_writer.send(Chunk::End).await;
         let _ = to_hasher.send(Chunk::End).await;
     }
     drop((to_writer, to_hasher));
     let written = joined(writer.await);
-    let digest = hasher.await.ok().flatten();
-    let result = match (outcome, written, digest) {
-        (Err(error), _, _) => Err(error),
-        (Ok(()), Err(error), _) => Err(ReceiveError::Io(error)),
-        (Ok(()), Ok(true), Some(digest)) => Ok(Received {
-            temp: temp.clone(),
-            digest,
-            size: received,
+    let hashed = hasher.await.ok().flatten();
+    match (outcome, written, hashed) {
+        (Ok(()), Ok(Some(written)), Some(hasher)) if written == received => Ok(Partial {
+            offset: offset + written,
+            hasher,
         }),
-        (Ok(()), Ok(_), _) => Err(ReceiveError::Io(io::Error::other(
-            "the upload stopped before the end of the body",
-        ))),
-    };
-    if result.is_err() {
-        remove_if_present(&temp);
+        (Err(error @ ReceiveError::Interrupted { .. }), Ok(Some(written)), Some(hasher))
+            if written == received =>
+        {
+            Err(Stopped {
+                error,
+                partial: Partial {
+                    offset: offset + written,
+                    hasher,
+                },
+            })
+        }
+        (Err(error), _, _) => Err(stop(error, &from)),
+        (Ok(()), Err(error), _) => Err(stop(ReceiveError::Io(error), &from)),
+        (Ok(()), _, _) => Err(stop(
+            ReceiveError::Io(io::Error::other(
+                "the upload stopped before the end of the body",
+            )),
+            &from,
+        )),
     }
-    result
+}
+
+/// Opens `path` for writing at `offset`, creating it if needed and cutting anything beyond.
+fn open_at(path: &Path, offset: u64) -> io::Result<File> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    file.set_len(offset)?;
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(file)
 }
 
 fn joined<T>(outcome: Result<io::Result<T>, tokio::task::JoinError>) -> io::Result<T> {
     outcome.map_err(|join| io::Error::other(format!("upload thread failed: {join}")))?
 }
 
-/// Hashes every chunk; `None` when abandoned before the end.
-fn hash_chunks(mut queue: mpsc::Receiver<Chunk>) -> Option<Sha256Digest> {
-    let mut hasher = Sha256::new();
+/// Hashes every chunk after `hasher`'s state; `None` when abandoned before the end.
+fn hash_chunks(mut hasher: Sha256, mut queue: mpsc::Receiver<Chunk>) -> Option<Sha256> {
     while let Some(chunk) = queue.blocking_recv() {
         match chunk {
             Chunk::Data(bytes) => hasher.update(&bytes),
-            Chunk::End => return Some(Sha256Digest::from_bytes(hasher.finalize().into())),
+            Chunk::End => return Some(hasher),
         }
     }
     None
 }
 
-/// Writes every chunk and fsyncs at the end; `false` when abandoned before the end.
-fn write_chunks(mut file: File, mut queue: mpsc::Receiver<Chunk>) -> io::Result<bool> {
+/// Writes every chunk from `offset` and fsyncs at the end, returning the bytes written; `None`
+/// when abandoned before the end (the file is cut back to `offset`).
+fn write_chunks(
+    mut file: File,
+    offset: u64,
+    mut queue: mpsc::Receiver<Chunk>,
+) -> io::Result<Option<u64>> {
     let mut written = 0u64;
     let mut flushed = 0u64;
     while let Some(chunk) = queue.blocking_recv() {
@@ -168,17 +296,18 @@ fn write_chunks(mut file: File, mut queue: mpsc::Receiver<Chunk>) -> io::Result<
                 file.write_all(&bytes)?;
                 written += bytes.len() as u64;
                 if written - flushed >= WRITEBACK_WINDOW {
-                    start_writeback(&file, flushed, written - flushed);
+                    start_writeback(&file, offset + flushed, written - flushed);
                     flushed = written;
                 }
             }
             Chunk::End => {
                 file.sync_all()?;
-                return Ok(true);
+                return Ok(Some(written));
             }
         }
     }
-    Ok(false)
+    file.set_len(offset)?;
+    Ok(None)
 }
 
 /// Asks the kernel to start writing a range to disk without waiting (the "bytes per sync"
@@ -304,5 +433,67 @@ mod tests {
             ReceiveError::Interrupted { received: 3, .. }
         ));
         assert!(!temp.exists());
+    }
+
+    #[tokio::test]
+    async fn appending_in_pieces_gives_the_digest_of_the_whole_and_refusals_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join("r.part");
+        let token = CancellationToken::new();
+        let first = append(
+            chunks(&[b"hello "]),
+            &temp,
+            Partial::empty(),
+            100,
+            IDLE,
+            &token,
+            |_| {},
+        )
+        .await
+        .ok()
+        .unwrap();
+        assert_eq!(first.offset, 6);
+        // Too much for what is left: refused, the file stays at the durable offset.
+        let refused = append(
+            chunks(&[b"world!!"]),
+            &temp,
+            first.clone(),
+            5,
+            IDLE,
+            &token,
+            |_| {},
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(matches!(refused.error, ReceiveError::TooLarge { limit: 5 }));
+        assert_eq!(refused.partial.offset, 6);
+        assert_eq!(std::fs::read(&temp).unwrap(), b"hello ");
+        // A cut keeps what arrived; bytes past the durable offset are dropped on the next append.
+        let cut = stream::iter(vec![
+            Ok(Bytes::from_static(b"wor")),
+            Err("reset".to_owned()),
+        ]);
+        let kept = append(cut, &temp, first, 5, IDLE, &token, |_| {})
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(
+            kept.error,
+            ReceiveError::Interrupted { received: 3, .. }
+        ));
+        assert_eq!(kept.partial.offset, 9);
+        let resumed = Partial::rehash(&temp, 9).unwrap();
+        let done = append(chunks(&[b"ld"]), &temp, resumed, 2, IDLE, &token, |_| {})
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(done.offset, 11);
+        assert_eq!(
+            done.digest().to_hex(),
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        assert_eq!(std::fs::read(&temp).unwrap(), b"hello world");
+        assert!(Partial::rehash(&temp, 12).is_err());
     }
 }

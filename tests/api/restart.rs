@@ -268,3 +268,101 @@ async fn sigterm_mid_processing_requeues_the_job_and_exits_0() {
     let done = wait_for_state(&client, &server.base, id, JobState::is_terminal).await;
     assert_eq!(done.status, JobState::Completed);
 }
+
+#[tokio::test]
+async fn a_resumable_upload_survives_kill_9_and_continues_from_its_durable_offset() {
+    use base64::Engine;
+    use futures::SinkExt;
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let client = reqwest::Client::new();
+    let file = random_bytes(3 * 1024 * 1024);
+    let tus = |request: reqwest::RequestBuilder| {
+        request.bearer_auth(TOKEN).header("Tus-Resumable", "1.0.0")
+    };
+
+    // First life: half the file arrives in one PATCH; a second PATCH is mid-way at the kill.
+    let mut server = Server::start(&data_dir, 0, "first.log").await;
+    let metadata = base64::engine::general_purpose::STANDARD.encode("big.bin");
+    let created = tus(client.post(format!("{}/api/uploads", server.base)))
+        .header("Upload-Length", file.len())
+        .header("Upload-Metadata", format!("filename {metadata}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let url = format!(
+        "{}{}",
+        server.base,
+        created.headers()["location"].to_str().unwrap()
+    );
+    let id = ingest::domain::JobId::parse(url.rsplit('/').next().unwrap()).unwrap();
+    let half = file.len() / 2;
+    let first = tus(client.patch(&url))
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", 0)
+        .body(file[..half].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 204);
+    let (mut sender, body) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let in_flight = tokio::spawn(
+        tus(client.patch(&url))
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", half)
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    sender
+        .send(Ok(file[half..half + 100_000].to_vec()))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let live: ingest::domain::JobStatus = client
+            .get(format!("{}/api/status/{id}", server.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if live.bytes_done > half as u64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second PATCH did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill_9();
+    drop((sender, in_flight));
+
+    // Second life: the upload still waits, and HEAD reports only what was durable.
+    let server = Server::start(&data_dir, 0, "second.log").await;
+    let url = format!("{}/api/uploads/{id}", server.base);
+    let head = tus(client.head(&url)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["upload-offset"], half.to_string().as_str());
+    let waiting = wait_for_state(&client, &server.base, id, |_| true).await;
+    assert_eq!(waiting.status, JobState::Receiving);
+    let rest = tus(client.patch(&url))
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", half)
+        .body(file[half..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 204, "{}", server.log());
+    let done = wait_for_state(&client, &server.base, id, JobState::is_terminal).await;
+    assert_eq!(done.status, JobState::Completed, "{done:?}");
+    assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
+    assert_eq!(done.filename.as_deref(), Some("big.bin"));
+    assert!(server
+        .log()
+        .contains("re-hashed the durable part of an upload"));
+    assert_eq!(std::fs::read_dir(data_dir.join("tmp")).unwrap().count(), 0);
+}

@@ -31,8 +31,6 @@ where
     E: std::fmt::Display,
 {
     let temp = state.jobs.blobs().temp_path(job.job_id);
-    // The first chunk is reported at once, later ones at most every PROGRESS_EVERY.
-    let mut last_report: Option<Instant> = None;
     let cancelled = state.jobs.cancellation(job.job_id);
     let received = receive(
         body,
@@ -40,12 +38,7 @@ where
         limit,
         state.settings.upload_idle_timeout,
         &cancelled,
-        |bytes| {
-            if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
-                last_report = Some(Instant::now());
-                state.jobs.report_received(job, bytes);
-            }
-        },
+        progress_reporter(state, job, 0),
     )
     .await;
     let error = match received {
@@ -70,6 +63,22 @@ where
     Err(problem)
 }
 
+/// Publishes an upload's live byte count (`base` bytes were already there): the first chunk at
+/// once, later ones at most every `PROGRESS_EVERY`.
+pub fn progress_reporter<'a>(
+    state: &'a AppState,
+    job: &'a JobStatus,
+    base: u64,
+) -> impl FnMut(u64) + 'a {
+    let mut last_report: Option<Instant> = None;
+    move |bytes| {
+        if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+            last_report = Some(Instant::now());
+            state.jobs.report_received(job, base + bytes);
+        }
+    }
+}
+
 /// Records a job as failed, logging (not returning) a failure to do so: the client's answer is
 /// already decided.
 pub async fn fail_quietly(state: &AppState, job: JobStatus, reason: String) {
@@ -91,7 +100,7 @@ pub fn upload_slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
         })
 }
 
-fn cancelled_meanwhile(job: &JobStatus) -> ApiError {
+pub fn cancelled_meanwhile(job: &JobStatus) -> ApiError {
     ApiError::Conflict(format!(
         "job {} was cancelled during the upload",
         job.job_id

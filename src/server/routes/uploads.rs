@@ -3,10 +3,11 @@
 //! offset, `OPTIONS` says what the server speaks. The job id is known before the first byte, so
 //! a browser can follow and cancel an upload while it runs.
 //!
-//! For now an upload's bytes arrive in one PATCH from offset 0: bytes are durable (and HEAD
-//! reports them) once the whole file is stored, and a PATCH cut short fails the job.
+//! An upload's bytes may come in any number of PATCHes. Each PATCH's bytes are fsync'd and its
+//! end offset recorded before it is answered, and a PATCH cut short keeps what arrived: HEAD
+//! reports exactly what is durable, and the upload continues from there, across restarts.
 use super::{
-    file_body::{fail_quietly, receive_file, too_large, upload_slot},
+    file_body::{cancelled_meanwhile, fail_quietly, progress_reporter, too_large, upload_slot},
     ingest::{accepted_body, finish_failed},
     jobs::{no_such_job, parse_job_id},
     openapi::CommonErrors,
@@ -14,7 +15,12 @@ use super::{
 use crate::{
     api::{ErrorBody, IngestAccepted},
     domain::{empty_metadata, parse_metadata, JobState, JobStatus, UploadName},
-    server::{auth::Authenticated, error::ApiError, startup::AppState},
+    server::{
+        auth::Authenticated,
+        error::ApiError,
+        receive::{self, Partial, ReceiveError, Received, Stopped},
+        startup::AppState,
+    },
 };
 use axum::{
     body::Body,
@@ -91,7 +97,7 @@ pub async fn create(
     let declared = UploadMetadata::parse(&headers, state.settings.max_metadata_bytes)?;
     let job = state
         .jobs
-        .begin_upload(declared.filename, Some(length), declared.metadata)
+        .declare_upload(declared.filename, length, declared.metadata)
         .await?;
     tracing::info!(job_id = %job.job_id, length, "upload created");
     let location = upload_url(&job);
@@ -126,10 +132,13 @@ pub async fn offset(
     _auth: Authenticated,
     job_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let job = upload_job(&state, job_id).await?;
+    let (job, stored) = upload_job(&state, job_id).await?;
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
-    headers.insert(UPLOAD_OFFSET, HeaderValue::from(durable_offset(&job)));
+    headers.insert(
+        UPLOAD_OFFSET,
+        HeaderValue::from(durable_offset(&job, stored)),
+    );
     if let Some(length) = job.bytes_total {
         headers.insert(UPLOAD_LENGTH, HeaderValue::from(length));
     }
@@ -184,14 +193,14 @@ pub async fn append(
     let offset = number_header(&headers, &UPLOAD_OFFSET)?.ok_or_else(|| {
         ApiError::bad_request("invalid_upload_offset", "Upload-Offset is required")
     })?;
-    let job = upload_job(&state, job_id).await?;
+    let (job, stored) = upload_job(&state, job_id).await?;
     let id = job.job_id;
     let Some(_sending) = state.jobs.lock_sending(id) else {
         return Err(ApiError::Conflict(format!(
             "another request is sending upload {id}; retry once it has finished"
         )));
     };
-    let durable = durable_offset(&job);
+    let durable = durable_offset(&job, stored);
     if offset != durable || job.status != JobState::Receiving {
         return Err(ApiError::Conflict(format!(
             "Upload-Offset is {offset} but the server has {durable} bytes of upload {id}"
@@ -199,59 +208,117 @@ pub async fn append(
     }
     let length = job.bytes_total.unwrap_or(0);
     let _slot = upload_slot(&state)?;
-    let received = receive_file(&state, &job, body.into_data_stream(), length).await?;
-    if received.size != length {
-        let reason = format!(
-            "the upload stopped after {} of {length} bytes; send the whole file in one PATCH",
-            received.size
-        );
-        if let Err(error) = state.jobs.blobs().discard_temp(&received.temp) {
-            tracing::warn!(%error, "removing an incomplete upload failed");
+    let from = state.jobs.partial(id, durable).await?;
+    let temp = state.jobs.blobs().temp_path(id);
+    let cancelled = state.jobs.running_token(id);
+    let appended = receive::append(
+        body.into_data_stream(),
+        &temp,
+        from,
+        length - durable,
+        state.settings.upload_idle_timeout,
+        &cancelled,
+        progress_reporter(&state, &job, durable),
+    )
+    .await;
+    let partial = match appended {
+        Ok(partial) => partial,
+        Err(Stopped { error, partial }) => {
+            return Err(stopped(&state, job, &temp, error, partial).await);
         }
-        fail_quietly(&state, job, reason.clone()).await;
-        return Err(ApiError::bad_request("upload_incomplete", reason));
+    };
+    let new_offset = partial.offset;
+    if new_offset < length {
+        state.jobs.record_partial(&job, partial).await?;
+    } else {
+        let received = Received {
+            digest: partial.digest(),
+            size: new_offset,
+            temp,
+        };
+        state
+            .jobs
+            .finish_upload(job, received)
+            .await
+            .map_err(|error| finish_failed(error, id))?;
+        tracing::info!(job_id = %id, "upload stored");
     }
-    let job = state
-        .jobs
-        .finish_upload(job, received)
-        .await
-        .map_err(|error| finish_failed(error, id))?;
-    tracing::info!(job_id = %id, "upload stored");
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
-        .insert(UPLOAD_OFFSET, HeaderValue::from(durable_offset(&job)));
+        .insert(UPLOAD_OFFSET, HeaderValue::from(new_offset));
     Ok(with_tus(response))
 }
 
-/// The job behind an upload URL: 404 if there is none (or it was never an upload), 410 once it
-/// failed or was cancelled.
+/// A PATCH that ended early. Bytes that arrived before a cut are kept (and recorded); bytes
+/// beyond `Upload-Length` are discarded; a cancelled upload's bytes are removed; a storage
+/// failure fails the job.
+async fn stopped(
+    state: &AppState,
+    job: JobStatus,
+    temp: &std::path::Path,
+    error: ReceiveError,
+    partial: Partial,
+) -> ApiError {
+    match error {
+        ReceiveError::Interrupted { .. } => {
+            let kept = partial.offset;
+            if let Err(error) = state.jobs.record_partial(&job, partial).await {
+                return ApiError::Internal(error);
+            }
+            ApiError::bad_request(
+                "upload_interrupted",
+                format!("{error}; {kept} bytes are stored, continue from there"),
+            )
+        }
+        ReceiveError::TooLarge { .. } => ApiError::PayloadTooLarge(format!(
+            "the PATCH goes beyond Upload-Length ({} bytes); its bytes were discarded",
+            job.bytes_total.unwrap_or(0)
+        )),
+        ReceiveError::Cancelled => {
+            if let Err(error) = state.jobs.blobs().discard_temp(temp) {
+                tracing::warn!(%error, "removing a cancelled upload failed");
+            }
+            cancelled_meanwhile(&job)
+        }
+        ReceiveError::Io(cause) => {
+            if let Err(error) = state.jobs.blobs().discard_temp(temp) {
+                tracing::warn!(%error, "removing a failed upload failed");
+            }
+            let id = job.job_id;
+            fail_quietly(state, job, "storing the upload failed".to_owned()).await;
+            ApiError::Internal(anyhow::anyhow!("receiving upload {id}: {cause}"))
+        }
+    }
+}
+
+/// The job behind an upload URL and its recorded durable offset: 404 if there is none (or it is
+/// not a resumable upload), 410 once it failed, was cancelled or expired.
 async fn upload_job(
     state: &AppState,
     job_id: Result<Path<String>, PathRejection>,
-) -> Result<JobStatus, ApiError> {
+) -> Result<(JobStatus, u64), ApiError> {
     let id = parse_job_id(job_id)?;
-    let job = state
-        .jobs
-        .status(id)
-        .await?
-        .filter(|job| job.bytes_total.is_some() || job.sha256.is_some())
-        .ok_or_else(|| no_such_job(id))?;
+    let (Some(job), Some(stored)) = (
+        state.jobs.status(id).await?,
+        state.jobs.upload_offset(id).await?,
+    ) else {
+        return Err(no_such_job(id));
+    };
     match job.status {
         JobState::Failed | JobState::Cancelled => {
             let reason = job.error.as_deref().unwrap_or("cancelled");
             Err(ApiError::Gone(format!("upload {id} is over: {reason}")))
         }
-        _ => Ok(job),
+        _ => Ok((job, stored)),
     }
 }
 
-/// Bytes on disk for good: none while receiving (they become durable when the file is
-/// stored), all of them afterwards.
-fn durable_offset(job: &JobStatus) -> u64 {
+/// Bytes on disk for good: the recorded offset while receiving, all of them afterwards.
+fn durable_offset(job: &JobStatus, stored: u64) -> u64 {
     match job.status {
-        JobState::Receiving => 0,
-        _ => job.size.or(job.bytes_total).unwrap_or(0),
+        JobState::Receiving => stored,
+        _ => job.size.or(job.bytes_total).unwrap_or(stored),
     }
 }
 

@@ -26,8 +26,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// Moves up to `limit` of the oldest queued jobs to `processing` and returns them, oldest
     /// first.
     async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<Claimed>>;
-    /// After a restart: uploads that were mid-transfer fail, jobs that were mid-processing go
-    /// back to the queue.
+    /// After a restart: one-shot uploads that were mid-transfer fail (resumable ones wait for
+    /// their client), jobs that were mid-processing go back to the queue.
     async fn recover_interrupted(&self) -> anyhow::Result<Recovery>;
     async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64>;
     /// Finished jobs (completed, failed, cancelled) last changed before `cutoff`, oldest first.
@@ -45,6 +45,12 @@ pub trait JobStore: Send + Sync + 'static {
     async fn count_referencing(&self, digest: Sha256Digest) -> anyhow::Result<u64>;
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> anyhow::Result<()>;
+    /// Records how many bytes of a resumable upload are durable (0 when it is declared).
+    async fn save_upload_offset(&self, id: JobId, offset: u64) -> anyhow::Result<()>;
+    /// The durable offset of a resumable upload; `None` if the job is not one.
+    async fn upload_offset(&self, id: JobId) -> anyhow::Result<Option<u64>>;
+    /// Resumable uploads still receiving.
+    async fn resumable_uploads(&self) -> anyhow::Result<Vec<JobId>>;
 }
 
 /// Browser sessions, by the SHA-256 of their cookie value. Writes are durable on return.

@@ -46,6 +46,7 @@ enum Change {
     Delete(JobId),
     Claim(u32),
     Recover,
+    SaveUploadOffset(JobId, u64),
 }
 
 enum WriteOutcome {
@@ -284,6 +285,10 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             ))
         }
         Change::Delete(id) => {
+            sqlx::query("DELETE FROM uploads WHERE job_id = ?")
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
             let result = sqlx::query("DELETE FROM jobs WHERE id = ?")
                 .bind(id.to_string())
                 .execute(&mut *conn)
@@ -319,7 +324,7 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             let now = micros(now());
             let failed = sqlx::query(
                 "UPDATE jobs SET state = 'failed', error = ?, updated_us = ? \
-                 WHERE state = 'receiving'",
+                 WHERE state = 'receiving' AND id NOT IN (SELECT job_id FROM uploads)",
             )
             .bind(INTERRUPTED_BY_RESTART)
             .bind(now)
@@ -336,11 +341,49 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
                 requeued: requeued.rows_affected(),
             }))
         }
+        Change::SaveUploadOffset(id, offset) => {
+            sqlx::query(
+                "INSERT INTO uploads (job_id, durable_offset) VALUES (?, ?) \
+                 ON CONFLICT (job_id) DO UPDATE SET durable_offset = excluded.durable_offset",
+            )
+            .bind(id.to_string())
+            .bind(i64::try_from(*offset)?)
+            .execute(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Done)
+        }
     }
 }
 
 #[async_trait]
 impl JobStore for SqliteStore {
+    async fn save_upload_offset(&self, id: JobId, offset: u64) -> anyhow::Result<()> {
+        self.write(WriteOp::Change(Change::SaveUploadOffset(id, offset)))
+            .await
+            .map(drop)
+    }
+
+    async fn upload_offset(&self, id: JobId) -> anyhow::Result<Option<u64>> {
+        let offset: Option<i64> =
+            sqlx::query_scalar("SELECT durable_offset FROM uploads WHERE job_id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(offset.map(|offset| offset as u64))
+    }
+
+    async fn resumable_uploads(&self) -> anyhow::Result<Vec<JobId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'receiving' \
+             AND id IN (SELECT job_id FROM uploads)",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        ids.iter()
+            .map(|id| JobId::parse(id).map_err(anyhow::Error::from))
+            .collect()
+    }
+
     async fn insert(&self, job: &JobStatus) -> anyhow::Result<()> {
         self.write(WriteOp::Insert(Box::new(job.clone())))
             .await
