@@ -32,6 +32,9 @@ pub enum ApiError {
     /// The resource existed but is over for good (a failed, cancelled or expired upload).
     #[error("{0}")]
     Gone(String),
+    /// The bytes do not match the checksum the client gave (tus answers 460).
+    #[error("{0}")]
+    ChecksumMismatch(String),
     /// A tus request without the protocol version this server speaks.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -63,6 +66,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::ChecksumMismatch(_) => {
+                StatusCode::from_u16(460).expect("460 is a valid status code")
+            }
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -81,6 +87,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Timeout(_) => "request_timeout",
             ApiError::Gone(_) => "gone",
+            ApiError::ChecksumMismatch(_) => "checksum_mismatch",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Busy { .. } => "busy",

@@ -8,11 +8,11 @@ use super::{
     hub::{Follow, StatusHub},
     metrics,
     receive::{Partial, Received},
-    store::{now, Claimed, JobStore},
+    store::{now, Claimed, JobStore, UploadRecord},
 };
 use crate::{
     api::JobPage,
-    domain::{JobId, JobState, JobStatus, Progress},
+    domain::{JobId, JobState, JobStatus, Progress, Sha256Digest},
 };
 use anyhow::Context;
 use std::collections::{HashMap, HashSet};
@@ -149,9 +149,10 @@ impl Jobs {
         filename: Option<String>,
         length: u64,
         metadata: serde_json::Value,
+        expected_sha256: Option<Sha256Digest>,
     ) -> anyhow::Result<JobStatus> {
         let job = self.begin_upload(filename, Some(length), metadata).await?;
-        if let Err(error) = self.store.save_upload_offset(job.job_id, 0).await {
+        if let Err(error) = self.store.insert_upload(job.job_id, expected_sha256).await {
             // Without its offset the upload could not be resumed: it fails now, not later.
             let _ = self.fail(job, "storing the upload failed").await;
             return Err(error);
@@ -159,9 +160,9 @@ impl Jobs {
         Ok(job)
     }
 
-    /// The durable offset of a resumable upload; `None` if the job is not one.
-    pub async fn upload_offset(&self, id: JobId) -> anyhow::Result<Option<u64>> {
-        self.store.upload_offset(id).await
+    /// A resumable upload's durable offset and declared digest; `None` if the job is not one.
+    pub async fn upload(&self, id: JobId) -> anyhow::Result<Option<UploadRecord>> {
+        self.store.upload(id).await
     }
 
     /// Where a resumable upload stands: its durable offset and the hash of the bytes so far
@@ -500,12 +501,11 @@ impl Jobs {
         let removed = tokio::task::spawn_blocking(move || blobs.clear_temp(&keep)).await??;
         for id in &resumable {
             // Their durable offset is in the store; the live view starts from it.
-            if let (Some(job), Some(offset)) = (
-                self.store.get(*id).await?,
-                self.store.upload_offset(*id).await?,
-            ) {
+            if let (Some(job), Some(upload)) =
+                (self.store.get(*id).await?, self.store.upload(*id).await?)
+            {
                 self.hub.track(job.clone());
-                self.report_received(&job, offset);
+                self.report_received(&job, upload.offset);
             }
         }
         let queued = self

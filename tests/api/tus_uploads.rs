@@ -136,7 +136,7 @@ async fn options_tells_clients_what_the_server_speaks() {
         .unwrap();
     assert_eq!(response.status(), 204);
     assert_eq!(response.headers()["tus-version"], "1.0.0");
-    assert_eq!(response.headers()["tus-extension"], "creation");
+    assert_eq!(response.headers()["tus-extension"], "creation,termination");
     assert_eq!(response.headers()["tus-max-size"], "5000");
 }
 
@@ -470,4 +470,107 @@ async fn an_upload_that_never_sends_expires_in_the_sweep() {
     assert_eq!(expired.status, JobState::Failed);
     assert!(expired.error.unwrap().starts_with("expired"));
     assert_eq!(head(&app, id).await.status(), 410);
+}
+
+/// Creates an upload of `file` that declares `sha256` as its digest.
+async fn created_with_digest(app: &TestApp, file: &[u8], sha256: &str) -> JobId {
+    let response = app
+        .client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(TOKEN)
+        .header(TUS.0, TUS.1)
+        .header("Upload-Length", file.len())
+        .header("Upload-Metadata", format!("sha256 {}", b64(sha256)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    JobId::parse(body["job_id"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_declared_digest_is_checked_when_the_file_is_complete() {
+    let app = spawn_app().await;
+    let file = random_bytes(5000);
+    let right = created_with_digest(&app, &file, &sha256_hex(&file)).await;
+    assert_eq!(
+        patch(&app, right, 0)
+            .body(file.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.wait_until_finished(right).await.status,
+        JobState::Completed
+    );
+
+    let wrong = created_with_digest(&app, &file, &sha256_hex(b"something else")).await;
+    let response = patch(&app, wrong, 0)
+        .body(file.clone())
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(response, 460, "checksum_mismatch").await;
+    assert!(message.contains(&sha256_hex(&file)), "{message}");
+    let failed = status_of(&app, wrong).await;
+    assert_eq!(failed.status, JobState::Failed);
+    assert!(failed.error.unwrap().contains("but the upload declared"));
+    assert!(app.temp_files().is_empty());
+
+    let malformed = app
+        .client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(TOKEN)
+        .header(TUS.0, TUS.1)
+        .header("Upload-Length", 10)
+        .header("Upload-Metadata", format!("sha256 {}", b64("ABC")))
+        .send()
+        .await
+        .unwrap();
+    assert_error(malformed, 400, "invalid_upload_metadata").await;
+}
+
+#[tokio::test]
+async fn termination_cancels_an_unfinished_upload_and_removes_its_bytes() {
+    let app = spawn_app().await;
+    let id = created(&app, 1000).await;
+    assert_eq!(
+        patch(&app, id, 0)
+            .body(vec![1u8; 10])
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let delete = |id: JobId| {
+        app.client
+            .delete(app.url(&format!("/api/uploads/{id}")))
+            .bearer_auth(TOKEN)
+            .header(TUS.0, TUS.1)
+            .send()
+    };
+    let terminated = delete(id).await.unwrap();
+    assert_eq!(terminated.status(), 204);
+    assert_eq!(terminated.headers()["tus-resumable"], "1.0.0");
+    assert_eq!(status_of(&app, id).await.status, JobState::Cancelled);
+    assert!(app.temp_files().is_empty());
+    assert_eq!(head(&app, id).await.status(), 410);
+    assert_error(delete(id).await.unwrap(), 410, "gone").await;
+
+    let complete = created(&app, 3).await;
+    assert_eq!(
+        patch(&app, complete, 0)
+            .body("abc")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_error(delete(complete).await.unwrap(), 409, "conflict").await;
 }

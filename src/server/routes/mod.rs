@@ -60,6 +60,7 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
             with_json_405(
                 head(uploads::offset)
                     .patch(uploads::append)
+                    .delete(uploads::terminate)
                     .layer(DefaultBodyLimit::disable()),
             ),
         )

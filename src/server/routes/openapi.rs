@@ -26,6 +26,7 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         uploads::create,
         uploads::offset,
         uploads::append,
+        uploads::terminate,
         jobs::status,
         jobs::list,
         jobs::cancel,

@@ -14,12 +14,13 @@ use super::{
 };
 use crate::{
     api::{ErrorBody, IngestAccepted},
-    domain::{empty_metadata, parse_metadata, JobState, JobStatus, UploadName},
+    domain::{empty_metadata, parse_metadata, JobState, JobStatus, Sha256Digest, UploadName},
     server::{
         auth::Authenticated,
         error::ApiError,
         receive::{self, Partial, ReceiveError, Received, Stopped},
         startup::AppState,
+        store::UploadRecord,
     },
 };
 use axum::{
@@ -49,7 +50,10 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
     headers.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
-    headers.insert("tus-extension", HeaderValue::from_static("creation"));
+    headers.insert(
+        "tus-extension",
+        HeaderValue::from_static("creation,termination"),
+    );
     headers.insert(
         "tus-max-size",
         HeaderValue::from(state.settings.max_upload_bytes),
@@ -97,7 +101,12 @@ pub async fn create(
     let declared = UploadMetadata::parse(&headers, state.settings.max_metadata_bytes)?;
     let job = state
         .jobs
-        .declare_upload(declared.filename, length, declared.metadata)
+        .declare_upload(
+            declared.filename,
+            length,
+            declared.metadata,
+            declared.sha256,
+        )
         .await?;
     tracing::info!(job_id = %job.job_id, length, "upload created");
     let location = upload_url(&job);
@@ -132,7 +141,8 @@ pub async fn offset(
     _auth: Authenticated,
     job_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let (job, stored) = upload_job(&state, job_id).await?;
+    let (job, upload) = upload_job(&state, job_id).await?;
+    let stored = upload.offset;
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -193,7 +203,8 @@ pub async fn append(
     let offset = number_header(&headers, &UPLOAD_OFFSET)?.ok_or_else(|| {
         ApiError::bad_request("invalid_upload_offset", "Upload-Offset is required")
     })?;
-    let (job, stored) = upload_job(&state, job_id).await?;
+    let (job, upload) = upload_job(&state, job_id).await?;
+    let stored = upload.offset;
     let id = job.job_id;
     let Some(_sending) = state.jobs.lock_sending(id) else {
         return Err(ApiError::Conflict(format!(
@@ -231,8 +242,24 @@ pub async fn append(
     if new_offset < length {
         state.jobs.record_partial(&job, partial).await?;
     } else {
+        let digest = partial.digest();
+        if let Some(expected) = upload
+            .expected_sha256
+            .filter(|expected| *expected != digest)
+        {
+            let reason = format!(
+                "the file's SHA-256 is {} but the upload declared {}",
+                digest.to_hex(),
+                expected.to_hex()
+            );
+            if let Err(error) = state.jobs.blobs().discard_temp(&temp) {
+                tracing::warn!(%error, "removing a mismatched upload failed");
+            }
+            fail_quietly(&state, job, reason.clone()).await;
+            return Err(ApiError::ChecksumMismatch(reason));
+        }
         let received = Received {
-            digest: partial.digest(),
+            digest,
             size: new_offset,
             temp,
         };
@@ -248,6 +275,44 @@ pub async fn append(
         .headers_mut()
         .insert(UPLOAD_OFFSET, HeaderValue::from(new_offset));
     Ok(with_tus(response))
+}
+
+/// Ends an unfinished upload (tus termination): its job is cancelled and its bytes removed.
+#[utoipa::path(
+    delete,
+    path = "/api/uploads/{job_id}",
+    tag = "uploads",
+    params(
+        ("job_id" = String, Path, format = Uuid, description = "The upload's job id"),
+        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+    ),
+    responses(
+        (status = 204, description = "Terminated: the job is cancelled, its bytes are gone"),
+        (status = 404, description = "No such upload", body = ErrorBody),
+        (status = 409, description = "The upload is complete; delete its job instead", body = ErrorBody),
+        (status = 410, description = "Already failed, cancelled or expired", body = ErrorBody),
+        (status = 412, description = "Missing or unsupported Tus-Resumable", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("bearer" = [])),
+)]
+#[tracing::instrument(skip_all)]
+pub async fn terminate(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    job_id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_tus_version(&headers)?;
+    let (job, _) = upload_job(&state, job_id).await?;
+    if job.status != JobState::Receiving {
+        return Err(ApiError::Conflict(format!(
+            "upload {} is complete; DELETE /api/jobs/{} removes its job",
+            job.job_id, job.job_id
+        )));
+    }
+    state.jobs.cancel(job.job_id).await?;
+    Ok(with_tus(StatusCode::NO_CONTENT.into_response()))
 }
 
 /// A PATCH that ended early. Bytes that arrived before a cut are kept (and recorded); bytes
@@ -297,12 +362,10 @@ async fn stopped(
 async fn upload_job(
     state: &AppState,
     job_id: Result<Path<String>, PathRejection>,
-) -> Result<(JobStatus, u64), ApiError> {
+) -> Result<(JobStatus, UploadRecord), ApiError> {
     let id = parse_job_id(job_id)?;
-    let (Some(job), Some(stored)) = (
-        state.jobs.status(id).await?,
-        state.jobs.upload_offset(id).await?,
-    ) else {
+    let (Some(job), Some(upload)) = (state.jobs.status(id).await?, state.jobs.upload(id).await?)
+    else {
         return Err(no_such_job(id));
     };
     match job.status {
@@ -310,7 +373,7 @@ async fn upload_job(
             let reason = job.error.as_deref().unwrap_or("cancelled");
             Err(ApiError::Gone(format!("upload {id} is over: {reason}")))
         }
-        _ => Ok((job, stored)),
+        _ => Ok((job, upload)),
     }
 }
 
@@ -366,6 +429,8 @@ fn number_header(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, 
 struct UploadMetadata {
     filename: Option<String>,
     metadata: serde_json::Value,
+    /// The whole file's expected SHA-256 (lower-case hex).
+    sha256: Option<Sha256Digest>,
 }
 
 impl UploadMetadata {
@@ -373,6 +438,7 @@ impl UploadMetadata {
         let mut declared = UploadMetadata {
             filename: None,
             metadata: empty_metadata(),
+            sha256: None,
         };
         let Some(header) = headers.get(UPLOAD_METADATA) else {
             return Ok(declared);
@@ -397,6 +463,11 @@ impl UploadMetadata {
                     declared.filename = UploadName::sanitize(&value).map(UploadName::into_string)
                 }
                 "metadata" => declared.metadata = parse_metadata(&value, max_metadata_bytes)?,
+                "sha256" => {
+                    declared.sha256 = Some(Sha256Digest::parse(&value).map_err(|_| {
+                        invalid("sha256 must be 64 lower-case hex digits".to_owned())
+                    })?)
+                }
                 _ => {}
             }
         }

@@ -45,12 +45,27 @@ pub trait JobStore: Send + Sync + 'static {
     async fn count_referencing(&self, digest: Sha256Digest) -> anyhow::Result<u64>;
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> anyhow::Result<()>;
-    /// Records how many bytes of a resumable upload are durable (0 when it is declared).
+    /// Records a job as a resumable upload with nothing durable yet.
+    async fn insert_upload(
+        &self,
+        id: JobId,
+        expected_sha256: Option<Sha256Digest>,
+    ) -> anyhow::Result<()>;
+    /// Records how many bytes of a resumable upload are durable.
     async fn save_upload_offset(&self, id: JobId, offset: u64) -> anyhow::Result<()>;
-    /// The durable offset of a resumable upload; `None` if the job is not one.
-    async fn upload_offset(&self, id: JobId) -> anyhow::Result<Option<u64>>;
+    /// A resumable upload's record; `None` if the job is not one.
+    async fn upload(&self, id: JobId) -> anyhow::Result<Option<UploadRecord>>;
     /// Resumable uploads still receiving.
     async fn resumable_uploads(&self) -> anyhow::Result<Vec<JobId>>;
+}
+
+/// What the store keeps about a resumable upload besides its job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Bytes durable in the temp file.
+    pub offset: u64,
+    /// The digest the client declared for the whole file, checked when it is complete.
+    pub expected_sha256: Option<Sha256Digest>,
 }
 
 /// Browser sessions, by the SHA-256 of their cookie value. Writes are durable on return.

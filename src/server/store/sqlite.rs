@@ -2,7 +2,8 @@
 //! that commits concurrent writes together (group commit), so each fsync durably records many
 //! jobs while every caller still waits for its own write to be on disk.
 use super::{
-    Claimed, JobStore, Recovery, SessionStore, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
+    Claimed, JobStore, Recovery, SessionStore, UploadRecord, CANCELLED_BY_REQUEST,
+    INTERRUPTED_BY_RESTART,
 };
 use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
 use anyhow::{anyhow, Context};
@@ -46,6 +47,7 @@ enum Change {
     Delete(JobId),
     Claim(u32),
     Recover,
+    InsertUpload(JobId, Option<Sha256Digest>),
     SaveUploadOffset(JobId, u64),
 }
 
@@ -341,15 +343,22 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
                 requeued: requeued.rows_affected(),
             }))
         }
-        Change::SaveUploadOffset(id, offset) => {
+        Change::InsertUpload(id, expected) => {
             sqlx::query(
-                "INSERT INTO uploads (job_id, durable_offset) VALUES (?, ?) \
-                 ON CONFLICT (job_id) DO UPDATE SET durable_offset = excluded.durable_offset",
+                "INSERT INTO uploads (job_id, durable_offset, expected_sha256) VALUES (?, 0, ?)",
             )
             .bind(id.to_string())
-            .bind(i64::try_from(*offset)?)
+            .bind(expected.map(|digest| digest.to_hex()))
             .execute(&mut *conn)
             .await?;
+            Ok(WriteOutcome::Done)
+        }
+        Change::SaveUploadOffset(id, offset) => {
+            sqlx::query("UPDATE uploads SET durable_offset = ? WHERE job_id = ?")
+                .bind(i64::try_from(*offset)?)
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
             Ok(WriteOutcome::Done)
         }
     }
@@ -363,13 +372,29 @@ impl JobStore for SqliteStore {
             .map(drop)
     }
 
-    async fn upload_offset(&self, id: JobId) -> anyhow::Result<Option<u64>> {
-        let offset: Option<i64> =
-            sqlx::query_scalar("SELECT durable_offset FROM uploads WHERE job_id = ?")
+    async fn insert_upload(
+        &self,
+        id: JobId,
+        expected_sha256: Option<Sha256Digest>,
+    ) -> anyhow::Result<()> {
+        self.write(WriteOp::Change(Change::InsertUpload(id, expected_sha256)))
+            .await
+            .map(drop)
+    }
+
+    async fn upload(&self, id: JobId) -> anyhow::Result<Option<UploadRecord>> {
+        let row: Option<(i64, Option<String>)> =
+            sqlx::query_as("SELECT durable_offset, expected_sha256 FROM uploads WHERE job_id = ?")
                 .bind(id.to_string())
                 .fetch_optional(&self.readers)
                 .await?;
-        Ok(offset.map(|offset| offset as u64))
+        row.map(|(offset, expected)| {
+            Ok(UploadRecord {
+                offset: u64::try_from(offset)?,
+                expected_sha256: expected.as_deref().map(Sha256Digest::parse).transpose()?,
+            })
+        })
+        .transpose()
     }
 
     async fn resumable_uploads(&self) -> anyhow::Result<Vec<JobId>> {
