@@ -78,6 +78,10 @@ pub struct SettingsArgs {
     /// Seconds an upload may go without sending a byte before it is cut [default: 60].
     #[arg(long, env = "INGEST_UPLOAD_IDLE_TIMEOUT_SECS", global = true)]
     pub upload_idle_timeout_secs: Option<u64>,
+    /// Seconds a resumable upload may go without a byte before it expires: its bytes are
+    /// removed and its job fails as "expired" [default: 86400, one day].
+    #[arg(long, env = "INGEST_UPLOAD_EXPIRY_SECS", global = true)]
+    pub upload_expiry_secs: Option<u64>,
     /// Uploads received at the same time; more get 503 with Retry-After [default: 256].
     #[arg(long, env = "INGEST_MAX_CONCURRENT_UPLOADS", global = true)]
     pub max_concurrent_uploads: Option<usize>,
@@ -127,6 +131,7 @@ struct FileSettings {
     rate_limit_burst: Option<u32>,
     request_timeout_secs: Option<u64>,
     upload_idle_timeout_secs: Option<u64>,
+    upload_expiry_secs: Option<u64>,
     max_concurrent_uploads: Option<usize>,
     retention_days: Option<u64>,
     retention_sweep_secs: Option<u64>,
@@ -165,6 +170,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// The longest an upload may send nothing.
     pub upload_idle_timeout: Duration,
+    /// How long a resumable upload may wait for its next byte before it expires.
+    pub upload_expiry: Duration,
     pub max_concurrent_uploads: usize,
     /// How long finished jobs are kept; `None` keeps them forever.
     pub retention: Option<Duration>,
@@ -234,6 +241,7 @@ impl Settings {
             rate_limit_burst: 400,
             request_timeout: Duration::from_secs(30),
             upload_idle_timeout: Duration::from_secs(60),
+            upload_expiry: Duration::from_secs(DAY),
             max_concurrent_uploads: 256,
             run_worker: true,
         }
@@ -304,6 +312,9 @@ impl Settings {
             .or(file.upload_idle_timeout_secs)
         {
             settings.upload_idle_timeout = Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = args.upload_expiry_secs.or(file.upload_expiry_secs) {
+            settings.upload_expiry = Duration::from_secs(secs.max(1));
         }
         if let Some(uploads) = args.max_concurrent_uploads.or(file.max_concurrent_uploads) {
             if uploads == 0 {

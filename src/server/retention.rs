@@ -6,7 +6,7 @@ use super::{
     sessions::Sessions,
     store::now,
 };
-use crate::domain::JobState;
+use crate::domain::{JobState, JobStatus};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -18,6 +18,9 @@ const PAGE: u32 = 500;
 /// Leftover files younger than this are left alone: they may belong to work in progress.
 pub const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(3600);
 
+/// Why an expired upload failed.
+pub const EXPIRED: &str = "expired: no bytes arrived in time";
+
 /// What one sweep removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Sweep {
@@ -28,19 +31,25 @@ pub struct Sweep {
     pub expired_uploads: u64,
 }
 
-/// Deletes finished jobs last changed more than `keep` ago (none if `keep` is `None`), fails
-/// uploads that have sent nothing for `leftover_age`, then removes leftover files older than
-/// `leftover_age`.
-pub async fn sweep(
-    jobs: &Jobs,
-    keep: Option<Duration>,
-    leftover_age: Duration,
-) -> anyhow::Result<Sweep> {
+/// What a sweep removes, by age.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Finished jobs older than this go; `None` keeps them.
+    pub keep: Option<Duration>,
+    /// Uploads that sent nothing for this long expire.
+    pub upload_expiry: Duration,
+    /// Leftover files older than this go.
+    pub leftover_age: Duration,
+}
+
+/// Deletes finished jobs past `keep`, expires stalled uploads, then removes leftover files.
+pub async fn sweep(jobs: &Jobs, policy: Policy) -> anyhow::Result<Sweep> {
     let mut swept = Sweep::default();
-    if let Some(keep) = keep {
+    if let Some(keep) = policy.keep {
         swept.jobs = delete_finished_before(jobs, now() - keep).await?;
     }
-    swept.expired_uploads = expire_stalled_uploads(jobs, leftover_age).await?;
+    swept.expired_uploads = expire_stalled_uploads(jobs, policy.upload_expiry).await?;
+    let leftover_age = policy.leftover_age;
     let old_enough = SystemTime::now()
         .checked_sub(leftover_age)
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -82,7 +91,7 @@ async fn delete_finished_before(jobs: &Jobs, cutoff: time::OffsetDateTime) -> an
 
 /// Fails uploads still `receiving` whose last byte (or creation) is older than `stalled_for`
 /// and that no request is sending right now; their temp data goes with them.
-async fn expire_stalled_uploads(jobs: &Jobs, stalled_for: Duration) -> anyhow::Result<u64> {
+pub async fn expire_stalled_uploads(jobs: &Jobs, stalled_for: Duration) -> anyhow::Result<u64> {
     let cutoff = now() - stalled_for;
     let mut expired = 0;
     let mut before = None;
@@ -98,16 +107,8 @@ async fn expire_stalled_uploads(jobs: &Jobs, stalled_for: Duration) -> anyhow::R
             if job.status != JobState::Receiving || job.updated_at > cutoff {
                 continue;
             }
-            let Some(_sending) = jobs.lock_sending(job.job_id) else {
-                continue;
-            };
-            jobs.blobs()
-                .discard_temp(&jobs.blobs().temp_path(job.job_id))?;
-            match jobs.fail(job, "expired: no bytes arrived in time").await {
-                Ok(()) => expired += 1,
-                // Cancelled or finished meanwhile: nothing to expire.
-                Err(error) if error.is::<AlreadyFinished>() => {}
-                Err(error) => return Err(error),
+            if expire_upload(jobs, job).await? {
+                expired += 1;
             }
         }
         match receiving.last() {
@@ -117,11 +118,26 @@ async fn expire_stalled_uploads(jobs: &Jobs, stalled_for: Duration) -> anyhow::R
     }
 }
 
+/// Expires one upload unless a request is sending it right now: its bytes are removed and its
+/// job fails with `EXPIRED`. False if it was not expired (being sent, or finished meanwhile).
+pub async fn expire_upload(jobs: &Jobs, job: JobStatus) -> anyhow::Result<bool> {
+    let Some(_sending) = jobs.lock_sending(job.job_id) else {
+        return Ok(false);
+    };
+    jobs.blobs()
+        .discard_temp(&jobs.blobs().temp_path(job.job_id))?;
+    match jobs.fail(job, EXPIRED).await {
+        Ok(()) => Ok(true),
+        Err(error) if error.is::<AlreadyFinished>() => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
 /// Sweeps every `every` until shutdown; expired sessions go too.
 pub async fn run(
     jobs: Arc<Jobs>,
     sessions: Arc<Sessions>,
-    keep: Option<Duration>,
+    policy: Policy,
     every: Duration,
     shutdown: CancellationToken,
 ) {
@@ -135,7 +151,7 @@ pub async fn run(
         if let Err(error) = sessions.prune().await {
             tracing::error!(error = ?error, "pruning expired sessions failed");
         }
-        match sweep(&jobs, keep, LEFTOVER_MIN_AGE).await {
+        match sweep(&jobs, policy).await {
             Ok(swept) if swept != Sweep::default() => tracing::info!(?swept, "retention sweep"),
             Ok(_) => {}
             Err(error) => tracing::error!(error = ?error, "retention sweep failed"),

@@ -123,7 +123,11 @@ impl Application {
         tokio::spawn(super::retention::run(
             self.state.jobs.clone(),
             self.state.sessions.clone(),
-            self.state.settings.retention,
+            super::retention::Policy {
+                keep: self.state.settings.retention,
+                upload_expiry: self.state.settings.upload_expiry,
+                leftover_age: super::retention::LEFTOVER_MIN_AGE,
+            },
             self.state.settings.retention_sweep_every,
             shutdown.clone(),
         ));

@@ -3,7 +3,7 @@
 use crate::helpers::*;
 use ingest::{
     domain::JobState,
-    server::retention::{sweep, Sweep},
+    server::retention::{sweep, Policy, Sweep},
 };
 use std::time::{Duration, SystemTime};
 
@@ -27,8 +27,11 @@ async fn expired_jobs_go_but_content_still_in_use_stays() {
 
     let swept = sweep(
         &app.state.jobs,
-        Some(Duration::ZERO),
-        Duration::from_secs(3600),
+        Policy {
+            keep: Some(Duration::ZERO),
+            upload_expiry: Duration::from_secs(3600),
+            leftover_age: Duration::from_secs(3600),
+        },
     )
     .await
     .unwrap();
@@ -57,8 +60,11 @@ async fn expired_jobs_go_but_content_still_in_use_stays() {
     // Jobs younger than the retention period stay.
     let kept = sweep(
         &app.state.jobs,
-        Some(Duration::from_secs(3600)),
-        Duration::from_secs(3600),
+        Policy {
+            keep: Some(Duration::from_secs(3600)),
+            upload_expiry: Duration::from_secs(3600),
+            leftover_age: Duration::from_secs(3600),
+        },
     )
     .await
     .unwrap();
@@ -89,8 +95,11 @@ async fn stale_leftovers_are_removed_and_fresh_ones_left_alone() {
 
     let swept = sweep(
         &app.state.jobs,
-        Some(Duration::from_secs(3600)),
-        Duration::from_secs(3600),
+        Policy {
+            keep: Some(Duration::from_secs(3600)),
+            upload_expiry: Duration::from_secs(3600),
+            leftover_age: Duration::from_secs(3600),
+        },
     )
     .await
     .unwrap();

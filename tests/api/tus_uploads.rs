@@ -136,7 +136,10 @@ async fn options_tells_clients_what_the_server_speaks() {
         .unwrap();
     assert_eq!(response.status(), 204);
     assert_eq!(response.headers()["tus-version"], "1.0.0");
-    assert_eq!(response.headers()["tus-extension"], "creation,termination");
+    assert_eq!(
+        response.headers()["tus-extension"],
+        "creation,termination,expiration"
+    );
     assert_eq!(response.headers()["tus-max-size"], "5000");
 }
 
@@ -447,29 +450,69 @@ async fn cancelling_mid_patch_stops_it_and_removes_its_bytes() {
 }
 
 #[tokio::test]
-async fn an_upload_that_never_sends_expires_in_the_sweep() {
-    let app = spawn_app().await;
-    let id = created(&app, 100).await;
-    let kept = ingest::server::retention::sweep(
-        &app.state.jobs,
-        Some(Duration::from_secs(3600)),
-        Duration::from_secs(3600),
+async fn an_upload_that_sends_nothing_for_the_expiry_time_expires() {
+    use ingest::server::retention::{sweep, Policy};
+    let app = spawn_app_with(|s| s.upload_expiry = Duration::from_secs(2)).await;
+    let created_response = create(&app, 100, "{}").await;
+    assert_eq!(created_response.status(), 201);
+    let expires = created_response.headers()["upload-expires"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(expires.ends_with(" GMT"), "{expires}");
+    let id = JobId::parse(
+        created_response.headers()["location"]
+            .to_str()
+            .unwrap()
+            .trim_start_matches("/api/uploads/"),
     )
-    .await
     .unwrap();
-    assert_eq!(kept.expired_uploads, 0);
-    let swept = ingest::server::retention::sweep(
-        &app.state.jobs,
-        Some(Duration::from_secs(3600)),
-        Duration::ZERO,
+    assert_eq!(
+        patch(&app, id, 0)
+            .body(vec![0u8; 10])
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let policy = |upload_expiry| Policy {
+        keep: None,
+        upload_expiry,
+        leftover_age: Duration::from_secs(3600),
+    };
+    assert_eq!(
+        sweep(&app.state.jobs, policy(Duration::from_secs(3600)))
+            .await
+            .unwrap()
+            .expired_uploads,
+        0
+    );
+    assert!(head(&app, id)
+        .await
+        .headers()
+        .contains_key("upload-expires"));
+
+    // Past its expiry a PATCH finds it gone even before a sweep, and the sweep's reason holds.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_error(
+        patch(&app, id, 10).body("x").send().await.unwrap(),
+        410,
+        "gone",
     )
-    .await
-    .unwrap();
-    assert_eq!(swept.expired_uploads, 1);
+    .await;
     let expired = status_of(&app, id).await;
     assert_eq!(expired.status, JobState::Failed);
     assert!(expired.error.unwrap().starts_with("expired"));
+    assert!(app.temp_files().is_empty());
     assert_eq!(head(&app, id).await.status(), 410);
+
+    let idle = created(&app, 100).await;
+    let swept = sweep(&app.state.jobs, policy(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(swept.expired_uploads, 1);
+    assert_eq!(status_of(&app, idle).await.status, JobState::Failed);
 }
 
 /// Creates an upload of `file` that declares `sha256` as its digest.

@@ -19,6 +19,7 @@ use crate::{
         auth::Authenticated,
         error::ApiError,
         receive::{self, Partial, ReceiveError, Received, Stopped},
+        retention,
         startup::AppState,
         store::UploadRecord,
     },
@@ -31,6 +32,7 @@ use axum::{
     Json,
 };
 use base64::Engine;
+use std::time::SystemTime;
 
 const TUS_VERSION: &str = "1.0.0";
 const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
@@ -52,7 +54,7 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
     headers.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
     headers.insert(
         "tus-extension",
-        HeaderValue::from_static("creation,termination"),
+        HeaderValue::from_static("creation,termination,expiration"),
     );
     headers.insert(
         "tus-max-size",
@@ -119,6 +121,7 @@ pub async fn create(
     response
         .headers_mut()
         .insert(UPLOAD_OFFSET, HeaderValue::from(0u64));
+    with_expiry(&state, &job, &mut response);
     Ok(with_tus(response))
 }
 
@@ -153,6 +156,7 @@ pub async fn offset(
         headers.insert(UPLOAD_LENGTH, HeaderValue::from(length));
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    with_expiry(&state, &job, &mut response);
     Ok(with_tus(response))
 }
 
@@ -239,8 +243,11 @@ pub async fn append(
         }
     };
     let new_offset = partial.offset;
+    let mut response = StatusCode::NO_CONTENT.into_response();
     if new_offset < length {
         state.jobs.record_partial(&job, partial).await?;
+        let now_live = state.jobs.status(id).await?.unwrap_or(job);
+        with_expiry(&state, &now_live, &mut response);
     } else {
         let digest = partial.digest();
         if let Some(expected) = upload
@@ -270,7 +277,6 @@ pub async fn append(
             .map_err(|error| finish_failed(error, id))?;
         tracing::info!(job_id = %id, "upload stored");
     }
-    let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
         .insert(UPLOAD_OFFSET, HeaderValue::from(new_offset));
@@ -368,12 +374,34 @@ async fn upload_job(
     else {
         return Err(no_such_job(id));
     };
+    let gone = |reason: &str| ApiError::Gone(format!("upload {id} is over: {reason}"));
     match job.status {
         JobState::Failed | JobState::Cancelled => {
-            let reason = job.error.as_deref().unwrap_or("cancelled");
-            Err(ApiError::Gone(format!("upload {id} is over: {reason}")))
+            Err(gone(job.error.as_deref().unwrap_or("cancelled")))
+        }
+        JobState::Receiving if SystemTime::now() > expires_at(state, &job) => {
+            // Past its expiry: expired now rather than at the next sweep.
+            if retention::expire_upload(&state.jobs, job.clone()).await? {
+                return Err(gone(retention::EXPIRED));
+            }
+            Ok((job, upload))
         }
         _ => Ok((job, upload)),
+    }
+}
+
+/// When an upload that sends nothing more expires: its last change plus `upload_expiry`.
+fn expires_at(state: &AppState, job: &JobStatus) -> SystemTime {
+    SystemTime::from(job.updated_at) + state.settings.upload_expiry
+}
+
+/// `Upload-Expires` (an HTTP date) on an upload still receiving.
+fn with_expiry(state: &AppState, job: &JobStatus, response: &mut Response) {
+    if job.status == JobState::Receiving {
+        let date = httpdate::fmt_http_date(expires_at(state, job));
+        if let Ok(value) = HeaderValue::from_str(&date) {
+            response.headers_mut().insert("upload-expires", value);
+        }
     }
 }
 
