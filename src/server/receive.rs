@@ -76,6 +76,67 @@ impl Partial {
     }
 }
 
+/// A checksum the client sent for one request's bytes (tus `Upload-Checksum`).
+#[derive(Clone, Debug)]
+pub struct ChunkChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub expected: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "sha1" => Some(Self::Sha1),
+            "sha256" => Some(Self::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// Hashes one request's bytes with the client's algorithm.
+enum ChunkHasher {
+    Sha1(sha1::Sha1),
+    Sha256(Sha256),
+}
+
+impl ChunkHasher {
+    fn new(algorithm: ChecksumAlgorithm) -> Self {
+        match algorithm {
+            ChecksumAlgorithm::Sha1 => Self::Sha1(sha1::Sha1::new()),
+            ChecksumAlgorithm::Sha256 => Self::Sha256(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha1(hasher) => hasher.update(bytes),
+            Self::Sha256(hasher) => hasher.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Self::Sha1(hasher) => hasher.finalize().to_vec(),
+            Self::Sha256(hasher) => hasher.finalize().to_vec(),
+        }
+    }
+}
+
+/// How much one request may send, how long it may stay silent, what stops it, and the checksum
+/// its bytes must have.
+pub struct Bounds<'a> {
+    pub limit: u64,
+    pub idle: Duration,
+    pub cancelled: &'a CancellationToken,
+    pub checksum: Option<ChunkChecksum>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
     /// The body stopped early: the client went away or the transfer broke.
@@ -85,6 +146,8 @@ pub enum ReceiveError {
     TooLarge { limit: u64 },
     #[error("the upload was cancelled")]
     Cancelled,
+    #[error("the bytes do not match their Upload-Checksum")]
+    ChecksumMismatch,
     #[error("writing the upload failed: {0}")]
     Io(#[from] io::Error),
 }
@@ -111,17 +174,13 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    match append(
-        body,
-        &temp,
-        Partial::empty(),
+    let bounds = Bounds {
         limit,
         idle,
         cancelled,
-        on_progress,
-    )
-    .await
-    {
+        checksum: None,
+    };
+    match append(body, &temp, Partial::empty(), bounds, on_progress).await {
         Ok(partial) => Ok(Received {
             digest: partial.digest(),
             size: partial.offset,
@@ -142,9 +201,10 @@ pub struct Stopped {
 }
 
 /// Appends `body` to `temp` from `from.offset` (creating the file if needed; bytes beyond the
-/// durable offset, left by an earlier cut, are discarded first) and fsyncs. At most `limit`
-/// bytes are taken: more is refused with `TooLarge` and the request's bytes are dropped. A body
-/// cut short keeps what arrived, durably. Cancellation drops this request's bytes.
+/// durable offset, left by an earlier cut, are discarded first) and fsyncs. At most
+/// `bounds.limit` bytes are taken: more is refused with `TooLarge` and the request's bytes are
+/// dropped. A body cut short keeps what arrived, durably, unless a checksum was given (partial
+/// bytes cannot be checked). Cancellation or a checksum mismatch drops this request's bytes.
 ///
 /// Each chunk goes to two blocking threads at once: one hashes, one writes. Both read the same
 /// buffer once, and on two cores hashing and copying into the page cache overlap.
@@ -152,9 +212,7 @@ pub async fn append<S, E>(
     mut body: S,
     temp: &Path,
     from: Partial,
-    limit: u64,
-    idle: Duration,
-    cancelled: &CancellationToken,
+    bounds: Bounds<'_>,
     mut on_progress: impl FnMut(u64),
 ) -> Result<Partial, Stopped>
 where
@@ -176,8 +234,18 @@ where
         .map_err(|error| stop(ReceiveError::Io(error), &from))?;
     let (to_hasher, hasher_queue) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let (to_writer, writer_queue) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let Bounds {
+        limit,
+        idle,
+        cancelled,
+        checksum,
+    } = bounds;
     let start = from.hasher.clone();
-    let hasher = tokio::task::spawn_blocking(move || hash_chunks(start, hasher_queue));
+    let chunk_hasher = checksum
+        .as_ref()
+        .map(|checksum| ChunkHasher::new(checksum.algorithm));
+    let hasher =
+        tokio::task::spawn_blocking(move || hash_chunks(start, chunk_hasher, hasher_queue));
     let writer = tokio::task::spawn_blocking(move || write_chunks(file, offset, writer_queue));
 
     let mut received = 0u64;
@@ -217,8 +285,13 @@ where
         on_progress(received);
     };
 
-    // What arrived is kept when the body ended or was cut; dropped when refused or cancelled.
-    let keep = matches!(outcome, Ok(()) | Err(ReceiveError::Interrupted { .. }));
+    // What arrived is kept when the body ended or was cut (and needs no checksum); dropped when
+    // refused or cancelled.
+    let keep = match outcome {
+        Ok(()) => true,
+        Err(ReceiveError::Interrupted { .. }) => checksum.is_none(),
+        Err(_) => false,
+    };
     if keep {
         let _ = to_writer.send(Chunk::End).await;
         let _ = to_hasher.send(Chunk::End).await;
@@ -226,6 +299,24 @@ where
     drop((to_writer, to_hasher));
     let written = joined(writer.await);
     let hashed = hasher.await.ok().flatten();
+    if let (Some(expected), Some((_, Some(actual)))) = (&checksum, &hashed) {
+        if keep && expected.expected != *actual {
+            // Written and fsync'd already: cut back to the durable offset.
+            let path = temp.to_owned();
+            let cut = tokio::task::spawn_blocking(move || {
+                File::options().write(true).open(path)?.set_len(offset)
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|cut| cut);
+            let error = match cut {
+                Ok(()) => ReceiveError::ChecksumMismatch,
+                Err(error) => ReceiveError::Io(error),
+            };
+            return Err(stop(error, &from));
+        }
+    }
+    let hashed = hashed.map(|(hasher, _)| hasher);
     match (outcome, written, hashed) {
         (Ok(()), Ok(Some(written)), Some(hasher)) if written == received => Ok(Partial {
             offset: offset + written,
@@ -270,12 +361,22 @@ fn joined<T>(outcome: Result<io::Result<T>, tokio::task::JoinError>) -> io::Resu
     outcome.map_err(|join| io::Error::other(format!("upload thread failed: {join}")))?
 }
 
-/// Hashes every chunk after `hasher`'s state; `None` when abandoned before the end.
-fn hash_chunks(mut hasher: Sha256, mut queue: mpsc::Receiver<Chunk>) -> Option<Sha256> {
+/// Hashes every chunk after `hasher`'s state, and this request's bytes alone when a checksum
+/// is to be checked; `None` when abandoned before the end.
+fn hash_chunks(
+    mut hasher: Sha256,
+    mut chunk_hasher: Option<ChunkHasher>,
+    mut queue: mpsc::Receiver<Chunk>,
+) -> Option<(Sha256, Option<Vec<u8>>)> {
     while let Some(chunk) = queue.blocking_recv() {
         match chunk {
-            Chunk::Data(bytes) => hasher.update(&bytes),
-            Chunk::End => return Some(hasher),
+            Chunk::Data(bytes) => {
+                hasher.update(&bytes);
+                if let Some(chunk_hasher) = &mut chunk_hasher {
+                    chunk_hasher.update(&bytes);
+                }
+            }
+            Chunk::End => return Some((hasher, chunk_hasher.map(ChunkHasher::finish))),
         }
     }
     None
@@ -435,6 +536,15 @@ mod tests {
         assert!(!temp.exists());
     }
 
+    fn bounds(limit: u64, cancelled: &CancellationToken) -> Bounds<'_> {
+        Bounds {
+            limit,
+            idle: IDLE,
+            cancelled,
+            checksum: None,
+        }
+    }
+
     #[tokio::test]
     async fn appending_in_pieces_gives_the_digest_of_the_whole_and_refusals_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -444,9 +554,7 @@ mod tests {
             chunks(&[b"hello "]),
             &temp,
             Partial::empty(),
-            100,
-            IDLE,
-            &token,
+            bounds(100, &token),
             |_| {},
         )
         .await
@@ -458,9 +566,7 @@ mod tests {
             chunks(&[b"world!!"]),
             &temp,
             first.clone(),
-            5,
-            IDLE,
-            &token,
+            bounds(5, &token),
             |_| {},
         )
         .await
@@ -474,7 +580,7 @@ mod tests {
             Ok(Bytes::from_static(b"wor")),
             Err("reset".to_owned()),
         ]);
-        let kept = append(cut, &temp, first, 5, IDLE, &token, |_| {})
+        let kept = append(cut, &temp, first, bounds(5, &token), |_| {})
             .await
             .err()
             .unwrap();
@@ -484,7 +590,7 @@ mod tests {
         ));
         assert_eq!(kept.partial.offset, 9);
         let resumed = Partial::rehash(&temp, 9).unwrap();
-        let done = append(chunks(&[b"ld"]), &temp, resumed, 2, IDLE, &token, |_| {})
+        let done = append(chunks(&[b"ld"]), &temp, resumed, bounds(2, &token), |_| {})
             .await
             .ok()
             .unwrap();

@@ -138,8 +138,9 @@ async fn options_tells_clients_what_the_server_speaks() {
     assert_eq!(response.headers()["tus-version"], "1.0.0");
     assert_eq!(
         response.headers()["tus-extension"],
-        "creation,termination,expiration"
+        "creation,termination,expiration,checksum"
     );
+    assert_eq!(response.headers()["tus-checksum-algorithm"], "sha1,sha256");
     assert_eq!(response.headers()["tus-max-size"], "5000");
 }
 
@@ -616,4 +617,59 @@ async fn termination_cancels_an_unfinished_upload_and_removes_its_bytes() {
         204
     );
     assert_error(delete(complete).await.unwrap(), 409, "conflict").await;
+}
+
+#[tokio::test]
+async fn a_patch_whose_bytes_miss_their_checksum_gets_460_and_is_discarded() {
+    use base64::Engine;
+    use sha2::Digest;
+    let app = spawn_app().await;
+    let file = random_bytes(3000);
+    let id = created(&app, 3000).await;
+    let encode = |digest: &[u8]| base64::engine::general_purpose::STANDARD.encode(digest);
+    let sha1_of = |bytes: &[u8]| encode(&sha1::Sha1::digest(bytes));
+    let sha256_of = |bytes: &[u8]| encode(&sha2::Sha256::digest(bytes));
+
+    let good = patch(&app, id, 0)
+        .header(
+            "Upload-Checksum",
+            format!("sha1 {}", sha1_of(&file[..1000])),
+        )
+        .body(file[..1000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 204);
+    let bad = patch(&app, id, 1000)
+        .header(
+            "Upload-Checksum",
+            format!("sha256 {}", sha256_of(b"other bytes")),
+        )
+        .body(file[1000..2000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad, 460, "checksum_mismatch").await;
+    assert_eq!(head(&app, id).await.headers()["upload-offset"], "1000");
+    assert_eq!(status_of(&app, id).await.status, JobState::Receiving);
+    let unknown = patch(&app, id, 1000)
+        .header("Upload-Checksum", format!("md5 {}", sha1_of(b"x")))
+        .body(file[1000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_error(unknown, 400, "invalid_upload_checksum").await;
+
+    let rest = patch(&app, id, 1000)
+        .header(
+            "Upload-Checksum",
+            format!("sha256 {}", sha256_of(&file[1000..])),
+        )
+        .body(file[1000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 204);
+    let done = app.wait_until_finished(id).await;
+    assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
 }

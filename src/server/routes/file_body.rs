@@ -48,7 +48,9 @@ where
     };
     let problem = match &error {
         ReceiveError::TooLarge { limit } => too_large(*limit),
-        ReceiveError::Interrupted { .. } | ReceiveError::Cancelled => {
+        ReceiveError::Interrupted { .. }
+        | ReceiveError::Cancelled
+        | ReceiveError::ChecksumMismatch => {
             ApiError::bad_request("upload_interrupted", error.to_string())
         }
         ReceiveError::Io(_) => {

@@ -18,7 +18,10 @@ use crate::{
     server::{
         auth::Authenticated,
         error::ApiError,
-        receive::{self, Partial, ReceiveError, Received, Stopped},
+        receive::{
+            self, Bounds, ChecksumAlgorithm, ChunkChecksum, Partial, ReceiveError, Received,
+            Stopped,
+        },
         retention,
         startup::AppState,
         store::UploadRecord,
@@ -54,7 +57,11 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
     headers.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
     headers.insert(
         "tus-extension",
-        HeaderValue::from_static("creation,termination,expiration"),
+        HeaderValue::from_static("creation,termination,expiration,checksum"),
+    );
+    headers.insert(
+        "tus-checksum-algorithm",
+        HeaderValue::from_static("sha1,sha256"),
     );
     headers.insert(
         "tus-max-size",
@@ -171,6 +178,7 @@ pub async fn offset(
         ("job_id" = String, Path, format = Uuid, description = "The upload's job id"),
         ("Tus-Resumable" = String, Header, description = "1.0.0"),
         ("Upload-Offset" = u64, Header, description = "Where these bytes start"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this request's bytes"),
     ),
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
     responses(
@@ -182,6 +190,7 @@ pub async fn offset(
         (status = 412, description = "Missing or unsupported Tus-Resumable", body = ErrorBody),
         (status = 413, description = "More bytes than Upload-Length", body = ErrorBody),
         (status = 415, description = "Wrong Content-Type", body = ErrorBody),
+        (status = 460, description = "The bytes do not match Upload-Checksum (they were discarded), or the whole file does not match its declared sha256 (the job fails)", body = ErrorBody),
         CommonErrors,
         (status = 503, description = "Too many uploads at once; see Retry-After", body = ErrorBody),
     ),
@@ -207,6 +216,7 @@ pub async fn append(
     let offset = number_header(&headers, &UPLOAD_OFFSET)?.ok_or_else(|| {
         ApiError::bad_request("invalid_upload_offset", "Upload-Offset is required")
     })?;
+    let checksum = chunk_checksum(&headers)?;
     let (job, upload) = upload_job(&state, job_id).await?;
     let stored = upload.offset;
     let id = job.job_id;
@@ -226,13 +236,17 @@ pub async fn append(
     let from = state.jobs.partial(id, durable).await?;
     let temp = state.jobs.blobs().temp_path(id);
     let cancelled = state.jobs.running_token(id);
+    let bounds = Bounds {
+        limit: length - durable,
+        idle: state.settings.upload_idle_timeout,
+        cancelled: &cancelled,
+        checksum,
+    };
     let appended = receive::append(
         body.into_data_stream(),
         &temp,
         from,
-        length - durable,
-        state.settings.upload_idle_timeout,
-        &cancelled,
+        bounds,
         progress_reporter(&state, &job, durable),
     )
     .await;
@@ -342,6 +356,11 @@ async fn stopped(
                 format!("{error}; {kept} bytes are stored, continue from there"),
             )
         }
+        ReceiveError::ChecksumMismatch => ApiError::ChecksumMismatch(format!(
+            "the PATCH's bytes do not match its Upload-Checksum; they were discarded, \
+             send them again from offset {}",
+            partial.offset
+        )),
         ReceiveError::TooLarge { .. } => ApiError::PayloadTooLarge(format!(
             "the PATCH goes beyond Upload-Length ({} bytes); its bytes were discarded",
             job.bytes_total.unwrap_or(0)
@@ -431,6 +450,28 @@ fn check_tus_version(headers: &HeaderMap) -> Result<(), ApiError> {
             "send Tus-Resumable: {TUS_VERSION}, the tus version this server speaks"
         ))),
     }
+}
+
+/// `Upload-Checksum: <algorithm> <base64 digest>` for this PATCH's bytes, if given.
+fn chunk_checksum(headers: &HeaderMap) -> Result<Option<ChunkChecksum>, ApiError> {
+    let Some(value) = headers.get("upload-checksum") else {
+        return Ok(None);
+    };
+    let invalid = |message: &str| ApiError::bad_request("invalid_upload_checksum", message);
+    let (name, encoded) = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.split_once(' '))
+        .ok_or_else(|| invalid("Upload-Checksum is `<algorithm> <base64 digest>`"))?;
+    let algorithm = ChecksumAlgorithm::parse(name)
+        .ok_or_else(|| invalid("Upload-Checksum algorithms are sha1 and sha256"))?;
+    let expected = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| invalid("the Upload-Checksum digest is not base64"))?;
+    Ok(Some(ChunkChecksum {
+        algorithm,
+        expected,
+    }))
 }
 
 fn number_header(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, ApiError> {
