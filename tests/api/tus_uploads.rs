@@ -138,7 +138,7 @@ async fn options_tells_clients_what_the_server_speaks() {
     assert_eq!(response.headers()["tus-version"], "1.0.0");
     assert_eq!(
         response.headers()["tus-extension"],
-        "creation,termination,expiration,checksum"
+        "creation,creation-with-upload,termination,expiration,checksum"
     );
     assert_eq!(response.headers()["tus-checksum-algorithm"], "sha1,sha256");
     assert_eq!(response.headers()["tus-max-size"], "5000");
@@ -672,4 +672,58 @@ async fn a_patch_whose_bytes_miss_their_checksum_gets_460_and_is_discarded() {
     assert_eq!(rest.status(), 204);
     let done = app.wait_until_finished(id).await;
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
+}
+
+#[tokio::test]
+async fn the_first_bytes_may_come_with_the_creation() {
+    let app = spawn_app().await;
+    let file = random_bytes(4000);
+    let response = app
+        .client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(TOKEN)
+        .header(TUS.0, TUS.1)
+        .header("Upload-Length", 4000)
+        .header(OCTETS.0, OCTETS.1)
+        .body(file[..1500].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["upload-offset"], "1500");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let id = JobId::parse(location.trim_start_matches("/api/uploads/")).unwrap();
+    let rest = patch(&app, id, 1500)
+        .body(file[1500..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 204);
+    let done = app.wait_until_finished(id).await;
+    assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
+
+    let whole = app
+        .client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(TOKEN)
+        .header(TUS.0, TUS.1)
+        .header("Upload-Length", 3)
+        .header(OCTETS.0, OCTETS.1)
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.headers()["upload-offset"], "3");
+    let wrong_type = app
+        .client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(TOKEN)
+        .header(TUS.0, TUS.1)
+        .header("Upload-Length", 3)
+        .header("Content-Type", "text/plain")
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    assert_error(wrong_type, 415, "unsupported_media_type").await;
 }

@@ -53,7 +53,11 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/api/uploads",
-            with_json_405(post(uploads::create).options(uploads::capabilities)),
+            with_json_405(
+                post(uploads::create)
+                    .options(uploads::capabilities)
+                    .layer(DefaultBodyLimit::disable()),
+            ),
         )
         .route(
             "/api/uploads/{job_id}",

@@ -57,7 +57,7 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
     headers.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
     headers.insert(
         "tus-extension",
-        HeaderValue::from_static("creation,termination,expiration,checksum"),
+        HeaderValue::from_static("creation,creation-with-upload,termination,expiration,checksum"),
     );
     headers.insert(
         "tus-checksum-algorithm",
@@ -71,7 +71,9 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
 }
 
 /// Declares an upload: its length (`Upload-Length`) and, in `Upload-Metadata`, base64 values
-/// for `filename`, `filetype` and `metadata` (a JSON object). Creates the job in `receiving`.
+/// for `filename`, `filetype`, `metadata` (a JSON object) and `sha256` (the whole file's
+/// expected digest). Creates the job in `receiving`. The first bytes may come along
+/// (`Content-Type: application/offset+octet-stream`).
 #[utoipa::path(
     post,
     path = "/api/uploads",
@@ -96,8 +98,19 @@ pub async fn create(
     State(state): State<AppState>,
     _auth: Authenticated,
     headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
     check_tus_version(&headers)?;
+    // creation-with-upload: the first bytes may come with the declaration.
+    let first_bytes = match headers.get(header::CONTENT_TYPE) {
+        None => None,
+        Some(value) if value == PATCH_CONTENT_TYPE => Some(chunk_checksum(&headers)?),
+        Some(_) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "bytes sent with the creation carry Content-Type: {PATCH_CONTENT_TYPE}"
+            )))
+        }
+    };
     let length = number_header(&headers, &UPLOAD_LENGTH)?.ok_or_else(|| {
         ApiError::bad_request(
             "invalid_upload_length",
@@ -118,17 +131,32 @@ pub async fn create(
         )
         .await?;
     tracing::info!(job_id = %job.job_id, length, "upload created");
+    let id = job.job_id;
     let location = upload_url(&job);
+    let accepted = accepted_body(&headers, &job);
+    let offset = match first_bytes {
+        None => 0,
+        Some(checksum) => {
+            let upload = UploadRecord {
+                offset: 0,
+                expected_sha256: declared.sha256,
+            };
+            let _sending = state.jobs.lock_sending(id);
+            send_bytes(&state, job, upload, 0, body, checksum).await?
+        }
+    };
     let mut response = (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(accepted_body(&headers, &job)),
+        Json(accepted),
     )
         .into_response();
     response
         .headers_mut()
-        .insert(UPLOAD_OFFSET, HeaderValue::from(0u64));
-    with_expiry(&state, &job, &mut response);
+        .insert(UPLOAD_OFFSET, HeaderValue::from(offset));
+    if let Some(live) = state.jobs.status(id).await? {
+        with_expiry(&state, &live, &mut response);
+    }
     Ok(with_tus(response))
 }
 
@@ -231,8 +259,31 @@ pub async fn append(
             "Upload-Offset is {offset} but the server has {durable} bytes of upload {id}"
         )));
     }
+    let new_offset = send_bytes(&state, job, upload, durable, body, checksum).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(UPLOAD_OFFSET, HeaderValue::from(new_offset));
+    if let Some(live) = state.jobs.status(id).await? {
+        with_expiry(&state, &live, &mut response);
+    }
+    Ok(with_tus(response))
+}
+
+/// Appends one request's bytes to a receiving upload whose durable offset is `durable` (the
+/// caller holds its sending lock) and returns the new durable offset. Once all bytes are in, the
+/// file is checked against a declared digest, stored and queued.
+async fn send_bytes(
+    state: &AppState,
+    job: JobStatus,
+    upload: UploadRecord,
+    durable: u64,
+    body: Body,
+    checksum: Option<ChunkChecksum>,
+) -> Result<u64, ApiError> {
+    let id = job.job_id;
     let length = job.bytes_total.unwrap_or(0);
-    let _slot = upload_slot(&state)?;
+    let _slot = upload_slot(state)?;
     let from = state.jobs.partial(id, durable).await?;
     let temp = state.jobs.blobs().temp_path(id);
     let cancelled = state.jobs.running_token(id);
@@ -247,54 +298,48 @@ pub async fn append(
         &temp,
         from,
         bounds,
-        progress_reporter(&state, &job, durable),
+        progress_reporter(state, &job, durable),
     )
     .await;
     let partial = match appended {
         Ok(partial) => partial,
         Err(Stopped { error, partial }) => {
-            return Err(stopped(&state, job, &temp, error, partial).await);
+            return Err(stopped(state, job, &temp, error, partial).await);
         }
     };
     let new_offset = partial.offset;
-    let mut response = StatusCode::NO_CONTENT.into_response();
     if new_offset < length {
         state.jobs.record_partial(&job, partial).await?;
-        let now_live = state.jobs.status(id).await?.unwrap_or(job);
-        with_expiry(&state, &now_live, &mut response);
-    } else {
-        let digest = partial.digest();
-        if let Some(expected) = upload
-            .expected_sha256
-            .filter(|expected| *expected != digest)
-        {
-            let reason = format!(
-                "the file's SHA-256 is {} but the upload declared {}",
-                digest.to_hex(),
-                expected.to_hex()
-            );
-            if let Err(error) = state.jobs.blobs().discard_temp(&temp) {
-                tracing::warn!(%error, "removing a mismatched upload failed");
-            }
-            fail_quietly(&state, job, reason.clone()).await;
-            return Err(ApiError::ChecksumMismatch(reason));
-        }
-        let received = Received {
-            digest,
-            size: new_offset,
-            temp,
-        };
-        state
-            .jobs
-            .finish_upload(job, received)
-            .await
-            .map_err(|error| finish_failed(error, id))?;
-        tracing::info!(job_id = %id, "upload stored");
+        return Ok(new_offset);
     }
-    response
-        .headers_mut()
-        .insert(UPLOAD_OFFSET, HeaderValue::from(new_offset));
-    Ok(with_tus(response))
+    let digest = partial.digest();
+    if let Some(expected) = upload
+        .expected_sha256
+        .filter(|expected| *expected != digest)
+    {
+        let reason = format!(
+            "the file's SHA-256 is {} but the upload declared {}",
+            digest.to_hex(),
+            expected.to_hex()
+        );
+        if let Err(error) = state.jobs.blobs().discard_temp(&temp) {
+            tracing::warn!(%error, "removing a mismatched upload failed");
+        }
+        fail_quietly(state, job, reason.clone()).await;
+        return Err(ApiError::ChecksumMismatch(reason));
+    }
+    let received = Received {
+        digest,
+        size: new_offset,
+        temp,
+    };
+    state
+        .jobs
+        .finish_upload(job, received)
+        .await
+        .map_err(|error| finish_failed(error, id))?;
+    tracing::info!(job_id = %id, "upload stored");
+    Ok(new_offset)
 }
 
 /// Ends an unfinished upload (tus termination): its job is cancelled and its bytes removed.
