@@ -142,16 +142,17 @@ impl Jobs {
         Ok(job)
     }
 
-    /// A resumable upload of `length` bytes: a receiving job whose durable offset (0 for now)
+    /// A resumable upload of `length` bytes (`None`: stated later): a receiving job whose durable
+    /// offset (0 for now)
     /// is recorded, so it survives restarts until its bytes are all in or it expires.
     pub async fn declare_upload(
         &self,
         filename: Option<String>,
-        length: u64,
+        length: Option<u64>,
         metadata: serde_json::Value,
         expected_sha256: Option<Sha256Digest>,
     ) -> anyhow::Result<JobStatus> {
-        let job = self.begin_upload(filename, Some(length), metadata).await?;
+        let job = self.begin_upload(filename, length, metadata).await?;
         if let Err(error) = self.store.insert_upload(job.job_id, expected_sha256).await {
             // Without its offset the upload could not be resumed: it fails now, not later.
             let _ = self.fail(job, "storing the upload failed").await;

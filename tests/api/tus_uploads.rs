@@ -138,7 +138,7 @@ async fn options_tells_clients_what_the_server_speaks() {
     assert_eq!(response.headers()["tus-version"], "1.0.0");
     assert_eq!(
         response.headers()["tus-extension"],
-        "creation,creation-with-upload,termination,expiration,checksum"
+        "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum"
     );
     assert_eq!(response.headers()["tus-checksum-algorithm"], "sha1,sha256");
     assert_eq!(response.headers()["tus-max-size"], "5000");
@@ -726,4 +726,62 @@ async fn the_first_bytes_may_come_with_the_creation() {
         .await
         .unwrap();
     assert_error(wrong_type, 415, "unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn a_deferred_length_is_stated_by_a_later_patch() {
+    let app = spawn_app().await;
+    let file = random_bytes(2500);
+    let response = app
+        .client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(TOKEN)
+        .header(TUS.0, TUS.1)
+        .header("Upload-Defer-Length", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let id = JobId::parse(location.trim_start_matches("/api/uploads/")).unwrap();
+    assert_eq!(head(&app, id).await.headers()["upload-defer-length"], "1");
+    assert_eq!(
+        patch(&app, id, 0)
+            .body(file[..1000].to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(status_of(&app, id).await.status, JobState::Receiving);
+    let too_short = patch(&app, id, 1000)
+        .header("Upload-Length", 999)
+        .body(vec![])
+        .send()
+        .await
+        .unwrap();
+    assert_error(too_short, 400, "invalid_upload_length").await;
+    let last = patch(&app, id, 1000)
+        .header("Upload-Length", 2500)
+        .body(file[1000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(last.status(), 204);
+    let done = app.wait_until_finished(id).await;
+    assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
+    assert_eq!(done.size, Some(2500));
+
+    let both = app
+        .client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(TOKEN)
+        .header(TUS.0, TUS.1)
+        .header("Upload-Defer-Length", "1")
+        .header("Upload-Length", 5)
+        .send()
+        .await
+        .unwrap();
+    assert_error(both, 400, "invalid_upload_length").await;
 }

@@ -43,6 +43,8 @@ const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
 const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
 const UPLOAD_METADATA: HeaderName = HeaderName::from_static("upload-metadata");
 const PATCH_CONTENT_TYPE: &str = "application/offset+octet-stream";
+const TUS_EXTENSIONS: &str =
+    "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum";
 
 /// What the server speaks: the tus version, extensions and the largest upload it takes.
 #[utoipa::path(
@@ -55,10 +57,7 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
     headers.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
-    headers.insert(
-        "tus-extension",
-        HeaderValue::from_static("creation,creation-with-upload,termination,expiration,checksum"),
-    );
+    headers.insert("tus-extension", HeaderValue::from_static(TUS_EXTENSIONS));
     headers.insert(
         "tus-checksum-algorithm",
         HeaderValue::from_static("sha1,sha256"),
@@ -80,7 +79,8 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
     tag = "uploads",
     params(
         ("Tus-Resumable" = String, Header, description = "1.0.0"),
-        ("Upload-Length" = u64, Header, description = "The file's size in bytes"),
+        ("Upload-Length" = Option<u64>, Header, description = "The file's size in bytes"),
+        ("Upload-Defer-Length" = Option<u8>, Header, description = "1 when the size is not known yet; a later PATCH sends Upload-Length"),
         ("Upload-Metadata" = Option<String>, Header, description = "`key base64value` pairs, comma-separated: filename, filetype, metadata"),
     ),
     responses(
@@ -111,13 +111,37 @@ pub async fn create(
             )))
         }
     };
-    let length = number_header(&headers, &UPLOAD_LENGTH)?.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_upload_length",
-            "Upload-Length is required (deferred lengths are not supported)",
-        )
-    })?;
-    if length > state.settings.max_upload_bytes {
+    let deferred = headers
+        .get("upload-defer-length")
+        .map(|value| {
+            if value == "1" {
+                Ok(())
+            } else {
+                Err(ApiError::bad_request(
+                    "invalid_upload_length",
+                    "Upload-Defer-Length can only be 1",
+                ))
+            }
+        })
+        .transpose()?
+        .is_some();
+    let length = match (number_header(&headers, &UPLOAD_LENGTH)?, deferred) {
+        (Some(length), false) => Some(length),
+        (None, true) => None,
+        (Some(_), true) => {
+            return Err(ApiError::bad_request(
+                "invalid_upload_length",
+                "send Upload-Length or Upload-Defer-Length: 1, not both",
+            ))
+        }
+        (None, false) => {
+            return Err(ApiError::bad_request(
+                "invalid_upload_length",
+                "Upload-Length (or Upload-Defer-Length: 1) is required",
+            ))
+        }
+    };
+    if length.is_some_and(|length| length > state.settings.max_upload_bytes) {
         return Err(too_large(state.settings.max_upload_bytes));
     }
     let declared = UploadMetadata::parse(&headers, state.settings.max_metadata_bytes)?;
@@ -130,7 +154,7 @@ pub async fn create(
             declared.sha256,
         )
         .await?;
-    tracing::info!(job_id = %job.job_id, length, "upload created");
+    tracing::info!(job_id = %job.job_id, ?length, "upload created");
     let id = job.job_id;
     let location = upload_url(&job);
     let accepted = accepted_body(&headers, &job);
@@ -187,9 +211,10 @@ pub async fn offset(
         UPLOAD_OFFSET,
         HeaderValue::from(durable_offset(&job, stored)),
     );
-    if let Some(length) = job.bytes_total {
-        headers.insert(UPLOAD_LENGTH, HeaderValue::from(length));
-    }
+    match job.bytes_total {
+        Some(length) => headers.insert(UPLOAD_LENGTH, HeaderValue::from(length)),
+        None => headers.insert("upload-defer-length", HeaderValue::from_static("1")),
+    };
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     with_expiry(&state, &job, &mut response);
     Ok(with_tus(response))
@@ -259,6 +284,16 @@ pub async fn append(
             "Upload-Offset is {offset} but the server has {durable} bytes of upload {id}"
         )));
     }
+    let job = match (job.bytes_total, number_header(&headers, &UPLOAD_LENGTH)?) {
+        (None, Some(length)) => set_length(&state, job, durable, length).await?,
+        (Some(known), Some(length)) if known != length => {
+            return Err(ApiError::bad_request(
+                "invalid_upload_length",
+                format!("the upload's length is already {known}"),
+            ))
+        }
+        _ => job,
+    };
     let new_offset = send_bytes(&state, job, upload, durable, body, checksum).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -282,13 +317,15 @@ async fn send_bytes(
     checksum: Option<ChunkChecksum>,
 ) -> Result<u64, ApiError> {
     let id = job.job_id;
-    let length = job.bytes_total.unwrap_or(0);
+    // A deferred length allows up to the server's limit until the client states it.
+    let length = job.bytes_total;
+    let ceiling = length.unwrap_or(state.settings.max_upload_bytes);
     let _slot = upload_slot(state)?;
     let from = state.jobs.partial(id, durable).await?;
     let temp = state.jobs.blobs().temp_path(id);
     let cancelled = state.jobs.running_token(id);
     let bounds = Bounds {
-        limit: length - durable,
+        limit: ceiling.saturating_sub(durable),
         idle: state.settings.upload_idle_timeout,
         cancelled: &cancelled,
         checksum,
@@ -308,7 +345,7 @@ async fn send_bytes(
         }
     };
     let new_offset = partial.offset;
-    if new_offset < length {
+    if length != Some(new_offset) {
         state.jobs.record_partial(&job, partial).await?;
         return Ok(new_offset);
     }
@@ -340,6 +377,27 @@ async fn send_bytes(
         .map_err(|error| finish_failed(error, id))?;
     tracing::info!(job_id = %id, "upload stored");
     Ok(new_offset)
+}
+
+/// Fixes a deferred length (it must cover what is already stored and fit the server's limit).
+async fn set_length(
+    state: &AppState,
+    mut job: JobStatus,
+    durable: u64,
+    length: u64,
+) -> Result<JobStatus, ApiError> {
+    if length > state.settings.max_upload_bytes {
+        return Err(too_large(state.settings.max_upload_bytes));
+    }
+    if length < durable {
+        return Err(ApiError::bad_request(
+            "invalid_upload_length",
+            format!("Upload-Length {length} is less than the {durable} bytes already stored"),
+        ));
+    }
+    job.bytes_total = Some(length);
+    state.jobs.update(&mut job).await?;
+    Ok(job)
 }
 
 /// Ends an unfinished upload (tus termination): its job is cancelled and its bytes removed.
