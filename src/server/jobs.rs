@@ -182,10 +182,12 @@ impl Jobs {
             return Ok(Partial::empty());
         }
         let temp = self.blobs.temp_path(id);
+        let started = std::time::Instant::now();
         let partial = tokio::task::spawn_blocking(move || Partial::rehash(&temp, offset))
             .await?
             .context("re-reading a resumable upload")?;
-        tracing::info!(job_id = %id, offset, "re-hashed the durable part of an upload");
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(job_id = %id, offset, elapsed_ms, "re-hashed the durable part of an upload");
         Ok(partial)
     }
 
