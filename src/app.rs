@@ -1,7 +1,6 @@
 //! The HTML shell and the app: a header, and the page the URL names (see `ui::Page`).
 use crate::ui::{HistoryPage, HomePage, Hydrated, JobPage, Page};
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 
 /// The document the server renders around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -14,7 +13,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="light dark" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
-                <MetaTags />
+                <title>"Ingest"</title>
+                <link id="leptos" rel="stylesheet" href="/pkg/ingest.css" />
             </head>
             <body>
                 <App />
@@ -25,7 +25,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 
 #[component]
 pub fn App() -> impl IntoView {
-    provide_meta_context();
     let hydrated = RwSignal::new(false);
     // Effects run only in the browser, so this flips once the wasm has taken over the page.
     Effect::new(move |_| hydrated.set(true));
@@ -51,8 +50,6 @@ pub fn App() -> impl IntoView {
         }
     };
     view! {
-        <Stylesheet id="leptos" href="/pkg/ingest.css" />
-        <Title text="Ingest" />
         <header class="top">
             <a class="brand" href="/">
                 "Ingest"

@@ -11,6 +11,26 @@ pub type Timestamp = time::OffsetDateTime;
 #[cfg(not(feature = "ssr"))]
 pub type Timestamp = String;
 
+/// A job's metadata: a JSON object. The server works with it; the browser never looks inside,
+/// so it keeps the text (building `serde_json::Value`s would cost ~15 KB of wasm).
+#[cfg(feature = "ssr")]
+pub type Metadata = serde_json::Value;
+#[cfg(not(feature = "ssr"))]
+pub type Metadata = RawMetadata;
+
+/// The metadata object as the server sent it.
+#[cfg(not(feature = "ssr"))]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawMetadata(Box<serde_json::value::RawValue>);
+
+#[cfg(not(feature = "ssr"))]
+impl PartialEq for RawMetadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
 /// Identifies one ingest job. Only ever created fresh or parsed from a canonical UUID.
 /// New ids are UUIDv7: random enough not to be guessed, and ordered by creation time, which
 /// keeps the database's index on them appending instead of writing all over.
@@ -144,7 +164,7 @@ pub struct JobStatus {
     pub content_type: Option<String>,
     /// The JSON object given when the job was started.
     #[cfg_attr(feature = "ssr", schema(value_type = Object))]
-    pub metadata: serde_json::Value,
+    pub metadata: Metadata,
     pub error: Option<String>,
     #[cfg_attr(feature = "ssr", serde(with = "time::serde::rfc3339"))]
     #[cfg_attr(feature = "ssr", schema(value_type = String, format = DateTime))]

@@ -41,6 +41,31 @@ pub fn check_metadata(value: Value, limit: usize) -> Result<Value, MetadataError
     Ok(value)
 }
 
+/// What is wrong with metadata text, checked as the page's field is typed. The server renders
+/// with `parse_metadata` itself; the browser checks the same rules without building a `Value`
+/// (the only difference: the server also measures the object re-serialized, which can exceed
+/// the text's own length only for numbers such as `1e2`, and refuses numbers beyond `f64`).
+pub fn metadata_problem(text: &str, limit: usize) -> Option<MetadataError> {
+    #[cfg(feature = "ssr")]
+    {
+        parse_metadata(text, limit).err()
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        if text.len() > limit {
+            return Some(MetadataError::TooLarge { limit });
+        }
+        if text.trim().is_empty() {
+            return None;
+        }
+        if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            return Some(MetadataError::NotJson(error.to_string()));
+        }
+        // Valid JSON text is an object exactly when it starts with `{`.
+        (!text.trim_start().starts_with('{')).then_some(MetadataError::NotAnObject)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ mod progress;
 mod upload_name;
 
 pub use digest::{InvalidDigest, Sha256Digest};
-pub use job::{InvalidJobId, JobId, JobState, JobStatus, Timestamp, UnknownJobState};
-pub use metadata::{check_metadata, empty_metadata, parse_metadata, MetadataError};
+pub use job::{InvalidJobId, JobId, JobState, JobStatus, Metadata, Timestamp, UnknownJobState};
+pub use metadata::{check_metadata, empty_metadata, metadata_problem, parse_metadata, MetadataError};
 pub use progress::Progress;
 pub use upload_name::UploadName;

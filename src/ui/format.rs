@@ -1,20 +1,24 @@
 //! How figures read on the page: sizes in binary units, durations, and times.
 use crate::domain::Timestamp;
 
-/// Binary units, one decimal: what people read on file dialogs.
+/// Binary units, one decimal: what people read on file dialogs. Integer arithmetic (rounding
+/// half to even, as `{:.1}` on the exact quotient does) keeps float formatting out of the wasm.
 pub fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
+    while unit < UNITS.len() - 1 && bytes >> (10 * (unit + 1)) > 0 {
         unit += 1;
     }
     if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+        return format!("{bytes} B");
     }
+    let divisor = 1u128 << (10 * unit);
+    let scaled = u128::from(bytes) * 10;
+    let (mut tenths, rest) = (scaled / divisor, scaled % divisor);
+    if rest * 2 > divisor || (rest * 2 == divisor && tenths % 2 == 1) {
+        tenths += 1;
+    }
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 /// `850 ms`, `12.3 s`, `4 min 05 s`.
@@ -54,6 +58,22 @@ mod tests {
         assert_eq!(format_bytes(512), "512 B");
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(10 * 1024 * 1024 * 1024), "10.0 GiB");
+        // The same text as formatting the float quotient with one decimal.
+        for bytes in [1023, 1024, 1075, 1076, 1126, 1127, 1_048_575, 5 << 40, 3 << 50, u64::MAX] {
+            let mut value = bytes as f64;
+            let mut unit = 0;
+            while value >= 1024.0 && unit < 4 {
+                value /= 1024.0;
+                unit += 1;
+            }
+            let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+            let expected = if unit == 0 {
+                format!("{bytes} B")
+            } else {
+                format!("{value:.1} {}", units[unit])
+            };
+            assert_eq!(format_bytes(bytes), expected, "{bytes}");
+        }
     }
 
     #[test]

@@ -5,13 +5,15 @@ use super::{
     start::StartIngestForm,
     CallProblem,
 };
-use crate::api::{get_service_info, has_session, GetServiceInfo, SignIn, SignOut};
+use crate::api::{get_service_info, has_session, sign_in, sign_out, CallError};
 use leptos::prelude::*;
 
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let sign_in = ServerAction::<SignIn>::new();
-    let sign_out = ServerAction::<SignOut>::new();
+    // Plain actions calling the server functions: `ServerAction` would also decode errors a
+    // router puts in the URL after a scriptless post, and this app has no router (~4 KB wasm).
+    let sign_in = Action::new(|token: &String| sign_in(token.clone()));
+    let sign_out = Action::new(|_: &()| sign_out());
     // Asked again after every sign-in or sign-out.
     let session = Resource::new(
         move || (sign_in.version().get(), sign_out.version().get()),
@@ -50,10 +52,10 @@ pub struct Hydrated(pub RwSignal<bool>);
 
 /// What a signed-in visitor sees: the server's facts and the form to start ingests.
 #[component]
-fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl IntoView {
+fn SignedIn(sign_out: Action<(), Result<(), CallError>>, hydrated: RwSignal<bool>) -> impl IntoView {
     let info = Resource::new(|| (), |_| get_service_info());
     // A round trip to a server function from the hydrated page, without re-rendering it.
-    let check = ServerAction::<GetServiceInfo>::new();
+    let check = Action::new(|_: &()| get_service_info());
 
     view! {
         <div class="signed-in">
@@ -82,7 +84,7 @@ fn SignedIn(sign_out: ServerAction<SignOut>, hydrated: RwSignal<bool>) -> impl I
             <button
                 id="check-server"
                 on:click=move |_| {
-                    check.dispatch(GetServiceInfo {});
+                    check.dispatch(());
                 }
                 disabled=move || !hydrated.get()
             >

@@ -7,7 +7,7 @@ use server_fn::ServerFn;
 
 /// The sign-in form, with the server's reason when the token is refused.
 #[component]
-pub fn SignInForm(action: ServerAction<SignIn>) -> impl IntoView {
+pub fn SignInForm(action: Action<String, Result<(), CallError>>) -> impl IntoView {
     let error = move || match action.value().get() {
         Some(Err(error)) => Some(plain_message(&error)),
         _ => None,
@@ -16,9 +16,7 @@ pub fn SignInForm(action: ServerAction<SignIn>) -> impl IntoView {
     let on_submit = move |event: SubmitEvent| {
         if let Some(input) = token.get() {
             event.prevent_default();
-            action.dispatch(SignIn {
-                token: input.value(),
-            });
+            action.dispatch(input.value());
         }
     };
     view! {
@@ -42,10 +40,10 @@ pub fn SignInForm(action: ServerAction<SignIn>) -> impl IntoView {
 }
 
 #[component]
-pub fn SignOutForm(action: ServerAction<SignOut>) -> impl IntoView {
+pub fn SignOutForm(action: Action<(), Result<(), CallError>>) -> impl IntoView {
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
-        action.dispatch(SignOut {});
+        action.dispatch(());
     };
     view! {
         <form class="sign-out" method="post" action=SignOut::PATH on:submit=on_submit>
@@ -56,11 +54,15 @@ pub fn SignOutForm(action: ServerAction<SignOut>) -> impl IntoView {
     }
 }
 
-/// The server's message, first letter capitalised.
+/// The server's message, first letter capitalised. The server's messages are English, so ASCII
+/// case mapping suffices (full Unicode case tables would add ~10 KB of wasm).
 pub fn plain_message(error: &CallError) -> String {
-    let mut chars = error.message.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => "Something went wrong.".to_owned(),
+    if error.message.is_empty() {
+        return "Something went wrong.".to_owned();
     }
+    let mut message = error.message.clone();
+    if let Some(first) = message.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    message
 }

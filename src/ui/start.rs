@@ -6,7 +6,7 @@ use super::{
 };
 use crate::{
     api::{start_ingest, CallError},
-    domain::{parse_metadata, JobId, JobStatus},
+    domain::{metadata_problem, JobId, JobStatus},
 };
 use leptos::prelude::*;
 
@@ -36,9 +36,7 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
     let started = RwSignal::new(Vec::<Started>::new());
     let problem = Memo::new(move |_| {
         metadata.with(|text| {
-            parse_metadata(text, max_metadata_bytes)
-                .err()
-                .map(|e| e.to_string())
+            metadata_problem(text, max_metadata_bytes).map(|e| e.to_string())
         })
     });
     let too_large = move || {
