@@ -206,3 +206,57 @@ test("cancelling mid-upload stops it: cancelled, and its bytes are gone", async 
   const tmp = join("..", "target", "e2e-data", "tmp");
   await expect.poll(() => existsSync(tmp) && readdirSync(tmp).some((f) => f.startsWith(id))).toBe(false);
 });
+
+test("a browser upload survives a dropped network and a page reload, to the right SHA-256", async ({
+  page,
+  request,
+}, testInfo) => {
+  const MiB = 1024 * 1024;
+  const path = testInfo.outputPath("résumé ü.bin"); // a name beyond ASCII goes through btoa
+  const digest = randomFile(path, 40 * MiB); // three PATCHes of up to 16 MiB
+  await signIn(page);
+  const cdp = await page.context().newCDPSession(page);
+  const network = (offline: boolean) =>
+    cdp.send("Network.emulateNetworkConditions", {
+      offline,
+      latency: 0,
+      downloadThroughput: -1,
+      uploadThroughput: 8 * MiB,
+    });
+  await network(false);
+  const picker = page.getByLabel("Drop a file here, or choose one (optional)");
+  await picker.setInputFiles(path);
+  await page.getByRole("button", { name: "Start ingest" }).click();
+  const card = page.locator(".job").first();
+  await expect(card.locator(".state")).toHaveText(/^Uploading /);
+  await expect(card.locator(".filename")).toHaveText("résumé ü.bin");
+  const id = (await card.locator(".job-id code").textContent())!.trim();
+  const durable = async () =>
+    Number(
+      (await request.head(`/api/uploads/${id}`, { headers: { ...AUTH, "Tus-Resumable": "1.0.0" } })).headers()[
+        "upload-offset"
+      ],
+    );
+
+  // The network drops mid-chunk, then comes back: the page carries on from the server's offset.
+  await expect.poll(() => card.locator("progress").getAttribute("value").then(Number)).toBeGreaterThan(10);
+  await network(true);
+  await expect.poll(durable, { timeout: 15_000 }).toBeGreaterThan(0);
+  await page.screenshot({ path: testInfo.outputPath("offline.png"), fullPage: true });
+  await network(false);
+  await expect.poll(durable, { timeout: 30_000 }).toBeGreaterThanOrEqual(16 * MiB);
+
+  // A reload mid-upload: choosing the same file again continues the same job.
+  await page.reload();
+  await expect(page.locator("[data-hydrated=true]")).toBeVisible();
+  const kept = await durable();
+  expect(kept).toBeGreaterThanOrEqual(16 * MiB);
+  expect(kept).toBeLessThan(40 * MiB);
+  await picker.setInputFiles(path);
+  await page.getByRole("button", { name: "Start ingest" }).click();
+  const resumed = page.locator(".job").first();
+  await expect(resumed.locator(".job-id code")).toHaveText(id);
+  await expect(resumed).toHaveAttribute("data-status", "completed", { timeout: 30_000 });
+  await expect(resumed.locator(".digest")).toHaveText(digest);
+  await page.screenshot({ path: testInfo.outputPath("resumed.png"), fullPage: true });
+});

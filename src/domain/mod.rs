@@ -8,6 +8,8 @@ mod upload_name;
 
 pub use digest::{InvalidDigest, Sha256Digest};
 pub use job::{InvalidJobId, JobId, JobState, JobStatus, Metadata, Timestamp, UnknownJobState};
-pub use metadata::{check_metadata, empty_metadata, metadata_problem, parse_metadata, MetadataError};
+pub use metadata::{
+    check_metadata, empty_metadata, metadata_problem, parse_metadata, MetadataError,
+};
 pub use progress::Progress;
 pub use upload_name::UploadName;

@@ -59,7 +59,18 @@ mod tests {
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(10 * 1024 * 1024 * 1024), "10.0 GiB");
         // The same text as formatting the float quotient with one decimal.
-        for bytes in [1023, 1024, 1075, 1076, 1126, 1127, 1_048_575, 5 << 40, 3 << 50, u64::MAX] {
+        for bytes in [
+            1023,
+            1024,
+            1075,
+            1076,
+            1126,
+            1127,
+            1_048_575,
+            5 << 40,
+            3 << 50,
+            u64::MAX,
+        ] {
             let mut value = bytes as f64;
             let mut unit = 0;
             while value >= 1024.0 && unit < 4 {

@@ -52,7 +52,10 @@ pub struct Hydrated(pub RwSignal<bool>);
 
 /// What a signed-in visitor sees: the server's facts and the form to start ingests.
 #[component]
-fn SignedIn(sign_out: Action<(), Result<(), CallError>>, hydrated: RwSignal<bool>) -> impl IntoView {
+fn SignedIn(
+    sign_out: Action<(), Result<(), CallError>>,
+    hydrated: RwSignal<bool>,
+) -> impl IntoView {
     let info = Resource::new(|| (), |_| get_service_info());
     // A round trip to a server function from the hydrated page, without re-rendering it.
     let check = Action::new(|_: &()| get_service_info());

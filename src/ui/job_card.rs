@@ -49,17 +49,26 @@ pub type LocalFile = send_wrapper::SendWrapper<web_sys::File>;
 #[cfg(not(feature = "hydrate"))]
 pub type LocalFile = std::convert::Infallible;
 
+/// A file to send as a job's bytes, from `offset` (non-zero when an earlier upload of the same
+/// file is continued).
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+#[derive(Clone)]
+pub struct Outgoing {
+    pub file: LocalFile,
+    pub offset: u64,
+}
+
 /// A job's card. `initial` is what the page already knows (the server-rendered state of a job
-/// page); `file` is sent first when the card was started by choosing a file here.
+/// page); `upload` is sent first when the card was started by choosing a file here.
 #[component]
-pub fn JobCard(id: JobId, initial: Option<JobStatus>, file: Option<LocalFile>) -> impl IntoView {
+pub fn JobCard(id: JobId, initial: Option<JobStatus>, upload: Option<Outgoing>) -> impl IntoView {
     let status = RwSignal::new(initial);
     let connection = RwSignal::new(Connection::Connecting);
     let sent = RwSignal::new(None::<(u64, u64)>);
     let upload_failed = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let finished = move || status.with(|job| job.as_ref().is_some_and(JobStatus::is_terminal));
-    start_following(id, status, connection, file, sent, upload_failed);
+    start_following(id, status, connection, upload, sent, upload_failed);
 
     let progress = move || {
         let server = status.with(|job| job.as_ref().map_or(0, |job| job.progress));
@@ -244,21 +253,14 @@ fn start_following(
     id: JobId,
     status: RwSignal<Option<JobStatus>>,
     connection: RwSignal<Connection>,
-    file: Option<LocalFile>,
+    upload: Option<Outgoing>,
     sent: RwSignal<Option<(u64, u64)>>,
     upload_failed: RwSignal<Option<String>>,
 ) {
     use super::browser::{FileUpload, Follower};
     let follower = Follower::start(id, status, connection);
-    let upload = file.and_then(
-        |file| match FileUpload::send(id, &file, sent, upload_failed) {
-            Ok(upload) => Some(upload),
-            Err(message) => {
-                upload_failed.set(Some(message));
-                None
-            }
-        },
-    );
+    let upload = upload
+        .map(|Outgoing { file, offset }| FileUpload::send(id, &file, offset, sent, upload_failed));
     let running = send_wrapper::SendWrapper::new((follower, upload));
     on_cleanup(move || drop(running));
 }
@@ -268,7 +270,7 @@ fn start_following(
     _id: JobId,
     _status: RwSignal<Option<JobStatus>>,
     _connection: RwSignal<Connection>,
-    _file: Option<LocalFile>,
+    _upload: Option<Outgoing>,
     _sent: RwSignal<Option<(u64, u64)>>,
     _upload_failed: RwSignal<Option<String>>,
 ) {

@@ -20,7 +20,7 @@ pub fn JobPage(id: JobId) -> impl IntoView {
                             Ok(job) => {
                                 view! {
                                     <ul class="jobs">
-                                        <JobCard id initial=Some(job) file=None />
+                                        <JobCard id initial=Some(job) upload=None />
                                     </ul>
                                 }
                                     .into_any()

@@ -2,7 +2,7 @@
 //! with the server's own rules), the Start button, and a card per job started here.
 use super::{
     format::format_bytes,
-    job_card::{JobCard, LocalFile},
+    job_card::{JobCard, LocalFile, Outgoing},
 };
 use crate::{
     api::{start_ingest, CallError},
@@ -23,7 +23,7 @@ struct ChosenFile {
 struct Started {
     id: JobId,
     initial: Option<JobStatus>,
-    file: Option<LocalFile>,
+    upload: Option<Outgoing>,
 }
 
 #[component]
@@ -35,9 +35,7 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
     let error = RwSignal::new(None::<String>);
     let started = RwSignal::new(Vec::<Started>::new());
     let problem = Memo::new(move |_| {
-        metadata.with(|text| {
-            metadata_problem(text, max_metadata_bytes).map(|e| e.to_string())
-        })
+        metadata.with(|text| metadata_problem(text, max_metadata_bytes).map(|e| e.to_string()))
     });
     let too_large = move || {
         chosen.with(|file| {
@@ -128,7 +126,7 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
         </div>
         <ul class="jobs">
             <For each=move || started.get() key=|job| job.id let:job>
-                <JobCard id=job.id initial=job.initial file=job.file />
+                <JobCard id=job.id initial=job.initial upload=job.upload />
             </For>
         </ul>
     }
@@ -139,13 +137,21 @@ async fn begin(metadata: String, file: Option<ChosenFile>) -> Result<Started, Ca
     match file {
         #[cfg(feature = "hydrate")]
         Some(chosen) => {
+            use super::browser::{create_upload, remember, resumable, retrying};
             let file = chosen.file;
-            let id = super::browser::retrying(|| super::browser::create_upload(&file, &metadata))
-                .await?;
+            // The same file again after a reload or a lost connection: continue that upload.
+            let (id, offset) = match resumable(&file).await {
+                Some(found) => found,
+                None => {
+                    let id = retrying(|| create_upload(&file, &metadata)).await?;
+                    remember(&file, Some(id));
+                    (id, 0)
+                }
+            };
             Ok(Started {
                 id,
                 initial: None,
-                file: Some(file),
+                upload: Some(Outgoing { file, offset }),
             })
         }
         #[cfg(not(feature = "hydrate"))]
@@ -155,7 +161,7 @@ async fn begin(metadata: String, file: Option<ChosenFile>) -> Result<Started, Ca
             Ok(Started {
                 id: job.job_id,
                 initial: Some(job),
-                file: None,
+                upload: None,
             })
         }
     }

@@ -4,7 +4,7 @@ mod follow;
 mod upload;
 
 pub use follow::Follower;
-pub use upload::{create_upload, FileUpload};
+pub use upload::{create_upload, remember, resumable, FileUpload};
 
 use crate::{
     api::{CallError, ErrorBody},

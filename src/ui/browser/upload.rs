@@ -1,19 +1,28 @@
-//! Sending a file from the browser: declare it (`POST /api/uploads`, which creates the job),
-//! then let the browser stream the `File` in one PATCH. The bytes go from disk to the network
-//! without passing through wasm memory; XHR is used because fetch reports no upload progress.
+//! Sending a file from the browser over tus: declare it (`POST /api/uploads`, which creates the
+//! job), then PATCH it in chunks, resuming from the server's offset after a failure or a reload
+//! (the job id is kept in `localStorage` under the file's fingerprint). The browser streams each
+//! chunk from disk, so nothing passes through wasm memory; XHR because fetch reports no upload
+//! progress.
 use super::{json_or_error, unreachable};
+use crate::ui::backoff::Backoff;
 use crate::{
     api::{CallError, IngestAccepted},
     domain::JobId,
 };
-use base64::Engine;
-use leptos::prelude::*;
+use leptos::{leptos_dom::helpers::set_timeout_with_handle, prelude::*};
+use std::{cell::RefCell, rc::Rc};
 use wasm_bindgen::{closure::Closure, JsCast};
 use web_sys::{File, ProgressEvent, XmlHttpRequest};
 
 /// Declares an upload of `file` with its metadata (JSON text) and returns the new job's id.
 pub async fn create_upload(file: &File, metadata: &str) -> Result<JobId, CallError> {
-    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    // The browser's own base64 (btoa) takes "binary strings": one char per UTF-8 byte.
+    let encode = |text: &str| {
+        let binary: String = text.bytes().map(char::from).collect();
+        web_sys::window()
+            .and_then(|window| window.btoa(&binary).ok())
+            .unwrap_or_default()
+    };
     let declared = format!(
         "filename {},filetype {},metadata {}",
         encode(&file.name()),
@@ -35,88 +44,289 @@ pub async fn create_upload(file: &File, metadata: &str) -> Result<JobId, CallErr
     Ok(accepted.job_id)
 }
 
-/// One file going up. Dropping it aborts the transfer if it is still running.
-pub struct FileUpload {
-    request: XmlHttpRequest,
-    _progress: Closure<dyn FnMut(ProgressEvent)>,
-    _load: Closure<dyn FnMut()>,
-    _error: Closure<dyn FnMut()>,
+/// Bytes per PATCH: big enough that the per-request fsync costs little, small enough that a
+/// dropped connection loses little.
+const CHUNK: f64 = 16.0 * 1024.0 * 1024.0;
+
+/// Where the upload of a file (by name, size and modification time) can be resumed after a
+/// reload: the key under which its job id is kept in `localStorage`.
+pub fn fingerprint(file: &File) -> String {
+    format!(
+        "ingest-upload:{}:{}:{}",
+        file.size(),
+        file.last_modified(),
+        file.name()
+    )
+}
+
+/// The job of an earlier, unfinished upload of this file, and how many of its bytes the
+/// server has; `None` if there is none to continue.
+pub async fn resumable(file: &File) -> Option<(JobId, u64)> {
+    let storage = web_sys::window()?.local_storage().ok()??;
+    let key = fingerprint(file);
+    let id = JobId::parse(&storage.get_item(&key).ok()??).ok()?;
+    let offset = match server_offset(id).await {
+        Ok(offset) if offset < file.size() as u64 => offset,
+        // Finished, gone or unknown: nothing to resume.
+        _ => {
+            let _ = storage.remove_item(&key);
+            return None;
+        }
+    };
+    Some((id, offset))
+}
+
+/// Remembers (or, with `None`, forgets) the job uploading `file`.
+pub fn remember(file: &File, id: Option<JobId>) {
+    let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) else {
+        return;
+    };
+    let key = fingerprint(file);
+    let _ = match id {
+        Some(id) => storage.set_item(&key, &id.to_string()),
+        None => storage.remove_item(&key),
+    };
+}
+
+/// `HEAD /api/uploads/{id}`: the bytes the server holds for good.
+async fn server_offset(id: JobId) -> Result<u64, CallError> {
+    let response = gloo_net::http::RequestBuilder::new(&format!("/api/uploads/{id}"))
+        .method(gloo_net::http::Method::HEAD)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = response.status();
+    if !response.ok() {
+        return Err(CallError {
+            status,
+            message: format!("the upload is no longer available ({status})"),
+        });
+    }
+    response
+        .headers()
+        .get("upload-offset")
+        .and_then(|offset| offset.parse().ok())
+        .ok_or(CallError {
+            status: 0,
+            message: "the server did not say how much it has".to_owned(),
+        })
+}
+
+/// One file going up in chunks from the server's offset: each chunk is a PATCH the browser
+/// streams from disk. A failed chunk is retried after a jittered, growing wait, from the offset
+/// the server reports then (a cut chunk keeps what arrived). Dropping it stops the transfer.
+pub struct FileUpload(Rc<RefCell<Sending>>);
+
+/// A request's progress, load and error handlers.
+type RequestHandlers = (
+    Closure<dyn FnMut(ProgressEvent)>,
+    Closure<dyn FnMut()>,
+    Closure<dyn FnMut()>,
+);
+
+struct Sending {
+    id: JobId,
+    file: File,
+    offset: u64,
+    sent: RwSignal<Option<(u64, u64)>>,
+    failed: RwSignal<Option<String>>,
+    request: Option<XmlHttpRequest>,
+    /// Handlers of the current and earlier requests; dropped with the upload, since one may be
+    /// running when the next request starts.
+    handlers: Vec<RequestHandlers>,
+    failures: u32,
+    retry: Option<TimeoutHandle>,
+    stopped: bool,
 }
 
 impl FileUpload {
-    /// Starts sending `file` as job `id`'s bytes. `sent` follows the bytes on the wire;
-    /// `failed` gets the reason if the transfer is refused or breaks.
+    /// Starts sending `file` as job `id`'s bytes from `offset`. `sent` follows the bytes on the
+    /// wire; `failed` gets the reason if the upload cannot go on.
     pub fn send(
         id: JobId,
         file: &File,
+        offset: u64,
         sent: RwSignal<Option<(u64, u64)>>,
         failed: RwSignal<Option<String>>,
-    ) -> Result<Self, String> {
-        let broken = |_| "the browser could not start the upload".to_owned();
-        let request = XmlHttpRequest::new().map_err(broken)?;
-        request
-            .open("PATCH", &format!("/api/uploads/{id}"))
-            .map_err(broken)?;
-        for (name, value) in [
-            ("Tus-Resumable", "1.0.0"),
-            ("Upload-Offset", "0"),
-            ("Content-Type", "application/offset+octet-stream"),
-        ] {
-            request.set_request_header(name, value).map_err(broken)?;
-        }
-        let progress = Closure::<dyn FnMut(ProgressEvent)>::new(move |event: ProgressEvent| {
-            if event.length_computable() {
-                sent.set(Some((event.loaded() as u64, event.total() as u64)));
-            }
-        });
-        let load = Closure::<dyn FnMut()>::new({
-            let request = request.clone();
-            move || {
-                let status = request.status().unwrap_or(0);
-                if !(200..300).contains(&status) {
-                    let message = request
-                        .response_text()
-                        .ok()
-                        .flatten()
-                        .and_then(|text| serde_json::from_str::<crate::api::ErrorBody>(&text).ok())
-                        .map_or_else(
-                            || format!("the upload was refused ({status})"),
-                            |body| body.error.message,
-                        );
-                    failed.set(Some(message));
-                }
-            }
-        });
-        let error = Closure::<dyn FnMut()>::new(move || {
-            failed.set(Some("the connection broke during the upload".to_owned()));
-        });
-        request
-            .upload()
-            .map_err(broken)?
-            .set_onprogress(Some(progress.as_ref().unchecked_ref()));
-        request.set_onload(Some(load.as_ref().unchecked_ref()));
-        request.set_onerror(Some(error.as_ref().unchecked_ref()));
-        request.send_with_opt_blob(Some(file)).map_err(broken)?;
-        Ok(Self {
-            request,
-            _progress: progress,
-            _load: load,
-            _error: error,
-        })
+    ) -> Self {
+        let sending = Rc::new(RefCell::new(Sending {
+            id,
+            file: file.clone(),
+            offset,
+            sent,
+            failed,
+            request: None,
+            handlers: Vec::new(),
+            failures: 0,
+            retry: None,
+            stopped: false,
+        }));
+        sent.set(Some((offset, file.size() as u64)));
+        send_chunk(&sending);
+        Self(sending)
     }
 }
 
 impl Drop for FileUpload {
     fn drop(&mut self) {
-        if let Ok(upload) = self.request.upload() {
-            upload.set_onprogress(None);
+        let mut sending = self.0.borrow_mut();
+        sending.stopped = true;
+        if let Some(retry) = sending.retry.take() {
+            retry.clear();
         }
-        self.request.set_onload(None);
-        self.request.set_onerror(None);
-        // Still sending: the view went away, so the transfer goes too (the server then fails
-        // the job as interrupted).
-        if self.request.ready_state() != XmlHttpRequest::DONE {
-            let _ = self.request.abort();
+        if let Some(request) = sending.request.take() {
+            detach(&request);
+            // Still sending: the view went away, so the transfer goes too. The bytes that
+            // arrived stay on the server, and choosing the file again continues from there.
+            if request.ready_state() != XmlHttpRequest::DONE {
+                let _ = request.abort();
+            }
         }
     }
+}
+
+fn send_chunk(sending: &Rc<RefCell<Sending>>) {
+    let (id, file, offset, sent, stopped) = {
+        let s = sending.borrow();
+        (s.id, s.file.clone(), s.offset, s.sent, s.stopped)
+    };
+    let size = file.size();
+    if stopped {
+        return;
+    }
+    let end = (offset as f64 + CHUNK).min(size);
+    let started = (|| {
+        let chunk = file.slice_with_f64_and_f64(offset as f64, end).ok()?;
+        let request = XmlHttpRequest::new().ok()?;
+        request.open("PATCH", &format!("/api/uploads/{id}")).ok()?;
+        for (name, value) in [
+            ("Tus-Resumable", "1.0.0"),
+            ("Upload-Offset", &offset.to_string()),
+            ("Content-Type", "application/offset+octet-stream"),
+        ] {
+            request.set_request_header(name, value).ok()?;
+        }
+        let progress = Closure::<dyn FnMut(ProgressEvent)>::new(move |event: ProgressEvent| {
+            sent.set(Some((offset + event.loaded() as u64, size as u64)));
+        });
+        let weak = Rc::downgrade(sending);
+        let load = Closure::<dyn FnMut()>::new({
+            let weak = weak.clone();
+            let request = request.clone();
+            move || {
+                if let Some(sending) = weak.upgrade() {
+                    chunk_answered(&sending, &request);
+                }
+            }
+        });
+        let error = Closure::<dyn FnMut()>::new(move || {
+            if let Some(sending) = weak.upgrade() {
+                retry_later(&sending);
+            }
+        });
+        request
+            .upload()
+            .ok()?
+            .set_onprogress(Some(progress.as_ref().unchecked_ref()));
+        request.set_onload(Some(load.as_ref().unchecked_ref()));
+        request.set_onerror(Some(error.as_ref().unchecked_ref()));
+        request.send_with_opt_blob(Some(&chunk)).ok()?;
+        Some((request, (progress, load, error)))
+    })();
+    let mut s = sending.borrow_mut();
+    match started {
+        Some((request, handlers)) => {
+            s.request = Some(request);
+            s.handlers.push(handlers);
+        }
+        None => s
+            .failed
+            .set(Some("the browser could not send the file".to_owned())),
+    }
+}
+
+/// A chunk's answer: go on from the new offset, finish, retry later, or give up with the
+/// server's reason.
+fn chunk_answered(sending: &Rc<RefCell<Sending>>, request: &XmlHttpRequest) {
+    let status = request.status().unwrap_or(0);
+    let offset = request
+        .get_response_header("Upload-Offset")
+        .ok()
+        .flatten()
+        .and_then(|offset| offset.parse::<u64>().ok());
+    match (status, offset) {
+        (204, Some(offset)) => {
+            let done = {
+                let mut s = sending.borrow_mut();
+                s.offset = offset;
+                s.failures = 0;
+                offset >= s.file.size() as u64
+            };
+            if done {
+                remember(&sending.borrow().file, None);
+            } else {
+                send_chunk(sending);
+            }
+        }
+        // The offsets disagree (a cut chunk kept part of its bytes): ask and continue.
+        (409, _) | (408 | 429, _) | (500.., _) => retry_later(sending),
+        _ => {
+            let message = request
+                .response_text()
+                .ok()
+                .flatten()
+                .and_then(|text| serde_json::from_str::<crate::api::ErrorBody>(&text).ok())
+                .map_or_else(
+                    || format!("the upload was refused ({status})"),
+                    |body| body.error.message,
+                );
+            let s = sending.borrow();
+            remember(&s.file, None);
+            s.failed.set(Some(message));
+        }
+    }
+}
+
+/// Waits (growing, jittered), asks the server how much it has, and sends from there.
+fn retry_later(sending: &Rc<RefCell<Sending>>) {
+    let mut s = sending.borrow_mut();
+    if s.stopped {
+        return;
+    }
+    let delay = Backoff::CALL.delay_ms(s.failures, js_sys::Math::random());
+    s.failures += 1;
+    let weak = Rc::downgrade(sending);
+    s.retry = set_timeout_with_handle(
+        move || {
+            let Some(sending) = weak.upgrade() else {
+                return;
+            };
+            let id = sending.borrow().id;
+            leptos::task::spawn_local(async move {
+                match server_offset(id).await {
+                    Ok(offset) => {
+                        sending.borrow_mut().offset = offset;
+                        send_chunk(&sending);
+                    }
+                    Err(error) if error.is_transient() => retry_later(&sending),
+                    Err(error) => {
+                        let s = sending.borrow();
+                        remember(&s.file, None);
+                        s.failed.set(Some(error.message));
+                    }
+                }
+            });
+        },
+        std::time::Duration::from_millis(u64::from(delay.max(100))),
+    )
+    .ok();
+}
+
+fn detach(request: &XmlHttpRequest) {
+    if let Ok(upload) = request.upload() {
+        upload.set_onprogress(None);
+    }
+    request.set_onload(None);
+    request.set_onerror(None);
 }
