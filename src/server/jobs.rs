@@ -343,7 +343,10 @@ impl Jobs {
         if job.is_terminal() {
             metrics::job_finished(job);
             self.stop_running(job.job_id);
-            self.partials.lock().expect("partials lock").remove(&job.job_id);
+            self.partials
+                .lock()
+                .expect("partials lock")
+                .remove(&job.job_id);
         }
         self.hub.publish(job.clone());
         Ok(())

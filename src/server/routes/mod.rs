@@ -7,6 +7,7 @@ mod ingest;
 mod jobs;
 pub mod openapi;
 mod session;
+mod tus_headers;
 mod uploads;
 mod ws;
 
