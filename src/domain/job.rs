@@ -204,6 +204,18 @@ impl JobStatus {
         self.status.is_terminal()
     }
 
+    /// Whether this snapshot is older than `other` (a late answer overtaken by a newer one).
+    pub fn is_older_than(&self, other: &JobStatus) -> bool {
+        #[cfg(feature = "ssr")]
+        let older = self.updated_at < other.updated_at;
+        #[cfg(not(feature = "ssr"))]
+        let older = matches!(
+            (unix_millis(&self.updated_at), unix_millis(&other.updated_at)),
+            (Some(mine), Some(theirs)) if mine < theirs
+        );
+        older
+    }
+
     /// Milliseconds from creation to the last change: for a finished job, how long it took.
     pub fn elapsed_ms(&self) -> Option<i64> {
         #[cfg(feature = "ssr")]

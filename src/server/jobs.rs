@@ -367,7 +367,7 @@ impl Jobs {
         self.partials.lock().expect("partials lock").remove(&id);
         // A resumable upload between requests has nobody to remove its bytes; one being sent
         // removes them itself when the cancellation reaches it.
-        if cancelled.status == JobState::Cancelled && self.lock_sending(id).is_some() {
+        if let Some(_sending) = self.lock_sending(id) {
             if let Err(error) = self.blobs.discard_temp(&self.blobs.temp_path(id)) {
                 tracing::warn!(%error, job_id = %id, "removing a cancelled upload's bytes failed");
             }

@@ -137,13 +137,15 @@ async fn begin(metadata: String, file: Option<ChosenFile>) -> Result<Started, Ca
     match file {
         #[cfg(feature = "hydrate")]
         Some(chosen) => {
-            use super::browser::{create_upload, remember, resumable, retrying};
+            use super::browser::{create_upload, remember, resumable, retrying_if};
             let file = chosen.file;
             // The same file again after a reload or a lost connection: continue that upload.
             let (id, offset) = match resumable(&file).await {
                 Some(found) => found,
                 None => {
-                    let id = retrying(|| create_upload(&file, &metadata)).await?;
+                    // Retried only when refused before anything was created.
+                    let refused_early = |error: &CallError| matches!(error.status, 429 | 503);
+                    let id = retrying_if(refused_early, || create_upload(&file, &metadata)).await?;
                     remember(&file, Some(id));
                     (id, 0)
                 }

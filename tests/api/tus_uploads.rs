@@ -785,3 +785,71 @@ async fn a_deferred_length_is_stated_by_a_later_patch() {
         .unwrap();
     assert_error(both, 400, "invalid_upload_length").await;
 }
+
+#[tokio::test]
+async fn an_empty_file_is_complete_at_creation_and_errors_still_speak_tus() {
+    let app = spawn_app().await;
+    let response = create(&app, 0, "{}").await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["upload-offset"], "0");
+    let id = JobId::parse(
+        response.headers()["location"]
+            .to_str()
+            .unwrap()
+            .trim_start_matches("/api/uploads/"),
+    )
+    .unwrap();
+    let done = app.wait_until_finished(id).await;
+    assert_eq!(done.status, JobState::Completed);
+    assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(b""));
+
+    let unversioned = app
+        .client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(TOKEN)
+        .header("Upload-Length", 1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unversioned.headers()["tus-version"], "1.0.0");
+    assert_eq!(unversioned.headers()["tus-resumable"], "1.0.0");
+    assert_error(unversioned, 412, "precondition_failed").await;
+    let missing = patch(&app, JobId::new(), 0).body("x").send().await.unwrap();
+    assert_eq!(missing.headers()["tus-resumable"], "1.0.0");
+}
+
+#[tokio::test]
+async fn bytes_refused_at_creation_still_leave_a_resumable_upload() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let wrong = base64::engine::general_purpose::STANDARD.encode([0u8; 20]);
+    let response = app
+        .client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(TOKEN)
+        .header(TUS.0, TUS.1)
+        .header("Upload-Length", 10)
+        .header(OCTETS.0, OCTETS.1)
+        .header("Upload-Checksum", format!("sha1 {wrong}"))
+        .body("0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["upload-offset"], "0");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let id = JobId::parse(location.trim_start_matches("/api/uploads/")).unwrap();
+    assert_eq!(
+        patch(&app, id, 0)
+            .body("0123456789")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.wait_until_finished(id).await.status,
+        JobState::Completed
+    );
+}

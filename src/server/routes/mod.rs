@@ -47,11 +47,8 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
             let limit = state.settings.request_timeout;
             move |request, next| limits::deadline(limit, request, next)
         }));
-    let streaming = Router::new()
-        .route(
-            "/api/ingest",
-            with_json_405(post(ingest::ingest).layer(DefaultBodyLimit::disable())),
-        )
+    // tus answers carry Tus-Resumable, errors included.
+    let resumable = Router::new()
         .route(
             "/api/uploads",
             with_json_405(
@@ -69,7 +66,16 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
                     .layer(DefaultBodyLimit::disable()),
             ),
         )
-        .route("/ws/status/{job_id}", with_json_405(get(ws::status_socket)));
+        .route_layer(middleware::map_response(
+            uploads::tus_headers_on_every_answer,
+        ));
+    let streaming = Router::new()
+        .route(
+            "/api/ingest",
+            with_json_405(post(ingest::ingest).layer(DefaultBodyLimit::disable())),
+        )
+        .route("/ws/status/{job_id}", with_json_405(get(ws::status_socket)))
+        .merge(resumable);
     let health = Router::new()
         .route("/healthz", with_json_405(get(health::healthz)))
         .route("/readyz", with_json_405(get(health::readyz)));

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     api::{ErrorBody, IngestAccepted},
-    domain::{JobState, JobStatus},
+    domain::{JobId, JobState, JobStatus},
     server::{
         auth::Authenticated,
         error::ApiError,
@@ -136,6 +136,8 @@ pub async fn create(
         return Err(too_large(state.settings.max_upload_bytes));
     }
     let declared = UploadMetadata::parse(&headers, state.settings.max_metadata_bytes)?;
+    // Refused before the job exists when the server takes no more uploads right now.
+    drop(upload_slot(&state)?);
     let job = state
         .jobs
         .declare_upload(
@@ -149,15 +151,30 @@ pub async fn create(
     let id = job.job_id;
     let location = upload_url(&job);
     let accepted = accepted_body(&headers, &job);
-    let offset = match first_bytes {
-        None => 0,
-        Some(checksum) => {
-            let upload = UploadRecord {
-                offset: 0,
-                expected_sha256: declared.sha256,
-            };
+    let upload = UploadRecord {
+        offset: 0,
+        expected_sha256: declared.sha256,
+    };
+    // Bytes sent along, or an empty file (no PATCH will ever come for it): in at once.
+    let offset = match (first_bytes, length) {
+        (None, Some(length)) if length > 0 => 0,
+        (None, _) if length.is_none() => 0,
+        (first_bytes, _) => {
             let _sending = state.jobs.lock_sending(id);
-            send_bytes(&state, job, upload, 0, body, checksum).await?
+            let checksum = first_bytes.flatten();
+            match send_bytes(&state, job, upload, 0, body, checksum).await {
+                Ok(offset) => offset,
+                // The upload exists and can go on: say where it is, as tus asks.
+                Err(error) if still_receiving(&state, id).await => {
+                    tracing::info!(job_id = %id, %error, "bytes sent with the creation were not all kept");
+                    state
+                        .jobs
+                        .upload(id)
+                        .await?
+                        .map_or(0, |upload| upload.offset)
+                }
+                Err(error) => return Err(error),
+            }
         }
     };
     let mut response = (
@@ -194,7 +211,7 @@ pub async fn offset(
     _auth: Authenticated,
     job_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let (job, upload) = upload_job(&state, job_id).await?;
+    let (job, upload) = upload_job(&state, parse_job_id(job_id)?).await?;
     let stored = upload.offset;
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
@@ -261,14 +278,16 @@ pub async fn append(
         ApiError::bad_request("invalid_upload_offset", "Upload-Offset is required")
     })?;
     let checksum = chunk_checksum(&headers)?;
-    let (job, upload) = upload_job(&state, job_id).await?;
-    let stored = upload.offset;
-    let id = job.job_id;
+    let id = parse_job_id(job_id)?;
+    upload_job(&state, id).await?;
     let Some(_sending) = state.jobs.lock_sending(id) else {
         return Err(ApiError::Conflict(format!(
             "another request is sending upload {id}; retry once it has finished"
         )));
     };
+    // Read again under the lock: the request that held it may have moved or finished the upload.
+    let (job, upload) = upload_job(&state, id).await?;
+    let stored = upload.offset;
     let durable = durable_offset(&job, stored);
     if offset != durable || job.status != JobState::Receiving {
         return Err(ApiError::Conflict(format!(
@@ -312,7 +331,22 @@ async fn send_bytes(
     let length = job.bytes_total;
     let ceiling = length.unwrap_or(state.settings.max_upload_bytes);
     let _slot = upload_slot(state)?;
-    let from = state.jobs.partial(id, durable).await?;
+    let from = match state.jobs.partial(id, durable).await {
+        Ok(from) => from,
+        Err(error) => {
+            // The stored part cannot be read back (lost or short): it cannot be continued.
+            tracing::error!(error = ?error, job_id = %id, "an upload's stored bytes are unreadable");
+            fail_quietly(
+                state,
+                job,
+                "the stored part of the upload was lost".to_owned(),
+            )
+            .await;
+            return Err(ApiError::Gone(format!(
+                "upload {id} cannot be continued: its stored part was lost"
+            )));
+        }
+    };
     let temp = state.jobs.blobs().temp_path(id);
     let cancelled = state.jobs.running_token(id);
     let bounds = Bounds {
@@ -335,6 +369,10 @@ async fn send_bytes(
             return Err(stopped(state, job, &temp, error, partial).await);
         }
     };
+    if cancelled.is_cancelled() {
+        // Cancelled just as the bytes finished arriving: nobody else removes them.
+        return Err(stopped(state, job, &temp, ReceiveError::Cancelled, partial).await);
+    }
     let new_offset = partial.offset;
     if length != Some(new_offset) {
         state.jobs.record_partial(&job, partial).await?;
@@ -368,6 +406,13 @@ async fn send_bytes(
         .map_err(|error| finish_failed(error, id))?;
     tracing::info!(job_id = %id, "upload stored");
     Ok(new_offset)
+}
+
+async fn still_receiving(state: &AppState, id: JobId) -> bool {
+    matches!(
+        state.jobs.status(id).await,
+        Ok(Some(job)) if job.status == JobState::Receiving
+    )
 }
 
 /// Fixes a deferred length (it must cover what is already stored and fit the server's limit).
@@ -418,7 +463,7 @@ pub async fn terminate(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_tus_version(&headers)?;
-    let (job, _) = upload_job(&state, job_id).await?;
+    let (job, _) = upload_job(&state, parse_job_id(job_id)?).await?;
     if job.status != JobState::Receiving {
         return Err(ApiError::Conflict(format!(
             "upload {} is complete; DELETE /api/jobs/{} removes its job",
@@ -476,13 +521,20 @@ async fn stopped(
     }
 }
 
+/// Every answer on the upload routes says which tus version the server speaks; a 412 (wrong or
+/// missing `Tus-Resumable`) also lists the versions it supports, as tus requires.
+pub async fn tus_headers_on_every_answer(mut response: Response) -> Response {
+    if response.status() == StatusCode::PRECONDITION_FAILED {
+        response
+            .headers_mut()
+            .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    }
+    with_tus(response)
+}
+
 /// The job behind an upload URL and its recorded durable offset: 404 if there is none (or it is
 /// not a resumable upload), 410 once it failed, was cancelled or expired.
-async fn upload_job(
-    state: &AppState,
-    job_id: Result<Path<String>, PathRejection>,
-) -> Result<(JobStatus, UploadRecord), ApiError> {
-    let id = parse_job_id(job_id)?;
+async fn upload_job(state: &AppState, id: JobId) -> Result<(JobStatus, UploadRecord), ApiError> {
     let (Some(job), Some(upload)) = (state.jobs.status(id).await?, state.jobs.upload(id).await?)
     else {
         return Err(no_such_job(id));

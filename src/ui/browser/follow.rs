@@ -186,6 +186,10 @@ fn apply(inner: &Rc<RefCell<Inner>>, job: JobStatus) {
     if stopped {
         return;
     }
+    // A poll answered late must not undo a newer state from the socket.
+    if status.with_untracked(|shown| shown.as_ref().is_some_and(|shown| job.is_older_than(shown))) {
+        return;
+    }
     let finished = job.is_terminal();
     status.set(Some(job));
     if finished {

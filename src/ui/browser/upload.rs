@@ -272,15 +272,22 @@ fn chunk_answered(sending: &Rc<RefCell<Sending>>, request: &XmlHttpRequest) {
         // The offsets disagree (a cut chunk kept part of its bytes): ask and continue.
         (409, _) | (408 | 429, _) | (500.., _) => retry_later(sending),
         _ => {
-            let message = request
+            let error = request
                 .response_text()
                 .ok()
                 .flatten()
-                .and_then(|text| serde_json::from_str::<crate::api::ErrorBody>(&text).ok())
-                .map_or_else(
-                    || format!("the upload was refused ({status})"),
-                    |body| body.error.message,
-                );
+                .and_then(|text| serde_json::from_str::<crate::api::ErrorBody>(&text).ok());
+            // Cut or silent too long: the bytes that arrived are kept, so carry on.
+            if error
+                .as_ref()
+                .is_some_and(|body| body.error.code == "upload_interrupted")
+            {
+                return retry_later(sending);
+            }
+            let message = error.map_or_else(
+                || format!("the upload was refused ({status})"),
+                |body| body.error.message,
+            );
             let s = sending.borrow();
             remember(&s.file, None);
             s.failed.set(Some(message));
@@ -305,6 +312,10 @@ fn retry_later(sending: &Rc<RefCell<Sending>>) {
             let id = sending.borrow().id;
             leptos::task::spawn_local(async move {
                 match server_offset(id).await {
+                    // Everything arrived (only the answer was lost): the job goes on without us.
+                    Ok(offset) if offset >= sending.borrow().file.size() as u64 => {
+                        remember(&sending.borrow().file, None);
+                    }
                     Ok(offset) => {
                         sending.borrow_mut().offset = offset;
                         send_chunk(&sending);
