@@ -13,6 +13,20 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
+/// `POST /api/uploads` with the token and the tus version: a creation, to be completed.
+fn tus_post(app: &TestApp) -> reqwest::RequestBuilder {
+    app.client
+        .post(app.url("/api/uploads"))
+        .bearer_auth(TOKEN)
+        .header(TUS.0, TUS.1)
+}
+
+/// The job id in a creation's `Location`.
+fn location_id(response: &reqwest::Response) -> JobId {
+    let location = response.headers()["location"].to_str().unwrap();
+    JobId::parse(location.strip_prefix("/api/uploads/").unwrap()).unwrap()
+}
+
 async fn create(app: &TestApp, length: u64, metadata: &str) -> reqwest::Response {
     app.client
         .post(app.url("/api/uploads"))
@@ -33,8 +47,7 @@ async fn created(app: &TestApp, length: u64) -> JobId {
     let response = create(app, length, "{\"via\": \"tus\"}").await;
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["tus-resumable"], "1.0.0");
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let id = JobId::parse(location.strip_prefix("/api/uploads/").unwrap()).unwrap();
+    let id = location_id(&response);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["job_id"], id.to_string());
     assert_eq!(body["status"], "receiving");
@@ -156,22 +169,11 @@ async fn creation_refuses_what_it_cannot_take() {
         .await
         .unwrap();
     assert_error(without_version, 412, "precondition_failed").await;
-    let without_length = app
-        .client
-        .post(app.url("/api/uploads"))
-        .bearer_auth(TOKEN)
-        .header(TUS.0, TUS.1)
-        .send()
-        .await
-        .unwrap();
+    let without_length = tus_post(&app).send().await.unwrap();
     assert_error(without_length, 400, "invalid_upload_length").await;
     assert_error(create(&app, 5001, "{}").await, 413, "payload_too_large").await;
     assert_error(create(&app, 10, "[1]").await, 400, "invalid_metadata").await;
-    let bad_base64 = app
-        .client
-        .post(app.url("/api/uploads"))
-        .bearer_auth(TOKEN)
-        .header(TUS.0, TUS.1)
+    let bad_base64 = tus_post(&app)
         .header("Upload-Length", 10)
         .header("Upload-Metadata", "filename ***")
         .send()
@@ -461,13 +463,7 @@ async fn an_upload_that_sends_nothing_for_the_expiry_time_expires() {
         .unwrap()
         .to_owned();
     assert!(expires.ends_with(" GMT"), "{expires}");
-    let id = JobId::parse(
-        created_response.headers()["location"]
-            .to_str()
-            .unwrap()
-            .trim_start_matches("/api/uploads/"),
-    )
-    .unwrap();
+    let id = location_id(&created_response);
     assert_eq!(
         patch(&app, id, 0)
             .body(vec![0u8; 10])
@@ -518,11 +514,7 @@ async fn an_upload_that_sends_nothing_for_the_expiry_time_expires() {
 
 /// Creates an upload of `file` that declares `sha256` as its digest.
 async fn created_with_digest(app: &TestApp, file: &[u8], sha256: &str) -> JobId {
-    let response = app
-        .client
-        .post(app.url("/api/uploads"))
-        .bearer_auth(TOKEN)
-        .header(TUS.0, TUS.1)
+    let response = tus_post(&app)
         .header("Upload-Length", file.len())
         .header("Upload-Metadata", format!("sha256 {}", b64(sha256)))
         .send()
@@ -565,11 +557,7 @@ async fn a_declared_digest_is_checked_when_the_file_is_complete() {
     assert!(failed.error.unwrap().contains("but the upload declared"));
     assert!(app.temp_files().is_empty());
 
-    let malformed = app
-        .client
-        .post(app.url("/api/uploads"))
-        .bearer_auth(TOKEN)
-        .header(TUS.0, TUS.1)
+    let malformed = tus_post(&app)
         .header("Upload-Length", 10)
         .header("Upload-Metadata", format!("sha256 {}", b64("ABC")))
         .send()
@@ -678,11 +666,7 @@ async fn a_patch_whose_bytes_miss_their_checksum_gets_460_and_is_discarded() {
 async fn the_first_bytes_may_come_with_the_creation() {
     let app = spawn_app().await;
     let file = random_bytes(4000);
-    let response = app
-        .client
-        .post(app.url("/api/uploads"))
-        .bearer_auth(TOKEN)
-        .header(TUS.0, TUS.1)
+    let response = tus_post(&app)
         .header("Upload-Length", 4000)
         .header(OCTETS.0, OCTETS.1)
         .body(file[..1500].to_vec())
@@ -691,8 +675,7 @@ async fn the_first_bytes_may_come_with_the_creation() {
         .unwrap();
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["upload-offset"], "1500");
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let id = JobId::parse(location.trim_start_matches("/api/uploads/")).unwrap();
+    let id = location_id(&response);
     let rest = patch(&app, id, 1500)
         .body(file[1500..].to_vec())
         .send()
@@ -702,11 +685,7 @@ async fn the_first_bytes_may_come_with_the_creation() {
     let done = app.wait_until_finished(id).await;
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
 
-    let whole = app
-        .client
-        .post(app.url("/api/uploads"))
-        .bearer_auth(TOKEN)
-        .header(TUS.0, TUS.1)
+    let whole = tus_post(&app)
         .header("Upload-Length", 3)
         .header(OCTETS.0, OCTETS.1)
         .body("abc")
@@ -714,11 +693,7 @@ async fn the_first_bytes_may_come_with_the_creation() {
         .await
         .unwrap();
     assert_eq!(whole.headers()["upload-offset"], "3");
-    let wrong_type = app
-        .client
-        .post(app.url("/api/uploads"))
-        .bearer_auth(TOKEN)
-        .header(TUS.0, TUS.1)
+    let wrong_type = tus_post(&app)
         .header("Upload-Length", 3)
         .header("Content-Type", "text/plain")
         .body("abc")
@@ -732,18 +707,13 @@ async fn the_first_bytes_may_come_with_the_creation() {
 async fn a_deferred_length_is_stated_by_a_later_patch() {
     let app = spawn_app().await;
     let file = random_bytes(2500);
-    let response = app
-        .client
-        .post(app.url("/api/uploads"))
-        .bearer_auth(TOKEN)
-        .header(TUS.0, TUS.1)
+    let response = tus_post(&app)
         .header("Upload-Defer-Length", "1")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let id = JobId::parse(location.trim_start_matches("/api/uploads/")).unwrap();
+    let id = location_id(&response);
     assert_eq!(head(&app, id).await.headers()["upload-defer-length"], "1");
     assert_eq!(
         patch(&app, id, 0)
@@ -773,11 +743,7 @@ async fn a_deferred_length_is_stated_by_a_later_patch() {
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
     assert_eq!(done.size, Some(2500));
 
-    let both = app
-        .client
-        .post(app.url("/api/uploads"))
-        .bearer_auth(TOKEN)
-        .header(TUS.0, TUS.1)
+    let both = tus_post(&app)
         .header("Upload-Defer-Length", "1")
         .header("Upload-Length", 5)
         .send()
@@ -792,13 +758,7 @@ async fn an_empty_file_is_complete_at_creation_and_errors_still_speak_tus() {
     let response = create(&app, 0, "{}").await;
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["upload-offset"], "0");
-    let id = JobId::parse(
-        response.headers()["location"]
-            .to_str()
-            .unwrap()
-            .trim_start_matches("/api/uploads/"),
-    )
-    .unwrap();
+    let id = location_id(&response);
     let done = app.wait_until_finished(id).await;
     assert_eq!(done.status, JobState::Completed);
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(b""));
@@ -823,11 +783,7 @@ async fn bytes_refused_at_creation_still_leave_a_resumable_upload() {
     use base64::Engine;
     let app = spawn_app().await;
     let wrong = base64::engine::general_purpose::STANDARD.encode([0u8; 20]);
-    let response = app
-        .client
-        .post(app.url("/api/uploads"))
-        .bearer_auth(TOKEN)
-        .header(TUS.0, TUS.1)
+    let response = tus_post(&app)
         .header("Upload-Length", 10)
         .header(OCTETS.0, OCTETS.1)
         .header("Upload-Checksum", format!("sha1 {wrong}"))
@@ -837,8 +793,7 @@ async fn bytes_refused_at_creation_still_leave_a_resumable_upload() {
         .unwrap();
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["upload-offset"], "0");
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let id = JobId::parse(location.trim_start_matches("/api/uploads/")).unwrap();
+    let id = location_id(&response);
     assert_eq!(
         patch(&app, id, 0)
             .body("0123456789")
