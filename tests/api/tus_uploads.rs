@@ -63,6 +63,16 @@ fn patch(app: &TestApp, id: JobId, offset: u64) -> reqwest::RequestBuilder {
         .header("Upload-Offset", offset)
 }
 
+/// A PATCH of `body` at `offset`, answered.
+async fn send_chunk(
+    app: &TestApp,
+    id: JobId,
+    offset: u64,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    patch(app, id, offset).body(body).send().await.unwrap()
+}
+
 async fn head(app: &TestApp, id: JobId) -> reqwest::Response {
     app.client
         .head(app.url(&format!("/api/uploads/{id}")))
@@ -105,7 +115,7 @@ async fn a_declared_upload_sent_in_one_patch_is_stored_and_processed() {
     assert_eq!(declared.metadata["via"], "tus");
     assert_eq!(head(&app, id).await.headers()["upload-offset"], "0");
 
-    let response = patch(&app, id, 0).body(file.clone()).send().await.unwrap();
+    let response = send_chunk(&app, id, 0, file.clone()).await;
     assert_eq!(response.status(), 204);
     assert_eq!(
         response.headers()["upload-offset"],
@@ -130,12 +140,7 @@ async fn a_declared_upload_sent_in_one_patch_is_stored_and_processed() {
     // upload is no resumable upload.
     let one_shot = accepted_id(app.ingest_file("x.bin", vec![1, 2, 3], "{}").await).await;
     assert_eq!(head(&app, one_shot).await.status(), 404);
-    assert_error(
-        patch(&app, id, 0).body("x").send().await.unwrap(),
-        409,
-        "conflict",
-    )
-    .await;
+    assert_error(send_chunk(&app, id, 0, "x").await, 409, "conflict").await;
 }
 
 #[tokio::test]
@@ -212,11 +217,7 @@ async fn patch_errors_answer_as_tus_says_and_keep_the_upload_intact() {
         .unwrap();
     assert_error(wrong_type, 415, "unsupported_media_type").await;
     assert_error(
-        patch(&app, id, 50)
-            .body(vec![0u8; 50])
-            .send()
-            .await
-            .unwrap(),
+        send_chunk(&app, id, 50, vec![0u8; 50]).await,
         409,
         "conflict",
     )
@@ -233,7 +234,7 @@ async fn patch_errors_answer_as_tus_says_and_keep_the_upload_intact() {
         .unwrap();
     assert_error(no_offset, 400, "invalid_upload_offset").await;
     assert_error(
-        patch(&app, JobId::new(), 0).body("x").send().await.unwrap(),
+        send_chunk(&app, JobId::new(), 0, "x").await,
         404,
         "not_found",
     )
@@ -248,7 +249,7 @@ async fn patch_errors_answer_as_tus_says_and_keep_the_upload_intact() {
     assert_eq!(bad_id.status(), 400);
     // None of that touched the upload: the whole file still goes in.
     let file = random_bytes(100);
-    let response = patch(&app, id, 0).body(file.clone()).send().await.unwrap();
+    let response = send_chunk(&app, id, 0, file.clone()).await;
     assert_eq!(response.status(), 204);
     let done = app.wait_until_finished(id).await;
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
@@ -259,24 +260,12 @@ async fn bytes_beyond_the_declared_length_are_refused_and_discarded() {
     let app = spawn_app().await;
     let file = random_bytes(100);
     let id = created(&app, 100).await;
-    let response = patch(&app, id, 0)
-        .body(vec![1u8; 101])
-        .send()
-        .await
-        .unwrap();
+    let response = send_chunk(&app, id, 0, vec![1u8; 101]).await;
     assert_error(response, 413, "payload_too_large").await;
     assert_eq!(status_of(&app, id).await.status, JobState::Receiving);
     assert_eq!(head(&app, id).await.headers()["upload-offset"], "0");
     // The refused bytes left nothing behind: the right ones still make the right file.
-    assert_eq!(
-        patch(&app, id, 0)
-            .body(file.clone())
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(send_chunk(&app, id, 0, file.clone()).await.status(), 204);
     let done = app.wait_until_finished(id).await;
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
 }
@@ -287,11 +276,7 @@ async fn an_upload_may_arrive_in_several_patches() {
     let file = random_bytes(1000);
     let id = created(&app, 1000).await;
     for (from, to) in [(0, 400), (400, 401), (401, 1000)] {
-        let response = patch(&app, id, from as u64)
-            .body(file[from..to].to_vec())
-            .send()
-            .await
-            .unwrap();
+        let response = send_chunk(&app, id, from as u64, file[from..to].to_vec()).await;
         assert_eq!(response.status(), 204);
         assert_eq!(response.headers()["upload-offset"], to.to_string().as_str());
         if to < 1000 {
@@ -348,11 +333,7 @@ async fn a_patch_cut_mid_way_keeps_what_arrived_and_the_upload_resumes_from_ther
     assert_eq!(offset, 70_000, "every byte that arrived is durable");
     assert_eq!(status_of(&app, id).await.status, JobState::Receiving);
 
-    let rest = patch(&app, id, offset)
-        .body(file[offset as usize..].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let rest = send_chunk(&app, id, offset, file[offset as usize..].to_vec()).await;
     assert_eq!(rest.status(), 204);
     let done = app.wait_until_finished(id).await;
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
@@ -362,15 +343,7 @@ async fn a_patch_cut_mid_way_keeps_what_arrived_and_the_upload_resumes_from_ther
 async fn cancelling_between_patches_removes_the_stored_bytes() {
     let app = spawn_app().await;
     let id = created(&app, 1000).await;
-    assert_eq!(
-        patch(&app, id, 0)
-            .body(vec![5u8; 300])
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(send_chunk(&app, id, 0, vec![5u8; 300]).await.status(), 204);
     assert_eq!(app.temp_files().len(), 1);
     let cancel = app
         .client
@@ -382,12 +355,7 @@ async fn cancelling_between_patches_removes_the_stored_bytes() {
     assert_eq!(cancel.status(), 200);
     assert!(app.temp_files().is_empty());
     assert_eq!(head(&app, id).await.status(), 410);
-    assert_error(
-        patch(&app, id, 300).body("x").send().await.unwrap(),
-        410,
-        "gone",
-    )
-    .await;
+    assert_error(send_chunk(&app, id, 300, "x").await, 410, "gone").await;
 }
 
 #[tokio::test]
@@ -464,15 +432,7 @@ async fn an_upload_that_sends_nothing_for_the_expiry_time_expires() {
         .to_owned();
     assert!(expires.ends_with(" GMT"), "{expires}");
     let id = location_id(&created_response);
-    assert_eq!(
-        patch(&app, id, 0)
-            .body(vec![0u8; 10])
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(send_chunk(&app, id, 0, vec![0u8; 10]).await.status(), 204);
     let policy = |upload_expiry| Policy {
         keep: None,
         upload_expiry,
@@ -492,12 +452,7 @@ async fn an_upload_that_sends_nothing_for_the_expiry_time_expires() {
 
     // Past its expiry a PATCH finds it gone even before a sweep, and the sweep's reason holds.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_error(
-        patch(&app, id, 10).body("x").send().await.unwrap(),
-        410,
-        "gone",
-    )
-    .await;
+    assert_error(send_chunk(&app, id, 10, "x").await, 410, "gone").await;
     let expired = status_of(&app, id).await;
     assert_eq!(expired.status, JobState::Failed);
     assert!(expired.error.unwrap().starts_with("expired"));
@@ -514,7 +469,7 @@ async fn an_upload_that_sends_nothing_for_the_expiry_time_expires() {
 
 /// Creates an upload of `file` that declares `sha256` as its digest.
 async fn created_with_digest(app: &TestApp, file: &[u8], sha256: &str) -> JobId {
-    let response = tus_post(&app)
+    let response = tus_post(app)
         .header("Upload-Length", file.len())
         .header("Upload-Metadata", format!("sha256 {}", b64(sha256)))
         .send()
@@ -530,26 +485,14 @@ async fn a_declared_digest_is_checked_when_the_file_is_complete() {
     let app = spawn_app().await;
     let file = random_bytes(5000);
     let right = created_with_digest(&app, &file, &sha256_hex(&file)).await;
-    assert_eq!(
-        patch(&app, right, 0)
-            .body(file.clone())
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(send_chunk(&app, right, 0, file.clone()).await.status(), 204);
     assert_eq!(
         app.wait_until_finished(right).await.status,
         JobState::Completed
     );
 
     let wrong = created_with_digest(&app, &file, &sha256_hex(b"something else")).await;
-    let response = patch(&app, wrong, 0)
-        .body(file.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = send_chunk(&app, wrong, 0, file.clone()).await;
     let message = assert_error(response, 460, "checksum_mismatch").await;
     assert!(message.contains(&sha256_hex(&file)), "{message}");
     let failed = status_of(&app, wrong).await;
@@ -570,15 +513,7 @@ async fn a_declared_digest_is_checked_when_the_file_is_complete() {
 async fn termination_cancels_an_unfinished_upload_and_removes_its_bytes() {
     let app = spawn_app().await;
     let id = created(&app, 1000).await;
-    assert_eq!(
-        patch(&app, id, 0)
-            .body(vec![1u8; 10])
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(send_chunk(&app, id, 0, vec![1u8; 10]).await.status(), 204);
     let delete = |id: JobId| {
         app.client
             .delete(app.url(&format!("/api/uploads/{id}")))
@@ -595,15 +530,7 @@ async fn termination_cancels_an_unfinished_upload_and_removes_its_bytes() {
     assert_error(delete(id).await.unwrap(), 410, "gone").await;
 
     let complete = created(&app, 3).await;
-    assert_eq!(
-        patch(&app, complete, 0)
-            .body("abc")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(send_chunk(&app, complete, 0, "abc").await.status(), 204);
     assert_error(delete(complete).await.unwrap(), 409, "conflict").await;
 }
 
@@ -676,11 +603,7 @@ async fn the_first_bytes_may_come_with_the_creation() {
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["upload-offset"], "1500");
     let id = location_id(&response);
-    let rest = patch(&app, id, 1500)
-        .body(file[1500..].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let rest = send_chunk(&app, id, 1500, file[1500..].to_vec()).await;
     assert_eq!(rest.status(), 204);
     let done = app.wait_until_finished(id).await;
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
@@ -716,11 +639,8 @@ async fn a_deferred_length_is_stated_by_a_later_patch() {
     let id = location_id(&response);
     assert_eq!(head(&app, id).await.headers()["upload-defer-length"], "1");
     assert_eq!(
-        patch(&app, id, 0)
-            .body(file[..1000].to_vec())
-            .send()
+        send_chunk(&app, id, 0, file[..1000].to_vec())
             .await
-            .unwrap()
             .status(),
         204
     );
@@ -774,7 +694,7 @@ async fn an_empty_file_is_complete_at_creation_and_errors_still_speak_tus() {
     assert_eq!(unversioned.headers()["tus-version"], "1.0.0");
     assert_eq!(unversioned.headers()["tus-resumable"], "1.0.0");
     assert_error(unversioned, 412, "precondition_failed").await;
-    let missing = patch(&app, JobId::new(), 0).body("x").send().await.unwrap();
+    let missing = send_chunk(&app, JobId::new(), 0, "x").await;
     assert_eq!(missing.headers()["tus-resumable"], "1.0.0");
 }
 
@@ -794,15 +714,7 @@ async fn bytes_refused_at_creation_still_leave_a_resumable_upload() {
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["upload-offset"], "0");
     let id = location_id(&response);
-    assert_eq!(
-        patch(&app, id, 0)
-            .body("0123456789")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(send_chunk(&app, id, 0, "0123456789").await.status(), 204);
     assert_eq!(
         app.wait_until_finished(id).await.status,
         JobState::Completed
