@@ -89,33 +89,24 @@ async fn delete_finished_before(jobs: &Jobs, cutoff: time::OffsetDateTime) -> an
     }
 }
 
-/// Fails uploads still `receiving` whose last byte (or creation) is older than `stalled_for`
-/// and that no request is sending right now; their temp data goes with them.
+/// Fails resumable uploads still `receiving` whose last byte (or creation) is older than
+/// `stalled_for` and that no request is sending right now; their temp data goes with them.
 pub async fn expire_stalled_uploads(jobs: &Jobs, stalled_for: Duration) -> anyhow::Result<u64> {
+    // One-shot uploads need no sweep: their request cuts them after the idle timeout.
     let cutoff = now() - stalled_for;
     let mut expired = 0;
-    let mut before = None;
-    loop {
-        let receiving = jobs
-            .store()
-            .list(Some(JobState::Receiving), before, PAGE)
-            .await?;
-        for stored in &receiving {
-            let Some(job) = jobs.status(stored.job_id).await? else {
-                continue;
-            };
-            if job.status != JobState::Receiving || job.updated_at > cutoff {
-                continue;
-            }
-            if expire_upload(jobs, job).await? {
-                expired += 1;
-            }
-        }
-        match receiving.last() {
-            Some(last) if receiving.len() == PAGE as usize => before = Some(last.job_id),
-            _ => return Ok(expired),
+    for id in jobs.store().resumable_uploads().await? {
+        let Some(job) = jobs.status(id).await? else {
+            continue;
+        };
+        if job.status == JobState::Receiving
+            && job.updated_at <= cutoff
+            && expire_upload(jobs, job).await?
+        {
+            expired += 1;
         }
     }
+    Ok(expired)
 }
 
 /// Expires one upload unless a request is sending it right now: its bytes are removed and its

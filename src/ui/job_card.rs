@@ -247,8 +247,8 @@ pub fn describe(state: JobState) -> &'static str {
     }
 }
 
-/// Sends the file (if any) and follows the job until it finishes or the card goes away.
-#[cfg(feature = "hydrate")]
+/// Sends the file (if any) and follows the job until it finishes or the card goes away. Only
+/// the browser does either; the server renders the card as it is.
 fn start_following(
     id: JobId,
     status: RwSignal<Option<JobStatus>>,
@@ -257,23 +257,18 @@ fn start_following(
     sent: RwSignal<Option<(u64, u64)>>,
     upload_failed: RwSignal<Option<String>>,
 ) {
-    use super::browser::{FileUpload, Follower};
-    let follower = Follower::start(id, status, connection);
-    let upload = upload
-        .map(|Outgoing { file, offset }| FileUpload::send(id, &file, offset, sent, upload_failed));
-    let running = send_wrapper::SendWrapper::new((follower, upload));
-    on_cleanup(move || drop(running));
-}
-
-#[cfg(not(feature = "hydrate"))]
-fn start_following(
-    _id: JobId,
-    _status: RwSignal<Option<JobStatus>>,
-    _connection: RwSignal<Connection>,
-    _upload: Option<Outgoing>,
-    _sent: RwSignal<Option<(u64, u64)>>,
-    _upload_failed: RwSignal<Option<String>>,
-) {
+    #[cfg(feature = "hydrate")]
+    {
+        use super::browser::{FileUpload, Follower};
+        let follower = Follower::start(id, status, connection);
+        let upload = upload.map(|Outgoing { file, offset }| {
+            FileUpload::send(id, &file, offset, sent, upload_failed)
+        });
+        let running = send_wrapper::SendWrapper::new((follower, upload));
+        on_cleanup(move || drop(running));
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (id, status, connection, upload, sent, upload_failed);
 }
 
 #[cfg(feature = "hydrate")]

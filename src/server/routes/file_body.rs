@@ -11,7 +11,10 @@ use crate::{
 };
 use bytes::Bytes;
 use futures::Stream;
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 use tokio::sync::OwnedSemaphorePermit;
 
 /// Live progress is published at most this often per upload.
@@ -87,6 +90,19 @@ pub async fn fail_quietly(state: &AppState, job: JobStatus, reason: String) {
     if let Err(error) = state.jobs.fail(job, reason).await {
         tracing::error!(error = ?error, "recording a failed upload failed");
     }
+}
+
+/// Removes an upload's temp file, logging (not returning) a failure to.
+pub fn discard_quietly(state: &AppState, temp: &Path) {
+    if let Err(error) = state.jobs.blobs().discard_temp(temp) {
+        tracing::warn!(%error, path = %temp.display(), "removing an upload's bytes failed");
+    }
+}
+
+/// An upload that cannot go on: its bytes are removed and its job recorded as failed.
+pub async fn abandon_upload(state: &AppState, job: JobStatus, temp: &Path, reason: String) {
+    discard_quietly(state, temp);
+    fail_quietly(state, job, reason).await;
 }
 
 /// One of the server's upload slots, or 503 with Retry-After when all are taken.

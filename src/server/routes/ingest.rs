@@ -1,6 +1,6 @@
 //! `POST /api/ingest`: the seed's three body shapes (JSON, urlencoded form, multipart with an
 //! optional file) turned into a durable job. Files stream through `receive` into storage.
-use super::file_body::{receive_file, too_large, upload_slot};
+use super::file_body::{abandon_upload, receive_file, too_large, upload_slot};
 use super::openapi::{CommonErrors, IngestForm, IngestJson, IngestUrlEncoded};
 use crate::{
     api::{ErrorBody, IngestAccepted},
@@ -228,12 +228,7 @@ async fn abandon(
     problem: ApiError,
 ) -> ApiError {
     if let Some((job, received)) = upload {
-        if let Err(error) = state.jobs.blobs().discard_temp(&received.temp) {
-            tracing::warn!(%error, "removing an abandoned upload failed");
-        }
-        if let Err(error) = state.jobs.fail(job, problem.to_string()).await {
-            tracing::error!(error = ?error, "recording an abandoned upload failed");
-        }
+        abandon_upload(state, job, &received.temp, problem.to_string()).await;
     }
     problem
 }

@@ -7,7 +7,10 @@
 //! end offset recorded before it is answered, and a PATCH cut short keeps what arrived: HEAD
 //! reports exactly what is durable, and the upload continues from there, across restarts.
 use super::{
-    file_body::{cancelled_meanwhile, fail_quietly, progress_reporter, too_large, upload_slot},
+    file_body::{
+        abandon_upload, cancelled_meanwhile, discard_quietly, fail_quietly, progress_reporter,
+        too_large, upload_slot,
+    },
     ingest::{accepted_body, finish_failed},
     jobs::{no_such_job, parse_job_id},
     openapi::CommonErrors,
@@ -388,10 +391,7 @@ async fn send_bytes(
             digest.to_hex(),
             expected.to_hex()
         );
-        if let Err(error) = state.jobs.blobs().discard_temp(&temp) {
-            tracing::warn!(%error, "removing a mismatched upload failed");
-        }
-        fail_quietly(state, job, reason.clone()).await;
+        abandon_upload(state, job, &temp, reason.clone()).await;
         return Err(ApiError::ChecksumMismatch(reason));
     }
     let received = Received {
@@ -505,17 +505,12 @@ async fn stopped(
             job.bytes_total.unwrap_or(0)
         )),
         ReceiveError::Cancelled => {
-            if let Err(error) = state.jobs.blobs().discard_temp(temp) {
-                tracing::warn!(%error, "removing a cancelled upload failed");
-            }
+            discard_quietly(state, temp);
             cancelled_meanwhile(&job)
         }
         ReceiveError::Io(cause) => {
-            if let Err(error) = state.jobs.blobs().discard_temp(temp) {
-                tracing::warn!(%error, "removing a failed upload failed");
-            }
             let id = job.job_id;
-            fail_quietly(state, job, "storing the upload failed".to_owned()).await;
+            abandon_upload(state, job, temp, "storing the upload failed".to_owned()).await;
             ApiError::Internal(anyhow::anyhow!("receiving upload {id}: {cause}"))
         }
     }
