@@ -224,6 +224,15 @@ test("a browser upload survives a dropped network and a page reload, to the righ
       uploadThroughput: 8 * MiB,
     });
   await network(false);
+  // The page asks the server's offset (HEAD) only when a chunk failed.
+  const offsetQueries: string[] = [];
+  page.on("request", (r) => {
+    if (r.method() === "HEAD" && r.url().includes("/api/uploads/")) offsetQueries.push(r.url());
+  });
+  let failedChunks = 0;
+  page.on("requestfailed", (r) => {
+    if (r.method() === "PATCH" && r.url().includes("/api/uploads/")) failedChunks += 1;
+  });
   const picker = page.getByLabel("Drop a file here, or choose one (optional)");
   await picker.setInputFiles(path);
   await page.getByRole("button", { name: "Start ingest" }).click();
@@ -241,9 +250,13 @@ test("a browser upload survives a dropped network and a page reload, to the righ
   // The network drops mid-chunk, then comes back: the page carries on from the server's offset.
   await expect.poll(() => card.locator("progress").getAttribute("value").then(Number)).toBeGreaterThan(10);
   await network(true);
+  // Offline until a chunk has actually failed (in flight, or the next one).
+  await expect.poll(() => failedChunks, { timeout: 15_000 }).toBeGreaterThan(0);
   await expect.poll(durable, { timeout: 15_000 }).toBeGreaterThan(0);
   await page.screenshot({ path: testInfo.outputPath("offline.png"), fullPage: true });
   await network(false);
+  // The page noticed and asked the server where to go on from (after a jittered wait).
+  await expect.poll(() => offsetQueries.length, { timeout: 15_000 }).toBeGreaterThan(0);
   await expect.poll(durable, { timeout: 30_000 }).toBeGreaterThanOrEqual(16 * MiB);
 
   // A reload mid-upload: choosing the same file again continues the same job.
