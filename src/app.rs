@@ -2,8 +2,20 @@
 use crate::ui::{HistoryPage, HomePage, Hydrated, JobPage, Page};
 use leptos::prelude::*;
 
-/// The document the server renders around the app.
+/// The document the server renders around the app. On the server it also sets the page's
+/// Content-Security-Policy, with the nonce Leptos gives this render's inline scripts.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) {
+        let reload_port = std::env::var_os("LEPTOS_WATCH").map(|_| options.reload_port);
+        let policy = crate::server::security_headers::page_policy(&nonce.to_string(), reload_port);
+        if let Ok(policy) = axum::http::HeaderValue::from_str(&policy) {
+            response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, policy);
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -19,24 +19,20 @@ pub async fn get_service_info() -> Result<ServiceInfo, CallError> {
 #[server(prefix = "/rpc", endpoint = "session")]
 pub async fn has_session() -> Result<bool, CallError> {
     let state = support::state();
-    let headers = support::headers().await?;
-    Ok(crate::server::sessions::cookie_value(&headers)
+    let request = support::request()?;
+    Ok(crate::server::sessions::cookie_value(&request.headers)
         .is_some_and(|cookie| state.sessions.is_valid(cookie)))
 }
 
 /// Trades the token for a session cookie (HttpOnly: the page never sees it).
 #[server(prefix = "/rpc", endpoint = "sign_in")]
 pub async fn sign_in(token: String) -> Result<(), CallError> {
-    use crate::server::{auth, sessions};
     let state = support::state();
-    let headers = support::headers().await?;
-    auth::check(&state, &token).map_err(support::refuse)?;
-    let session = state
-        .sessions
-        .create()
-        .await
-        .map_err(|error| support::refuse(error.into()))?;
-    let cookie = sessions::set_cookie(&session, state.sessions.ttl(), sessions::is_https(&headers));
+    let request = support::request()?;
+    let cookie =
+        crate::server::auth::sign_in(&state, &request.headers, &request.extensions, &token)
+            .await
+            .map_err(support::refuse)?;
     expect_context::<leptos_axum::ResponseOptions>()
         .insert_header(axum::http::header::SET_COOKIE, cookie);
     Ok(())
@@ -45,19 +41,22 @@ pub async fn sign_in(token: String) -> Result<(), CallError> {
 /// Ends the session and clears its cookie.
 #[server(prefix = "/rpc", endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), CallError> {
-    use crate::server::sessions;
+    use crate::server::{auth, client, sessions};
     let state = support::state();
-    let headers = support::headers().await?;
-    if let Some(cookie) = sessions::cookie_value(&headers) {
+    let request = support::request()?;
+    let (headers, extensions) = (&request.headers, &request.extensions);
+    if let Some(cookie) = sessions::cookie_value(headers) {
+        auth::check_origin(headers, extensions, &state).map_err(support::refuse)?;
         state
             .sessions
             .end(cookie)
             .await
             .map_err(|error| support::refuse(error.into()))?;
     }
+    let secure = client::is_https(headers, extensions, &state.settings);
     expect_context::<leptos_axum::ResponseOptions>().insert_header(
         axum::http::header::SET_COOKIE,
-        sessions::clear_cookie(sessions::is_https(&headers)),
+        sessions::clear_cookie(secure),
     );
     Ok(())
 }
@@ -119,23 +118,27 @@ mod support {
         api::CallError,
         server::{auth, error::ApiError, startup::AppState},
     };
-    use axum::http::HeaderMap;
+    use axum::http::request::Parts;
     use leptos::prelude::*;
 
     pub fn state() -> AppState {
         expect_context::<AppState>()
     }
 
-    pub async fn headers() -> Result<HeaderMap, CallError> {
-        leptos_axum::extract::<HeaderMap>()
-            .await
-            .map_err(|error| refuse(ApiError::Internal(anyhow::anyhow!("{error}"))))
+    /// The request's head: headers, and what the listener recorded about the connection.
+    pub fn request() -> Result<Parts, CallError> {
+        use_context::<Parts>().ok_or_else(|| {
+            refuse(ApiError::Internal(anyhow::anyhow!(
+                "a server function ran outside a request"
+            )))
+        })
     }
 
     /// The state, once the caller has shown a session cookie (or the token).
     pub async fn authorized() -> Result<AppState, CallError> {
         let state = state();
-        auth::authenticate(&headers().await?, None, &state).map_err(refuse)?;
+        let request = request()?;
+        auth::authenticate(&request.headers, &request.extensions, None, &state).map_err(refuse)?;
         Ok(state)
     }
 

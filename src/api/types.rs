@@ -62,6 +62,17 @@ impl server_fn::error::FromServerFnError for CallError {
 
     fn from_server_fn_error(error: server_fn::error::ServerFnErrorErr) -> Self {
         use server_fn::error::ServerFnErrorErr;
+        // On the server these come only from decoding a request: the caller's fault, so a 4xx
+        // (server_fn would answer 500, which the page would retry for ever).
+        #[cfg(feature = "ssr")]
+        if let Some(refused) = refused_request(&error) {
+            if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+                if let Ok(status) = axum::http::StatusCode::from_u16(refused.status) {
+                    response.set_status(status);
+                }
+            }
+            return refused;
+        }
         let message = match error {
             ServerFnErrorErr::Request(_) | ServerFnErrorErr::Response(_) => {
                 "the server could not be reached; check the connection".to_owned()
@@ -70,6 +81,23 @@ impl server_fn::error::FromServerFnError for CallError {
         };
         Self { status: 0, message }
     }
+}
+
+/// A server function call the server cannot decode: 413 over the body limit, else 400.
+#[cfg(feature = "ssr")]
+fn refused_request(error: &server_fn::error::ServerFnErrorErr) -> Option<CallError> {
+    use server_fn::error::ServerFnErrorErr;
+    let (status, message) = match error {
+        ServerFnErrorErr::Args(detail) | ServerFnErrorErr::MissingArg(detail) => {
+            (400, format!("invalid arguments: {detail}"))
+        }
+        ServerFnErrorErr::Deserialization(detail) if detail.contains("length limit exceeded") => {
+            (413, "the request body is too large".to_owned())
+        }
+        ServerFnErrorErr::Deserialization(_) => (400, "the request body is unreadable".to_owned()),
+        _ => return None,
+    };
+    Some(CallError { status, message })
 }
 
 /// What the page shows about the service it talks to; nothing secret.
@@ -95,23 +123,13 @@ pub struct Readiness {
 pub struct ReadinessChecks {
     pub database: Check,
     pub data_dir: Check,
-    pub disk: DiskCheck,
+    pub disk: Check,
 }
 
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub error: Option<String>,
-}
-
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DiskCheck {
-    pub ok: bool,
-    pub free_bytes: Option<u64>,
-    pub floor_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
 }

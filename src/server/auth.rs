@@ -1,8 +1,9 @@
-//! The API token: how it is configured, checked in constant time, and demanded by handlers.
-use super::{error::ApiError, sessions, startup::AppState};
+//! The API token: how it is configured, checked in constant time, and demanded by handlers;
+//! and the origin check that keeps other sites from riding a browser's session cookie.
+use super::{client, error::ApiError, sessions, startup::AppState};
 use axum::{
     extract::FromRequestParts,
-    http::{request::Parts, HeaderMap},
+    http::{request::Parts, Extensions, HeaderMap},
 };
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
@@ -61,6 +62,15 @@ impl ApiToken {
         candidate.ct_eq(&self.fingerprint).into()
     }
 
+    /// The key browser sessions opened with this token are stored under: derived from the
+    /// token's hash, so a session ends when the token changes.
+    pub fn session_key(&self) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(b"ingest session key v1\0");
+        hash.update(self.fingerprint);
+        hash.finalize().into()
+    }
+
     /// The token itself: only for showing a generated one to the operator once.
     pub fn reveal(&self) -> &str {
         self.secret.expose_secret()
@@ -81,7 +91,7 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(&parts.headers, None, state)
+        authenticate(&parts.headers, &parts.extensions, None, state)
     }
 }
 
@@ -93,18 +103,20 @@ pub enum Identity<'a> {
 }
 
 /// Checks, in order, a token from the query string (WebSocket clients such as wscat), the
-/// `Authorization: Bearer` header, and the session cookie.
+/// `Authorization: Bearer` header, and the session cookie (from our own pages only).
 pub fn authenticate(
     headers: &HeaderMap,
+    extensions: &Extensions,
     query_token: Option<&str>,
     state: &AppState,
 ) -> Result<Authenticated, ApiError> {
-    identify(headers, query_token, state).map(|_| Authenticated)
+    identify(headers, extensions, query_token, state).map(|_| Authenticated)
 }
 
 /// The one place that decides who a request is; the rate limiter keys by the same answer.
 pub fn identify<'a>(
     headers: &'a HeaderMap,
+    extensions: &Extensions,
     query_token: Option<&str>,
     state: &AppState,
 ) -> Result<Identity<'a>, ApiError> {
@@ -118,7 +130,10 @@ pub fn identify<'a>(
         return check(state, token).map(|_| Identity::Token);
     }
     match sessions::cookie_value(headers) {
-        Some(cookie) if state.sessions.is_valid(cookie) => Ok(Identity::Session(cookie)),
+        Some(cookie) if state.sessions.is_valid(cookie) => {
+            check_origin(headers, extensions, state)?;
+            Ok(Identity::Session(cookie))
+        }
         Some(_) => Err(ApiError::Unauthorized(
             "the session has expired or ended; sign in again",
         )),
@@ -126,6 +141,69 @@ pub fn identify<'a>(
             "missing Authorization: Bearer <token> header",
         )),
     }
+}
+
+/// A cookie travels with any request the browser makes to us, whichever page asked for it
+/// (SameSite=Strict still treats another port or a sibling subdomain as "same site"). So a
+/// request that relies on the cookie must come from our own origin: a foreign `Origin`, or a
+/// `Sec-Fetch-Site` other than `same-origin` / `none` (typed by the user), is refused.
+/// Requests with neither header come from clients that are not browsers, or old ones, which
+/// SameSite=Strict still covers.
+pub fn check_origin(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    state: &AppState,
+) -> Result<(), ApiError> {
+    let foreign = || {
+        ApiError::Forbidden(
+            "a request signed in by cookie must come from this server's own pages".to_owned(),
+        )
+    };
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return Err(foreign());
+        }
+    }
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let ours = client::own_origin(headers, extensions, &state.settings);
+        let same = origin
+            .to_str()
+            .ok()
+            .zip(ours)
+            .is_some_and(|(origin, ours)| origin.eq_ignore_ascii_case(&ours));
+        if !same {
+            return Err(foreign());
+        }
+    }
+    Ok(())
+}
+
+/// Trades the token for a browser session and answers the `Set-Cookie` for it. A client
+/// address that has failed `sign_in_failures_per_minute` times gets 429 until its minute is
+/// over, whatever it sends; each failure is logged with the address, never the token.
+pub async fn sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    token: &str,
+) -> Result<axum::http::HeaderValue, ApiError> {
+    let address = client::client_ip(headers, extensions, &state.settings);
+    state
+        .sign_in_throttle
+        .check(address)
+        .map_err(|retry_after| {
+            tracing::warn!(client = %address, "sign-in refused: too many failed attempts");
+            ApiError::TooManyRequests { retry_after }
+        })?;
+    if let Err(refused) = check(state, token) {
+        state.sign_in_throttle.failed(address);
+        tracing::warn!(client = %address, "sign-in failed: wrong token");
+        return Err(refused);
+    }
+    let session = state.sessions.create().await?;
+    let secure = client::is_https(headers, extensions, &state.settings);
+    tracing::info!(client = %address, "signed in");
+    Ok(sessions::set_cookie(&session, state.sessions.ttl(), secure))
 }
 
 /// Checks a token taken from wherever the route allows (header or `?token=`).

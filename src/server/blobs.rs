@@ -34,6 +34,11 @@ impl BlobStore {
         &self.tmp_dir
     }
 
+    /// Bytes free for uploads on the file system that holds them.
+    pub fn free_space(&self) -> io::Result<u64> {
+        fs4::available_space(&self.tmp_dir)
+    }
+
     pub fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
         let hex = digest.to_hex();
         self.blob_dir.join(&hex[..2]).join(hex)

@@ -26,7 +26,10 @@ pub enum Command {
     Serve,
 }
 
-#[derive(Debug, Default, clap::Args)]
+/// Every setting, once: clap fills it from flags and the environment, serde from the
+/// `[server]` table of the settings file, and `layered` puts the first over the second.
+#[derive(Debug, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SettingsArgs {
     /// Settings file; its `[server]` table fills in what flags and environment leave unset.
     #[arg(
@@ -35,6 +38,7 @@ pub struct SettingsArgs {
         default_value = "Leptos.toml",
         global = true
     )]
+    #[serde(skip)]
     pub config: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "LEPTOS_SITE_ADDR", global = true)]
@@ -98,10 +102,97 @@ pub struct SettingsArgs {
     /// SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "INGEST_SHUTDOWN_GRACE_SECS", global = true)]
     pub shutdown_grace_secs: Option<u64>,
-    /// `/readyz` fails when the data dir's file system has less free space, in bytes
-    /// [default: 1 GiB].
+    /// Uploads are refused (507) and `/readyz` fails when the data dir's file system has less
+    /// free space, in bytes [default: 1 GiB].
     #[arg(long, env = "INGEST_MIN_FREE_DISK_BYTES", global = true)]
     pub min_free_disk_bytes: Option<u64>,
+    /// Open connections the server keeps at once; more wait in the kernel's backlog
+    /// [default: 4096].
+    #[arg(long, env = "INGEST_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+    /// Open connections one client address may hold [default: 256].
+    #[arg(long, env = "INGEST_MAX_CONNECTIONS_PER_ADDRESS", global = true)]
+    pub max_connections_per_address: Option<usize>,
+    /// Seconds a client gets to send a request's headers (and to finish a TLS handshake)
+    /// [default: 10].
+    #[arg(long, env = "INGEST_HEADER_READ_TIMEOUT_SECS", global = true)]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a keep-alive connection may sit idle between requests [default: 30].
+    #[arg(long, env = "INGEST_IDLE_TIMEOUT_SECS", global = true)]
+    pub idle_timeout_secs: Option<u64>,
+    /// WebSockets open at once; more get 503 with Retry-After [default: 4096].
+    #[arg(long, env = "INGEST_MAX_WEBSOCKETS", global = true)]
+    pub max_websockets: Option<usize>,
+    /// Unfinished resumable uploads one credential may have open; more get 429 [default: 100].
+    #[arg(long, env = "INGEST_MAX_PENDING_UPLOADS", global = true)]
+    pub max_pending_uploads: Option<u64>,
+    /// Failed sign-ins allowed per client address per minute; more get 429 [default: 10].
+    #[arg(long, env = "INGEST_SIGN_IN_FAILURES_PER_MINUTE", global = true)]
+    pub sign_in_failures_per_minute: Option<u32>,
+    /// Addresses (or CIDR ranges) of reverse proxies whose X-Forwarded-For and
+    /// X-Forwarded-Proto are believed, comma-separated [default: none].
+    #[arg(
+        long,
+        env = "INGEST_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// The URL clients reach this server at (`https://ingest.example.com`); absolute URLs in
+    /// answers and the origin check use it instead of the request's Host [default: none].
+    #[arg(long, env = "INGEST_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// PEM certificate chain; with `tls_key`, the server speaks HTTPS (HTTP/1.1 and HTTP/2)
+    /// and reloads both files on SIGHUP or when they change [default: none].
+    #[arg(long, env = "INGEST_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert` [default: none].
+    #[arg(long, env = "INGEST_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl SettingsArgs {
+    /// Flags and environment (`self`) over the settings file (`file`), field by field.
+    fn layered(self, file: SettingsArgs) -> SettingsArgs {
+        macro_rules! first_set {
+            ($($field:ident),* $(,)?) => {
+                SettingsArgs { config: self.config, $($field: self.$field.or(file.$field)),* }
+            };
+        }
+        first_set!(
+            site_addr,
+            site_root,
+            data_dir,
+            token_file,
+            max_upload_bytes,
+            max_metadata_bytes,
+            workers,
+            processing_delay_ms,
+            log_format,
+            rate_limit_per_second,
+            rate_limit_burst,
+            request_timeout_secs,
+            upload_idle_timeout_secs,
+            upload_expiry_secs,
+            max_concurrent_uploads,
+            retention_days,
+            retention_sweep_secs,
+            session_ttl_secs,
+            shutdown_grace_secs,
+            min_free_disk_bytes,
+            max_connections,
+            max_connections_per_address,
+            header_read_timeout_secs,
+            idle_timeout_secs,
+            max_websockets,
+            max_pending_uploads,
+            sign_in_failures_per_minute,
+            trusted_proxies,
+            public_url,
+            tls_cert,
+            tls_key,
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -112,37 +203,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// The `[server]` table of the settings file; every key optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    site_addr: Option<SocketAddr>,
-    site_root: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-    token_file: Option<PathBuf>,
-    max_upload_bytes: Option<u64>,
-    max_metadata_bytes: Option<usize>,
-    workers: Option<usize>,
-    processing_delay_ms: Option<u64>,
-    log_format: Option<LogFormat>,
-    min_free_disk_bytes: Option<u64>,
-    shutdown_grace_secs: Option<u64>,
-    rate_limit_per_second: Option<u64>,
-    rate_limit_burst: Option<u32>,
-    request_timeout_secs: Option<u64>,
-    upload_idle_timeout_secs: Option<u64>,
-    upload_expiry_secs: Option<u64>,
-    max_concurrent_uploads: Option<usize>,
-    retention_days: Option<u64>,
-    retention_sweep_secs: Option<u64>,
-    session_ttl_secs: Option<u64>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SettingsFile {
     #[serde(default)]
-    server: FileSettings,
+    server: SettingsArgs,
 }
 
 /// Validated settings the whole server runs on.
@@ -166,7 +231,7 @@ pub struct Settings {
     /// Requests per second per client address and per token; 0 = no rate limiting.
     pub rate_limit_per_second: u64,
     pub rate_limit_burst: u32,
-    /// The most an ordinary (non-upload, non-WebSocket) request may take.
+    /// The most an ordinary (non-upload, non-WebSocket) request may take, body included.
     pub request_timeout: Duration,
     /// The longest an upload may send nothing.
     pub upload_idle_timeout: Duration,
@@ -180,10 +245,68 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// How long requests in flight may run on after shutdown begins.
     pub shutdown_grace: Duration,
-    /// Free disk below this makes `/readyz` fail.
+    /// Free disk below this refuses uploads and makes `/readyz` fail.
     pub min_free_disk_bytes: u64,
+    /// Open connections at once, in all and per client address.
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    /// Time to send a request's headers (and to finish a TLS handshake).
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    pub max_websockets: usize,
+    /// Unfinished resumable uploads per credential.
+    pub max_pending_uploads: u64,
+    pub sign_in_failures_per_minute: u32,
+    /// Peers whose forwarded headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where clients reach this server, when it is not what they send as Host.
+    pub public_url: Option<PublicUrl>,
+    /// Certificate chain and key files: HTTPS when set.
+    pub tls: Option<TlsFiles>,
     /// Whether the background worker runs; tests that drive jobs by hand turn it off.
     pub run_worker: bool,
+}
+
+/// The PEM files the server's certificate and key are read (and re-read) from.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The configured public URL, reduced to what is used: `scheme://authority`, both ways.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `https://host[:port]`: the base of absolute URLs and the only accepted `Origin`.
+    pub origin: String,
+    /// `wss://host[:port]` (or `ws://`).
+    pub ws_base: String,
+}
+
+impl PublicUrl {
+    /// `http(s)://host[:port]`, optionally with a trailing `/`; no path, query or user info.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        const SHAPE: &str = "must be http(s)://host[:port] with no path";
+        let uri: axum::http::Uri = text.parse().map_err(|_| SHAPE)?;
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(SHAPE);
+        };
+        let plain_path = matches!(uri.path(), "" | "/") && uri.query().is_none();
+        if !plain_path || authority.as_str().contains('@') || authority.host().is_empty() {
+            return Err(SHAPE);
+        }
+        let ws_scheme = match scheme {
+            "https" => "wss",
+            "http" => "ws",
+            _ => return Err(SHAPE),
+        };
+        let authority = authority.as_str().to_ascii_lowercase();
+        Ok(Self {
+            origin: format!("{scheme}://{authority}"),
+            ws_base: format!("{ws_scheme}://{authority}"),
+        })
+    }
 }
 
 /// Why start-up was refused; printed as one line before exiting with code 2.
@@ -204,13 +327,11 @@ pub enum ConfigError {
     #[error("invalid token: {0}")]
     Token(&'static str),
     #[error("invalid setting {name}: {reason}")]
-    Invalid {
-        name: &'static str,
-        reason: &'static str,
-    },
+    Invalid { name: &'static str, reason: String },
 }
 
 const DAY: u64 = 24 * 3600;
+const YEAR: u64 = 365 * DAY;
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_METADATA_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 1024 * 1024 * 1024;
@@ -243,117 +364,208 @@ impl Settings {
             upload_idle_timeout: Duration::from_secs(60),
             upload_expiry: Duration::from_secs(DAY),
             max_concurrent_uploads: 256,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_websockets: 4096,
+            max_pending_uploads: 100,
+            sign_in_failures_per_minute: 10,
+            trusted_proxies: Vec::new(),
+            public_url: None,
+            tls: None,
             run_worker: true,
         }
     }
 
-    /// Layers flags/environment (already merged by clap), then the file, then defaults.
-    /// `token_env` is the value of `INGEST_TOKEN`, passed in so tests need not touch the
-    /// process environment.
+    /// Layers flags/environment (already merged by clap), then the file, then defaults, and
+    /// refuses any value outside its range. `token_env` is the value of `INGEST_TOKEN`, passed
+    /// in so tests need not touch the process environment.
     pub fn resolve(args: SettingsArgs, token_env: Option<String>) -> Result<Self, ConfigError> {
         let file = read_settings_file(&args.config)?;
-        let token_file = args.token_file.or(file.token_file);
-        let (token, token_generated) = match (token_env, token_file) {
+        let args = args.layered(file);
+        let (token, token_generated) = match (token_env, &args.token_file) {
             (Some(token), _) => (ApiToken::parse(&token).map_err(ConfigError::Token)?, false),
-            (None, Some(path)) => (read_token_file(&path)?, false),
+            (None, Some(path)) => (read_token_file(path)?, false),
             (None, None) => (ApiToken::generate(), true),
         };
         let mut settings = Settings::with_defaults(
-            args.data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("data")),
+            args.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             token,
         );
-        settings.token_generated = token_generated;
-        if let Some(addr) = args.site_addr.or(file.site_addr) {
-            settings.site_addr = addr;
+        let s = &mut settings;
+        s.token_generated = token_generated;
+        set(&mut s.site_addr, args.site_addr);
+        set(&mut s.site_root, args.site_root);
+        set(&mut s.log_format, args.log_format);
+        let max_upload = within("max_upload_bytes", args.max_upload_bytes, 1..=1 << 50)?;
+        set(&mut s.max_upload_bytes, max_upload);
+        let max_metadata = within("max_metadata_bytes", args.max_metadata_bytes, 2..=16 << 20)?;
+        set(&mut s.max_metadata_bytes, max_metadata);
+        set(&mut s.workers, within("workers", args.workers, 1..=256)?);
+        let delay = within(
+            "processing_delay_ms",
+            args.processing_delay_ms,
+            0..=3_600_000,
+        )?;
+        set(&mut s.processing_delay, delay.map(Duration::from_millis));
+        let rate = within(
+            "rate_limit_per_second",
+            args.rate_limit_per_second,
+            0..=1_000_000,
+        )?;
+        set(&mut s.rate_limit_per_second, rate);
+        let burst = within("rate_limit_burst", args.rate_limit_burst, 1..=1_000_000)?;
+        set(&mut s.rate_limit_burst, burst);
+        set(
+            &mut s.request_timeout,
+            seconds("request_timeout_secs", args.request_timeout_secs, DAY)?,
+        );
+        set(
+            &mut s.upload_idle_timeout,
+            seconds(
+                "upload_idle_timeout_secs",
+                args.upload_idle_timeout_secs,
+                DAY,
+            )?,
+        );
+        set(
+            &mut s.upload_expiry,
+            seconds("upload_expiry_secs", args.upload_expiry_secs, YEAR)?,
+        );
+        let uploads = within(
+            "max_concurrent_uploads",
+            args.max_concurrent_uploads,
+            1..=65_536,
+        )?;
+        set(&mut s.max_concurrent_uploads, uploads);
+        if let Some(days) = within("retention_days", args.retention_days, 0..=36_500)? {
+            s.retention = (days > 0).then(|| Duration::from_secs(days * DAY));
         }
-        if let Some(root) = args.site_root.or(file.site_root) {
-            settings.site_root = root;
+        set(
+            &mut s.retention_sweep_every,
+            seconds("retention_sweep_secs", args.retention_sweep_secs, 30 * DAY)?,
+        );
+        set(
+            &mut s.session_ttl,
+            seconds("session_ttl_secs", args.session_ttl_secs, YEAR)?,
+        );
+        let grace = within("shutdown_grace_secs", args.shutdown_grace_secs, 0..=3600)?;
+        set(&mut s.shutdown_grace, grace.map(Duration::from_secs));
+        set(&mut s.min_free_disk_bytes, args.min_free_disk_bytes);
+        let connections = within("max_connections", args.max_connections, 1..=1_000_000)?;
+        set(&mut s.max_connections, connections);
+        let per_address = within(
+            "max_connections_per_address",
+            args.max_connections_per_address,
+            1..=1_000_000,
+        )?;
+        set(&mut s.max_connections_per_address, per_address);
+        set(
+            &mut s.header_read_timeout,
+            seconds(
+                "header_read_timeout_secs",
+                args.header_read_timeout_secs,
+                300,
+            )?,
+        );
+        set(
+            &mut s.idle_timeout,
+            seconds("idle_timeout_secs", args.idle_timeout_secs, 3600)?,
+        );
+        let sockets = within("max_websockets", args.max_websockets, 1..=1_000_000)?;
+        set(&mut s.max_websockets, sockets);
+        let pending = within(
+            "max_pending_uploads",
+            args.max_pending_uploads,
+            1..=1_000_000,
+        )?;
+        set(&mut s.max_pending_uploads, pending);
+        let failures = within(
+            "sign_in_failures_per_minute",
+            args.sign_in_failures_per_minute,
+            1..=10_000,
+        )?;
+        set(&mut s.sign_in_failures_per_minute, failures);
+        if let Some(proxies) = args.trusted_proxies {
+            s.trusted_proxies = proxies
+                .iter()
+                .filter(|text| !text.trim().is_empty())
+                .map(|text| parse_network(text.trim()))
+                .collect::<Result<_, _>>()?;
         }
-        if let Some(max) = args.max_upload_bytes.or(file.max_upload_bytes) {
-            if max == 0 {
-                return Err(invalid("max_upload_bytes", "must be at least 1"));
-            }
-            settings.max_upload_bytes = max;
+        if let Some(url) = args.public_url {
+            let url = PublicUrl::parse(&url).map_err(|reason| invalid("public_url", reason))?;
+            s.public_url = Some(url);
         }
-        if let Some(max) = args.max_metadata_bytes.or(file.max_metadata_bytes) {
-            if max < 2 {
-                return Err(invalid("max_metadata_bytes", "must be at least 2 (\"{}\")"));
-            }
-            settings.max_metadata_bytes = max;
-        }
-        if let Some(workers) = args.workers.or(file.workers) {
-            if !(1..=256).contains(&workers) {
-                return Err(invalid("workers", "must be between 1 and 256"));
-            }
-            settings.workers = workers;
-        }
-        if let Some(ms) = args.processing_delay_ms.or(file.processing_delay_ms) {
-            settings.processing_delay = Duration::from_millis(ms);
-        }
-        if let Some(format) = args.log_format.or(file.log_format) {
-            settings.log_format = format;
-        }
-        if let Some(rate) = args.rate_limit_per_second.or(file.rate_limit_per_second) {
-            settings.rate_limit_per_second = rate;
-        }
-        if let Some(burst) = args.rate_limit_burst.or(file.rate_limit_burst) {
-            if burst == 0 {
-                return Err(invalid("rate_limit_burst", "must be at least 1"));
-            }
-            settings.rate_limit_burst = burst;
-        }
-        if let Some(secs) = args.request_timeout_secs.or(file.request_timeout_secs) {
-            settings.request_timeout = Duration::from_secs(secs.max(1));
-        }
-        if let Some(secs) = args
-            .upload_idle_timeout_secs
-            .or(file.upload_idle_timeout_secs)
-        {
-            settings.upload_idle_timeout = Duration::from_secs(secs.max(1));
-        }
-        if let Some(secs) = args.upload_expiry_secs.or(file.upload_expiry_secs) {
-            settings.upload_expiry = Duration::from_secs(secs.max(1));
-        }
-        if let Some(uploads) = args.max_concurrent_uploads.or(file.max_concurrent_uploads) {
-            if uploads == 0 {
-                return Err(invalid("max_concurrent_uploads", "must be at least 1"));
-            }
-            settings.max_concurrent_uploads = uploads;
-        }
-        if let Some(days) = args.retention_days.or(file.retention_days) {
-            settings.retention = (days > 0).then(|| Duration::from_secs(days.saturating_mul(DAY)));
-        }
-        if let Some(secs) = args.retention_sweep_secs.or(file.retention_sweep_secs) {
-            settings.retention_sweep_every = Duration::from_secs(secs.max(1));
-        }
-        if let Some(secs) = args.session_ttl_secs.or(file.session_ttl_secs) {
-            if secs == 0 {
-                return Err(invalid("session_ttl_secs", "must be at least 1"));
-            }
-            settings.session_ttl = Duration::from_secs(secs);
-        }
-        if let Some(secs) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
-            settings.shutdown_grace = Duration::from_secs(secs);
-        }
-        if let Some(floor) = args.min_free_disk_bytes.or(file.min_free_disk_bytes) {
-            settings.min_free_disk_bytes = floor;
-        }
+        s.tls = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(invalid("tls_cert", "tls_cert and tls_key go together")),
+        };
         Ok(settings)
     }
 }
 
-fn invalid(name: &'static str, reason: &'static str) -> ConfigError {
-    ConfigError::Invalid { name, reason }
+/// Overrides a default with a configured value.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+/// The value if it lies in `range`; out of range stops start-up (never a panic later).
+fn within<T>(
+    name: &'static str,
+    value: Option<T>,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<Option<T>, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    match value {
+        Some(value) if !range.contains(&value) => Err(invalid(
+            name,
+            format!("must be between {} and {}", range.start(), range.end()),
+        )),
+        value => Ok(value),
+    }
+}
+
+/// A number of seconds from 1 to `most`.
+fn seconds(
+    name: &'static str,
+    value: Option<u64>,
+    most: u64,
+) -> Result<Option<Duration>, ConfigError> {
+    Ok(within(name, value, 1..=most)?.map(Duration::from_secs))
+}
+
+/// An address (`10.0.0.1`) or a range (`10.0.0.0/8`).
+fn parse_network(text: &str) -> Result<ipnet::IpNet, ConfigError> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            invalid(
+                "trusted_proxies",
+                format!("{text:?} is not an IP address or CIDR range"),
+            )
+        })
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    }
 }
 
 /// A missing file is fine (all keys have defaults); an unreadable or malformed one is not.
-fn read_settings_file(path: &Path) -> Result<FileSettings, ConfigError> {
+fn read_settings_file(path: &Path) -> Result<SettingsArgs, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(FileSettings::default())
+            return Ok(SettingsArgs::default())
         }
         Err(source) => {
             return Err(ConfigError::ReadFile {
@@ -411,6 +623,63 @@ mod tests {
         let mut args = args_with_config(dir.path(), "");
         args.workers = Some(0);
         assert!(Settings::resolve(args, None).is_err());
+    }
+
+    #[test]
+    fn values_that_would_overflow_time_arithmetic_refuse_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let huge = u64::MAX / 2;
+        let cases: [(&str, fn(&mut SettingsArgs, u64)); 7] = [
+            ("session_ttl_secs", |a, v| a.session_ttl_secs = Some(v)),
+            ("upload_expiry_secs", |a, v| a.upload_expiry_secs = Some(v)),
+            ("retention_sweep_secs", |a, v| {
+                a.retention_sweep_secs = Some(v)
+            }),
+            ("retention_days", |a, v| a.retention_days = Some(v)),
+            ("request_timeout_secs", |a, v| {
+                a.request_timeout_secs = Some(v)
+            }),
+            ("shutdown_grace_secs", |a, v| {
+                a.shutdown_grace_secs = Some(v)
+            }),
+            ("max_upload_bytes", |a, v| a.max_upload_bytes = Some(v)),
+        ];
+        for (name, apply) in cases {
+            let mut args = args_with_config(dir.path(), "");
+            apply(&mut args, huge);
+            let error = Settings::resolve(args, None).unwrap_err();
+            assert!(error.to_string().contains(name), "{name}: {error}");
+        }
+        // The same from the file.
+        let args = args_with_config(dir.path(), "[server]\nsession_ttl_secs = 9000000000\n");
+        assert!(Settings::resolve(args, None).is_err());
+    }
+
+    #[test]
+    fn new_settings_come_from_the_file_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = args_with_config(
+            dir.path(),
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n\
+             public_url = \"https://Ingest.example.com/\"\nmax_connections = 10\n",
+        );
+        let settings = Settings::resolve(args, None).unwrap();
+        assert_eq!(settings.trusted_proxies.len(), 2);
+        assert_eq!(
+            settings.public_url.unwrap().origin,
+            "https://ingest.example.com"
+        );
+        assert_eq!(settings.max_connections, 10);
+        for bad in [
+            "[server]\ntrusted_proxies = [\"nope\"]\n",
+            "[server]\npublic_url = \"https://x.example/path\"\n",
+            "[server]\npublic_url = \"ftp://x.example\"\n",
+            "[server]\ntls_cert = \"cert.pem\"\n",
+            "[server]\nmax_connections = 0\n",
+        ] {
+            let args = args_with_config(dir.path(), bad);
+            assert!(Settings::resolve(args, None).is_err(), "{bad}");
+        }
     }
 
     #[test]

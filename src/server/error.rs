@@ -15,6 +15,9 @@ use axum::{
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// Authenticated by a cookie from a page that is not ours (a cross-site request).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -38,6 +41,13 @@ pub enum ApiError {
     /// A tus request without the protocol version this server speaks.
     #[error("{0}")]
     PreconditionFailed(String),
+    #[error("{0}")]
+    UriTooLong(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// The disk is (nearly) full: free space is below the floor, or a write ran out of room.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("too many requests; retry after {retry_after} s")]
     TooManyRequests { retry_after: u64 },
     /// The server is at capacity for this kind of request; the client should retry.
@@ -58,6 +68,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -70,6 +81,9 @@ impl ApiError {
                 StatusCode::from_u16(460).expect("460 is a valid status code")
             }
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,6 +93,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest { code, .. } => code,
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -89,6 +104,9 @@ impl ApiError {
             ApiError::Gone(_) => "gone",
             ApiError::ChecksumMismatch(_) => "checksum_mismatch",
             ApiError::PreconditionFailed(_) => "precondition_failed",
+            ApiError::UriTooLong(_) => "uri_too_long",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
+            ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Busy { .. } => "busy",
             ApiError::Internal(_) => "internal",
@@ -144,5 +162,85 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         response
+    }
+}
+
+/// The most of a non-JSON error body that is carried over into the JSON message.
+const MAX_CARRIED_MESSAGE: usize = 512;
+
+/// Every error answer is JSON, including those made by layers and extractors that answer in
+/// plain text or with no body (path rejections, range errors, method and size refusals). HTML
+/// answers (the page's 404) stay HTML; headers such as `Content-Range` and `Retry-After` stay.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let kind = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|value| value.as_bytes().to_vec())
+        .unwrap_or_default();
+    let is_json =
+        kind.starts_with(b"application/json") || kind.starts_with(b"application/problem+json");
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json
+        || kind.starts_with(b"text/html")
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_CARRIED_MESSAGE * 4)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| {
+            text.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_CARRIED_MESSAGE)
+                .collect::<String>()
+        })
+        .filter(|text| !text.trim().is_empty());
+    let message = text.unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_owned()
+    });
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: status_code_name(status).to_owned(),
+            message,
+        },
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(json))
+}
+
+/// The error code for a status that no `ApiError` chose.
+fn status_code_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        411 => "length_required",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        416 => "range_not_satisfiable",
+        422 => "unprocessable",
+        429 => "too_many_requests",
+        431 => "headers_too_large",
+        500..=599 => "internal",
+        _ => "request_refused",
     }
 }

@@ -111,6 +111,11 @@ impl Jobs {
         self.store.as_ref()
     }
 
+    /// Succeeds when the store takes a durable write.
+    pub async fn probe_database(&self) -> anyhow::Result<()> {
+        self.store.ping().await
+    }
+
     /// A metadata-only job, durable and queued when this returns.
     pub async fn submit_metadata(&self, metadata: serde_json::Value) -> anyhow::Result<JobStatus> {
         let job = JobStatus::new(JobId::new(), JobState::Queued, metadata, now());

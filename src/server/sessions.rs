@@ -1,6 +1,7 @@
-//! Browser sessions: signing in with the token gives a random cookie value; only its SHA-256 is
-//! kept (in memory for the check on every request, in SQLite so sessions survive a restart),
-//! and it expires.
+//! Browser sessions: signing in with the token gives a random cookie value; only a hash of it,
+//! keyed by the token it was opened with, is kept (in memory for the check on every request, in
+//! SQLite so sessions survive a restart), and it expires. Rotating the token ends every session:
+//! the new key finds none of the old hashes.
 use super::store::{now, SessionStore};
 use axum::http::{header, HeaderMap, HeaderValue};
 use rand::RngCore;
@@ -17,6 +18,9 @@ pub const COOKIE: &str = "ingest_session";
 
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
+    /// Derived from the accepted token (never the token itself): every stored hash is keyed
+    /// by it, so sessions live exactly as long as the credential they were opened with.
+    key: [u8; 32],
     live: RwLock<HashMap<[u8; 32], OffsetDateTime>>,
     ttl: Duration,
 }
@@ -28,11 +32,17 @@ pub struct NewSession {
 }
 
 impl Sessions {
-    /// Loads the sessions that have not expired.
-    pub async fn load(store: Arc<dyn SessionStore>, ttl: Duration) -> anyhow::Result<Self> {
+    /// Loads the sessions that have not expired. `key` comes from the accepted token; sessions
+    /// opened with another token stay unreachable until they expire and are pruned.
+    pub async fn load(
+        store: Arc<dyn SessionStore>,
+        ttl: Duration,
+        key: [u8; 32],
+    ) -> anyhow::Result<Self> {
         let live = store.live_sessions(now()).await?.into_iter().collect();
         Ok(Self {
             store,
+            key,
             live: RwLock::new(live),
             ttl,
         })
@@ -45,7 +55,7 @@ impl Sessions {
         let cookie_value = hex::encode(secret);
         let created = now();
         let expires = created + self.ttl;
-        let id_hash = fingerprint(&cookie_value);
+        let id_hash = self.fingerprint(&cookie_value);
         self.store.insert_session(id_hash, created, expires).await?;
         self.live
             .write()
@@ -61,13 +71,13 @@ impl Sessions {
     /// 256-bit value, so its timing tells nothing useful.
     pub fn is_valid(&self, cookie_value: &str) -> bool {
         let live = self.live.read().expect("sessions lock");
-        live.get(&fingerprint(cookie_value))
+        live.get(&self.fingerprint(cookie_value))
             .is_some_and(|expires| *expires > now())
     }
 
     /// Ends a session (sign-out).
     pub async fn end(&self, cookie_value: &str) -> anyhow::Result<()> {
-        let id_hash = fingerprint(cookie_value);
+        let id_hash = self.fingerprint(cookie_value);
         self.live.write().expect("sessions lock").remove(&id_hash);
         self.store.delete_session(id_hash).await
     }
@@ -85,10 +95,14 @@ impl Sessions {
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
-}
 
-fn fingerprint(cookie_value: &str) -> [u8; 32] {
-    Sha256::digest(cookie_value.as_bytes()).into()
+    /// What is stored for a cookie: SHA-256 of the token's key and the cookie value.
+    fn fingerprint(&self, cookie_value: &str) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(self.key);
+        hash.update(cookie_value.as_bytes());
+        hash.finalize().into()
+    }
 }
 
 /// The session cookie's value in a request, if any.
@@ -101,15 +115,6 @@ pub fn cookie_value(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE)
         .map(|(_, value)| value)
-}
-
-/// Whether the browser reached us over https (directly or through a proxy that says so), so
-/// the cookie must be `Secure`.
-pub fn is_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
 }
 
 /// `Set-Cookie` for a new session: HttpOnly, SameSite=Strict, expiring, Secure over https.

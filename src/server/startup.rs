@@ -1,16 +1,23 @@
 //! Building the application: storage, recovery, the worker, the router (API + Leptos), and
 //! the listener, bound first so tests can use port 0 and read the real port.
 use super::{
-    blobs::BlobStore, config::Settings, jobs::Jobs, routes::api_router, sessions::Sessions,
-    store::SqliteStore, telemetry::request_span, worker::Worker,
+    blobs::BlobStore, config::Settings, error, jobs::Jobs, limits, limits::SignInThrottle,
+    listener, readiness::ReadinessProbe, routes::api_router, security_headers, sessions::Sessions,
+    store::SqliteStore, telemetry, telemetry::request_span, tls::Certificates, worker::Worker,
 };
 use crate::app::shell;
 use anyhow::Context;
-use axum::{extract::FromRef, Router};
+use axum::{
+    extract::{DefaultBodyLimit, FromRef, Request, State},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::post,
+    Router,
+};
 use leptos::config::LeptosOptions;
 use leptos_axum::{AxumRouteListing, LeptosRoutes};
 use leptos_router::SsrMode;
-use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_http::{
@@ -31,7 +38,11 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// One permit per upload being received; when none is left, uploads get 503.
     pub upload_slots: Arc<Semaphore>,
+    /// One permit per open WebSocket; when none is left, upgrades get 503.
+    pub socket_slots: Arc<Semaphore>,
     pub sessions: Arc<Sessions>,
+    pub readiness: Arc<ReadinessProbe>,
+    pub sign_in_throttle: Arc<SignInThrottle>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -45,6 +56,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     worker: Worker,
+    /// The TLS certificate, when the server speaks HTTPS.
+    certificates: Option<Arc<Certificates>>,
 }
 
 impl Application {
@@ -55,12 +68,28 @@ impl Application {
             .with_context(|| format!("creating the data dir {}", settings.data_dir.display()))?;
         let blobs = BlobStore::open(&settings.data_dir).context("preparing blob storage")?;
         let store = Arc::new(SqliteStore::open(&settings.data_dir.join("ingest.db")).await?);
-        let sessions = Arc::new(Sessions::load(store.clone(), settings.session_ttl).await?);
+        let sessions = Arc::new(
+            Sessions::load(
+                store.clone(),
+                settings.session_ttl,
+                settings.token.session_key(),
+            )
+            .await?,
+        );
         let jobs = Arc::new(Jobs::new(store, blobs));
         jobs.recover()
             .await
             .context("recovering interrupted jobs")?;
 
+        let certificates = settings
+            .tls
+            .clone()
+            .map(Certificates::load)
+            .transpose()
+            .context("loading the TLS certificate")?;
+        if let Err(error) = listener::raise_open_file_limit() {
+            tracing::warn!(%error, "could not raise the open-file limit");
+        }
         let listener = TcpListener::bind(settings.site_addr)
             .await
             .with_context(|| format!("binding {}", settings.site_addr))?;
@@ -78,7 +107,13 @@ impl Application {
             shutdown.clone(),
         );
         let state = AppState {
+            sign_in_throttle: Arc::new(SignInThrottle::new(settings.sign_in_failures_per_minute)),
+            readiness: Arc::new(ReadinessProbe::new(
+                jobs.clone(),
+                settings.min_free_disk_bytes,
+            )),
             upload_slots: Arc::new(Semaphore::new(settings.max_concurrent_uploads)),
+            socket_slots: Arc::new(Semaphore::new(settings.max_websockets)),
             sessions,
             settings: Arc::new(settings),
             jobs,
@@ -91,6 +126,7 @@ impl Application {
             router,
             state,
             worker,
+            certificates,
         })
     }
 
@@ -131,39 +167,40 @@ impl Application {
             self.state.settings.retention_sweep_every,
             shutdown.clone(),
         ));
-        tracing::info!(address = %self.local_addr(), "listening");
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-        let mut server = tokio::spawn(server);
-        let served = tokio::select! {
-            served = &mut server => served,
-            _ = shutdown.cancelled() => {
-                let grace = self.state.settings.shutdown_grace;
-                match tokio::time::timeout(grace, &mut server).await {
-                    Ok(served) => served,
-                    Err(_) => {
-                        tracing::warn!(?grace, "requests still running after the grace period; cutting them off");
-                        server.abort();
-                        Ok(Ok(()))
-                    }
-                }
+        let acceptor = match &self.certificates {
+            Some(certificates) => {
+                tokio::spawn(certificates.clone().keep_fresh(shutdown.clone()));
+                Some(certificates.acceptor()?)
             }
+            None => None,
         };
-        served
-            .context("the HTTP server task failed")?
-            .context("serving HTTP")?;
-        // The server task can also end on its own (an accept error); stop everything else too.
+        let settings = &self.state.settings;
+        let limits = listener::Limits {
+            header_read: settings.header_read_timeout,
+            idle: settings.idle_timeout,
+            max_connections: settings.max_connections,
+            max_connections_per_address: settings.max_connections_per_address,
+            grace: settings.shutdown_grace,
+        };
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        tracing::info!(address = %self.local_addr(), scheme, "listening");
+        let local_addr = self.local_addr();
+        listener::serve(
+            self.listener,
+            self.router,
+            acceptor,
+            limits,
+            shutdown.clone(),
+        )
+        .await;
+        tracing::debug!(address = %local_addr, "listener closed");
+        // The listener can also end on its own; stop everything else too.
         shutdown.cancel();
         if let Some(worker) = worker {
             worker.await.context("the worker task failed")?;
         }
-        // axum does not wait for upgraded connections (axum#3003): give sockets a moment to
-        // send their close frames.
+        // Upgraded connections are not the listener's any more (axum#3003): give sockets a
+        // moment to send their close frames.
         let hub = self.state.jobs.hub();
         let deadline = tokio::time::Instant::now() + SOCKET_DRAIN;
         while hub.open_sockets() > 0 && tokio::time::Instant::now() < deadline {
@@ -178,6 +215,14 @@ impl Application {
 const PAGES: [&str; 3] = ["/", "/jobs", "/jobs/{job_id}"];
 
 fn router(state: AppState) -> Router {
+    let rpc_paths: Vec<String> = server_fn::axum::server_fn_paths()
+        .map(|(path, _)| path.to_owned())
+        .collect();
+    // Leptos would mount each server function itself, outside our limits; listings marked as
+    // excluded stop that, and `rpc_router` mounts them instead.
+    let excluded = leptos_axum::generate_route_list_with_exclusions(|| (), Some(rpc_paths.clone()))
+        .into_iter()
+        .filter(|listing| rpc_paths.iter().any(|path| path == listing.path()));
     let routes = PAGES
         .into_iter()
         .map(|path| {
@@ -188,16 +233,48 @@ fn router(state: AppState) -> Router {
                 vec![],
             )
         })
+        .chain(excluded)
         .collect();
     Router::new()
         .merge(api_router(&state))
+        .merge(rpc_router(&state))
         .leptos_routes_with_context(&state, routes, || {}, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn(limits::head_size))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers::add,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::from_fn(telemetry::drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// The page's server functions, under the same rate limits and deadline as the REST routes,
+/// with a body cap sized for the largest argument (metadata, form-encoded).
+fn rpc_router(state: &AppState) -> Router<AppState> {
+    let body_cap = state.settings.max_metadata_bytes * 3 + 4096;
+    let deadline = state.settings.request_timeout;
+    let calls = Router::new()
+        .route("/rpc/{*function}", post(call_server_function))
+        .layer(DefaultBodyLimit::max(body_cap))
+        .route_layer(middleware::from_fn(move |request, next| {
+            limits::deadline(deadline, request, next)
+        }));
+    limits::rate_limited(calls, state)
+}
+
+async fn call_server_function(State(state): State<AppState>, request: Request) -> Response {
+    leptos_axum::handle_server_fns_with_context(
+        move || leptos::prelude::provide_context(state.clone()),
+        request,
+    )
+    .await
+    .into_response()
 }

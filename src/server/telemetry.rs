@@ -1,6 +1,12 @@
-//! Logging set-up, and the request span that keeps secrets (query strings, headers) out of logs.
+//! Logging set-up, the request span that keeps secrets (query strings, headers) out of logs,
+//! and the rule that a client's request id is logged only when it is short and plain.
 use super::config::LogFormat;
-use axum::http::Request;
+use axum::{
+    extract::Request as AxumRequest,
+    http::{HeaderName, Request},
+    middleware::Next,
+    response::Response,
+};
 use tracing::Span;
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
@@ -39,4 +45,49 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
         path = %request.uri().path(),
         request_id = %request_id,
     )
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest client-chosen request id that is kept.
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Whether a client's `X-Request-Id` may be logged and echoed: 1–64 of `A-Z a-z 0-9 - _ . :`.
+/// Anything else could forge or break log lines, so it is replaced by a fresh id.
+pub fn is_safe_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+}
+
+/// Drops an unsafe (or repeated) `X-Request-Id` before the id layer runs, so the server makes
+/// up its own.
+pub async fn drop_unsafe_request_id(mut request: AxumRequest, next: Next) -> Response {
+    let headers = request.headers_mut();
+    let ids = headers.get_all(&REQUEST_ID).iter().count();
+    let safe = ids == 1
+        && headers
+            .get(&REQUEST_ID)
+            .is_some_and(|id| is_safe_request_id(id.as_bytes()));
+    if ids > 0 && !safe {
+        headers.remove(&REQUEST_ID);
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_safe_request_id;
+
+    #[test]
+    fn only_short_plain_request_ids_are_kept() {
+        assert!(is_safe_request_id(b"0f8c2a6e-1b7d-4c1e-9a57-3f1f2e4d5c6b"));
+        assert!(is_safe_request_id(b"trace:abc.def_1"));
+        assert!(!is_safe_request_id(b""));
+        assert!(!is_safe_request_id(&[b'a'; 65]));
+        assert!(!is_safe_request_id(b"id\nlevel=ERROR msg=forged"));
+        assert!(!is_safe_request_id(b"id with spaces"));
+        assert!(!is_safe_request_id("\u{202e}id".as_bytes()));
+    }
 }

@@ -8,14 +8,14 @@ use crate::{
         check_metadata, empty_metadata, parse_metadata, JobStatus, MetadataError, UploadName,
     },
     server::{
-        auth::Authenticated, error::ApiError, jobs::AlreadyFinished, receive::Received,
+        auth::Authenticated, client, error::ApiError, jobs::AlreadyFinished, receive::Received,
         startup::AppState,
     },
 };
 use axum::{
     body::Body,
     extract::{FromRequest, Multipart, Request, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{header, request::Parts, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -56,7 +56,9 @@ pub async fn ingest(
     _auth: Authenticated,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let headers = request.headers().clone();
+    let (head, body) = request.into_parts();
+    let headers = head.headers.clone();
+    let request = Request::from_parts(head.clone(), body);
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|value| {
@@ -104,7 +106,7 @@ pub async fn ingest(
         }
     };
     tracing::info!(job_id = %job.job_id, has_file = job.sha256.is_some(), "job accepted");
-    Ok(accepted(&headers, &job))
+    Ok(accepted(&state, &head, &job))
 }
 
 /// Streams the parts in order: `metadata` is read (capped), `file` goes to storage as it
@@ -233,8 +235,8 @@ async fn abandon(
     problem
 }
 
-fn accepted(headers: &HeaderMap, job: &JobStatus) -> Response {
-    let body = accepted_body(headers, job);
+fn accepted(state: &AppState, request: &Parts, job: &JobStatus) -> Response {
+    let body = accepted_body(state, request, job);
     let location = body.status_url.clone();
     (
         StatusCode::ACCEPTED,
@@ -244,37 +246,15 @@ fn accepted(headers: &HeaderMap, job: &JobStatus) -> Response {
         .into_response()
 }
 
-/// Where to follow a new job, by HTTP and by WebSocket.
-pub(super) fn accepted_body(headers: &HeaderMap, job: &JobStatus) -> IngestAccepted {
-    let (http, ws) = base_urls(headers);
+/// Where to follow a new job, by HTTP and by WebSocket: absolute URLs from the public URL (or
+/// the request's Host and scheme).
+pub(super) fn accepted_body(state: &AppState, request: &Parts, job: &JobStatus) -> IngestAccepted {
+    let (http, ws) = client::base_urls(request, &state.settings);
     IngestAccepted {
         job_id: job.job_id,
         status: job.status,
         ws_url: format!("{ws}/ws/status/{}", job.job_id),
         status_url: format!("{http}/api/status/{}", job.job_id),
-    }
-}
-
-/// Absolute base URLs for the answer, from the Host the client used (and the proxy's
-/// `X-Forwarded-Proto`); relative when there is no usable Host.
-fn base_urls(headers: &HeaderMap) -> (String, String) {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .filter(|host| {
-            !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        });
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
-    match host {
-        Some(host) if secure => (format!("https://{host}"), format!("wss://{host}")),
-        Some(host) => (format!("http://{host}"), format!("ws://{host}")),
-        None => (String::new(), String::new()),
     }
 }
 
@@ -430,14 +410,5 @@ mod tests {
             from(r#"{"metadata": 3}"#).unwrap_err().code(),
             "invalid_metadata"
         );
-    }
-
-    #[test]
-    fn base_urls_ignore_hosts_that_are_not_host_names() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, "localhost:8000".parse().unwrap());
-        assert_eq!(base_urls(&headers).1, "ws://localhost:8000");
-        headers.insert(header::HOST, "evil/x".parse().unwrap());
-        assert_eq!(base_urls(&headers).0, "");
     }
 }

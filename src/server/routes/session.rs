@@ -2,11 +2,11 @@
 //! (HttpOnly, SameSite=Strict, expiring, Secure over https); `DELETE /api/session` ends it.
 use crate::{
     api::ErrorBody,
-    server::{auth, error::ApiError, sessions, startup::AppState},
+    server::{auth, client, error::ApiError, sessions, startup::AppState},
 };
 use axum::{
     extract::{rejection::JsonRejection, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{header, request::Parts, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -28,19 +28,17 @@ pub struct SignIn {
         (status = 204, description = "Signed in", headers(("Set-Cookie" = String, description = "The session cookie"))),
         (status = 400, description = "The body is not {\"token\": \"...\"}", body = ErrorBody),
         (status = 401, description = "Wrong token", body = ErrorBody),
-        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts from this address; see Retry-After", body = ErrorBody),
     ),
 )]
 pub async fn sign_in(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    request: Parts,
     body: Result<Json<SignIn>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(SignIn { token }) =
         body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
-    auth::check(&state, &token)?;
-    let session = state.sessions.create().await?;
-    let cookie = sessions::set_cookie(&session, state.sessions.ttl(), sessions::is_https(&headers));
+    let cookie = auth::sign_in(&state, &request.headers, &request.extensions, &token).await?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
@@ -51,13 +49,13 @@ pub async fn sign_in(
     tag = "session",
     responses((status = 204, description = "Signed out (also when there was no session)")),
 )]
-pub async fn sign_out(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    if let Some(cookie) = sessions::cookie_value(&headers) {
+pub async fn sign_out(State(state): State<AppState>, request: Parts) -> Result<Response, ApiError> {
+    let (headers, extensions) = (&request.headers, &request.extensions);
+    if let Some(cookie) = sessions::cookie_value(headers) {
+        // Another site must not be able to sign people out either.
+        auth::check_origin(headers, extensions, &state)?;
         state.sessions.end(cookie).await?;
     }
-    let cleared = sessions::clear_cookie(sessions::is_https(&headers));
+    let cleared = sessions::clear_cookie(client::is_https(headers, extensions, &state.settings));
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cleared)]).into_response())
 }

@@ -34,7 +34,7 @@ use crate::{
 use axum::{
     body::Body,
     extract::{rejection::PathRejection, Path, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -91,10 +91,11 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     _auth: Authenticated,
-    headers: HeaderMap,
+    request: Parts,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_tus_version(&headers)?;
+    let headers = &request.headers;
+    check_tus_version(headers)?;
     // creation-with-upload: the first bytes may come with the declaration.
     let first_bytes = match headers.get(header::CONTENT_TYPE) {
         None => None,
@@ -153,7 +154,7 @@ pub async fn create(
     tracing::info!(job_id = %job.job_id, ?length, "upload created");
     let id = job.job_id;
     let location = upload_url(&job);
-    let accepted = accepted_body(&headers, &job);
+    let accepted = accepted_body(&state, &request, &job);
     let upload = UploadRecord {
         offset: 0,
         expected_sha256: declared.sha256,

@@ -1,6 +1,7 @@
 //! `GET /ws/status/{job_id}?token=…`: the current status at once, then every change (at most
 //! one message per `ws_min_interval`, the final state always), then close 1000. Auth and the
-//! job's existence are checked before the upgrade, so failures are ordinary JSON errors.
+//! job's existence are checked before the upgrade, so failures are ordinary JSON errors. Open
+//! sockets are capped (`max_websockets`) and what a client may send is a few KiB at most.
 use super::jobs::{no_such_job, parse_job_id};
 use super::openapi::CommonErrors;
 use crate::{
@@ -17,7 +18,7 @@ use axum::{
         },
         Path, Query, State,
     },
-    http::HeaderMap,
+    http::request::Parts,
     response::Response,
 };
 use futures::{SinkExt, StreamExt};
@@ -27,6 +28,15 @@ use tokio_util::sync::CancellationToken;
 
 /// A client that cannot take one message in this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The server only reads close frames (and pongs), so anything larger is refused and the
+/// socket closed: axum's defaults (64 MiB messages) would let a client make it buffer that much.
+const MAX_INCOMING_MESSAGE: usize = 4 * 1024;
+/// Read buffer per socket: sized for control frames, not axum's default 128 KiB, which is most
+/// of what an idle socket costs.
+const READ_BUFFER: usize = 4 * 1024;
+/// Outgoing bytes gathered before a write; a status message is sent and flushed on its own.
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// Follow a job live over a WebSocket: its status at once, each change (at most 10 a second),
 /// the final state, then close 1000. Send the token as `?token=` (or a Bearer header).
@@ -47,10 +57,11 @@ pub async fn status_socket(
     State(state): State<AppState>,
     job_id: Result<Path<String>, PathRejection>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    request: Parts,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    auth::authenticate(&headers, query.get("token").map(String::as_str), &state)?;
+    let token = query.get("token").map(String::as_str);
+    auth::authenticate(&request.headers, &request.extensions, token, &state)?;
     let id = parse_job_id(job_id)?;
     let source = state
         .jobs
@@ -59,7 +70,25 @@ pub async fn status_socket(
         .ok_or_else(|| no_such_job(id))?;
     let upgrade = upgrade
         .map_err(|rejection| ApiError::bad_request("websocket_required", rejection.body_text()))?;
-    Ok(upgrade.on_upgrade(move |socket| follow(socket, source, state)))
+    let slot = state
+        .socket_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy {
+            message: "the server has as many WebSockets open as it takes; retry shortly, or poll \
+                      GET /api/status"
+                .to_owned(),
+            retry_after: 5,
+        })?;
+    Ok(upgrade
+        .max_message_size(MAX_INCOMING_MESSAGE)
+        .max_frame_size(MAX_INCOMING_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .on_upgrade(move |socket| async move {
+            follow(socket, source, state).await;
+            drop(slot);
+        }))
 }
 
 #[tracing::instrument(skip_all)]

@@ -43,7 +43,7 @@ pub trait JobStore: Send + Sync + 'static {
     async fn delete(&self, id: JobId) -> anyhow::Result<bool>;
     /// How many jobs reference the blob with this digest.
     async fn count_referencing(&self, digest: Sha256Digest) -> anyhow::Result<u64>;
-    /// Succeeds when the database answers a query.
+    /// Succeeds when the database takes a durable write (a full disk fails it).
     async fn ping(&self) -> anyhow::Result<()>;
     /// Records a job as a resumable upload with nothing durable yet.
     async fn insert_upload(

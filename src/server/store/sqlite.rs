@@ -49,6 +49,8 @@ enum Change {
     Recover,
     InsertUpload(JobId, Option<Sha256Digest>),
     SaveUploadOffset(JobId, u64),
+    /// Rewrites the one probe row: a durable write that proves the database takes them.
+    Probe(OffsetDateTime),
 }
 
 enum WriteOutcome {
@@ -361,6 +363,16 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
                 .await?;
             Ok(WriteOutcome::Done)
         }
+        Change::Probe(at) => {
+            sqlx::query(
+                "INSERT INTO write_probe (id, at_us) VALUES (1, ?) \
+                 ON CONFLICT (id) DO UPDATE SET at_us = excluded.at_us",
+            )
+            .bind(micros(*at))
+            .execute(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Done)
+        }
     }
 }
 
@@ -513,7 +525,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        self.write(WriteOp::Change(Change::Probe(now()))).await?;
         Ok(())
     }
 }

@@ -1,0 +1,111 @@
+//! Readiness: whether the database takes durable writes, the upload directory takes files, and
+//! free disk is above the floor. Checked at most once a second whatever the request rate, so
+//! `/readyz` is cheap to call and cannot be used to load the disk; logged only when it changes.
+use super::jobs::Jobs;
+use crate::api::{Check, Readiness, ReadinessChecks};
+use std::{
+    io::Write,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio::sync::Mutex;
+
+/// How long one set of checks answers every caller.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+
+pub struct ReadinessProbe {
+    jobs: Arc<Jobs>,
+    min_free_disk_bytes: u64,
+    /// The last result and when it was taken; the lock also makes concurrent callers wait for
+    /// one run of the checks instead of each running them.
+    last: Mutex<Option<(Instant, Readiness)>>,
+}
+
+impl ReadinessProbe {
+    pub fn new(jobs: Arc<Jobs>, min_free_disk_bytes: u64) -> Self {
+        Self {
+            jobs,
+            min_free_disk_bytes,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The current readiness, from a check made within the last second.
+    pub async fn check(&self) -> Readiness {
+        let mut last = self.last.lock().await;
+        if let Some((at, readiness)) = last.as_ref() {
+            if at.elapsed() < FRESH_FOR {
+                return readiness.clone();
+            }
+        }
+        let readiness = self.run_checks().await;
+        let was_ready = last.as_ref().is_none_or(|(_, before)| is_ready(before));
+        if was_ready != is_ready(&readiness) {
+            if is_ready(&readiness) {
+                tracing::info!("ready again");
+            } else {
+                tracing::warn!(checks = ?readiness.checks, "not ready");
+            }
+        }
+        *last = Some((Instant::now(), readiness.clone()));
+        readiness
+    }
+
+    async fn run_checks(&self) -> Readiness {
+        let database = match self.jobs.probe_database().await {
+            Ok(()) => passed(),
+            Err(error) => {
+                tracing::debug!(error = ?error, "database write probe failed");
+                failed("the database does not take writes")
+            }
+        };
+        let blobs = self.jobs.blobs();
+        let tmp = blobs.tmp_dir().to_owned();
+        let data_dir = match tokio::task::spawn_blocking(move || probe_write(&tmp)).await {
+            Ok(Ok(())) => passed(),
+            Ok(Err(error)) => failed(&format!("the upload directory takes no files: {error}")),
+            Err(_) => failed("the upload directory check did not finish"),
+        };
+        let disk = match blobs.free_space() {
+            Ok(free) if free >= self.min_free_disk_bytes => passed(),
+            Ok(_) => failed("free disk space is below the floor"),
+            Err(error) => failed(&format!("cannot read free disk space: {error}")),
+        };
+        let ready = database.ok && data_dir.ok && disk.ok;
+        Readiness {
+            status: if ready { "ready" } else { "unready" }.to_owned(),
+            checks: ReadinessChecks {
+                database,
+                data_dir,
+                disk,
+            },
+        }
+    }
+}
+
+pub fn is_ready(readiness: &Readiness) -> bool {
+    readiness.status == "ready"
+}
+
+fn passed() -> Check {
+    Check {
+        ok: true,
+        error: None,
+    }
+}
+
+fn failed(reason: &str) -> Check {
+    Check {
+        ok: false,
+        error: Some(reason.to_owned()),
+    }
+}
+
+/// Creates, writes and removes a small file where uploads land.
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(format!(".readyz-{}", uuid::Uuid::new_v4()));
+    let written = std::fs::File::create_new(&path).and_then(|mut file| file.write_all(b"ok"));
+    let removed = std::fs::remove_file(&path);
+    written.and(removed)
+}
