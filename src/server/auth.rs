@@ -84,8 +84,28 @@ impl fmt::Debug for ApiToken {
 }
 
 /// Extractor for handlers that need a caller holding the token (`Authorization: Bearer`) or a
-/// browser session (the session cookie).
-pub struct Authenticated;
+/// browser session (the session cookie). It says which credential, for per-credential caps.
+pub struct Authenticated {
+    pub credential: Credential,
+}
+
+/// Who a caller is, as far as caps and quotas go: the token, or one browser session (by a
+/// short, non-secret label derived from its cookie).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Credential {
+    Token,
+    Session(String),
+}
+
+impl Credential {
+    /// `token`, or `session:` and 16 hex digits: what is stored beside what it owns.
+    pub fn label(&self) -> String {
+        match self {
+            Credential::Token => "token".to_owned(),
+            Credential::Session(id) => format!("session:{id}"),
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
@@ -110,7 +130,15 @@ pub fn authenticate(
     query_token: Option<&str>,
     state: &AppState,
 ) -> Result<Authenticated, ApiError> {
-    identify(headers, extensions, query_token, state).map(|_| Authenticated)
+    let credential = match identify(headers, extensions, query_token, state)? {
+        Identity::Token => Credential::Token,
+        Identity::Session(cookie) => {
+            // A label, not the secret: the first 8 bytes of the cookie's SHA-256.
+            let hash = Sha256::digest(cookie.as_bytes());
+            Credential::Session(hex::encode(&hash[..8]))
+        }
+    };
+    Ok(Authenticated { credential })
 }
 
 /// The one place that decides who a request is; the rate limiter keys by the same answer.
@@ -187,6 +215,8 @@ pub async fn sign_in(
     extensions: &Extensions,
     token: &str,
 ) -> Result<axum::http::HeaderValue, ApiError> {
+    // Another site must not sign a browser in (to a session of its choosing) either.
+    check_origin(headers, extensions, state)?;
     let address = client::client_ip(headers, extensions, &state.settings);
     state
         .sign_in_throttle
@@ -207,9 +237,9 @@ pub async fn sign_in(
 }
 
 /// Checks a token taken from wherever the route allows (header or `?token=`).
-pub fn check(state: &AppState, token: &str) -> Result<Authenticated, ApiError> {
+pub fn check(state: &AppState, token: &str) -> Result<(), ApiError> {
     if state.settings.token.verify(token) {
-        Ok(Authenticated)
+        Ok(())
     } else {
         Err(ApiError::Unauthorized("invalid token"))
     }
