@@ -2,12 +2,14 @@
 //! any one client from holding the server. Every connection has a deadline for its headers
 //! (hyper's header-read timeout, which also ends idle keep-alives), a deadline for its first
 //! byte and for silence between requests, and counts against a global and a per-address cap.
-//! When the server nears its cap, connections that are not in the middle of a request get a
-//! second, not the usual timeouts, so slow or idle sockets cannot crowd out working clients.
+//! At the global cap a new connection is not left waiting behind slow ones: the connection that
+//! has gone longest without a request in flight (a slowloris socket, an idle keep-alive) is
+//! closed to make room. Connections in the middle of a request are never closed for that.
 use super::client::Transport;
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request},
+    http::{header, HeaderValue},
     response::Response,
     Router,
 };
@@ -34,7 +36,7 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpListener,
-    sync::{watch, OwnedSemaphorePermit, Semaphore},
+    sync::{OwnedSemaphorePermit, Semaphore},
     time::{sleep, sleep_until, timeout, Instant},
 };
 use tokio_rustls::TlsAcceptor;
@@ -54,10 +56,8 @@ pub struct Limits {
     pub grace: Duration,
 }
 
-/// Under pressure, a connection between requests (or still before its first) gets this long.
-const PRESSURED_IDLE: Duration = Duration::from_secs(1);
-/// How often the share of open connections is checked.
-const PRESSURE_CHECK_EVERY: Duration = Duration::from_millis(200);
+/// At most one warning about evictions per this long.
+const EVICTION_WARNING_EVERY: Duration = Duration::from_secs(10);
 /// The largest request head hyper buffers. Our own (JSON) refusals come well before it
 /// (`limits::MAX_HEADER_BYTES`); hyper's default would be ~400 KiB per connection.
 const MAX_HEAD_BUFFER: usize = 128 * 1024;
@@ -96,24 +96,12 @@ pub async fn serve(
     let builder = Arc::new(http_builder(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_address = Arc::new(AddressCounts::default());
-    let (pressure_tx, pressure) = watch::channel(false);
+    let idle = Arc::new(IdleConnections::default());
     let graceful = GracefulShutdown::new();
     let hard_stop = CancellationToken::new();
-    tokio::spawn(watch_pressure(
-        slots.clone(),
-        limits.max_connections,
-        pressure_tx,
-        shutdown.clone(),
-    ));
+    let mut next_id = 0u64;
+    let mut last_warning: Option<Instant> = None;
     loop {
-        // A slot first: past the cap, connections wait in the kernel's backlog.
-        let slot = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -128,6 +116,30 @@ pub async fn serve(
             tracing::debug!(%peer, "connection refused: too many from this address");
             continue;
         };
+        // At the cap, make room by closing the connection idle the longest; only when every
+        // connection is busy does the new one wait (and the kernel's backlog fill).
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if idle.evict_oldest()
+                    && last_warning.is_none_or(|at| at.elapsed() > EVICTION_WARNING_EVERY)
+                {
+                    last_warning = Some(Instant::now());
+                    tracing::warn!(
+                        max = limits.max_connections,
+                        "at the connection cap; closing idle connections to make room"
+                    );
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        next_id += 1;
         let _ = tcp.set_nodelay(true);
         let held = Held {
             _slot: slot,
@@ -137,9 +149,9 @@ pub async fn serve(
             router: router.clone(),
             builder: builder.clone(),
             limits: limits.clone(),
-            pressure: pressure.clone(),
             hard_stop: hard_stop.clone(),
             peer,
+            activity: Arc::new(Activity::new(next_id, idle.clone())),
         };
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -185,32 +197,6 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         // Pings would count as activity and keep idle HTTP/2 clients open for ever.
         .keep_alive_interval(None);
     builder
-}
-
-/// Sets the pressure flag while three quarters of the connection slots are taken.
-async fn watch_pressure(
-    slots: Arc<Semaphore>,
-    max: usize,
-    pressure: watch::Sender<bool>,
-    shutdown: CancellationToken,
-) {
-    let mut every = tokio::time::interval(PRESSURE_CHECK_EVERY);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        let open = max.saturating_sub(slots.available_permits());
-        let pressed = open.saturating_mul(4) >= max.saturating_mul(3);
-        pressure.send_if_modified(|current| {
-            let changed = *current != pressed;
-            if changed && pressed {
-                tracing::warn!(open, max, "connections near the cap; idle ones get 1 s");
-            }
-            *current = pressed;
-            changed
-        });
-    }
 }
 
 async fn accept_failed(error: io::Error) {
@@ -272,14 +258,14 @@ struct Connection {
     router: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<Limits>,
-    pressure: watch::Receiver<bool>,
     hard_stop: CancellationToken,
     peer: SocketAddr,
+    activity: Arc<Activity>,
 }
 
 impl Connection {
     async fn run<T>(
-        mut self,
+        self,
         io: T,
         held: Held,
         tls: bool,
@@ -287,7 +273,7 @@ impl Connection {
     ) where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Arc::new(Activity::new());
+        let activity = self.activity.clone();
         let io = Tracked {
             inner: io,
             activity: activity.clone(),
@@ -312,17 +298,23 @@ impl Connection {
                     tracing::debug!(peer = %self.peer, %error, "connection ended");
                 }
             }
-            _ = activity.silent_too_long(&self.limits, &mut self.pressure) => {
+            _ = activity.silent_too_long(&self.limits) => {
                 tracing::debug!(peer = %self.peer, "closing a silent connection");
+            }
+            _ = activity.evicted.cancelled() => {
+                tracing::debug!(peer = %self.peer, "closing an idle connection to make room");
             }
             _ = self.hard_stop.cancelled() => {}
         }
+        // An upgraded WebSocket lives on without this task: evicting it would free nothing.
+        activity.idle.remove(activity.id);
     }
 }
 
 /// When a connection last moved bytes and whether a request is in flight, in milliseconds since
 /// it opened (0 = never).
 struct Activity {
+    id: u64,
     opened: Instant,
     last_io_ms: AtomicU64,
     /// Requests whose answer has not been sent in full.
@@ -330,16 +322,26 @@ struct Activity {
     /// When the connection last had no request in flight (its opening, or the end of the
     /// latest answer).
     idle_since_ms: AtomicU64,
+    /// Fired to close the connection when room is needed for a new one.
+    evicted: CancellationToken,
+    idle: Arc<IdleConnections>,
 }
 
 impl Activity {
-    fn new() -> Self {
-        Self {
+    fn new(id: u64, idle: Arc<IdleConnections>) -> Self {
+        let activity = Self {
+            id,
             opened: Instant::now(),
             last_io_ms: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
-        }
+            evicted: CancellationToken::new(),
+            idle,
+        };
+        activity
+            .idle
+            .insert(activity.opened, id, activity.evicted.clone());
+        activity
     }
 
     fn now_ms(&self) -> u64 {
@@ -355,56 +357,90 @@ impl Activity {
     }
 
     /// Resolves when the connection has had no request in flight for too long: no first byte
-    /// within `header_read`, silence for `idle` since its last bytes, or — while the server is
-    /// near its connection cap — `PRESSURED_IDLE` since its last request ended (trickling bytes
-    /// does not help then). Requests in flight are never cut here (they have deadlines of their
-    /// own).
-    async fn silent_too_long(&self, limits: &Limits, pressure: &mut watch::Receiver<bool>) {
+    /// within `header_read`, or silence for `idle` since its last bytes. Requests in flight are
+    /// never cut here (they have deadlines of their own).
+    async fn silent_too_long(&self, limits: &Limits) {
         loop {
-            let pressed = *pressure.borrow_and_update();
             let deadline = if self.busy.load(Relaxed) > 0 {
                 Instant::now() + limits.idle
             } else {
                 let idle_since = self.at(self.idle_since_ms.load(Relaxed));
-                let usual = match self.last_io_ms.load(Relaxed) {
+                match self.last_io_ms.load(Relaxed) {
                     0 => self.opened + limits.header_read,
                     last => self.at(last).max(idle_since) + limits.idle,
-                };
-                if pressed {
-                    usual.min(idle_since + PRESSURED_IDLE)
-                } else {
-                    usual
                 }
             };
             if self.busy.load(Relaxed) == 0 && Instant::now() >= deadline {
                 return;
             }
-            tokio::select! {
-                _ = sleep_until(deadline) => {}
-                changed = pressure.changed() => {
-                    if changed.is_err() {
-                        sleep_until(deadline).await;
-                    }
-                }
-            }
+            sleep_until(deadline).await;
         }
     }
 }
 
-/// Counts a request in flight until its answer's body has been sent (or dropped).
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.idle.remove(self.id);
+    }
+}
+
+/// Connections with no request in flight, oldest first: the ones to close when room is needed.
+#[derive(Default)]
+struct IdleConnections(Mutex<IdleSet>);
+
+#[derive(Default)]
+struct IdleSet {
+    by_age: std::collections::BTreeMap<(Instant, u64), CancellationToken>,
+    since: HashMap<u64, Instant>,
+}
+
+impl IdleConnections {
+    fn insert(&self, since: Instant, id: u64, evict: CancellationToken) {
+        let mut set = self.0.lock().expect("idle connections lock");
+        set.by_age.insert((since, id), evict);
+        set.since.insert(id, since);
+    }
+
+    fn remove(&self, id: u64) -> Option<CancellationToken> {
+        let mut set = self.0.lock().expect("idle connections lock");
+        let since = set.since.remove(&id)?;
+        set.by_age.remove(&(since, id))
+    }
+
+    /// Closes the connection idle the longest; false if every connection is busy.
+    fn evict_oldest(&self) -> bool {
+        let mut set = self.0.lock().expect("idle connections lock");
+        let Some(((_, id), evict)) = set.by_age.pop_first() else {
+            return false;
+        };
+        set.since.remove(&id);
+        evict.cancel();
+        true
+    }
+}
+
+/// Counts a request in flight until its answer's body has been sent (or dropped); meanwhile
+/// the connection cannot be evicted.
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn start(activity: &Arc<Activity>) -> Self {
-        activity.busy.fetch_add(1, Relaxed);
+        if activity.busy.fetch_add(1, Relaxed) == 0 {
+            // Out of reach while busy: evicting it would cut a request.
+            activity.idle.remove(activity.id);
+        }
         Self(activity.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.busy.fetch_sub(1, Relaxed) == 1 {
-            self.0.idle_since_ms.store(self.0.now_ms(), Relaxed);
+        let activity = &self.0;
+        if activity.busy.fetch_sub(1, Relaxed) == 1 {
+            activity.idle_since_ms.store(activity.now_ms(), Relaxed);
+            activity
+                .idle
+                .insert(Instant::now(), activity.id, activity.evicted.clone());
         }
     }
 }
@@ -428,6 +464,17 @@ impl tower::Service<Request<Incoming>> for PerConnection {
     }
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        // HTTP/2 carries the host in `:authority` (the URI), not a Host header; give every
+        // request a Host so origin checks and absolute URLs work alike on both protocols.
+        if !request.headers().contains_key(header::HOST) {
+            let authority = request
+                .uri()
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
+            if let Some(host) = authority {
+                request.headers_mut().insert(header::HOST, host);
+            }
+        }
         let extensions = request.extensions_mut();
         extensions.insert(self.transport);
         extensions.insert(ConnectInfo(self.transport.peer));

@@ -115,3 +115,21 @@ async fn json_logs_carry_request_ids_and_never_the_token() {
         "no log line carries the request id:\n{text}"
     );
 }
+
+#[test]
+fn settings_out_of_range_stop_start_up_instead_of_panicking_later() {
+    for (variable, value) in [
+        ("INGEST_SESSION_TTL_SECS", "99999999999999"),
+        ("INGEST_UPLOAD_EXPIRY_SECS", "99999999999999"),
+        ("INGEST_RETENTION_SWEEP_SECS", "18446744073709551615"),
+        ("INGEST_RETENTION_DAYS", "9999999999"),
+        ("INGEST_MAX_CONNECTIONS", "0"),
+        ("INGEST_TRUSTED_PROXIES", "10.0.0.0/8,not-an-address"),
+        ("INGEST_PUBLIC_URL", "https://example.com/path"),
+    ] {
+        let refused = ingest(&[], &[(variable, value)]);
+        let line = refused_with_one_line(&refused);
+        let name = variable.trim_start_matches("INGEST_").to_ascii_lowercase();
+        assert!(line.contains(&name), "{variable}: {line}");
+    }
+}

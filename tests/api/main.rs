@@ -1,7 +1,9 @@
 //! One integration-test binary: a real server on a loopback port, a real SQLite file, real
 //! HTTP and WebSocket clients.
+mod attacks;
 mod auth;
 mod bad_input;
+mod binary;
 mod cancel;
 mod cli;
 mod content;
@@ -13,9 +15,11 @@ mod openapi;
 mod queue;
 mod restart;
 mod retention;
+mod security;
 mod seed_examples;
 mod server_fns;
 mod session;
+mod tls;
 mod tus_uploads;
 mod uploads;
 mod websocket;

@@ -36,7 +36,8 @@ async fn list_with_cookie(app: &TestApp, cookie: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn signing_in_gives_a_strict_http_only_cookie_the_api_accepts() {
-    let app = spawn_app().await;
+    // The test client plays the reverse proxy that says the browser used https.
+    let app = spawn_app_with(|s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
     let response = sign_in(&app, TOKEN, false).await;
     assert_eq!(response.status(), 204);
     let (cookie, header) = cookie_of(&response);
