@@ -39,8 +39,8 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         session::sign_in,
         session::sign_out,
     ),
-    components(schemas(IngestJson, IngestForm, IngestUrlEncoded)),
-    modifiers(&Security),
+    components(schemas(IngestJson, IngestForm, IngestUrlEncoded, TusResumable)),
+    modifiers(&Security, &ServerWide),
     tags(
         (name = "jobs", description = "Start, follow, download and delete ingest jobs"),
         (name = "uploads", description = "Uploads in the tus 1.0 shape: declare, then send the bytes"),
@@ -50,7 +50,9 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
 )]
 pub struct ApiDoc;
 
-/// Answers any authenticated, rate-limited route can give besides its own.
+/// Answers any route that needs the token can give besides its own. Routes name it in their
+/// annotation, and `ServerWide` adds whatever of it an operation with a security requirement
+/// leaves out, so no such route can forget one.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // Describes answers only.
 pub enum CommonErrors {
@@ -59,6 +61,16 @@ pub enum CommonErrors {
         description = "Missing or wrong token, or no live session"
     )]
     Unauthorized(ErrorBody),
+    #[response(
+        status = 403,
+        description = "Signed in by session cookie, but sent from another site's page (a foreign `Origin` or `Sec-Fetch-Site`)"
+    )]
+    Forbidden(ErrorBody),
+    #[response(
+        status = 408,
+        description = "The request took longer than `request_timeout_secs` (uploads and WebSockets have idle timeouts instead)"
+    )]
+    Timeout(ErrorBody),
     #[response(status = 429, description = "Rate limit reached; see Retry-After")]
     TooManyRequests(ErrorBody),
     #[response(
@@ -66,6 +78,68 @@ pub enum CommonErrors {
         description = "Internal error (the details are only in the log)"
     )]
     Internal(ErrorBody),
+}
+
+/// Answers the server gives to any request, whatever its route, before the route sees it.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Describes answers only.
+pub enum AnyRequestErrors {
+    #[response(
+        status = 400,
+        description = "Malformed request: a path parameter, query or header the route cannot read"
+    )]
+    BadRequest(ErrorBody),
+    #[response(
+        status = 414,
+        description = "The request target (path and query) is longer than 8 KiB"
+    )]
+    UriTooLong(ErrorBody),
+    #[response(
+        status = 431,
+        description = "The request headers are larger than 32 KiB"
+    )]
+    HeadersTooLarge(ErrorBody),
+}
+
+/// Completes every operation with the answers the server's layers give on any route: those
+/// of `AnyRequestErrors` everywhere, those of `CommonErrors` wherever the token is needed. An
+/// answer the route describes itself keeps the route's description.
+struct ServerWide;
+
+impl Modify for ServerWide {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::IntoResponses;
+        let everywhere = AnyRequestErrors::responses();
+        let with_token = CommonErrors::responses();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+                &mut item.query,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let needs_token = operation
+                    .security
+                    .as_ref()
+                    .is_some_and(|requirements| !requirements.is_empty());
+                let answers = &mut operation.responses.responses;
+                let added = everywhere
+                    .iter()
+                    .chain(with_token.iter().filter(|_| needs_token));
+                for (status, response) in added {
+                    answers
+                        .entry(status.clone())
+                        .or_insert_with(|| response.clone());
+                }
+            }
+        }
+    }
 }
 
 /// The two ways to present the token.
@@ -111,6 +185,14 @@ pub struct IngestForm {
 pub struct IngestUrlEncoded {
     /// JSON text holding an object.
     metadata: Option<String>,
+}
+
+/// `Tus-Resumable`: the tus version, the only one this server speaks.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the wire format only.
+pub enum TusResumable {
+    #[schema(rename = "1.0.0")]
+    V1_0_0,
 }
 
 /// The document at `/api/openapi.json` and Swagger UI at `/docs`.
