@@ -27,7 +27,7 @@ pub fn client_ip(headers: &HeaderMap, extensions: &Extensions, settings: &Settin
         .iter()
         .filter_map(|value| value.to_str().ok())
         .filter(|value| value.len() <= MAX_FORWARDED_FOR)
-        .last()
+        .next_back()
     else {
         return peer;
     };

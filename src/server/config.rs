@@ -629,7 +629,8 @@ mod tests {
     fn values_that_would_overflow_time_arithmetic_refuse_to_start() {
         let dir = tempfile::tempdir().unwrap();
         let huge = u64::MAX / 2;
-        let cases: [(&str, fn(&mut SettingsArgs, u64)); 7] = [
+        type Apply = fn(&mut SettingsArgs, u64);
+        let cases: [(&str, Apply); 7] = [
             ("session_ttl_secs", |a, v| a.session_ttl_secs = Some(v)),
             ("upload_expiry_secs", |a, v| a.upload_expiry_secs = Some(v)),
             ("retention_sweep_secs", |a, v| {

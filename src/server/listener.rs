@@ -159,10 +159,18 @@ pub async fn serve(
             match tls {
                 None => connection.run(tcp, held, false, watcher).await,
                 Some(acceptor) => {
-                    match timeout(connection.limits.header_read, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => connection.run(stream, held, true, watcher).await,
-                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    // A handshake that stalls can be evicted like any idle connection.
+                    let evicted = connection.activity.evicted.clone();
+                    let handshake = timeout(connection.limits.header_read, acceptor.accept(tcp));
+                    tokio::select! {
+                        shaken = handshake => match shaken {
+                            Ok(Ok(stream)) => connection.run(stream, held, true, watcher).await,
+                            Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        },
+                        _ = evicted.cancelled() => {
+                            tracing::debug!(%peer, "closing a TLS handshake to make room");
+                        }
                     }
                 }
             }

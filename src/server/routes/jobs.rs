@@ -48,10 +48,13 @@ pub async fn status(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only jobs in this state: queued, receiving, processing, completed, failed, cancelled.
+    #[param(value_type = Option<JobState>)]
     status: Option<String>,
     /// Continue after this job (the previous page's `next_before`).
+    #[param(format = Uuid)]
     before: Option<String>,
     /// Jobs per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 

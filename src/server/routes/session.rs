@@ -28,7 +28,10 @@ pub struct SignIn {
         (status = 204, description = "Signed in", headers(("Set-Cookie" = String, description = "The session cookie"))),
         (status = 400, description = "The body is not {\"token\": \"...\"}", body = ErrorBody),
         (status = 401, description = "Wrong token", body = ErrorBody),
-        (status = 429, description = "Too many failed attempts from this address; see Retry-After", body = ErrorBody),
+        (status = 403, description = "Sent from another site's page (a foreign Origin or Sec-Fetch-Site)", body = ErrorBody),
+        (status = 408, description = "The request took longer than `request_timeout_secs`", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts from this address, or the rate limit; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error (the details are only in the log)", body = ErrorBody),
     ),
 )]
 pub async fn sign_in(
@@ -47,7 +50,13 @@ pub async fn sign_in(
     delete,
     path = "/api/session",
     tag = "session",
-    responses((status = 204, description = "Signed out (also when there was no session)")),
+    responses(
+        (status = 204, description = "Signed out (also when there was no session)"),
+        (status = 403, description = "Sent from another site's page (a foreign Origin or Sec-Fetch-Site)", body = ErrorBody),
+        (status = 408, description = "The request took longer than `request_timeout_secs`", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        (status = 500, description = "Internal error (the details are only in the log)", body = ErrorBody),
+    ),
 )]
 pub async fn sign_out(State(state): State<AppState>, request: Parts) -> Result<Response, ApiError> {
     let (headers, extensions) = (&request.headers, &request.extensions);

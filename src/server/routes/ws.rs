@@ -50,6 +50,7 @@ const WRITE_BUFFER: usize = 8 * 1024;
         (status = 400, description = "Malformed job id, or not a WebSocket request", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         CommonErrors,
+        (status = 503, description = "As many WebSockets open as the server takes; see Retry-After, or poll GET /api/status", body = ErrorBody),
     ),
     security(("token_query" = []), ("bearer" = [])),
 )]
