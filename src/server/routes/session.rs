@@ -1,5 +1,6 @@
 //! Browser sign-in and sign-out: `POST /api/session` trades the token for a session cookie
 //! (HttpOnly, SameSite=Strict, expiring, Secure over https); `DELETE /api/session` ends it.
+use super::openapi::CommonErrors;
 use crate::{
     api::ErrorBody,
     server::{auth, client, error::ApiError, sessions, startup::AppState},
@@ -24,14 +25,13 @@ pub struct SignIn {
     path = "/api/session",
     tag = "session",
     request_body = SignIn,
+    // The common answers first: the entries after them, more precise here, take their place.
     responses(
+        CommonErrors,
         (status = 204, description = "Signed in", headers(("Set-Cookie" = String, description = "The session cookie"))),
         (status = 400, description = "The body is not {\"token\": \"...\"}", body = ErrorBody),
         (status = 401, description = "Wrong token", body = ErrorBody),
-        (status = 403, description = "Sent from another site's page (a foreign Origin or Sec-Fetch-Site)", body = ErrorBody),
-        (status = 408, description = "The request took longer than `request_timeout_secs`", body = ErrorBody),
         (status = 429, description = "Too many failed attempts from this address, or the rate limit; see Retry-After", body = ErrorBody),
-        (status = 500, description = "Internal error (the details are only in the log)", body = ErrorBody),
     ),
 )]
 pub async fn sign_in(
@@ -52,10 +52,7 @@ pub async fn sign_in(
     tag = "session",
     responses(
         (status = 204, description = "Signed out (also when there was no session)"),
-        (status = 403, description = "Sent from another site's page (a foreign Origin or Sec-Fetch-Site)", body = ErrorBody),
-        (status = 408, description = "The request took longer than `request_timeout_secs`", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
-        (status = 500, description = "Internal error (the details are only in the log)", body = ErrorBody),
+        CommonErrors,
     ),
 )]
 pub async fn sign_out(State(state): State<AppState>, request: Parts) -> Result<Response, ApiError> {
