@@ -27,8 +27,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// first.
     async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<Claimed>>;
     /// After a restart: one-shot uploads that were mid-transfer fail (resumable ones wait for
-    /// their client, their expiry counted from now), jobs that were mid-processing go back to
-    /// the queue.
+    /// their client), jobs that were mid-processing go back to the queue.
     async fn recover_interrupted(&self) -> anyhow::Result<Recovery>;
     async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64>;
     /// Finished jobs (completed, failed, cancelled) last changed before `cutoff`, oldest first.

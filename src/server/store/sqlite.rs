@@ -218,10 +218,11 @@ async fn run(
             Ok(()) => outcomes.extend(jobs.iter().map(|_| Ok(WriteOutcome::Done))),
             Err(error) => {
                 let message = format!("{error:#}");
-                outcomes.extend(
-                    jobs.iter()
-                        .map(|_| Err(anyhow!("inserting the job: {message}"))),
-                );
+                let full = is_sqlite_full(&error);
+                outcomes.extend(jobs.iter().map(|_| {
+                    let failed = anyhow!("inserting the job: {message}");
+                    Err(if full { full_disk(failed) } else { failed })
+                }));
             }
         },
     }
@@ -370,14 +371,6 @@ async fn apply(
                  WHERE state = 'receiving' AND id NOT IN (SELECT job_id FROM uploads)",
             )
             .bind(INTERRUPTED_BY_RESTART)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            // Their clients could not send while the server was down: expiry counts from now.
-            sqlx::query(
-                "UPDATE jobs SET updated_us = ? \
-                 WHERE state = 'receiving' AND id IN (SELECT job_id FROM uploads)",
-            )
             .bind(now)
             .execute(&mut *conn)
             .await?;
