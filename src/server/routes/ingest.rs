@@ -46,6 +46,7 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
         (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
         CommonErrors,
         (status = 503, description = "Too many uploads at once; see Retry-After", body = ErrorBody),
+        (status = 507, description = "A file, with free disk space below the server's floor or the disk full (the job fails)", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]

@@ -69,7 +69,8 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
 /// Declares an upload: its length (`Upload-Length`) and, in `Upload-Metadata`, base64 values
 /// for `filename`, `filetype`, `metadata` (a JSON object) and `sha256` (the whole file's
 /// expected digest). Creates the job in `receiving`. The first bytes may come along
-/// (`Content-Type: application/offset+octet-stream`).
+/// (`Content-Type: application/offset+octet-stream`). Each credential may have
+/// `max_pending_uploads` unfinished uploads; beyond that, 429 `too_many_pending_uploads`.
 #[utoipa::path(
     post,
     path = "/api/uploads",
