@@ -1,6 +1,6 @@
 //! `ApiError`: every way a request can fail, mapped to an HTTP status and the JSON error body
 //! in this one place. A 500 tells the client nothing internal; its cause chain goes to the log.
-use super::jobs::Cancellation;
+use super::{jobs::Cancellation, receive::is_disk_full};
 use crate::{
     api::{ErrorBody, ErrorDetail},
     domain::MetadataError,
@@ -50,11 +50,32 @@ pub enum ApiError {
     InsufficientStorage(String),
     #[error("too many requests; retry after {retry_after} s")]
     TooManyRequests { retry_after: u64 },
+    /// The credential has as many unfinished resumable uploads as it may have.
+    #[error("{message}")]
+    TooManyPendingUploads { message: String, retry_after: u64 },
     /// The server is at capacity for this kind of request; the client should retry.
     #[error("{message}")]
     Busy { message: String, retry_after: u64 },
     #[error("internal error")]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+/// A failure the handler did not foresee is a 500, unless the disk is full: that is 507, and
+/// the client may retry once space is freed.
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        let disk_full = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+            .any(is_disk_full);
+        if disk_full {
+            tracing::warn!(error = ?error, "the disk is full");
+            return ApiError::InsufficientStorage(
+                "the server's disk is full; retry once space is freed".to_owned(),
+            );
+        }
+        ApiError::Internal(error)
+    }
 }
 
 impl ApiError {
@@ -84,7 +105,9 @@ impl ApiError {
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::TooManyPendingUploads { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -108,6 +131,7 @@ impl ApiError {
             ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::TooManyPendingUploads { .. } => "too_many_pending_uploads",
             ApiError::Busy { .. } => "busy",
             ApiError::Internal(_) => "internal",
         }
@@ -130,7 +154,7 @@ impl From<Cancellation> for ApiError {
             Cancellation::Finished(state) => ApiError::Conflict(format!(
                 "the job has already {state}; only unfinished jobs can be cancelled"
             )),
-            Cancellation::Failed(error) => ApiError::Internal(error),
+            Cancellation::Failed(error) => ApiError::from(error),
         }
     }
 }
@@ -154,7 +178,9 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer realm=\"ingest\""),
                 );
             }
-            ApiError::TooManyRequests { retry_after } | ApiError::Busy { retry_after, .. } => {
+            ApiError::TooManyRequests { retry_after }
+            | ApiError::TooManyPendingUploads { retry_after, .. }
+            | ApiError::Busy { retry_after, .. } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

@@ -1,11 +1,11 @@
 //! The job service: the one place that changes jobs. It writes the store first and then
 //! publishes to the hub (which drops stale snapshots), so a follower that finds no live entry
-//! can trust the store.
+//! can trust the store. A resumable upload between requests lives only in the store.
 //! REST routes, server functions and the worker all go through it.
 use super::error::ApiError;
 use super::{
     blobs::BlobStore,
-    hub::{Follow, StatusHub},
+    hub::{Follow, StatusHub, Watch},
     metrics,
     receive::{Partial, Received},
     store::{now, Claimed, JobStore, UploadRecord},
@@ -16,7 +16,10 @@ use crate::{
 };
 use anyhow::Context;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -39,17 +42,27 @@ pub struct Jobs {
     blob_refs: tokio::sync::Mutex<()>,
     /// Wakes the worker when a job is queued.
     queued: Notify,
-    /// One token per job being received or processed; cancelling the job fires it so the
-    /// upload or the worker stops at once.
-    running: std::sync::Mutex<HashMap<JobId, CancellationToken>>,
+    /// One token per job being received or processed (a resumable upload only while a request
+    /// sends it); cancelling the job fires it so the upload or the worker stops at once.
+    running: std::sync::Mutex<HashMap<JobId, Running>>,
+    /// Tells registrations apart, so a request only ever removes its own.
+    registrations: AtomicU64,
     /// Uploads a request is sending bytes to right now: one sender per upload at a time.
     sending: std::sync::Mutex<HashSet<JobId>>,
+    /// Wakes those waiting for a sending lock (a cancel) when one is released.
+    released: Notify,
     /// Running hashes of resumable uploads between requests, so a PATCH continues without
     /// reading back what is on disk (a restart loses them; they are then re-hashed once).
     partials: std::sync::Mutex<HashMap<JobId, Partial>>,
 }
 
-/// Held by the one request sending an upload's bytes; released when dropped.
+struct Running {
+    registration: u64,
+    token: CancellationToken,
+}
+
+/// Held by the one request sending an upload's bytes (or by whoever removes them); released
+/// when dropped.
 pub struct SendingLock<'a> {
     jobs: &'a Jobs,
     id: JobId,
@@ -62,7 +75,50 @@ impl Drop for SendingLock<'_> {
             .lock()
             .expect("sending lock")
             .remove(&self.id);
+        self.jobs.released.notify_waiters();
     }
+}
+
+/// The request sending a resumable upload's bytes: its sending lock, and its cancellation token,
+/// registered before the request reads the job's state. So a cancel either shows in that read
+/// or fires the token; no cancel is missed.
+pub struct Sending<'a> {
+    lock: SendingLock<'a>,
+    /// `None` when the token was someone else's (the job is not receiving any more).
+    registration: Option<u64>,
+    token: CancellationToken,
+}
+
+impl Sending<'_> {
+    /// Fires when the upload is cancelled.
+    pub fn cancelled(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        // Between requests an upload has no token: nothing is left behind per waiting upload.
+        if let Some(registration) = self.registration {
+            let mut running = self.lock.jobs.running.lock().expect("running lock");
+            if running
+                .get(&self.lock.id)
+                .is_some_and(|entry| entry.registration == registration)
+            {
+                running.remove(&self.lock.id);
+            }
+        }
+        // The sending lock goes after this, with the field.
+    }
+}
+
+/// Why a resumable upload could not be declared.
+#[derive(Debug, thiserror::Error)]
+pub enum Declaration {
+    #[error("this credential already has {limit} unfinished uploads")]
+    TooManyPending { limit: u64 },
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
 }
 
 const DEFAULT_PAGE: u32 = 50;
@@ -94,7 +150,9 @@ impl Jobs {
             blob_refs: tokio::sync::Mutex::new(()),
             queued: Notify::new(),
             running: Default::default(),
+            registrations: AtomicU64::new(0),
             sending: Default::default(),
+            released: Notify::new(),
             partials: Default::default(),
         }
     }
@@ -125,8 +183,8 @@ impl Jobs {
         Ok(job)
     }
 
-    /// A job whose file is about to arrive; durable in `receiving` when this returns, so a
-    /// crash mid-transfer leaves a record that the restart marks failed.
+    /// A job whose file is about to arrive in this request; durable in `receiving` when this
+    /// returns, so a crash mid-transfer leaves a record that the restart marks failed.
     pub async fn begin_upload(
         &self,
         filename: Option<String>,
@@ -138,31 +196,42 @@ impl Jobs {
         job.bytes_total = bytes_total;
         // Live byte counts exist only in the hub, so an upload is carried there from the start.
         drop(self.hub.track(job.clone()));
+        // Registered before the job exists, so a cancel that finds the job also stops the request.
+        self.start_running(job.job_id);
         if let Err(error) = self.store.insert(&job).await {
             self.hub.forget(job.job_id);
+            self.stop_running(job.job_id);
             return Err(error);
         }
         metrics::job_created("file");
-        self.start_running(job.job_id);
         Ok(job)
     }
 
-    /// A resumable upload of `length` bytes (`None`: stated later): a receiving job whose durable
-    /// offset (0 for now)
-    /// is recorded, so it survives restarts until its bytes are all in or it expires.
+    /// A resumable upload of `length` bytes (`None`: stated later) declared by `owner` (a
+    /// credential's label): a receiving job whose durable offset (0 for now) is recorded, so it
+    /// survives restarts until its bytes are all in or it expires. Refused, with nothing
+    /// recorded, when `owner` already has `max_pending` of them unfinished. Between requests it
+    /// lives only in the store: waiting uploads cost no memory.
     pub async fn declare_upload(
         &self,
         filename: Option<String>,
         length: Option<u64>,
         metadata: serde_json::Value,
         expected_sha256: Option<Sha256Digest>,
-    ) -> anyhow::Result<JobStatus> {
-        let job = self.begin_upload(filename, length, metadata).await?;
-        if let Err(error) = self.store.insert_upload(job.job_id, expected_sha256).await {
-            // Without its offset the upload could not be resumed: it fails now, not later.
-            let _ = self.fail(job, "storing the upload failed").await;
-            return Err(error);
+        owner: &str,
+        max_pending: u64,
+    ) -> Result<JobStatus, Declaration> {
+        let mut job = JobStatus::new(JobId::new(), JobState::Receiving, metadata, now());
+        job.filename = filename;
+        job.bytes_total = length;
+        let declared = self
+            .store
+            .declare_upload(&job, owner, expected_sha256, max_pending)
+            .await?;
+        if !declared {
+            return Err(Declaration::TooManyPending { limit: max_pending });
         }
+        metrics::job_created("file");
         Ok(job)
     }
 
@@ -196,32 +265,83 @@ impl Jobs {
         Ok(partial)
     }
 
-    /// Records that a resumable upload's bytes up to `partial.offset` are durable: the store
-    /// first (HEAD answers from it), then the running hash and the live progress.
+    /// Records that a resumable upload's bytes up to `partial.offset` are durable: the offset
+    /// and the job's progress in one write (HEAD, status readers and a restart read them
+    /// there), then the running hash and the live progress. Fails with `AlreadyFinished` if the
+    /// job finished meanwhile (a cancel): then nothing is recorded.
     pub async fn record_partial(&self, job: &JobStatus, partial: Partial) -> anyhow::Result<()> {
-        self.store
-            .save_upload_offset(job.job_id, partial.offset)
-            .await?;
-        self.report_received(job, partial.offset);
-        self.partials
+        let id = job.job_id;
+        let mut received = job.clone();
+        received.bytes_done = partial.offset;
+        received.progress = Progress::receiving(partial.offset, job.bytes_total);
+        received.updated_at = now();
+        // Kept before the write: a cancel removes it after its own write, so a hash kept for a
+        // job that the cancel finished cannot stay behind.
+        let previous = self
+            .partials
             .lock()
             .expect("partials lock")
-            .insert(job.job_id, partial);
-        Ok(())
+            .insert(id, partial);
+        match self.store.save_received(&received).await {
+            Ok(true) => {
+                self.hub.publish(received);
+                Ok(())
+            }
+            failed => {
+                let mut partials = self.partials.lock().expect("partials lock");
+                match previous {
+                    Some(previous) => partials.insert(id, previous),
+                    None => partials.remove(&id),
+                };
+                match failed {
+                    Err(error) => Err(error),
+                    _ => Err(AlreadyFinished(id).into()),
+                }
+            }
+        }
     }
 
-    /// The token that fires when `id` is cancelled, registered if it was not (a resumable
-    /// upload continued after a restart).
-    pub fn running_token(&self, id: JobId) -> CancellationToken {
-        self.running
-            .lock()
-            .expect("running lock")
-            .entry(id)
-            .or_default()
-            .clone()
+    /// Takes the right to send `id`'s bytes and registers for its cancellation; `None` while
+    /// another request sends them. Read the job's state only after this.
+    pub fn start_sending(&self, id: JobId) -> Option<Sending<'_>> {
+        let lock = self.lock_sending(id)?;
+        let mut running = self.running.lock().expect("running lock");
+        let (registration, token) = match running.get(&id) {
+            Some(existing) => (None, existing.token.clone()),
+            None => {
+                let registration = self.registrations.fetch_add(1, Ordering::Relaxed);
+                let token = CancellationToken::new();
+                let entry = Running {
+                    registration,
+                    token: token.clone(),
+                };
+                running.insert(id, entry);
+                (Some(registration), token)
+            }
+        };
+        drop(running);
+        Some(Sending {
+            lock,
+            registration,
+            token,
+        })
     }
 
-    /// Live byte count of an upload: published, not stored (the store records transitions).
+    /// Carries an unfinished job's snapshots live, for a follower or a request sending its
+    /// bytes, until the returned watch (and every other) is dropped.
+    pub async fn watch_live(&self, job: JobStatus) -> anyhow::Result<Watch> {
+        let id = job.job_id;
+        let live = self.hub.hold(job);
+        // A change saved between the caller's read and the entry's creation was published to
+        // no one: read once more now that the entry catches every later change.
+        if let Some(fresh) = self.store.get(id).await? {
+            self.hub.publish(fresh);
+        }
+        Ok(live)
+    }
+
+    /// Live byte count of an upload while a request sends it: published, not stored (the store
+    /// records transitions, and a resumable upload's durable count: `record_partial`).
     pub fn report_received(&self, job: &JobStatus, bytes_done: u64) {
         let mut live = job.clone();
         live.bytes_done = bytes_done;
@@ -236,7 +356,9 @@ impl Jobs {
         self.hub.publish(job.clone());
     }
 
-    /// Stores the received file under its digest and queues the job for processing.
+    /// Stores the received file under its digest and queues the job for processing. If the job
+    /// finished meanwhile (a cancel) or cannot be recorded, the stored file goes again unless
+    /// another job references the same content.
     pub async fn finish_upload(
         &self,
         mut job: JobStatus,
@@ -249,15 +371,22 @@ impl Jobs {
         tokio::task::spawn_blocking(move || blobs.commit(&temp, &digest))
             .await?
             .context("storing the upload")?;
+        // The request's token goes before the job is queued: once queued, a token under this id
+        // is the worker's.
+        self.stop_running(job.job_id);
         job.status = JobState::Queued;
         job.sha256 = Some(digest);
         job.size = Some(received.size);
         job.bytes_done = received.size;
         job.bytes_total = Some(received.size);
         job.progress = Progress::queued(true);
-        self.update(&mut job).await?;
+        if let Err(error) = self.update(&mut job).await {
+            if let Err(cleanup) = self.remove_if_unreferenced(digest).await {
+                tracing::warn!(error = ?cleanup, job_id = %job.job_id, "removing a blob no job took failed");
+            }
+            return Err(error);
+        }
         drop(referencing);
-        self.stop_running(job.job_id);
         self.partials
             .lock()
             .expect("partials lock")
@@ -265,6 +394,18 @@ impl Jobs {
         metrics::upload_stored(&job, received.size);
         self.queued.notify_one();
         Ok(job)
+    }
+
+    /// Removes a stored blob unless a job references it. The caller holds `blob_refs`.
+    async fn remove_if_unreferenced(&self, digest: Sha256Digest) -> anyhow::Result<bool> {
+        if self.store.count_referencing(digest).await? > 0 {
+            return Ok(false);
+        }
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.remove_blob(&digest))
+            .await?
+            .context("removing an unreferenced blob")?;
+        Ok(true)
     }
 
     /// Removes a finished job, and its blob when no other job references it. `Ok(false)` if
@@ -281,13 +422,7 @@ impl Jobs {
             return Ok(false);
         }
         if let Some(digest) = job.sha256 {
-            if self.store.count_referencing(digest).await? == 0 {
-                let blobs = self.blobs.clone();
-                tokio::task::spawn_blocking(move || blobs.remove_blob(&digest))
-                    .await
-                    .map_err(anyhow::Error::from)?
-                    .context("removing an unreferenced blob")?;
-            }
+            self.remove_if_unreferenced(digest).await?;
         }
         tracing::info!(job_id = %id, "job deleted");
         Ok(true)
@@ -317,9 +452,7 @@ impl Jobs {
                 continue;
             }
             let _referencing = self.blob_refs.lock().await;
-            if self.store.count_referencing(digest).await? == 0 {
-                let blobs = self.blobs.clone();
-                tokio::task::spawn_blocking(move || blobs.remove_blob(&digest)).await??;
+            if self.remove_if_unreferenced(digest).await? {
                 removed += 1;
             }
         }
@@ -360,25 +493,31 @@ impl Jobs {
     /// Cancels an unfinished job: queued jobs never run, an upload stops and its bytes are
     /// removed, processing stops after the current step. Returns the cancelled job.
     pub async fn cancel(&self, id: JobId) -> Result<JobStatus, Cancellation> {
+        // Read first: whether a job is a resumable upload never changes while it exists.
+        let resumable = self.store.upload(id).await?.is_some();
         let Some(cancelled) = self.store.cancel(id).await? else {
             return match self.status(id).await? {
                 Some(job) => Err(Cancellation::Finished(job.status)),
                 None => Err(Cancellation::NotFound),
             };
         };
+        // Whoever runs the job registered its token before reading the job's state, so it
+        // either saw the cancel there or is stopped by this.
         if let Some(running) = self.running.lock().expect("running lock").remove(&id) {
-            running.cancel();
+            running.token.cancel();
         }
         self.partials.lock().expect("partials lock").remove(&id);
-        // A resumable upload between requests has nobody to remove its bytes; one being sent
-        // removes them itself when the cancellation reaches it.
-        if let Some(_sending) = self.lock_sending(id) {
+        metrics::job_finished(&cancelled);
+        self.hub.publish(cancelled.clone());
+        // A one-shot upload's bytes belong to its request, which removes them once stopped. A
+        // resumable upload's are removed here, once no request sends them (one that does
+        // stops at once, and nothing it records for a cancelled job counts).
+        if resumable {
+            let _sending = self.wait_sending(id).await;
             if let Err(error) = self.blobs.discard_temp(&self.blobs.temp_path(id)) {
                 tracing::warn!(%error, job_id = %id, "removing a cancelled upload's bytes failed");
             }
         }
-        metrics::job_finished(&cancelled);
-        self.hub.publish(cancelled.clone());
         tracing::info!(job_id = %id, "job cancelled");
         Ok(cancelled)
     }
@@ -390,21 +529,40 @@ impl Jobs {
         inserted.then(|| SendingLock { jobs: self, id })
     }
 
+    /// The right to send `id`'s bytes, once the request holding it (if any) lets go.
+    async fn wait_sending(&self, id: JobId) -> SendingLock<'_> {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Listening before trying, so a release between the try and the wait is not missed.
+            released.as_mut().enable();
+            if let Some(lock) = self.lock_sending(id) {
+                return lock;
+            }
+            released.await;
+        }
+    }
+
     /// The token that fires if the job is cancelled while it runs.
     pub fn cancellation(&self, id: JobId) -> CancellationToken {
         self.running
             .lock()
             .expect("running lock")
             .get(&id)
-            .cloned()
+            .map(|running| running.token.clone())
             .unwrap_or_default()
     }
 
     fn start_running(&self, id: JobId) {
-        self.running
-            .lock()
-            .expect("running lock")
-            .insert(id, CancellationToken::new());
+        let registration = self.registrations.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        self.running.lock().expect("running lock").insert(
+            id,
+            Running {
+                registration,
+                token,
+            },
+        );
     }
 
     fn stop_running(&self, id: JobId) {
@@ -431,13 +589,7 @@ impl Jobs {
         if stored.is_terminal() {
             return Ok(Some(Follow::Finished(Box::new(stored))));
         }
-        let live = self.hub.track(stored);
-        // A change saved between the read and the entry's creation was published to no one:
-        // read once more now that the entry catches every later change.
-        if let Some(fresh) = self.store.get(id).await? {
-            self.hub.publish(fresh);
-        }
-        Ok(Some(Follow::Live(live)))
+        Ok(Some(Follow::Live(self.watch_live(stored).await?)))
     }
 
     /// Newest first, with live progress for jobs that are running.
@@ -503,33 +655,17 @@ impl Jobs {
         self.queued.notified().await
     }
 
-    /// Start-up recovery: re-queues interrupted processing, fails interrupted uploads and
-    /// removes their temp files.
+    /// Start-up recovery: re-queues interrupted processing, fails interrupted one-shot uploads
+    /// and removes temp files but those of resumable uploads, which stay in the store only.
     pub async fn recover(&self) -> anyhow::Result<()> {
         let recovery = self.store.recover_interrupted().await?;
         let resumable = self.store.resumable_uploads().await?;
+        let waiting = resumable.len();
         let blobs = self.blobs.clone();
-        let keep = resumable.clone();
-        let removed = tokio::task::spawn_blocking(move || blobs.clear_temp(&keep)).await??;
-        for id in &resumable {
-            // Their durable offset is in the store; the live view starts from it.
-            if let (Some(job), Some(upload)) =
-                (self.store.get(*id).await?, self.store.upload(*id).await?)
-            {
-                self.hub.track(job.clone());
-                self.report_received(&job, upload.offset);
-            }
-        }
-        let queued = self
-            .store
-            .list(Some(JobState::Queued), None, u32::MAX)
-            .await?;
-        for job in queued {
-            self.hub.track(job);
-        }
+        let removed = tokio::task::spawn_blocking(move || blobs.clear_temp(&resumable)).await??;
         tracing::info!(
             failed_uploads = recovery.failed_uploads,
-            resumable_uploads = resumable.len(),
+            resumable_uploads = waiting,
             requeued = recovery.requeued,
             temp_files_removed = removed,
             "recovered after start-up"

@@ -1,7 +1,8 @@
 //! Streams an upload to a temp file while hashing it: the network side reads chunks, blocking
 //! threads hash and write each chunk once, and bounded channels between them keep memory flat
 //! whatever the size. A one-shot upload leaves nothing on disk when it fails; a resumable one
-//! keeps the bytes that arrived before a cut, fsync'd, with the hash state to continue from.
+//! keeps the bytes that arrived before a cut or a full disk, fsync'd, with the hash state to
+//! continue from.
 use crate::domain::Sha256Digest;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -23,6 +24,10 @@ const CHUNKS_IN_FLIGHT: usize = 32;
 /// tail matters: 8 MiB took 64 MiB PATCHes from 0.79 to 0.92–0.96 of a one-shot upload's
 /// speed (32 MiB before), with the one-shot figure unchanged (`scripts/bench`).
 const WRITEBACK_WINDOW: u64 = 8 * 1024 * 1024;
+/// When the disk fills up mid-request, this much of what was written last is given back before
+/// the rest is kept: the upload's new offset must still be recorded in the database, which
+/// needs a few pages of disk too.
+const FULL_DISK_HEADROOM: u64 = 256 * 1024;
 
 /// A fully received, fsync'd upload in its temp file.
 #[derive(Debug)]
@@ -51,9 +56,16 @@ impl Partial {
     /// Re-hashes the first `offset` bytes of `temp` (after a restart lost the running hash).
     /// Blocking.
     pub fn rehash(temp: &Path, offset: u64) -> io::Result<Self> {
-        use std::io::Read;
-        let mut file = File::open(temp)?.take(offset);
-        let mut hasher = Sha256::new();
+        Self::empty().extend_from(temp, offset)
+    }
+
+    /// Hashes on from here through byte `to` of `temp`, which must hold them. Blocking.
+    fn extend_from(mut self, temp: &Path, to: u64) -> io::Result<Self> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = File::open(temp)?;
+        file.seek(SeekFrom::Start(self.offset))?;
+        let wanted = to.saturating_sub(self.offset);
+        let mut file = file.take(wanted);
         let mut buffer = vec![0; 1 << 20];
         let mut hashed = 0;
         loop {
@@ -61,16 +73,20 @@ impl Partial {
             if read == 0 {
                 break;
             }
-            hasher.update(&buffer[..read]);
+            self.hasher.update(&buffer[..read]);
             hashed += read as u64;
         }
-        if hashed != offset {
+        if hashed != wanted {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("the temp file holds {hashed} of {offset} durable bytes"),
+                format!(
+                    "the temp file holds {} of {to} durable bytes",
+                    self.offset + hashed
+                ),
             ));
         }
-        Ok(Self { offset, hasher })
+        self.offset = to;
+        Ok(self)
     }
 
     pub fn digest(&self) -> Sha256Digest {
@@ -150,8 +166,31 @@ pub enum ReceiveError {
     Cancelled,
     #[error("the bytes do not match their Upload-Checksum")]
     ChecksumMismatch,
+    /// The disk filled up (or the quota ran out). What was written before is kept and durable
+    /// when the caller keeps partial uploads.
+    #[error("the server's disk is full")]
+    DiskFull(io::Error),
     #[error("writing the upload failed: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for ReceiveError {
+    fn from(error: io::Error) -> Self {
+        if is_disk_full(&error) {
+            Self::DiskFull(error)
+        } else {
+            Self::Io(error)
+        }
+    }
+}
+
+/// Whether an I/O failure means the disk (or the quota) is full: ENOSPC (os error 28) or EDQUOT,
+/// which the standard library reports as these kinds.
+pub fn is_disk_full(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 #[derive(Clone)]
@@ -233,7 +272,7 @@ where
         .await
         .map_err(io::Error::other)
         .and_then(|opened| opened)
-        .map_err(|error| stop(ReceiveError::Io(error), &from))?;
+        .map_err(|error| stop(ReceiveError::from(error), &from))?;
     let (to_hasher, hasher_queue) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let (to_writer, writer_queue) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let Bounds {
@@ -299,7 +338,15 @@ where
         let _ = to_hasher.send(Chunk::End).await;
     }
     drop((to_writer, to_hasher));
-    let written = joined(writer.await);
+    let written = match joined(writer.await) {
+        Ok(Written::Full { kept, error }) => {
+            let keeps = kept > 0
+                && checksum.is_none()
+                && matches!(outcome, Ok(()) | Err(ReceiveError::Interrupted { .. }));
+            return Err(disk_full(temp, from, kept, keeps, outcome, error).await);
+        }
+        written => written,
+    };
     let hashed = hasher.await.ok().flatten();
     if let (Some(expected), Some((_, Some(actual)))) = (&checksum, &hashed) {
         if keep && expected.expected != *actual {
@@ -320,29 +367,72 @@ where
     }
     let hashed = hashed.map(|(hasher, _)| hasher);
     match (outcome, written, hashed) {
-        (Ok(()), Ok(Some(written)), Some(hasher)) if written == received => Ok(Partial {
+        (Ok(()), Ok(Written::All(written)), Some(hasher)) if written == received => Ok(Partial {
             offset: offset + written,
             hasher,
         }),
-        (Err(error @ ReceiveError::Interrupted { .. }), Ok(Some(written)), Some(hasher))
-            if written == received =>
-        {
-            Err(Stopped {
-                error,
-                partial: Partial {
-                    offset: offset + written,
-                    hasher,
-                },
-            })
-        }
+        (
+            Err(error @ ReceiveError::Interrupted { .. }),
+            Ok(Written::All(written)),
+            Some(hasher),
+        ) if written == received => Err(Stopped {
+            error,
+            partial: Partial {
+                offset: offset + written,
+                hasher,
+            },
+        }),
         (Err(error), _, _) => Err(stop(error, &from)),
-        (Ok(()), Err(error), _) => Err(stop(ReceiveError::Io(error), &from)),
+        (Ok(()), Err(error), _) => Err(stop(ReceiveError::from(error), &from)),
         (Ok(()), _, _) => Err(stop(
             ReceiveError::Io(io::Error::other(
                 "the upload stopped before the end of the body",
             )),
             &from,
         )),
+    }
+}
+
+/// The disk filled up while this request's bytes were written, and the writer kept `kept` of
+/// them durable. They count (hashed on from `from`) when `keeps`; otherwise the file goes back
+/// to `from.offset`. A refusal or a cancellation says more than the full disk and is passed on.
+async fn disk_full(
+    temp: &Path,
+    from: Partial,
+    kept: u64,
+    keeps: bool,
+    outcome: Result<(), ReceiveError>,
+    error: io::Error,
+) -> Stopped {
+    let path = temp.to_owned();
+    let start = from.clone();
+    let offset = from.offset;
+    let kept = tokio::task::spawn_blocking(move || {
+        if keeps {
+            start.extend_from(&path, offset + kept)
+        } else {
+            File::options()
+                .write(true)
+                .open(&path)?
+                .set_len(offset)
+                .map(|()| start)
+        }
+    })
+    .await
+    .map_err(io::Error::other)
+    .and_then(|kept| kept);
+    let error = match outcome {
+        Err(refused @ (ReceiveError::TooLarge { .. } | ReceiveError::Cancelled)) => refused,
+        _ => ReceiveError::DiskFull(error),
+    };
+    match kept {
+        Ok(partial) => Stopped { error, partial },
+        // Read back or cut back failed: only what was durable before this request counts (the
+        // next request trims anything beyond it).
+        Err(_) => Stopped {
+            error,
+            partial: from,
+        },
     }
 }
 
@@ -384,33 +474,91 @@ fn hash_chunks(
     None
 }
 
-/// Writes every chunk from `offset` and fsyncs at the end, returning the bytes written; `None`
-/// when abandoned before the end (the file is cut back to `offset`).
+/// How the writing thread ended.
+enum Written {
+    /// Every chunk up to `Chunk::End`, fsync'd: this many bytes.
+    All(u64),
+    /// Abandoned before the end: the file is cut back to where this request started.
+    Abandoned,
+    /// The disk filled up: the first `kept` bytes of this request are durable and nothing of
+    /// it lies beyond them.
+    Full { kept: u64, error: io::Error },
+}
+
+/// Writes every chunk from `offset` and fsyncs at the end. Abandoned before the end, the file is
+/// cut back to `offset`; on a full disk, what was written (less `FULL_DISK_HEADROOM`) is kept.
 fn write_chunks(
     mut file: File,
     offset: u64,
     mut queue: mpsc::Receiver<Chunk>,
-) -> io::Result<Option<u64>> {
+) -> io::Result<Written> {
     let mut written = 0u64;
     let mut flushed = 0u64;
     while let Some(chunk) = queue.blocking_recv() {
         match chunk {
             Chunk::Data(bytes) => {
-                file.write_all(&bytes)?;
-                written += bytes.len() as u64;
+                if let Err(error) = write_counted(&mut file, &bytes, &mut written) {
+                    return keep_before_full(&file, offset, written, error);
+                }
                 if written - flushed >= WRITEBACK_WINDOW {
                     start_writeback(&file, offset + flushed, written - flushed);
                     flushed = written;
                 }
             }
             Chunk::End => {
-                file.sync_all()?;
-                return Ok(Some(written));
+                return match file.sync_all() {
+                    Ok(()) => Ok(Written::All(written)),
+                    // After a failed fsync the written pages may be gone while a later fsync
+                    // succeeds: none of this request's bytes can be trusted.
+                    Err(error) => keep_before_full(&file, offset, 0, error),
+                };
             }
         }
     }
     file.set_len(offset)?;
-    Ok(None)
+    Ok(Written::Abandoned)
+}
+
+/// Writes all of `bytes`, counting in `written` every byte the file took, even when a later
+/// part of them fails.
+fn write_counted(file: &mut File, bytes: &[u8], written: &mut u64) -> io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match file.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(taken) => {
+                *written += taken as u64;
+                rest = &rest[taken..];
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// After a write failed with `written` bytes of this request taken: on a full disk, keeps them
+/// less `FULL_DISK_HEADROOM` (given back so the new offset can be recorded) and fsyncs; any
+/// other failure is passed on.
+fn keep_before_full(
+    file: &File,
+    offset: u64,
+    written: u64,
+    error: io::Error,
+) -> io::Result<Written> {
+    if !is_disk_full(&error) {
+        return Err(error);
+    }
+    let kept = written.saturating_sub(FULL_DISK_HEADROOM);
+    let kept = match file.set_len(offset + kept).and_then(|()| file.sync_all()) {
+        Ok(()) => kept,
+        Err(_) => {
+            // Not durable after all: nothing of this request counts.
+            let _ = file.set_len(offset);
+            0
+        }
+    };
+    Ok(Written::Full { kept, error })
 }
 
 /// Asks the kernel to start writing a range to disk without waiting (the "bytes per sync"

@@ -1,5 +1,5 @@
-//! `spawn_app()`: the real router on 127.0.0.1:0 with a fresh data dir, plus HTTP/WebSocket
-//! helpers the tests share.
+//! `spawn_app()`: the real router on 127.0.0.1:0 with a fresh data dir; `Server`: the real
+//! binary on a data dir, to kill and restart; plus HTTP/WebSocket helpers the tests share.
 use ingest::{
     api::JobPage,
     domain::{JobId, JobState, JobStatus},
@@ -11,7 +11,12 @@ use ingest::{
     },
 };
 use serde_json::Value;
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
 use tokio_util::sync::CancellationToken;
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
@@ -290,4 +295,235 @@ pub async fn wait_for_receiving_job(client: &reqwest::Client, base: &str) -> Job
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The real `ingest` binary serving a data dir, its log in a file beside it. Killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    stderr_path: PathBuf,
+}
+
+impl Server {
+    pub async fn start(
+        data_dir: &std::path::Path,
+        processing_delay_ms: u64,
+        log_name: &str,
+    ) -> Server {
+        let delay = processing_delay_ms.to_string();
+        Server::start_with(
+            data_dir,
+            log_name,
+            &[("INGEST_PROCESSING_DELAY_MS", &delay)],
+        )
+        .await
+    }
+
+    /// Starts the binary with `env` on top of the test defaults, and waits until it answers.
+    pub async fn start_with(
+        data_dir: &std::path::Path,
+        log_name: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let stderr_path = data_dir.parent().unwrap().join(log_name);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ingest"));
+        command
+            .env("INGEST_CONFIG", "/nonexistent/Leptos.toml")
+            .env("INGEST_DATA_DIR", data_dir)
+            .env("INGEST_TOKEN", TOKEN)
+            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "debug");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("the ingest binary starts");
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            stderr_path,
+        };
+        server.wait_until_ready().await;
+        server
+    }
+
+    async fn wait_until_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..500 {
+            let ready = client
+                .get(format!("{}/api/jobs?limit=1", self.base))
+                .bearer_auth(TOKEN)
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the server did not start: {}", self.log());
+    }
+
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The process's resident set size (`VmRSS`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse().ok())
+            .expect("a VmRSS line");
+        kib * 1024
+    }
+
+    /// Sends SIGTERM and waits (10 s at most) for the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        for _ in 0..1000 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "the server did not stop within 10 s of SIGTERM: {}",
+            self.log()
+        );
+    }
+
+    pub fn kill_9(&mut self) {
+        // Child::kill sends SIGKILL on Unix: no shutdown code runs.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signs a browser in (`POST /api/session` on `base`) and returns its `Cookie` header value.
+pub async fn session_cookie(client: &reqwest::Client, base: &str) -> String {
+    let response = client
+        .post(format!("{base}/api/session"))
+        .json(&serde_json::json!({ "token": TOKEN }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204, "signing in");
+    let header = response.headers()["set-cookie"].to_str().unwrap();
+    header.split(';').next().unwrap().to_owned()
+}
+
+/// tus requests against a server at `base`, with the token or a session cookie.
+pub struct Tus<'a> {
+    pub client: &'a reqwest::Client,
+    pub base: String,
+    /// A session cookie to send instead of the token.
+    pub cookie: Option<String>,
+}
+
+impl<'a> Tus<'a> {
+    pub fn new(client: &'a reqwest::Client, base: &str) -> Self {
+        Tus {
+            client,
+            base: base.to_owned(),
+            cookie: None,
+        }
+    }
+
+    pub fn with_cookie(client: &'a reqwest::Client, base: &str, cookie: String) -> Self {
+        Tus {
+            cookie: Some(cookie),
+            ..Tus::new(client, base)
+        }
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request.header("Tus-Resumable", "1.0.0");
+        match &self.cookie {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request.bearer_auth(TOKEN),
+        }
+    }
+
+    /// `POST /api/uploads` for `length` bytes with `metadata` (JSON text) in Upload-Metadata.
+    pub fn create(&self, length: u64, metadata: &str) -> reqwest::RequestBuilder {
+        use base64::Engine;
+        let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+        self.authorized(self.client.post(format!("{}/api/uploads", self.base)))
+            .header("Upload-Length", length)
+            .header(
+                "Upload-Metadata",
+                format!("filename {},metadata {}", encode("f.bin"), encode(metadata)),
+            )
+    }
+
+    /// Creates an upload and returns its job id; panics unless the answer is 201.
+    pub async fn created(&self, length: u64, metadata: &str) -> JobId {
+        let response = self.create(length, metadata).send().await.unwrap();
+        assert_eq!(response.status(), 201, "creating an upload");
+        let location = response.headers()["location"].to_str().unwrap();
+        JobId::parse(location.strip_prefix("/api/uploads/").unwrap()).unwrap()
+    }
+
+    /// `PATCH /api/uploads/{id}` from `offset`; the caller adds the body.
+    pub fn patch(&self, id: JobId, offset: u64) -> reqwest::RequestBuilder {
+        self.authorized(self.client.patch(format!("{}/api/uploads/{id}", self.base)))
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", offset)
+    }
+
+    /// The durable offset HEAD reports.
+    pub async fn offset(&self, id: JobId) -> u64 {
+        let head = self
+            .authorized(self.client.head(format!("{}/api/uploads/{id}", self.base)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200, "HEAD of upload {id}");
+        head.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// `GET /api/status/{id}`.
+    pub async fn status(&self, id: JobId) -> JobStatus {
+        let response = self
+            .authorized(self.client.get(format!("{}/api/status/{id}", self.base)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "status of {id}");
+        response.json().await.unwrap()
+    }
+}
+
+/// JSON metadata text of about `size` bytes: one long string, the shape that costs the most
+/// memory per byte once parsed.
+pub fn bulky_metadata(size: usize) -> String {
+    format!("{{\"note\":\"{}\"}}", "m".repeat(size.saturating_sub(12)))
 }

@@ -1,10 +1,11 @@
 //! Streams one upload's bytes into its job, for both the one-shot multipart route and the
-//! tus-style upload route: live progress, cancellation, and marking the job failed (with its
-//! temp file gone) when the bytes do not all arrive.
+//! tus-style upload route: the free-disk floor, live progress, cancellation, and marking the
+//! job failed (with its temp file gone) when the bytes do not all arrive.
 use crate::{
     domain::JobStatus,
     server::{
         error::ApiError,
+        jobs::AlreadyFinished,
         receive::{receive, ReceiveError, Received},
         startup::AppState,
     },
@@ -56,16 +57,81 @@ where
         | ReceiveError::ChecksumMismatch => {
             ApiError::bad_request("upload_interrupted", error.to_string())
         }
+        // A one-shot upload cannot resume: its bytes are gone (`receive` removed them).
+        ReceiveError::DiskFull(_) => disk_full(),
         ReceiveError::Io(_) => {
             ApiError::Internal(anyhow::anyhow!("receiving job {}: {error}", job.job_id))
         }
     };
     let reason = match &problem {
         ApiError::Internal(_) => "storing the upload failed".to_owned(),
+        ApiError::InsufficientStorage(_) => {
+            "storing the upload failed: the disk is full".to_owned()
+        }
         _ => error.to_string(),
     };
     fail_quietly(state, job.clone(), reason).await;
     Err(problem)
+}
+
+/// Stores a one-shot upload's file and queues its job. If that fails the job fails too and its
+/// bytes go (nobody can resume it), unless it was cancelled meanwhile (then it is over already).
+pub async fn finish_one_shot(
+    state: &AppState,
+    job: JobStatus,
+    received: Received,
+) -> Result<JobStatus, ApiError> {
+    let id = job.job_id;
+    let temp = received.temp.clone();
+    match state.jobs.finish_upload(job.clone(), received).await {
+        Ok(job) => Ok(job),
+        Err(error) if error.is::<AlreadyFinished>() => {
+            discard_quietly(state, &temp);
+            Err(finish_failed(error, id))
+        }
+        Err(error) => {
+            let problem = finish_failed(error, id);
+            let reason = match &problem {
+                ApiError::InsufficientStorage(_) => "storing the upload failed: the disk is full",
+                _ => "storing the upload failed",
+            };
+            abandon_upload(state, job, &temp, reason.to_owned()).await;
+            Err(problem)
+        }
+    }
+}
+
+/// Storing a fully received file failed: 409 if the job was cancelled meanwhile, 507 if the disk
+/// is full, else 500.
+pub fn finish_failed(error: anyhow::Error, id: crate::domain::JobId) -> ApiError {
+    if error.is::<AlreadyFinished>() {
+        ApiError::Conflict(format!("job {id} was cancelled during the upload"))
+    } else {
+        ApiError::from(error)
+    }
+}
+
+/// Refuses a new upload, or more bytes, while free disk is below `min_free_disk_bytes`: past
+/// the floor an upload would likely fill the disk part-way (and leave nothing for the
+/// database). Jobs without a file still go through.
+pub fn check_free_disk(state: &AppState) -> Result<(), ApiError> {
+    match state.jobs.blobs().free_space() {
+        Ok(free) if free < state.settings.min_free_disk_bytes => Err(ApiError::InsufficientStorage(
+            "free disk space on the server is below its floor; uploads are refused until space \
+             is freed"
+                .to_owned(),
+        )),
+        Ok(_) => Ok(()),
+        // Unknown is not full: the write itself will tell.
+        Err(error) => {
+            tracing::warn!(%error, "cannot read free disk space");
+            Ok(())
+        }
+    }
+}
+
+pub fn disk_full() -> ApiError {
+    ApiError::InsufficientStorage("the server's disk is full; retry once space is freed".to_owned())
 }
 
 /// Publishes an upload's live byte count (`base` bytes were already there): the first chunk at

@@ -1,16 +1,15 @@
 //! `POST /api/ingest`: the seed's three body shapes (JSON, urlencoded form, multipart with an
 //! optional file) turned into a durable job. Files stream through `receive` into storage.
-use super::file_body::{abandon_upload, receive_file, too_large, upload_slot};
+use super::file_body::{
+    abandon_upload, check_free_disk, finish_one_shot, receive_file, too_large, upload_slot,
+};
 use super::openapi::{CommonErrors, IngestForm, IngestJson, IngestUrlEncoded};
 use crate::{
     api::{ErrorBody, IngestAccepted},
     domain::{
         check_metadata, empty_metadata, parse_metadata, JobStatus, MetadataError, UploadName,
     },
-    server::{
-        auth::Authenticated, client, error::ApiError, jobs::AlreadyFinished, receive::Received,
-        startup::AppState,
-    },
+    server::{auth::Authenticated, client, error::ApiError, receive::Received, startup::AppState},
 };
 use axum::{
     body::Body,
@@ -47,6 +46,7 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
         (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
         CommonErrors,
         (status = 503, description = "Too many uploads at once; see Retry-After", body = ErrorBody),
+        (status = 507, description = "A file, with free disk space below the server's floor or the disk full (the job fails)", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -177,6 +177,7 @@ async fn ingest_multipart(
                     );
                     return Err(abandon(state, upload, problem).await);
                 }
+                check_free_disk(state)?;
                 let filename = field
                     .file_name()
                     .and_then(UploadName::sanitize)
@@ -211,12 +212,7 @@ async fn ingest_multipart(
     match upload {
         Some((mut job, received)) => {
             job.metadata = metadata;
-            let id = job.job_id;
-            state
-                .jobs
-                .finish_upload(job, received)
-                .await
-                .map_err(|error| finish_failed(error, id))
+            finish_one_shot(state, job, received).await
         }
         None => Ok(state.jobs.submit_metadata(metadata).await?),
     }
@@ -378,15 +374,6 @@ fn idle_timeout(idle: Duration) -> ApiError {
 
 fn unsupported(message: &str) -> ApiError {
     ApiError::UnsupportedMediaType(message.to_owned())
-}
-
-/// Storing a fully received file failed: 409 if the job was cancelled meanwhile, else 500.
-pub(super) fn finish_failed(error: anyhow::Error, id: crate::domain::JobId) -> ApiError {
-    if error.is::<AlreadyFinished>() {
-        ApiError::Conflict(format!("job {id} was cancelled during the upload"))
-    } else {
-        ApiError::Internal(error)
-    }
 }
 
 #[cfg(test)]

@@ -4,14 +4,16 @@
 //! job id is known before the first byte, so a browser can follow and cancel an upload.
 //!
 //! An upload's bytes may come in any number of PATCHes. Each PATCH's bytes are fsync'd and its
-//! end offset recorded before it is answered, and a PATCH cut short keeps what arrived: HEAD
-//! reports exactly what is durable, and the upload continues from there, across restarts.
+//! end offset recorded before it is answered, and a PATCH cut short (or stopped by a full disk)
+//! keeps what arrived: HEAD reports exactly what is durable, and the upload continues from
+//! there, across restarts. Between requests an upload lives only in the store, and each
+//! credential may leave at most `max_pending_uploads` of them unfinished.
 use super::{
     file_body::{
-        abandon_upload, cancelled_meanwhile, discard_quietly, fail_quietly, progress_reporter,
-        too_large, upload_slot,
+        abandon_upload, cancelled_meanwhile, check_free_disk, discard_quietly, disk_full,
+        fail_quietly, finish_failed, progress_reporter, too_large, upload_slot,
     },
-    ingest::{accepted_body, finish_failed},
+    ingest::accepted_body,
     jobs::{no_such_job, parse_job_id},
     openapi::CommonErrors,
     tus_headers::{
@@ -25,6 +27,7 @@ use crate::{
     server::{
         auth::Authenticated,
         error::ApiError,
+        jobs::{AlreadyFinished, Declaration, Sending},
         receive::{self, Bounds, ChunkChecksum, Partial, ReceiveError, Received, Stopped},
         retention,
         startup::AppState,
@@ -66,7 +69,8 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
 /// Declares an upload: its length (`Upload-Length`) and, in `Upload-Metadata`, base64 values
 /// for `filename`, `filetype`, `metadata` (a JSON object) and `sha256` (the whole file's
 /// expected digest). Creates the job in `receiving`. The first bytes may come along
-/// (`Content-Type: application/offset+octet-stream`).
+/// (`Content-Type: application/offset+octet-stream`). Each credential may have
+/// `max_pending_uploads` unfinished uploads; beyond that, 429 `too_many_pending_uploads`.
 #[utoipa::path(
     post,
     path = "/api/uploads",
@@ -84,13 +88,14 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
         (status = 412, description = "Missing or unsupported Tus-Resumable", body = ErrorBody),
         (status = 413, description = "Upload-Length over the limit", body = ErrorBody),
         CommonErrors,
+        (status = 507, description = "Free disk space is below the server's floor, or the disk is full", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     request: Parts,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -99,7 +104,7 @@ pub async fn create(
     // creation-with-upload: the first bytes may come with the declaration.
     let first_bytes = match headers.get(header::CONTENT_TYPE) {
         None => None,
-        Some(value) if value == PATCH_CONTENT_TYPE => Some(chunk_checksum(&headers)?),
+        Some(value) if value == PATCH_CONTENT_TYPE => Some(chunk_checksum(headers)?),
         Some(_) => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "bytes sent with the creation carry Content-Type: {PATCH_CONTENT_TYPE}"
@@ -120,7 +125,7 @@ pub async fn create(
         })
         .transpose()?
         .is_some();
-    let length = match (number_header(&headers, &UPLOAD_LENGTH)?, deferred) {
+    let length = match (number_header(headers, &UPLOAD_LENGTH)?, deferred) {
         (Some(length), false) => Some(length),
         (None, true) => None,
         (Some(_), true) => {
@@ -139,34 +144,56 @@ pub async fn create(
     if length.is_some_and(|length| length > state.settings.max_upload_bytes) {
         return Err(too_large(state.settings.max_upload_bytes));
     }
-    let declared = UploadMetadata::parse(&headers, state.settings.max_metadata_bytes)?;
+    let declared = UploadMetadata::parse(headers, state.settings.max_metadata_bytes)?;
     // Refused before the job exists when the server takes no more uploads right now.
+    check_free_disk(&state)?;
     drop(upload_slot(&state)?);
-    let job = state
+    let limit = state.settings.max_pending_uploads;
+    let declaration = state
         .jobs
         .declare_upload(
             declared.filename,
             length,
             declared.metadata,
             declared.sha256,
+            &auth.credential.label(),
+            limit,
         )
-        .await?;
+        .await;
+    let job = match declaration {
+        Ok(job) => job,
+        Err(Declaration::TooManyPending { limit }) => {
+            return Err(ApiError::TooManyPendingUploads {
+                message: format!(
+                    "this credential has {limit} unfinished uploads, as many as it may have; \
+                     finish one or end it (DELETE its upload URL) first"
+                ),
+                retry_after: PENDING_RETRY_AFTER_SECS,
+            })
+        }
+        Err(Declaration::Failed(error)) => return Err(error.into()),
+    };
     tracing::info!(job_id = %job.job_id, ?length, "upload created");
     let id = job.job_id;
     let location = upload_url(&job);
     let accepted = accepted_body(&state, &request, &job);
-    let upload = UploadRecord {
-        offset: 0,
-        expected_sha256: declared.sha256,
-    };
     // Bytes sent along, or an empty file (no PATCH will ever come for it): in at once.
     let offset = match (first_bytes, length) {
         (None, Some(length)) if length > 0 => 0,
         (None, _) if length.is_none() => 0,
         (first_bytes, _) => {
-            let _sending = state.jobs.lock_sending(id);
             let checksum = first_bytes.flatten();
-            match send_bytes(&state, job, upload, 0, body, checksum).await {
+            let sent = match hold_upload(&state, id).await {
+                Ok((sending, job, upload)) if durable_offset(&job, upload.offset) == 0 => {
+                    send_bytes(&state, &sending, job, upload, 0, body, checksum).await
+                }
+                // Someone who guessed the new id got there first.
+                Ok(_) => Err(ApiError::Conflict(format!(
+                    "upload {id} has changed since its creation"
+                ))),
+                Err(error) => Err(error),
+            };
+            match sent {
                 Ok(offset) => offset,
                 // The upload exists and can go on: say where it is, as tus asks.
                 Err(error) if still_receiving(&state, id).await => {
@@ -258,6 +285,7 @@ pub async fn offset(
         (status = 460, description = "The bytes do not match Upload-Checksum (they were discarded), or the whole file does not match its declared sha256 (the job fails)", body = ErrorBody),
         CommonErrors,
         (status = 503, description = "Too many uploads at once; see Retry-After", body = ErrorBody),
+        (status = 507, description = "Free disk space is below the server's floor, or the disk filled up: what was stored is kept (see Upload-Offset via HEAD), continue later", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -284,13 +312,8 @@ pub async fn append(
     let checksum = chunk_checksum(&headers)?;
     let id = parse_job_id(job_id)?;
     upload_job(&state, id).await?;
-    let Some(_sending) = state.jobs.lock_sending(id) else {
-        return Err(ApiError::Conflict(format!(
-            "another request is sending upload {id}; retry once it has finished"
-        )));
-    };
-    // Read again under the lock: the request that held it may have moved or finished the upload.
-    let (job, upload) = upload_job(&state, id).await?;
+    check_free_disk(&state)?;
+    let (sending, job, upload) = hold_upload(&state, id).await?;
     let stored = upload.offset;
     let durable = durable_offset(&job, stored);
     if offset != durable || job.status != JobState::Receiving {
@@ -308,7 +331,7 @@ pub async fn append(
         }
         _ => job,
     };
-    let new_offset = send_bytes(&state, job, upload, durable, body, checksum).await?;
+    let new_offset = send_bytes(&state, &sending, job, upload, durable, body, checksum).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
@@ -319,11 +342,32 @@ pub async fn append(
     Ok(with_tus(response))
 }
 
+/// How long a client refused for having too many unfinished uploads is asked to wait: they go
+/// only when it finishes or ends one (or one expires), so retrying at once is pointless.
+const PENDING_RETRY_AFTER_SECS: u64 = 60;
+
+/// Takes the right to send upload `id`'s bytes (409 while another request has it), then reads
+/// the upload: after registering for its cancellation, so a cancel from before shows in this
+/// read and one from after stops the request.
+async fn hold_upload(
+    state: &AppState,
+    id: JobId,
+) -> Result<(Sending<'_>, JobStatus, UploadRecord), ApiError> {
+    let Some(sending) = state.jobs.start_sending(id) else {
+        return Err(ApiError::Conflict(format!(
+            "another request is sending upload {id}; retry once it has finished"
+        )));
+    };
+    let (job, upload) = upload_job(state, id).await?;
+    Ok((sending, job, upload))
+}
+
 /// Appends one request's bytes to a receiving upload whose durable offset is `durable` (the
-/// caller holds its sending lock) and returns the new durable offset. Once all bytes are in, the
+/// caller holds it: `sending`) and returns the new durable offset. Once all bytes are in, the
 /// file is checked against a declared digest, stored and queued.
 async fn send_bytes(
     state: &AppState,
+    sending: &Sending<'_>,
     job: JobStatus,
     upload: UploadRecord,
     durable: u64,
@@ -335,6 +379,8 @@ async fn send_bytes(
     let length = job.bytes_total;
     let ceiling = length.unwrap_or(state.settings.max_upload_bytes);
     let _slot = upload_slot(state)?;
+    // Its progress is carried live while the bytes arrive, and only then.
+    let _live = state.jobs.watch_live(job.clone()).await?;
     let from = match state.jobs.partial(id, durable).await {
         Ok(from) => from,
         Err(error) => {
@@ -352,11 +398,11 @@ async fn send_bytes(
         }
     };
     let temp = state.jobs.blobs().temp_path(id);
-    let cancelled = state.jobs.running_token(id);
+    let cancelled = sending.cancelled();
     let bounds = Bounds {
         limit: ceiling.saturating_sub(durable),
         idle: state.settings.upload_idle_timeout,
-        cancelled: &cancelled,
+        cancelled,
         checksum,
     };
     let appended = receive::append(
@@ -370,17 +416,19 @@ async fn send_bytes(
     let partial = match appended {
         Ok(partial) => partial,
         Err(Stopped { error, partial }) => {
-            return Err(stopped(state, job, &temp, error, partial).await);
+            return Err(stopped(state, job, &temp, error, partial, durable).await);
         }
     };
     if cancelled.is_cancelled() {
-        // Cancelled just as the bytes finished arriving: nobody else removes them.
-        return Err(stopped(state, job, &temp, ReceiveError::Cancelled, partial).await);
+        // Cancelled just as the bytes finished arriving: they do not count.
+        return Err(stopped(state, job, &temp, ReceiveError::Cancelled, partial, durable).await);
     }
     let new_offset = partial.offset;
     if length != Some(new_offset) {
-        state.jobs.record_partial(&job, partial).await?;
-        return Ok(new_offset);
+        return match state.jobs.record_partial(&job, partial).await {
+            Ok(()) => Ok(new_offset),
+            Err(error) => Err(not_recorded(state, &job, &temp, error, durable)),
+        };
     }
     let digest = partial.digest();
     if let Some(expected) = upload
@@ -475,36 +523,79 @@ pub async fn terminate(
     Ok(with_tus(StatusCode::NO_CONTENT.into_response()))
 }
 
-/// A PATCH that ended early. Bytes that arrived before a cut are kept (and recorded); bytes
-/// beyond `Upload-Length` are discarded; a cancelled upload's bytes are removed; a storage
-/// failure fails the job.
+/// Durable bytes that could not be recorded: a cancel came first (they are removed; the cancel
+/// removes them too, once this request lets go), or the store failed (they stay unrecorded, and
+/// the next request trims them). The live progress goes back to what is recorded.
+fn not_recorded(
+    state: &AppState,
+    job: &JobStatus,
+    temp: &std::path::Path,
+    error: anyhow::Error,
+    durable: u64,
+) -> ApiError {
+    if error.is::<AlreadyFinished>() {
+        discard_quietly(state, temp);
+        return cancelled_meanwhile(job);
+    }
+    state.jobs.report_received(job, durable);
+    ApiError::from(error)
+}
+
+/// A PATCH that ended early. Bytes that arrived before a cut or a full disk are kept (and
+/// recorded); bytes beyond `Upload-Length` or failing their checksum are discarded (and the
+/// live progress goes back to the durable offset); a cancelled upload's bytes are removed;
+/// another storage failure fails the job.
 async fn stopped(
     state: &AppState,
     job: JobStatus,
     temp: &std::path::Path,
     error: ReceiveError,
     partial: Partial,
+    durable: u64,
 ) -> ApiError {
     match error {
         ReceiveError::Interrupted { .. } => {
             let kept = partial.offset;
             if let Err(error) = state.jobs.record_partial(&job, partial).await {
-                return ApiError::Internal(error);
+                return not_recorded(state, &job, temp, error, durable);
             }
             ApiError::bad_request(
                 "upload_interrupted",
                 format!("{error}; {kept} bytes are stored, continue from there"),
             )
         }
-        ReceiveError::ChecksumMismatch => ApiError::ChecksumMismatch(format!(
-            "the PATCH's bytes do not match its Upload-Checksum; they were discarded, \
-             send them again from offset {}",
-            partial.offset
-        )),
-        ReceiveError::TooLarge { .. } => ApiError::PayloadTooLarge(format!(
-            "the PATCH goes beyond Upload-Length ({} bytes); its bytes were discarded",
-            job.bytes_total.unwrap_or(0)
-        )),
+        ReceiveError::DiskFull(_) => {
+            let kept = partial.offset;
+            if kept > durable {
+                if let Err(error) = state.jobs.record_partial(&job, partial).await {
+                    return match not_recorded(state, &job, temp, error, durable) {
+                        conflict @ ApiError::Conflict(_) => conflict,
+                        _ => disk_full(),
+                    };
+                }
+            } else {
+                state.jobs.report_received(&job, durable);
+            }
+            ApiError::InsufficientStorage(format!(
+                "the server's disk is full; {kept} bytes of upload {} are stored, continue \
+                 from there once space is freed",
+                job.job_id
+            ))
+        }
+        ReceiveError::ChecksumMismatch => {
+            state.jobs.report_received(&job, durable);
+            ApiError::ChecksumMismatch(format!(
+                "the PATCH's bytes do not match its Upload-Checksum; they were discarded, \
+                 send them again from offset {durable}"
+            ))
+        }
+        ReceiveError::TooLarge { .. } => {
+            state.jobs.report_received(&job, durable);
+            ApiError::PayloadTooLarge(format!(
+                "the PATCH goes beyond Upload-Length ({} bytes); its bytes were discarded",
+                job.bytes_total.unwrap_or(0)
+            ))
+        }
         ReceiveError::Cancelled => {
             discard_quietly(state, temp);
             cancelled_meanwhile(&job)

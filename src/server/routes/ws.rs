@@ -7,7 +7,12 @@ use super::openapi::CommonErrors;
 use crate::{
     api::ErrorBody,
     domain::JobStatus,
-    server::{auth, error::ApiError, hub::Follow, startup::AppState},
+    server::{
+        auth,
+        error::ApiError,
+        hub::{Follow, Watch},
+        startup::AppState,
+    },
 };
 use axum::{
     extract::{
@@ -23,7 +28,7 @@ use axum::{
 };
 use futures::{SinkExt, StreamExt};
 use std::{collections::HashMap, time::Duration};
-use tokio::{sync::watch, time::Instant};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// A client that cannot take one message in this long is dropped.
@@ -136,7 +141,7 @@ type Sink = futures::stream::SplitSink<WebSocket, Message>;
 
 async fn stream_changes(
     sink: &mut Sink,
-    mut live: watch::Receiver<JobStatus>,
+    mut live: Watch,
     state: &AppState,
     client_gone: &CancellationToken,
 ) -> Result<Ending, axum::Error> {

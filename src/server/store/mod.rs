@@ -45,14 +45,21 @@ pub trait JobStore: Send + Sync + 'static {
     async fn count_referencing(&self, digest: Sha256Digest) -> anyhow::Result<u64>;
     /// Succeeds when the database takes a durable write (a full disk fails it).
     async fn ping(&self) -> anyhow::Result<()>;
-    /// Records a job as a resumable upload with nothing durable yet.
-    async fn insert_upload(
+    /// Records a new job as a resumable upload with nothing durable yet, declared by `owner`
+    /// (a credential's label), unless `owner` already has `max_pending` resumable uploads still
+    /// receiving: then nothing is recorded and the answer is false. Counting and recording are
+    /// one write, so concurrent declarations cannot pass the cap together.
+    async fn declare_upload(
         &self,
-        id: JobId,
+        job: &JobStatus,
+        owner: &str,
         expected_sha256: Option<Sha256Digest>,
-    ) -> anyhow::Result<()>;
-    /// Records how many bytes of a resumable upload are durable.
-    async fn save_upload_offset(&self, id: JobId, offset: u64) -> anyhow::Result<()>;
+        max_pending: u64,
+    ) -> anyhow::Result<bool>;
+    /// Records that the first `job.bytes_done` bytes of a resumable upload are durable: its
+    /// offset, and its job's `bytes_done`, `progress` and `updated_at`, in one write. False if
+    /// the job is no longer receiving (it was cancelled, say): nothing is recorded then.
+    async fn save_received(&self, job: &JobStatus) -> anyhow::Result<bool>;
     /// A resumable upload's record; `None` if the job is not one.
     async fn upload(&self, id: JobId) -> anyhow::Result<Option<UploadRecord>>;
     /// Resumable uploads still receiving.

@@ -47,8 +47,13 @@ enum Change {
     Delete(JobId),
     Claim(u32),
     Recover,
-    InsertUpload(JobId, Option<Sha256Digest>),
-    SaveUploadOffset(JobId, u64),
+    DeclareUpload {
+        job: Box<JobStatus>,
+        owner: String,
+        expected: Option<Sha256Digest>,
+        max_pending: u64,
+    },
+    SaveReceived(Box<JobStatus>),
     /// Rewrites the one probe row: a durable write that proves the database takes them.
     Probe(OffsetDateTime),
 }
@@ -105,6 +110,7 @@ impl SqliteStore {
         outcome
             .await
             .map_err(|_| anyhow!("the database writer dropped a write"))?
+            .map_err(full_disk_as_io)
     }
 }
 
@@ -119,14 +125,43 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>
             }
             Err(error) => {
                 tracing::error!(error = ?error, writes = batch.len(), "database commit failed");
+                let full = is_sqlite_full(&error);
                 for write in batch.drain(..) {
-                    let _ = write
-                        .reply
-                        .send(Err(anyhow!("database commit failed: {error}")));
+                    let failed = anyhow!("database commit failed: {error}");
+                    let failed = if full { full_disk(failed) } else { failed };
+                    let _ = write.reply.send(Err(failed));
                 }
             }
         }
     }
+}
+
+/// SQLite's primary result code for "database or disk is full".
+const SQLITE_FULL: i32 = 13;
+
+fn is_sqlite_full(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(sqlx::Error::as_database_error)
+            .and_then(|database| database.code()?.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == SQLITE_FULL)
+    })
+}
+
+/// SQLite reports a full disk as SQLITE_FULL; it is passed on as the I/O error it is, so callers
+/// tell a full disk from other failures the same way wherever it happened.
+fn full_disk_as_io(error: anyhow::Error) -> anyhow::Error {
+    if is_sqlite_full(&error) {
+        full_disk(error)
+    } else {
+        error
+    }
+}
+
+fn full_disk(error: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::StorageFull))
+        .context(format!("{error:#}"))
 }
 
 /// Writes that run as one statement: a run of inserts (one multi-row INSERT, since every
@@ -178,15 +213,16 @@ async fn run(
     outcomes: &mut Vec<anyhow::Result<WriteOutcome>>,
 ) {
     match statement {
-        Statement::Change(change) => outcomes.push(apply(conn, change).await),
+        Statement::Change(change) => outcomes.push(apply(conn, change, seq).await),
         Statement::Inserts(jobs) => match insert_jobs(conn, jobs, seq).await {
             Ok(()) => outcomes.extend(jobs.iter().map(|_| Ok(WriteOutcome::Done))),
             Err(error) => {
                 let message = format!("{error:#}");
-                outcomes.extend(
-                    jobs.iter()
-                        .map(|_| Err(anyhow!("inserting the job: {message}"))),
-                );
+                let full = is_sqlite_full(&error);
+                outcomes.extend(jobs.iter().map(|_| {
+                    let failed = anyhow!("inserting the job: {message}");
+                    Err(if full { full_disk(failed) } else { failed })
+                }));
             }
         },
     }
@@ -232,7 +268,11 @@ fn push_mutable_fields<'q>(row: &mut Separated<'_, 'q, Sqlite, &'static str>, jo
         .push_bind(micros(job.updated_at));
 }
 
-async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<WriteOutcome> {
+async fn apply(
+    conn: &mut SqliteConnection,
+    change: &Change,
+    seq: &mut i64,
+) -> anyhow::Result<WriteOutcome> {
     match change {
         Change::Save(job) => {
             let mut query =
@@ -345,23 +385,62 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
                 requeued: requeued.rows_affected(),
             }))
         }
-        Change::InsertUpload(id, expected) => {
-            sqlx::query(
-                "INSERT INTO uploads (job_id, durable_offset, expected_sha256) VALUES (?, 0, ?)",
+        Change::DeclareUpload {
+            job,
+            owner,
+            expected,
+            max_pending,
+        } => {
+            // A savepoint inside a batch's transaction, a transaction on its own: the job and
+            // its upload record are written together or not at all.
+            let mut tx = conn.begin().await?;
+            // Receiving jobs are few (each is an upload in progress), so they lead the join.
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs CROSS JOIN uploads ON uploads.job_id = jobs.id \
+                 WHERE jobs.state = 'receiving' AND uploads.owner = ?",
             )
-            .bind(id.to_string())
-            .bind(expected.map(|digest| digest.to_hex()))
-            .execute(&mut *conn)
+            .bind(owner)
+            .fetch_one(&mut *tx)
             .await?;
-            Ok(WriteOutcome::Done)
+            if u64::try_from(pending).unwrap_or(0) >= *max_pending {
+                return Ok(WriteOutcome::Saved(false));
+            }
+            insert_jobs(&mut tx, &[job.as_ref()], seq).await?;
+            sqlx::query(
+                "INSERT INTO uploads (job_id, durable_offset, expected_sha256, owner) \
+                 VALUES (?, 0, ?, ?)",
+            )
+            .bind(job.job_id.to_string())
+            .bind(expected.map(|digest| digest.to_hex()))
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(WriteOutcome::Saved(true))
         }
-        Change::SaveUploadOffset(id, offset) => {
+        Change::SaveReceived(job) => {
+            let mut tx = conn.begin().await?;
+            // Only while receiving: bytes that arrive for a job cancelled meanwhile do not count.
+            let saved = sqlx::query(
+                "UPDATE jobs SET bytes_done = ?, progress = ?, updated_us = ? \
+                 WHERE id = ? AND state = 'receiving'",
+            )
+            .bind(to_i64(job.bytes_done))
+            .bind(i64::from(job.progress))
+            .bind(micros(job.updated_at))
+            .bind(job.job_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if saved.rows_affected() != 1 {
+                return Ok(WriteOutcome::Saved(false));
+            }
             sqlx::query("UPDATE uploads SET durable_offset = ? WHERE job_id = ?")
-                .bind(i64::try_from(*offset)?)
-                .bind(id.to_string())
-                .execute(&mut *conn)
+                .bind(to_i64(job.bytes_done))
+                .bind(job.job_id.to_string())
+                .execute(&mut *tx)
                 .await?;
-            Ok(WriteOutcome::Done)
+            tx.commit().await?;
+            Ok(WriteOutcome::Saved(true))
         }
         Change::Probe(at) => {
             sqlx::query(
@@ -378,20 +457,33 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn save_upload_offset(&self, id: JobId, offset: u64) -> anyhow::Result<()> {
-        self.write(WriteOp::Change(Change::SaveUploadOffset(id, offset)))
-            .await
-            .map(drop)
+    async fn declare_upload(
+        &self,
+        job: &JobStatus,
+        owner: &str,
+        expected_sha256: Option<Sha256Digest>,
+        max_pending: u64,
+    ) -> anyhow::Result<bool> {
+        let declare = Change::DeclareUpload {
+            job: Box::new(job.clone()),
+            owner: owner.to_owned(),
+            expected: expected_sha256,
+            max_pending,
+        };
+        match self.write(WriteOp::Change(declare)).await? {
+            WriteOutcome::Saved(declared) => Ok(declared),
+            _ => unreachable!("a declaration answers Saved"),
+        }
     }
 
-    async fn insert_upload(
-        &self,
-        id: JobId,
-        expected_sha256: Option<Sha256Digest>,
-    ) -> anyhow::Result<()> {
-        self.write(WriteOp::Change(Change::InsertUpload(id, expected_sha256)))
-            .await
-            .map(drop)
+    async fn save_received(&self, job: &JobStatus) -> anyhow::Result<bool> {
+        match self
+            .write(WriteOp::Change(Change::SaveReceived(Box::new(job.clone()))))
+            .await?
+        {
+            WriteOutcome::Saved(saved) => Ok(saved),
+            _ => unreachable!("a save answers Saved"),
+        }
     }
 
     async fn upload(&self, id: JobId) -> anyhow::Result<Option<UploadRecord>> {
