@@ -15,7 +15,7 @@ use super::{
     },
     ingest::accepted_body,
     jobs::{no_such_job, parse_job_id},
-    openapi::CommonErrors,
+    openapi::{CommonErrors, TusResumable},
     tus_headers::{
         check_tus_version, chunk_checksum, number_header, with_tus, UploadMetadata,
         PATCH_CONTENT_TYPE, TUS_EXTENSIONS, TUS_VERSION, UPLOAD_LENGTH, UPLOAD_OFFSET,
@@ -48,7 +48,10 @@ use std::time::SystemTime;
     options,
     path = "/api/uploads",
     tag = "uploads",
-    responses((status = 204, description = "Tus-Version, Tus-Extension and Tus-Max-Size headers")),
+    responses(
+        (status = 204, description = "Tus-Version, Tus-Extension and Tus-Max-Size headers"),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
 )]
 pub async fn capabilities(State(state): State<AppState>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -76,7 +79,7 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
     path = "/api/uploads",
     tag = "uploads",
     params(
-        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+        ("Tus-Resumable" = TusResumable, Header, description = "The tus version this server speaks"),
         ("Upload-Length" = Option<u64>, Header, description = "The file's size in bytes"),
         ("Upload-Defer-Length" = Option<u8>, Header, description = "1 when the size is not known yet; a later PATCH sends Upload-Length"),
         ("Upload-Metadata" = Option<String>, Header, description = "`key base64value` pairs, comma-separated: filename, filetype, metadata"),
@@ -88,6 +91,7 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
         (status = 412, description = "Missing or unsupported Tus-Resumable", body = ErrorBody),
         (status = 413, description = "Upload-Length over the limit", body = ErrorBody),
         CommonErrors,
+        (status = 503, description = "Too many uploads at once (when the first bytes come along); see Retry-After", body = ErrorBody),
         (status = 507, description = "Free disk space is below the server's floor, or the disk is full", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -268,11 +272,11 @@ pub async fn offset(
     tag = "uploads",
     params(
         ("job_id" = String, Path, format = Uuid, description = "The upload's job id"),
-        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+        ("Tus-Resumable" = TusResumable, Header, description = "The tus version this server speaks"),
         ("Upload-Offset" = u64, Header, description = "Where these bytes start"),
         ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this request's bytes"),
     ),
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    request_body(content_type = "application/offset+octet-stream", description = "The bytes from Upload-Offset on (none is fine)"),
     responses(
         (status = 204, description = "Stored; Upload-Offset is the new offset"),
         (status = 400, description = "Missing Upload-Offset, or the bytes stopped early", body = ErrorBody),
@@ -492,7 +496,7 @@ async fn set_length(
     tag = "uploads",
     params(
         ("job_id" = String, Path, format = Uuid, description = "The upload's job id"),
-        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+        ("Tus-Resumable" = TusResumable, Header, description = "The tus version this server speaks"),
     ),
     responses(
         (status = 204, description = "Terminated: the job is cancelled, its bytes are gone"),
