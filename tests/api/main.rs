@@ -9,6 +9,7 @@ mod health;
 mod helpers;
 mod limits;
 mod metrics;
+mod multipart_framing;
 mod openapi;
 mod queue;
 mod restart;
