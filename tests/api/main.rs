@@ -5,6 +5,7 @@ mod bad_input;
 mod cancel;
 mod cli;
 mod content;
+mod fuzz;
 mod health;
 mod helpers;
 mod limits;

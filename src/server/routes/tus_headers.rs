@@ -84,7 +84,7 @@ pub fn number_header(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u6
 pub struct UploadMetadata {
     pub filename: Option<String>,
     pub metadata: serde_json::Value,
-    /// The whole file's expected SHA-256 (lower-case hex).
+    /// The whole file's expected SHA-256 (64 hex digits, either case).
     pub sha256: Option<Sha256Digest>,
 }
 
@@ -119,9 +119,10 @@ impl UploadMetadata {
                 }
                 "metadata" => declared.metadata = parse_metadata(&value, max_metadata_bytes)?,
                 "sha256" => {
-                    declared.sha256 = Some(Sha256Digest::parse(&value).map_err(|_| {
-                        invalid("sha256 must be 64 lower-case hex digits".to_owned())
-                    })?)
+                    declared.sha256 = Some(
+                        Sha256Digest::parse(&value)
+                            .map_err(|_| invalid("sha256 must be 64 hex digits".to_owned()))?,
+                    )
                 }
                 _ => {}
             }
@@ -257,6 +258,7 @@ mod tests {
                 extra in prop::collection::vec(("[a-z]{1,6}", any::<String>()), 0..3),
                 order in Just(()).prop_perturb(|_, mut rng| rng.random::<u64>()),
                 space in "[ ]{0,2}",
+                upper_hex in any::<bool>(),
             ) {
                 let metadata = serde_json::to_value(&metadata).unwrap();
                 let mut pairs = vec![
@@ -264,7 +266,8 @@ mod tests {
                     format!("metadata {}", base64(metadata.to_string().as_bytes())),
                 ];
                 if let Some(digest) = digest {
-                    pairs.push(format!("sha256 {}", base64(hex::encode(digest).as_bytes())));
+                    let hex = if upper_hex { hex::encode_upper(digest) } else { hex::encode(digest) };
+                    pairs.push(format!("sha256 {}", base64(hex.as_bytes())));
                 }
                 for (key, value) in extra
                     .iter()
