@@ -1,6 +1,8 @@
 //! Types shared by the server and the browser: job identity, lifecycle, metadata rules, digests
 //! and progress math.
 mod digest;
+#[cfg(test)]
+pub(crate) mod fuzzing;
 mod job;
 mod metadata;
 mod progress;

@@ -205,3 +205,55 @@ async fn filenames_are_never_used_as_paths() {
         .join("escape.txt")
         .exists());
 }
+
+#[tokio::test]
+async fn an_overlong_request_target_is_a_json_414() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url(&format!("/api/jobs?status={}", "x".repeat(10 * 1024))))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 414, "uri_too_long").await;
+}
+
+#[tokio::test]
+async fn forty_kib_of_headers_is_a_json_431() {
+    let app = spawn_app().await;
+    let mut request = app.client.get(app.url("/api/jobs")).bearer_auth(TOKEN);
+    for n in 0..40 {
+        request = request.header(format!("x-padding-{n}"), "p".repeat(1024));
+    }
+    let response = request.send().await.unwrap();
+    assert_error(response, 431, "headers_too_large").await;
+}
+
+#[tokio::test]
+async fn bidirectional_overrides_are_dropped_from_file_names() {
+    let app = spawn_app().await;
+    let id = accepted_id(
+        app.ingest_file("invoice\u{202E}gnp.exe", b"MZ".to_vec(), "{}")
+            .await,
+    )
+    .await;
+    let done = app.wait_until_finished(id).await;
+    assert_eq!(done.filename.as_deref(), Some("invoicegnp.exe"));
+    let status: serde_json::Value = app.status(&id.to_string()).await.json().await.unwrap();
+    assert_eq!(status["filename"], "invoicegnp.exe");
+    let listed = app.list_jobs("").await;
+    assert_eq!(listed.jobs[0].filename.as_deref(), Some("invoicegnp.exe"));
+    let download = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}/content")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let disposition = download.headers()["content-disposition"].to_str().unwrap();
+    assert_eq!(
+        disposition,
+        "attachment; filename=\"invoicegnp.exe\"; filename*=UTF-8''invoicegnp.exe"
+    );
+}

@@ -111,3 +111,77 @@ async fn unfinished_jobs_cannot_be_deleted() {
     app.worker.run_until_idle().await.unwrap();
     assert_eq!(delete(&app, id).await.status(), 204);
 }
+
+/// A finished job holding `bytes`.
+async fn stored(app: &TestApp, bytes: &[u8]) -> JobId {
+    let id = accepted_id(app.ingest_file("f.bin", bytes.to_vec(), "{}").await).await;
+    app.wait_until_finished(id).await;
+    id
+}
+
+#[tokio::test]
+async fn range_headers_this_server_does_not_act_on_get_the_whole_file() {
+    let app = spawn_app().await;
+    let bytes = random_bytes(100);
+    let id = stored(&app, &bytes).await;
+    let etag = format!("\"{}\"", sha256_hex(&bytes));
+    let ignored = [
+        // RFC 9110 §14.2: an unknown unit must be ignored.
+        vec![("range", "items=0-5")],
+        // Not a valid byte range set: may be ignored.
+        vec![("range", "bytes=5-2")],
+        vec![("range", "bytes=abc")],
+        vec![("range", "bytes=")],
+        // Several ranges: served whole rather than as multipart/byteranges.
+        vec![("range", "bytes=0-1,5-6")],
+        vec![("range", "bytes=0-1, 500-")],
+        // A range of another version of the file.
+        vec![("range", "bytes=0-1"), ("if-range", "\"another\"")],
+    ];
+    for headers in ignored {
+        let response = download(&app, id, &headers).await;
+        assert_eq!(response.status(), 200, "{headers:?}");
+        assert!(response.headers().get("content-range").is_none());
+        assert_eq!(response.bytes().await.unwrap(), bytes, "{headers:?}");
+    }
+    let matching = download(&app, id, &[("range", "Bytes=1-2,"), ("if-range", &etag)]).await;
+    assert_eq!(matching.status(), 206);
+    assert_eq!(matching.headers()["content-range"], "bytes 1-2/100");
+    assert_eq!(matching.bytes().await.unwrap(), &bytes[1..3]);
+}
+
+#[tokio::test]
+async fn ranges_that_miss_the_file_are_a_json_416_with_its_length() {
+    let app = spawn_app().await;
+    let id = stored(&app, &random_bytes(100)).await;
+    for range in [
+        "bytes=100-",
+        "bytes=-0",
+        "bytes=100-200,300-",
+        "bytes=99999999999999999999999-",
+    ] {
+        let response = download(&app, id, &[("range", range)]).await;
+        assert_eq!(
+            response.headers()["content-range"],
+            "bytes */100",
+            "{range}"
+        );
+        assert_error(response, 416, "range_not_satisfiable").await;
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_job_id_in_the_content_path_is_a_json_400() {
+    let app = spawn_app().await;
+    for id in ["not-a-uuid", "%FF%FE", "3f2a9c1e8d4b4f6a9e2d1b7c5a0e4f3d"] {
+        let response = app
+            .client
+            .get(app.url(&format!("/api/jobs/{id}/content")))
+            .bearer_auth(TOKEN)
+            .header("range", "bytes=0-1")
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 400, "invalid_job_id").await;
+    }
+}

@@ -1,17 +1,24 @@
 //! `GET /api/jobs/{id}/content` streams a job's stored file back (Range requests, `ETag` = the
 //! SHA-256, the detected type, a safe `Content-Disposition`); `DELETE /api/jobs/{id}` removes a
 //! finished job and, when nothing else references it, its blob.
+//!
+//! `Range` (RFC 9110 §14) is read here, before tower-http's `ServeFile` sees it: one satisfiable
+//! byte range gets 206; a header this server does not act on gets the whole file with 200, as
+//! the RFC allows (another unit, invalid syntax, an `If-Range` for another version, several
+//! ranges, which would need a `multipart/byteranges` answer); a byte range set that misses the
+//! file entirely gets a JSON 416 with `Content-Range: bytes */<length>`.
 use super::jobs::{no_such_job, parse_job_id};
 use super::openapi::CommonErrors;
 use crate::{
-    api::ErrorBody,
+    api::{ErrorBody, ErrorDetail},
     domain::{JobState, Sha256Digest},
     server::{auth::Authenticated, error::ApiError, jobs::Deletion, startup::AppState},
 };
 use axum::{
     extract::{rejection::PathRejection, Path, Request, State},
-    http::{header, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
+    Json,
 };
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
@@ -23,7 +30,8 @@ use tower_http::services::ServeFile;
     tag = "jobs",
     params(
         ("job_id" = String, Path, format = Uuid, description = "The job's id"),
-        ("Range" = Option<String>, Header, description = "e.g. bytes=0-1023"),
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=0-1023 or bytes=-500; several ranges, another unit or invalid syntax get the whole file"),
+        ("If-Range" = Option<String>, Header, description = "The ETag the client has part of; another one gets the whole file"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag from an earlier download"),
     ),
     responses(
@@ -34,7 +42,7 @@ use tower_http::services::ServeFile;
         (status = 400, description = "Malformed job id", body = ErrorBody),
         (status = 404, description = "No such job, or it has no file", body = ErrorBody),
         (status = 409, description = "The job has not completed", body = ErrorBody),
-        (status = 416, description = "Range outside the file"),
+        (status = 416, description = "No requested range overlaps the file; Content-Range gives its length", body = ErrorBody),
         CommonErrors,
     ),
     security(("bearer" = [])),
@@ -44,7 +52,7 @@ pub async fn download(
     State(state): State<AppState>,
     _auth: Authenticated,
     job_id: Result<Path<String>, PathRejection>,
-    request: Request,
+    mut request: Request,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(job_id)?;
     let job = state
@@ -78,11 +86,29 @@ pub async fn download(
     }
 
     let path = state.jobs.blobs().blob_path(&digest);
+    let missing = format!("the blob of job {id} ({digest}) is missing");
+    let length = tokio::fs::metadata(&path)
+        .await
+        .map_err(|error| anyhow::Error::new(error).context(missing.clone()))?
+        .len();
+    let wanted = wanted_range(request.headers(), &etag, length);
+    let headers = request.headers_mut();
+    headers.remove(header::IF_RANGE);
+    match wanted {
+        Wanted::Whole => {
+            headers.remove(header::RANGE);
+        }
+        Wanted::Part { first, last } => {
+            // Spelled out plainly, so `ServeFile` serves exactly the range decided here.
+            let range = HeaderValue::from_str(&format!("bytes={first}-{last}"))
+                .map_err(anyhow::Error::from)?;
+            headers.insert(header::RANGE, range);
+        }
+        Wanted::Unsatisfiable => return Ok(range_not_satisfiable(length)),
+    }
     let Ok(mut response) = ServeFile::new(path).oneshot(request).await;
     if response.status() == StatusCode::NOT_FOUND {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "the blob of job {id} ({digest}) is missing"
-        )));
+        return Err(ApiError::Internal(anyhow::anyhow!(missing)));
     }
     let content_type = job
         .content_type
@@ -133,6 +159,107 @@ pub async fn delete(
     }
 }
 
+/// What a download's `Range` header asks for, decided against the file's length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wanted {
+    /// No `Range`, or one to ignore: the whole file, 200.
+    Whole,
+    /// One byte range inside the file (inclusive bounds): 206.
+    Part { first: u64, last: u64 },
+    /// Byte ranges that all miss the file: 416.
+    Unsatisfiable,
+}
+
+/// `Range` is acted on only when it is one header, in bytes, and `If-Range` (if any) names the
+/// file's ETag (the file of a job never changes, so a date cannot tell more than that).
+fn wanted_range(headers: &HeaderMap, etag: &HeaderValue, length: u64) -> Wanted {
+    let mut ranges = headers.get_all(header::RANGE).iter();
+    let (Some(range), None) = (ranges.next(), ranges.next()) else {
+        return Wanted::Whole;
+    };
+    if headers.get(header::IF_RANGE).is_some_and(|tag| tag != etag) {
+        return Wanted::Whole;
+    }
+    range
+        .to_str()
+        .map_or(Wanted::Whole, |text| parse_range(text, length))
+}
+
+/// `Range: bytes=<range-set>` against a file of `length` bytes (RFC 9110 §14.1.2): units
+/// are compared case-insensitively, list elements may be empty or padded with spaces, numbers
+/// too large for a `u64` are as good as infinite.
+fn parse_range(text: &str, length: u64) -> Wanted {
+    let Some((unit, set)) = text.split_once('=') else {
+        return Wanted::Whole;
+    };
+    if !unit.trim_matches([' ', '\t']).eq_ignore_ascii_case("bytes") {
+        return Wanted::Whole;
+    }
+    let mut specs = 0;
+    let mut satisfiable = None;
+    for spec in set
+        .split(',')
+        .map(|spec| spec.trim_matches([' ', '\t']))
+        .filter(|spec| !spec.is_empty())
+    {
+        specs += 1;
+        match byte_range(spec, length) {
+            Err(InvalidRange) => return Wanted::Whole,
+            Ok(None) => {}
+            Ok(Some(range)) => satisfiable = Some(range),
+        }
+    }
+    match (specs, satisfiable) {
+        (0, _) => Wanted::Whole,
+        (_, None) => Wanted::Unsatisfiable,
+        (1, Some((first, last))) => Wanted::Part { first, last },
+        _ => Wanted::Whole,
+    }
+}
+
+struct InvalidRange;
+
+/// One `first-last`, `first-` or `-suffix`: the bytes it selects, `None` if it misses the file.
+fn byte_range(spec: &str, length: u64) -> Result<Option<(u64, u64)>, InvalidRange> {
+    let number = |text: &str| {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidRange);
+        }
+        Ok(text.parse().unwrap_or(u64::MAX))
+    };
+    let (first, last) = spec.split_once('-').ok_or(InvalidRange)?;
+    if first.is_empty() {
+        let suffix = number(last)?;
+        return Ok((suffix > 0 && length > 0).then(|| (length - suffix.min(length), length - 1)));
+    }
+    let first = number(first)?;
+    let last = if last.is_empty() {
+        u64::MAX
+    } else {
+        number(last)?
+    };
+    if last < first {
+        return Err(InvalidRange);
+    }
+    Ok((first < length).then(|| (first, last.min(length - 1))))
+}
+
+/// 416 in the JSON every error uses, with the length a client needs to ask again.
+fn range_not_satisfiable(length: u64) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: "range_not_satisfiable".to_owned(),
+            message: format!("no requested range overlaps the file's {length} bytes"),
+        },
+    };
+    (
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        [(header::CONTENT_RANGE, format!("bytes */{length}"))],
+        Json(body),
+    )
+        .into_response()
+}
+
 /// `attachment` with an ASCII fallback name and the exact name in RFC 5987 form, so no
 /// client's name can break out of the header or name a path.
 fn content_disposition(filename: Option<&str>, digest: &Sha256Digest) -> HeaderValue {
@@ -174,5 +301,180 @@ mod tests {
         );
         let unnamed = content_disposition(None, &digest);
         assert!(unnamed.to_str().unwrap().contains(&digest.to_hex()));
+    }
+
+    #[test]
+    fn range_headers_are_read_as_rfc_9110_says() {
+        use Wanted::{Part, Unsatisfiable, Whole};
+        let part = |first, last| Part { first, last };
+        let cases = [
+            ("bytes=0-9", part(0, 9)),
+            ("bytes=90-", part(90, 99)),
+            ("bytes=95-1000", part(95, 99)),
+            ("bytes=-10", part(90, 99)),
+            ("bytes=-1000", part(0, 99)),
+            ("Bytes=1-2", part(1, 2)),
+            ("bytes=1-2,", part(1, 2)),
+            ("bytes= 1-2 , ", part(1, 2)),
+            ("bytes=0-99999999999999999999999", part(0, 99)),
+            // Nothing overlaps the file.
+            ("bytes=100-", Unsatisfiable),
+            ("bytes=99999999999999999999999-", Unsatisfiable),
+            ("bytes=-0", Unsatisfiable),
+            ("bytes=100-200, 300-", Unsatisfiable),
+            // Several ranges: the whole file rather than multipart/byteranges.
+            ("bytes=0-1,5-6", Whole),
+            ("bytes=0-1,200-", Whole),
+            // Another unit, or not a valid byte range set: ignored.
+            ("items=0-5", Whole),
+            ("bytes=5-2", Whole),
+            ("bytes=abc", Whole),
+            ("bytes=", Whole),
+            ("bytes=,", Whole),
+            ("bytes=-", Whole),
+            ("bytes=1-2-3", Whole),
+            ("bytes=+1-2", Whole),
+            ("bytes=0x10-", Whole),
+            ("bytes=0-1,x", Whole),
+            ("bytes 0-5", Whole),
+            ("", Whole),
+        ];
+        for (header, wanted) in cases {
+            assert_eq!(parse_range(header, 100), wanted, "{header}");
+        }
+        // An empty file has no byte to send.
+        assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-5", 0), Unsatisfiable);
+    }
+
+    #[test]
+    fn range_is_ignored_when_repeated_or_for_another_version() {
+        let etag = HeaderValue::from_static("\"abc\"");
+        let with = |pairs: &[(header::HeaderName, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(name, HeaderValue::from_static(value));
+            }
+            wanted_range(&headers, &etag, 10)
+        };
+        let part = Wanted::Part { first: 0, last: 1 };
+        assert_eq!(with(&[(header::RANGE, "bytes=0-1")]), part);
+        assert_eq!(
+            with(&[(header::RANGE, "bytes=0-1"), (header::IF_RANGE, "\"abc\"")]),
+            part
+        );
+        assert_eq!(
+            with(&[(header::RANGE, "bytes=0-1"), (header::IF_RANGE, "\"old\"")]),
+            Wanted::Whole
+        );
+        assert_eq!(
+            with(&[(header::RANGE, "bytes=0-1"), (header::RANGE, "bytes=2-3")]),
+            Wanted::Whole
+        );
+        assert_eq!(with(&[]), Wanted::Whole);
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use crate::domain::fuzzing::fuzz_config;
+        use proptest::prelude::*;
+
+        /// One valid range spec, as a model of RFC 9110 reads it.
+        #[derive(Clone, Debug)]
+        enum Spec {
+            FromTo(u64, u64),
+            From(u64),
+            Suffix(u64),
+        }
+
+        impl Spec {
+            fn text(&self) -> String {
+                match self {
+                    Spec::FromTo(first, last) => format!("{first}-{last}"),
+                    Spec::From(first) => format!("{first}-"),
+                    Spec::Suffix(suffix) => format!("-{suffix}"),
+                }
+            }
+
+            /// The bytes it selects in a file of `length` bytes, if any.
+            fn select(&self, length: u64) -> Option<(u64, u64)> {
+                match *self {
+                    Spec::FromTo(first, last) => {
+                        (first < length).then(|| (first, last.min(length - 1)))
+                    }
+                    Spec::From(first) => (first < length).then(|| (first, length - 1)),
+                    Spec::Suffix(suffix) => (suffix > 0 && length > 0)
+                        .then(|| (length - suffix.min(length), length - 1)),
+                }
+            }
+        }
+
+        fn spec() -> impl Strategy<Value = Spec> {
+            prop_oneof![
+                (0u64..300, 0u64..300).prop_map(|(a, b)| Spec::FromTo(a.min(b), a.max(b))),
+                (0u64..300).prop_map(Spec::From),
+                (0u64..300).prop_map(Spec::Suffix),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(fuzz_config(512))]
+
+            /// Whatever the header, a range to serve lies inside the file.
+            #[test]
+            fn fuzz_any_range_header_selects_bytes_inside_the_file(
+                text in prop_oneof![
+                    "[bB][yY][tT][eE][sS] ?= ?[-0-9, ]{0,24}",
+                    "[a-z]{0,6}=[-0-9,a-z ]{0,12}",
+                    any::<String>(),
+                ],
+                length in prop_oneof![0u64..64, any::<u64>()],
+            ) {
+                if let Wanted::Part { first, last } = parse_range(&text, length) {
+                    prop_assert!(first <= last && last < length, "{text}: {first}-{last} of {length}");
+                }
+            }
+
+            /// Valid byte range sets are read as RFC 9110 defines them.
+            #[test]
+            fn fuzz_valid_range_sets_select_what_rfc_9110_says(
+                specs in prop::collection::vec(spec(), 1..4),
+                length in 0u64..300,
+                spacing in "[ ]{0,2}",
+            ) {
+                let text = format!(
+                    "bytes={}",
+                    specs.iter().map(Spec::text).collect::<Vec<_>>().join(&format!("{spacing},{spacing}"))
+                );
+                let selected: Vec<_> = specs.iter().filter_map(|spec| spec.select(length)).collect();
+                let expected = match (specs.len(), selected.as_slice()) {
+                    (_, []) => Wanted::Unsatisfiable,
+                    (1, [(first, last)]) => Wanted::Part { first: *first, last: *last },
+                    _ => Wanted::Whole,
+                };
+                prop_assert_eq!(parse_range(&text, length), expected, "{}", text);
+            }
+
+            /// The download name survives `Content-Disposition`: `filename*` decodes back to it.
+            #[test]
+            fn fuzz_dispositions_carry_the_exact_name(name in any::<String>()) {
+                let digest = Sha256Digest::from_bytes([7; 32]);
+                let header = content_disposition(Some(&name), &digest);
+                let text = header.to_str().unwrap();
+                let encoded = text.split("filename*=UTF-8''").nth(1).unwrap();
+                let mut bytes = Vec::new();
+                let mut rest = encoded.as_bytes();
+                while let Some((&byte, tail)) = rest.split_first() {
+                    if byte == b'%' {
+                        bytes.push(u8::from_str_radix(std::str::from_utf8(&tail[..2]).unwrap(), 16).unwrap());
+                        rest = &tail[2..];
+                    } else {
+                        bytes.push(byte);
+                        rest = tail;
+                    }
+                }
+                prop_assert_eq!(String::from_utf8(bytes).unwrap(), name);
+            }
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! `POST /api/ingest`: the seed's three body shapes (JSON, urlencoded form, multipart with an
 //! optional file) turned into a durable job. Files stream through `receive` into storage.
+mod framing;
+
 use super::file_body::{
     abandon_upload, check_free_disk, finish_one_shot, receive_file, too_large, upload_slot,
 };
@@ -18,6 +20,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use framing::{FramingBudget, MAX_FRAMING_BYTES};
 use futures::StreamExt;
 use serde_json::Value;
 use std::time::Duration;
@@ -128,19 +131,36 @@ async fn ingest_multipart(
     }
     let _slot = upload_slot(state)?;
     let idle = settings.upload_idle_timeout;
-    let mut multipart = Multipart::from_request(request, state)
+    // The preamble and each part's headers are read under a budget (see `framing`).
+    let budget = FramingBudget::default();
+    let (head, body) = request.into_parts();
+    let body = Body::from_stream(budget.watch(body.into_data_stream()));
+    let mut multipart = Multipart::from_request(Request::from_parts(head, body), state)
         .await
         .map_err(|rejection| ApiError::bad_request("invalid_multipart", rejection.body_text()))?;
 
     let mut metadata: Option<Value> = None;
     let mut upload: Option<(JobStatus, Received)> = None;
     loop {
-        let Ok(next) = tokio::time::timeout(idle, multipart.next_field()).await else {
+        budget.arm();
+        let next = tokio::time::timeout(idle, multipart.next_field()).await;
+        budget.disarm();
+        let Ok(next) = next else {
             return Err(abandon(state, upload, idle_timeout(idle)).await);
         };
         let field = match next {
             Ok(Some(field)) => field,
             Ok(None) => break,
+            Err(_) if budget.exceeded() => {
+                let problem = ApiError::bad_request(
+                    "invalid_multipart",
+                    format!(
+                        "the multipart preamble or a part's boundary and headers exceed \
+                         {MAX_FRAMING_BYTES} bytes"
+                    ),
+                );
+                return Err(abandon(state, upload, problem).await);
+            }
             Err(error) => {
                 let problem = ApiError::bad_request(
                     "invalid_multipart",

@@ -84,7 +84,7 @@ pub fn number_header(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u6
 pub struct UploadMetadata {
     pub filename: Option<String>,
     pub metadata: serde_json::Value,
-    /// The whole file's expected SHA-256 (lower-case hex).
+    /// The whole file's expected SHA-256 (64 hex digits, either case).
     pub sha256: Option<Sha256Digest>,
 }
 
@@ -119,9 +119,10 @@ impl UploadMetadata {
                 }
                 "metadata" => declared.metadata = parse_metadata(&value, max_metadata_bytes)?,
                 "sha256" => {
-                    declared.sha256 = Some(Sha256Digest::parse(&value).map_err(|_| {
-                        invalid("sha256 must be 64 lower-case hex digits".to_owned())
-                    })?)
+                    declared.sha256 = Some(
+                        Sha256Digest::parse(&value)
+                            .map_err(|_| invalid("sha256 must be 64 hex digits".to_owned()))?,
+                    )
                 }
                 _ => {}
             }
@@ -170,5 +171,179 @@ mod tests {
         headers.insert(UPLOAD_LENGTH, "5".parse().unwrap());
         assert_eq!(number_header(&headers, &UPLOAD_LENGTH).unwrap(), Some(5));
         assert_eq!(number_header(&headers, &UPLOAD_OFFSET).unwrap(), None);
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use crate::domain::fuzzing::fuzz_config;
+        use proptest::prelude::*;
+
+        /// Bytes a header value can hold: tab, visible ASCII, space and obs-text.
+        fn header_value() -> impl Strategy<Value = HeaderValue> {
+            let byte = prop_oneof![Just(b'\t'), 0x20u8..0x7f, 0x80u8..=0xff];
+            prop::collection::vec(byte, 0..120)
+                .prop_map(|bytes| HeaderValue::from_bytes(&bytes).expect("a valid header value"))
+        }
+
+        fn headers_with(name: HeaderName, value: HeaderValue) -> HeaderMap {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, value);
+            headers
+        }
+
+        fn base64(bytes: &[u8]) -> String {
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        }
+
+        /// `Upload-Metadata` as clients send it, with some pairs garbled.
+        fn upload_metadata() -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                Just("filename".to_owned()),
+                Just("metadata".to_owned()),
+                Just("sha256".to_owned()),
+                "[a-zA-Z0-9_-]{1,10}",
+            ];
+            let value = prop_oneof![
+                any::<String>().prop_map(|text| base64(text.as_bytes())),
+                prop::collection::vec(any::<u8>(), 0..40).prop_map(|bytes| base64(&bytes)),
+                Just(base64(b"{\"k\":[1,2]}")),
+                Just(base64("ab".repeat(32).as_bytes())),
+                "[ -~]{0,20}",
+            ];
+            let pair = (key, prop::option::of(value)).prop_map(|(key, value)| match value {
+                Some(value) => format!("{key} {value}"),
+                None => key,
+            });
+            (prop::collection::vec(pair, 0..6), "[ ,]{1,3}")
+                .prop_map(|(pairs, separator)| pairs.join(&separator))
+        }
+
+        fn documented_4xx(error: &ApiError) -> bool {
+            matches!(
+                (error.status().as_u16(), error.code()),
+                (400, "invalid_upload_metadata" | "invalid_metadata") | (413, "payload_too_large")
+            )
+        }
+
+        proptest! {
+            #![proptest_config(fuzz_config(256))]
+
+            #[test]
+            fn fuzz_upload_metadata_is_read_or_refused_with_a_400(
+                header in prop_oneof![
+                    upload_metadata().prop_map(|text| HeaderValue::from_str(&text).unwrap()),
+                    header_value(),
+                ],
+                limit in 0usize..64,
+            ) {
+                let headers = headers_with(UPLOAD_METADATA, header);
+                match UploadMetadata::parse(&headers, limit) {
+                    Ok(declared) => {
+                        prop_assert!(declared.metadata.is_object());
+                        if let Some(name) = declared.filename {
+                            prop_assert_eq!(UploadName::sanitize(&name).map(UploadName::into_string), Some(name));
+                        }
+                    }
+                    Err(error) => prop_assert!(documented_4xx(&error), "{}: {}", error.code(), error),
+                }
+            }
+
+            /// What a client declares comes back: the name (as sanitized), the metadata and
+            /// the digest, whatever the order, spacing and unknown keys around them.
+            #[test]
+            fn fuzz_upload_metadata_round_trips(
+                name in any::<String>(),
+                metadata in prop::collection::btree_map("[a-z]{0,5}", any::<i64>(), 0..4),
+                digest in prop::option::of(any::<[u8; 32]>()),
+                extra in prop::collection::vec(("[a-z]{1,6}", any::<String>()), 0..3),
+                order in Just(()).prop_perturb(|_, mut rng| rng.random::<u64>()),
+                space in "[ ]{0,2}",
+                upper_hex in any::<bool>(),
+            ) {
+                let metadata = serde_json::to_value(&metadata).unwrap();
+                let mut pairs = vec![
+                    format!("filename {}", base64(name.as_bytes())),
+                    format!("metadata {}", base64(metadata.to_string().as_bytes())),
+                ];
+                if let Some(digest) = digest {
+                    let hex = if upper_hex { hex::encode_upper(digest) } else { hex::encode(digest) };
+                    pairs.push(format!("sha256 {}", base64(hex.as_bytes())));
+                }
+                for (key, value) in extra
+                    .iter()
+                    .filter(|(key, _)| !["filename", "metadata", "sha256"].contains(&key.as_str()))
+                {
+                    pairs.push(format!("{key} {}", base64(value.as_bytes())));
+                }
+                let turn = (order % pairs.len() as u64) as usize;
+                pairs.rotate_left(turn);
+                let header = pairs.join(&format!("{space},{space}"));
+                let headers = headers_with(UPLOAD_METADATA, HeaderValue::from_str(&header).unwrap());
+                let declared = UploadMetadata::parse(&headers, 1 << 16).unwrap();
+                prop_assert_eq!(declared.filename, UploadName::sanitize(&name).map(UploadName::into_string));
+                prop_assert_eq!(declared.metadata, metadata);
+                prop_assert_eq!(declared.sha256, digest.map(Sha256Digest::from_bytes));
+            }
+
+            /// A number header is a plain decimal `u64` or a 400, never something in between.
+            #[test]
+            fn fuzz_number_headers_are_plain_decimals(
+                value in prop_oneof![
+                    any::<u64>().prop_map(|n| n.to_string()),
+                    (0usize..3, any::<u64>()).prop_map(|(zeros, n)| format!("{}{n}", "0".repeat(zeros))),
+                    "[0-9]{18,22}",
+                    "[-+ 0-9a-fx.eE]{0,6}",
+                ].prop_map(|text| HeaderValue::from_str(&text).unwrap()).boxed()
+                .prop_union(header_value().boxed()),
+            ) {
+                let text = value.to_str().ok().map(str::to_owned);
+                let headers = headers_with(UPLOAD_LENGTH, value);
+                let expected = text
+                    .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|text| text.parse::<u64>().ok());
+                match number_header(&headers, &UPLOAD_LENGTH) {
+                    Ok(number) => prop_assert_eq!(number, Some(expected.unwrap())),
+                    Err(error) => {
+                        prop_assert!(expected.is_none());
+                        prop_assert_eq!((error.status().as_u16(), error.code()), (400, "invalid_header"));
+                    }
+                }
+            }
+
+            #[test]
+            fn fuzz_upload_checksums_round_trip_or_are_refused_with_a_400(
+                algorithm in prop::sample::select(vec!["sha1", "sha256"]),
+                digest in prop::collection::vec(any::<u8>(), 0..40),
+                noise in header_value(),
+            ) {
+                let header = format!("{algorithm} {}", base64(&digest));
+                let headers = headers_with(HeaderName::from_static("upload-checksum"), header.parse().unwrap());
+                let parsed = chunk_checksum(&headers).unwrap().unwrap();
+                prop_assert_eq!(Some(parsed.algorithm), ChecksumAlgorithm::parse(algorithm));
+                prop_assert_eq!(parsed.expected, digest);
+
+                let headers = headers_with(HeaderName::from_static("upload-checksum"), noise);
+                if let Err(error) = chunk_checksum(&headers) {
+                    prop_assert_eq!((error.status().as_u16(), error.code()), (400, "invalid_upload_checksum"));
+                }
+            }
+
+            #[test]
+            fn fuzz_only_tus_1_0_0_is_spoken(version in prop_oneof![
+                Just(HeaderValue::from_static(TUS_VERSION)),
+                "[0-9.]{0,7}".prop_map(|text| HeaderValue::from_str(&text).unwrap()),
+                header_value(),
+            ]) {
+                let speaks = version.as_bytes() == TUS_VERSION.as_bytes();
+                let headers = headers_with(TUS_RESUMABLE, version);
+                match check_tus_version(&headers) {
+                    Ok(()) => prop_assert!(speaks),
+                    Err(error) => {
+                        prop_assert!(!speaks);
+                        prop_assert_eq!(error.status().as_u16(), 412);
+                    }
+                }
+            }
+        }
     }
 }
