@@ -35,6 +35,11 @@ impl BinaryServer {
     pub fn rss(&self) -> u64 {
         self.server.rss_bytes()
     }
+
+    /// The most resident memory so far, in bytes (VmHWM).
+    pub fn peak_rss(&self) -> u64 {
+        self.server.memory_bytes("VmHWM")
+    }
 }
 
 pub const MIB: f64 = 1024.0 * 1024.0;

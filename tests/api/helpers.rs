@@ -381,14 +381,19 @@ impl Server {
 
     /// The process's resident set size (`VmRSS`), in bytes.
     pub fn rss_bytes(&self) -> u64 {
+        self.memory_bytes("VmRSS")
+    }
+
+    /// A `/proc/<pid>/status` memory figure in bytes: `VmRSS` now, `VmHWM` the peak so far.
+    pub fn memory_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("the server's /proc status");
         let kib: u64 = status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().strip_suffix("kB"))
             .and_then(|kib| kib.trim().parse().ok())
-            .expect("a VmRSS line");
+            .unwrap_or_else(|| panic!("{field} in {status}"));
         kib * 1024
     }
 

@@ -1,14 +1,10 @@
 //! The multipart framing a client can make the server hold: the preamble before the first
 //! boundary and each part's headers are capped, so a body that never gets to the point is
 //! refused early with a JSON 400 and costs the server next to no memory.
-use crate::helpers::*;
+use crate::{binary::BinaryServer, helpers::*};
 use ingest::domain::JobState;
 use serde_json::Value;
-use std::{
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MULTIPART: &str = "multipart/form-data; boundary=XYZ";
@@ -206,70 +202,9 @@ async fn a_large_upload_over_http2_is_not_mistaken_for_oversized_framing() {
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&file));
 }
 
-/// The real binary, to measure its memory.
-struct Binary {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Binary {
-    async fn start(data_dir: &std::path::Path) -> Binary {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_ingest"))
-            .env("INGEST_CONFIG", "/nonexistent/Leptos.toml")
-            .env("INGEST_DATA_DIR", data_dir)
-            .env("INGEST_TOKEN", TOKEN)
-            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
-            .env("INGEST_RATE_LIMIT_PER_SECOND", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the ingest binary starts");
-        let binary = Binary {
-            child,
-            address: format!("127.0.0.1:{port}").parse().unwrap(),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..500 {
-            let ready = client
-                .get(format!("http://{}/api/jobs", binary.address))
-                .bearer_auth(TOKEN)
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return binary;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the server did not start");
-    }
-
-    /// A `/proc/<pid>/status` figure in KiB: `VmRSS` now, `VmHWM` the peak so far.
-    fn memory_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{field} in {status}"))
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_64_mib_preamble_or_header_block_costs_the_server_almost_no_memory() {
-    let root = tempfile::tempdir().unwrap();
-    let server = Binary::start(&root.path().join("data")).await;
+    let server = BinaryServer::start(&[]).await;
     // Warm up: an ordinary upload and a refused one, so the baseline has the buffers and
     // threads any request needs.
     let warm_up = post_raw(
@@ -282,7 +217,7 @@ async fn a_64_mib_preamble_or_header_block_costs_the_server_almost_no_memory() {
     .await;
     assert_eq!(warm_up.status, 202, "{}", warm_up.body);
     assert_framing_refused(&post_raw(server.address, b"", b'.', 1 << 20, b"").await);
-    let peak_before = server.memory_kib("VmHWM");
+    let peak_before = server.peak_rss() / 1024;
 
     let preamble = post_raw(
         server.address,
@@ -298,11 +233,11 @@ async fn a_64_mib_preamble_or_header_block_costs_the_server_almost_no_memory() {
     let header_block = post_raw(server.address, &headers, b'p', 63 << 20, b"\r\n\r\n").await;
     assert_framing_refused(&header_block);
 
-    let growth_kib = server.memory_kib("VmHWM").saturating_sub(peak_before);
+    let growth_kib = (server.peak_rss() / 1024).saturating_sub(peak_before);
     eprintln!(
         "peak RSS before {peak_before} KiB, grew by {growth_kib} KiB over a 64 MiB preamble \
          and a 64 MiB header block; RSS now {} KiB",
-        server.memory_kib("VmRSS")
+        server.rss() / 1024
     );
     assert!(
         growth_kib < 4 * 1024,
