@@ -22,12 +22,13 @@ pub fn client_ip(headers: &HeaderMap, extensions: &Extensions, settings: &Settin
     if !is_trusted(peer, settings) {
         return peer;
     }
+    // The proxy appends to the last header; an unreadable or overlong one is not followed.
     let Some(forwarded) = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter(|value| value.len() <= MAX_FORWARDED_FOR)
         .next_back()
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| value.len() <= MAX_FORWARDED_FOR)
     else {
         return peer;
     };
