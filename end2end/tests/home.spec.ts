@@ -111,3 +111,32 @@ test("the API answers curl-style requests beside the app", async ({ request }) =
   const refused = await request.get(`/api/status/${job_id}`);
   expect(refused.status()).toBe(401);
 });
+
+test("the app runs under its Content-Security-Policy without a single violation", async ({
+  page,
+}) => {
+  // Violations are collected in the page itself, before any of its scripts run.
+  await page.addInitScript(() => {
+    (window as any).__violations = [];
+    document.addEventListener("securitypolicyviolation", (event) =>
+      (window as any).__violations.push(`${event.violatedDirective} ${event.blockedURI}`),
+    );
+  });
+  const blocked: string[] = [];
+  page.on("console", (message) => {
+    if (message.text().includes("Content Security Policy")) blocked.push(message.text());
+  });
+  const response = await page.goto("/");
+  const policy = response?.headers()["content-security-policy"] ?? "";
+  expect(policy).toContain("'nonce-");
+  expect(policy).toContain("frame-ancestors 'none'");
+  await expect(page.locator("[data-hydrated=true]")).toBeVisible();
+  await signIn(page, TOKEN);
+  await page.getByRole("button", { name: "Start ingest" }).click();
+  const card = page.locator(".job").first();
+  await expect(card.locator(".state")).toHaveText(/^Completed in \d/, { timeout: 30_000 });
+  await page.goto("/jobs");
+  await expect(page.locator("[data-hydrated=true]")).toBeVisible();
+  expect(await page.evaluate(() => (window as any).__violations)).toEqual([]);
+  expect(blocked).toEqual([]);
+});
