@@ -130,7 +130,24 @@ pub fn authenticate(
     query_token: Option<&str>,
     state: &AppState,
 ) -> Result<Authenticated, ApiError> {
-    let credential = match identify(headers, extensions, query_token, state)? {
+    // A wrong token anywhere counts as a failed sign-in, so guessing through the API is as
+    // slow as through the sign-in form.
+    let carries_token =
+        query_token.is_some() || headers.contains_key(axum::http::header::AUTHORIZATION);
+    let address = client::client_ip(headers, extensions, &state.settings);
+    if carries_token {
+        state
+            .sign_in_throttle
+            .check(address)
+            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    }
+    let identity = identify(headers, extensions, query_token, state).inspect_err(|_| {
+        if carries_token {
+            state.sign_in_throttle.failed(address);
+            tracing::warn!(client = %address, "a request with a wrong token was refused");
+        }
+    })?;
+    let credential = match identity {
         Identity::Token => Credential::Token,
         Identity::Session(cookie) => {
             // A label, not the secret: the first 8 bytes of the cookie's SHA-256.
@@ -187,19 +204,27 @@ pub fn check_origin(
             "a request signed in by cookie must come from this server's own pages".to_owned(),
         )
     };
+    // Browsers set Sec-Fetch-Site themselves and no page can forge it; it tells same-origin
+    // from same-site correctly even behind a proxy that rewrites Host or ends TLS. `Origin` is
+    // compared only for browsers that do not send it.
     if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return Err(foreign());
-        }
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => Ok(()),
+            _ => Err(foreign()),
+        };
     }
     if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
         let ours = client::own_origin(headers, extensions, &state.settings);
         let same = origin
             .to_str()
             .ok()
-            .zip(ours)
-            .is_some_and(|(origin, ours)| origin.eq_ignore_ascii_case(&ours));
+            .zip(ours.as_deref())
+            .is_some_and(|(origin, ours)| origin.eq_ignore_ascii_case(ours));
         if !same {
+            tracing::info!(
+                ours = ours.as_deref().unwrap_or("-"),
+                "a cookie request with a foreign Origin was refused; behind a proxy, set public_url"
+            );
             return Err(foreign());
         }
     }

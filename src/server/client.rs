@@ -12,40 +12,55 @@ pub struct Transport {
     pub tls: bool,
 }
 
-/// The longest `X-Forwarded-For` that is read; a longer one is ignored.
-const MAX_FORWARDED_FOR: usize = 1024;
+/// The most `X-Forwarded-For` hops that are read, from the right.
+const MAX_FORWARDED_HOPS: usize = 32;
 
 /// The client's address: the peer, or — when the peer is a trusted proxy — the nearest address
-/// in `X-Forwarded-For` that is not itself a trusted proxy.
+/// in `X-Forwarded-For` that is not itself a trusted proxy. Only the last header is read (the
+/// one the proxy appends to), from the right; a hop that cannot be read ends the walk.
 pub fn client_ip(headers: &HeaderMap, extensions: &Extensions, settings: &Settings) -> IpAddr {
     let peer = peer_ip(extensions);
     if !is_trusted(peer, settings) {
         return peer;
     }
-    // The proxy appends to the last header; an unreadable or overlong one is not followed.
-    let Some(forwarded) = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .next_back()
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| value.len() <= MAX_FORWARDED_FOR)
-    else {
+    let Some(forwarded) = headers.get_all("x-forwarded-for").iter().next_back() else {
         return peer;
     };
     let mut nearest = peer;
-    for hop in forwarded.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(address) => {
-                nearest = address;
-                if !is_trusted(address, settings) {
-                    break;
-                }
-            }
-            // A hop that is not an address cannot be followed further.
-            Err(_) => break,
+    let hops = forwarded.as_bytes().rsplit(|byte| *byte == b',');
+    for hop in hops.take(MAX_FORWARDED_HOPS) {
+        let Some(address) = parse_hop(hop) else {
+            break;
+        };
+        nearest = address;
+        if !is_trusted(address, settings) {
+            break;
         }
     }
     nearest
+}
+
+/// One `X-Forwarded-For` entry: an address, or an address with a port (some proxies add it).
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(hop).ok()?.trim();
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|socket| socket.ip()))
+}
+
+/// What limits count a client by: its address, or for IPv6 its /64 (one subscriber's network),
+/// so rotating through the addresses of one network gains nothing.
+pub fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(network.into())
+            }
+        },
+        v4 => v4,
+    }
 }
 
 /// Whether the browser reached us over https: a TLS connection, a trusted proxy that says so,
@@ -61,10 +76,14 @@ pub fn is_https(headers: &HeaderMap, extensions: &Extensions, settings: &Setting
     {
         return true;
     }
+    // The proxy nearest us speaks last: the last header, its rightmost entry.
     is_trusted(peer_ip(extensions), settings)
         && headers
-            .get("x-forwarded-proto")
+            .get_all("x-forwarded-proto")
+            .iter()
+            .next_back()
             .and_then(|value| value.to_str().ok())
+            .and_then(|protos| protos.rsplit(',').next())
             .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
@@ -182,6 +201,15 @@ mod tests {
             "198.51.100.1".parse::<IpAddr>().unwrap()
         );
         assert!(is_https(&headers, &extensions, &trusted));
+        let (headers, extensions) = request("10.1.2.3:5000", Some("198.51.100.3:4711"));
+        assert_eq!(
+            client_ip(&headers, &extensions, &trusted),
+            "198.51.100.3".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            address_key("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
         let (headers, extensions) = request("10.1.2.3:5000", Some("garbage"));
         let (mut parts, _) = axum::http::Request::new(()).into_parts();
         parts

@@ -120,7 +120,8 @@ pub struct SettingsArgs {
     /// Seconds a keep-alive connection may sit idle between requests [default: 30].
     #[arg(long, env = "INGEST_IDLE_TIMEOUT_SECS", global = true)]
     pub idle_timeout_secs: Option<u64>,
-    /// WebSockets open at once; more get 503 with Retry-After [default: 4096].
+    /// WebSockets open at once; more get 503 with Retry-After. Below max_connections
+    /// [default: 2048].
     #[arg(long, env = "INGEST_MAX_WEBSOCKETS", global = true)]
     pub max_websockets: Option<usize>,
     /// Unfinished resumable uploads one credential may have open; more get 429 [default: 100].
@@ -301,7 +302,11 @@ impl PublicUrl {
             "http" => "ws",
             _ => return Err(SHAPE),
         };
-        let authority = authority.as_str().to_ascii_lowercase();
+        // Browsers leave a scheme's default port out of `Origin`.
+        let authority = match (scheme, authority.port_u16()) {
+            ("https", Some(443)) | ("http", Some(80)) => authority.host().to_ascii_lowercase(),
+            _ => authority.as_str().to_ascii_lowercase(),
+        };
         Ok(Self {
             origin: format!("{scheme}://{authority}"),
             ws_base: format!("{ws_scheme}://{authority}"),
@@ -368,7 +373,7 @@ impl Settings {
             max_connections_per_address: 256,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            max_websockets: 4096,
+            max_websockets: 2048,
             max_pending_uploads: 100,
             sign_in_failures_per_minute: 10,
             trusted_proxies: Vec::new(),
@@ -475,6 +480,17 @@ impl Settings {
         );
         let sockets = within("max_websockets", args.max_websockets, 1..=1_000_000)?;
         set(&mut s.max_websockets, sockets);
+        // Upgraded sockets cannot be evicted: they must leave room for ordinary requests. Left
+        // unset, the default shrinks to half the connections; set, it must fit.
+        if sockets.is_none() {
+            s.max_websockets = s.max_websockets.min(s.max_connections / 2).max(1);
+        }
+        if s.max_websockets >= s.max_connections && s.max_connections > 1 {
+            return Err(invalid(
+                "max_websockets",
+                "must be less than max_connections (WebSockets hold a connection each)",
+            ));
+        }
         let pending = within(
             "max_pending_uploads",
             args.max_pending_uploads,
@@ -662,7 +678,8 @@ mod tests {
         let args = args_with_config(
             dir.path(),
             "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n\
-             public_url = \"https://Ingest.example.com/\"\nmax_connections = 10\n",
+             public_url = \"https://Ingest.example.com:443/\"\nmax_connections = 10\n\
+             max_websockets = 5\n",
         );
         let settings = Settings::resolve(args, None).unwrap();
         assert_eq!(settings.trusted_proxies.len(), 2);

@@ -38,11 +38,11 @@ impl KeyExtractor for ClientIpKey {
     type Key = IpAddr;
 
     fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<IpAddr, GovernorError> {
-        Ok(client::client_ip(
+        Ok(client::address_key(client::client_ip(
             request.headers(),
             request.extensions(),
             &self.settings,
-        ))
+        )))
     }
 }
 
@@ -85,11 +85,11 @@ impl KeyExtractor for TokenKey {
         Ok(match identity {
             Ok(Identity::Token) => TokenBucket::Token,
             Ok(Identity::Session(cookie)) => TokenBucket::Session(cookie.to_owned()),
-            Err(_) => TokenBucket::Unverified(client::client_ip(
+            Err(_) => TokenBucket::Unverified(client::address_key(client::client_ip(
                 request.headers(),
                 request.extensions(),
                 &self.state.settings,
-            )),
+            ))),
         })
     }
 }
@@ -223,6 +223,7 @@ impl SignInThrottle {
 
     /// `Err(seconds to wait)` when `client` has failed too often in the current window.
     pub fn check(&self, client: IpAddr) -> Result<(), u64> {
+        let client = client::address_key(client);
         let failures = self.failures.lock().expect("sign-in throttle lock");
         match failures.get(&client) {
             Some(window)
@@ -238,6 +239,7 @@ impl SignInThrottle {
 
     /// Counts a failed sign-in from `client`.
     pub fn failed(&self, client: IpAddr) {
+        let client = client::address_key(client);
         let mut failures = self.failures.lock().expect("sign-in throttle lock");
         if failures.len() >= MAX_TRACKED_ADDRESSES && !failures.contains_key(&client) {
             failures.retain(|_, window| window.started.elapsed() < SIGN_IN_WINDOW);

@@ -5,7 +5,7 @@
 //! At the global cap a new connection is not left waiting behind slow ones: the connection that
 //! has gone longest without a request in flight (a slowloris socket, an idle keep-alive) is
 //! closed to make room. Connections in the middle of a request are never closed for that.
-use super::client::Transport;
+use super::client::{self, Transport};
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request},
@@ -52,10 +52,14 @@ pub struct Limits {
     pub idle: Duration,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    /// Peers the per-address cap does not apply to (trusted proxies carry many clients).
+    pub exempt: Vec<ipnet::IpNet>,
     /// How long requests in flight may finish after shutdown begins.
     pub grace: Duration,
 }
 
+/// How long to wait for an evicted connection's slot before evicting another.
+const EVICTION_RETRY: Duration = Duration::from_millis(50);
 /// At most one warning about evictions per this long.
 const EVICTION_WARNING_EVERY: Duration = Duration::from_secs(10);
 /// The largest request head hyper buffers. Our own (JSON) refusals come well before it
@@ -112,32 +116,39 @@ pub async fn serve(
                 }
             },
         };
-        let Some(address) = per_address.admit(peer.ip(), limits.max_connections_per_address) else {
+        let cap = if limits.exempt.iter().any(|net| net.contains(&peer.ip())) {
+            usize::MAX
+        } else {
+            limits.max_connections_per_address
+        };
+        let Some(address) = per_address.admit(client::address_key(peer.ip()), cap) else {
             tracing::debug!(%peer, "connection refused: too many from this address");
             continue;
         };
         // At the cap, make room by closing the connection idle the longest; only when every
         // connection is busy does the new one wait (and the kernel's backlog fill).
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                if idle.evict_oldest()
-                    && last_warning.is_none_or(|at| at.elapsed() > EVICTION_WARNING_EVERY)
-                {
-                    last_warning = Some(Instant::now());
-                    tracing::warn!(
-                        max = limits.max_connections,
-                        "at the connection cap; closing idle connections to make room"
-                    );
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
-                }
+        let slot = loop {
+            if let Ok(slot) = slots.clone().try_acquire_owned() {
+                break Some(slot);
             }
+            if idle.evict_oldest()
+                && last_warning.is_none_or(|at| at.elapsed() > EVICTION_WARNING_EVERY)
+            {
+                last_warning = Some(Instant::now());
+                tracing::warn!(
+                    max = limits.max_connections,
+                    "at the connection cap; closing idle connections to make room"
+                );
+            }
+            // An evicted connection lets go within moments; if none did, evict another.
+            tokio::select! {
+                _ = shutdown.cancelled() => break None,
+                slot = slots.clone().acquire_owned() => break slot.ok(),
+                _ = sleep(EVICTION_RETRY) => {}
+            }
+        };
+        let Some(slot) = slot else {
+            break;
         };
         next_id += 1;
         let _ = tcp.set_nodelay(true);
@@ -403,21 +414,21 @@ struct IdleSet {
 }
 
 impl IdleConnections {
-    fn insert(&self, since: Instant, id: u64, evict: CancellationToken) {
-        let mut set = self.0.lock().expect("idle connections lock");
-        set.by_age.insert((since, id), evict);
-        set.since.insert(id, since);
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleSet> {
+        self.0.lock().expect("idle connections lock")
     }
 
-    fn remove(&self, id: u64) -> Option<CancellationToken> {
-        let mut set = self.0.lock().expect("idle connections lock");
-        let since = set.since.remove(&id)?;
-        set.by_age.remove(&(since, id))
+    fn insert(&self, since: Instant, id: u64, evict: CancellationToken) {
+        self.lock().insert(since, id, evict);
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(id);
     }
 
     /// Closes the connection idle the longest; false if every connection is busy.
     fn evict_oldest(&self) -> bool {
-        let mut set = self.0.lock().expect("idle connections lock");
+        let mut set = self.lock();
         let Some(((_, id), evict)) = set.by_age.pop_first() else {
             return false;
         };
@@ -427,16 +438,33 @@ impl IdleConnections {
     }
 }
 
+impl IdleSet {
+    fn insert(&mut self, since: Instant, id: u64, evict: CancellationToken) {
+        self.remove(id);
+        self.by_age.insert((since, id), evict);
+        self.since.insert(id, since);
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(since) = self.since.remove(&id) {
+            self.by_age.remove(&(since, id));
+        }
+    }
+}
+
 /// Counts a request in flight until its answer's body has been sent (or dropped); meanwhile
 /// the connection cannot be evicted.
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn start(activity: &Arc<Activity>) -> Self {
+        // Counted under the idle set's lock, so "not busy" and "in the idle set" change together
+        // even when HTTP/2 streams start and end on different threads.
+        let mut set = activity.idle.lock();
         if activity.busy.fetch_add(1, Relaxed) == 0 {
-            // Out of reach while busy: evicting it would cut a request.
-            activity.idle.remove(activity.id);
+            set.remove(activity.id);
         }
+        drop(set);
         Self(activity.clone())
     }
 }
@@ -444,11 +472,10 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let activity = &self.0;
+        let mut set = activity.idle.lock();
         if activity.busy.fetch_sub(1, Relaxed) == 1 {
             activity.idle_since_ms.store(activity.now_ms(), Relaxed);
-            activity
-                .idle
-                .insert(Instant::now(), activity.id, activity.evicted.clone());
+            set.insert(Instant::now(), activity.id, activity.evicted.clone());
         }
     }
 }

@@ -180,6 +180,7 @@ impl Application {
             idle: settings.idle_timeout,
             max_connections: settings.max_connections,
             max_connections_per_address: settings.max_connections_per_address,
+            exempt: settings.trusted_proxies.clone(),
             grace: settings.shutdown_grace,
         };
         let scheme = if acceptor.is_some() { "https" } else { "http" };

@@ -67,6 +67,8 @@ pub async fn spawn_app_in(
     settings.site_addr = "127.0.0.1:0".parse().unwrap();
     // Tests fire requests much faster than clients would; the limits tests turn it back on.
     settings.rate_limit_per_second = 0;
+    // Likewise for wrong tokens; the throttle's own tests run the binary with a low one.
+    settings.sign_in_failures_per_minute = 10_000;
     // Sweeps are driven by hand in the retention tests, except where one turns them on.
     settings.retention = None;
     adjust(&mut settings);

@@ -204,6 +204,19 @@ async fn failed_sign_ins_are_throttled_per_address_and_logged_without_the_guess(
         // Locked out even with the right token until the minute is over.
         assert_eq!(sign_in_from(&client, &base, TOKEN).await, 429);
     }
+    // Guessing through the API with a Bearer token counts the same.
+    let api_guesser = client_from("127.0.0.5");
+    let list = |token: &'static str| {
+        api_guesser
+            .get(format!("{base}/api/jobs"))
+            .bearer_auth(token)
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(list(guess).await.unwrap().status(), 401);
+    }
+    assert_eq!(list(guess).await.unwrap().status(), 429);
+    assert_eq!(list(TOKEN).await.unwrap().status(), 429);
     // A third address signs in every time, also through the server function.
     let person = client_from("127.0.0.4");
     for _ in 0..6 {
