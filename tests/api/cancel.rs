@@ -4,15 +4,6 @@ use futures::StreamExt;
 use ingest::domain::{JobId, JobState, JobStatus};
 use std::time::Duration;
 
-async fn cancel(app: &TestApp, id: JobId) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/api/jobs/{id}/cancel")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn status_of(app: &TestApp, id: JobId) -> JobStatus {
     app.status(&id.to_string()).await.json().await.unwrap()
 }
@@ -21,15 +12,15 @@ async fn status_of(app: &TestApp, id: JobId) -> JobStatus {
 async fn a_cancelled_queued_job_never_runs() {
     let app = spawn_app_with(|s| s.run_worker = false).await;
     let id = accepted_id(app.ingest_json("{}").await).await;
-    let response = cancel(&app, id).await;
+    let response = app.cancel(id).await;
     assert_eq!(response.status(), 200);
     let cancelled: JobStatus = response.json().await.unwrap();
     assert_eq!(cancelled.status, JobState::Cancelled);
     assert_eq!(cancelled.error.as_deref(), Some("cancelled by request"));
     assert_eq!(app.worker.run_until_idle().await.unwrap(), 0);
     assert_eq!(status_of(&app, id).await.status, JobState::Cancelled);
-    assert_error(cancel(&app, id).await, 409, "conflict").await;
-    assert_error(cancel(&app, JobId::new()).await, 404, "not_found").await;
+    assert_error(app.cancel(id).await, 409, "conflict").await;
+    assert_error(app.cancel(JobId::new()).await, 404, "not_found").await;
 }
 
 #[tokio::test]
@@ -39,7 +30,7 @@ async fn cancelling_mid_upload_stops_it_and_removes_its_bytes() {
     let mut upload = start_partial_upload(app.address, 10_000_000, 64 * 1024).await;
     let job = wait_for_receiving_job(&app.client, &app.url("")).await;
     assert_eq!(app.temp_files().len(), 1);
-    assert_eq!(cancel(&app, job.job_id).await.status(), 200);
+    assert_eq!(app.cancel(job.job_id).await.status(), 200);
 
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), upload.read_to_end(&mut answer)).await;
@@ -66,7 +57,7 @@ async fn cancelling_mid_processing_is_final_and_reaches_followers() {
     wait_for_state(&app.client, &app.url(""), id, |s| s == JobState::Processing).await;
     let url = app.ws_url(&format!("/ws/status/{id}?token={TOKEN}"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    assert_eq!(cancel(&app, id).await.status(), 200);
+    assert_eq!(app.cancel(id).await.status(), 200);
 
     let mut last = None;
     let close = loop {

@@ -12,15 +12,6 @@ const ONE_SHOT_RUNS: u64 = 120;
 /// Every run must end well within this.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
 
-async fn cancel(app: &TestApp, id: JobId) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/api/jobs/{id}/cancel")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Spreads the cancel over the other request's life (a few milliseconds here, an fsync among
 /// them): from at once to 19.5 ms after it, by run.
 async fn stagger(run: u64) {
@@ -102,7 +93,7 @@ async fn a_cancel_racing_a_patch_leaves_nothing_behind_and_the_patch_never_count
             let patch = tus.patch(id, 0).body(vec![run as u8; 16 * 1024]).send();
             let cancelled = async {
                 stagger(run).await;
-                cancel(&app, id).await
+                app.cancel(id).await
             };
             let (patch, cancelled) = tokio::join!(patch, cancelled);
             assert_eq!(cancelled.status(), 200);
@@ -141,7 +132,7 @@ async fn a_cancel_racing_the_last_patch_leaves_no_blob_without_a_job() {
             let last = tus.patch(id, 1).body(file[1..].to_vec()).send();
             let cancelled = async {
                 stagger(run).await;
-                cancel(&app, id).await
+                app.cancel(id).await
             };
             let (last, cancelled) = tokio::join!(last, cancelled);
             assert_eq!(cancelled.status(), 200);
@@ -210,7 +201,7 @@ async fn a_cancel_racing_the_end_of_a_one_shot_upload_leaves_nothing_behind() {
             let upload = finish_one_shot(stream, rest);
             let cancelled = async {
                 stagger(run).await;
-                cancel(&app, job.job_id).await
+                app.cancel(job.job_id).await
             };
             let (upload, cancelled) = tokio::join!(upload, cancelled);
             assert_eq!(cancelled.status(), 200);

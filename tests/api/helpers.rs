@@ -176,6 +176,16 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `POST /api/jobs/{id}/cancel` with the token.
+    pub async fn cancel(&self, id: JobId) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/api/jobs/{id}/cancel")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn wait_until_finished(&self, id: JobId) -> JobStatus {
         wait_for_state(&self.client, &self.url(""), id, JobState::is_terminal).await
     }
