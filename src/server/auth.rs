@@ -131,22 +131,18 @@ pub fn authenticate(
     state: &AppState,
 ) -> Result<Authenticated, ApiError> {
     // A wrong token anywhere counts as a failed sign-in, so guessing through the API is as
-    // slow as through the sign-in form.
+    // slow as through the sign-in form. Cookie-only requests skip the throttle (and the
+    // address lookup) altogether.
     let carries_token =
         query_token.is_some() || headers.contains_key(axum::http::header::AUTHORIZATION);
-    let address = client::client_ip(headers, extensions, &state.settings);
-    if carries_token {
-        state
-            .sign_in_throttle
-            .check(address)
-            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
-    }
-    let identity = identify(headers, extensions, query_token, state).inspect_err(|_| {
-        if carries_token {
-            state.sign_in_throttle.failed(address);
-            tracing::warn!(client = %address, "a request with a wrong token was refused");
-        }
-    })?;
+    let identity = if carries_token {
+        let address = client::client_ip(headers, extensions, &state.settings);
+        throttled(state, address, || {
+            identify(headers, extensions, query_token, state)
+        })?
+    } else {
+        identify(headers, extensions, None, state)?
+    };
     let credential = match identity {
         Identity::Token => Credential::Token,
         Identity::Session(cookie) => {
@@ -243,22 +239,29 @@ pub async fn sign_in(
     // Another site must not sign a browser in (to a session of its choosing) either.
     check_origin(headers, extensions, state)?;
     let address = client::client_ip(headers, extensions, &state.settings);
-    state
-        .sign_in_throttle
-        .check(address)
-        .map_err(|retry_after| {
-            tracing::warn!(client = %address, "sign-in refused: too many failed attempts");
-            ApiError::TooManyRequests { retry_after }
-        })?;
-    if let Err(refused) = check(state, token) {
-        state.sign_in_throttle.failed(address);
-        tracing::warn!(client = %address, "sign-in failed: wrong token");
-        return Err(refused);
-    }
+    throttled(state, address, || check(state, token))?;
     let session = state.sessions.create().await?;
     let secure = client::is_https(headers, extensions, &state.settings);
     tracing::info!(client = %address, "signed in");
     Ok(sessions::set_cookie(&session, state.sessions.ttl(), secure))
+}
+
+/// Runs a token check for `address` under the failed-sign-in throttle: refused at once (429)
+/// while the address is over its limit, and a failure counted and logged (the address, never
+/// the token) when the check fails.
+fn throttled<T>(
+    state: &AppState,
+    address: std::net::IpAddr,
+    check: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    state.sign_in_throttle.check(address).map_err(|retry_after| {
+        tracing::warn!(client = %address, "refused: too many failed sign-ins from this address");
+        ApiError::TooManyRequests { retry_after }
+    })?;
+    check().inspect_err(|_| {
+        state.sign_in_throttle.failed(address);
+        tracing::warn!(client = %address, "sign-in failed: wrong token");
+    })
 }
 
 /// Checks a token taken from wherever the route allows (header or `?token=`).

@@ -203,15 +203,15 @@ pub async fn json_errors(
 ) -> Response {
     let response = next.run(request).await;
     let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
     let kind = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .map(|value| value.as_bytes().to_vec())
-        .unwrap_or_default();
-    let is_json =
-        kind.starts_with(b"application/json") || kind.starts_with(b"application/problem+json");
-    if !(status.is_client_error() || status.is_server_error())
-        || is_json
+        .map_or(&b""[..], |value| value.as_bytes());
+    if kind.starts_with(b"application/json")
+        || kind.starts_with(b"application/problem+json")
         || kind.starts_with(b"text/html")
     {
         return response;
