@@ -98,7 +98,7 @@ pub async fn list_jobs(
         .jobs
         .page(status, before, limit)
         .await
-        .map_err(support::refuse)
+        .map_err(|error| support::refuse(error.into()))
 }
 
 #[server(prefix = "/rpc", endpoint = "cancel_job")]

@@ -1,84 +1,79 @@
-//! Content-addressed file storage under the data dir: `tmp/` for uploads in flight (named by
-//! job id, never by the client's filename) and `blobs/ab/abcd…` keyed by SHA-256.
-use crate::domain::{JobId, Sha256Digest};
+//! Content-addressed file storage: each stored file is a blob keyed by its SHA-256. The
+//! `BlobStore` trait is the seam object storage fills in a cluster; `LocalBlobs` keeps them in
+//! a folder, `blobs/ab/abcd…`, under the data dir.
+use crate::domain::Sha256Digest;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use std::{
     fs, io,
+    ops::Range,
     path::{Path, PathBuf},
+    pin::Pin,
     time::SystemTime,
 };
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+/// A blob's bytes as they are read.
+pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Where stored files live. Blobs never change once stored; the callers make sure no job
+/// references a blob they delete.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Stores the finished, fsync'd file at `temp` as the blob `digest`, durably; `temp` is
+    /// gone afterwards. Identical content is stored once.
+    async fn put(&self, temp: &Path, digest: &Sha256Digest) -> io::Result<()>;
+    /// The blob's size; `None` if it is not stored.
+    async fn size(&self, digest: &Sha256Digest) -> io::Result<Option<u64>>;
+    /// Bytes `range` of a stored blob (which must lie inside it).
+    async fn read(&self, digest: &Sha256Digest, range: Range<u64>) -> io::Result<BlobStream>;
+    /// Removes a blob if it is stored.
+    async fn delete(&self, digest: &Sha256Digest) -> io::Result<()>;
+    /// Every stored blob with when it was written.
+    async fn list(&self) -> io::Result<Vec<(Sha256Digest, SystemTime)>>;
+    /// Bytes free for more blobs; `None` when the store has no such bound (object storage).
+    async fn free_space(&self) -> io::Result<Option<u64>>;
+
+    async fn exists(&self, digest: &Sha256Digest) -> io::Result<bool> {
+        Ok(self.size(digest).await?.is_some())
+    }
+}
+
+/// Blobs in a local folder.
 #[derive(Clone, Debug)]
-pub struct BlobStore {
-    tmp_dir: PathBuf,
+pub struct LocalBlobs {
     blob_dir: PathBuf,
 }
 
-impl BlobStore {
-    /// Creates `tmp/` and `blobs/` under `data_dir` if needed.
+impl LocalBlobs {
+    /// Creates `blobs/` under `data_dir` if needed.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let store = Self {
-            tmp_dir: data_dir.join("tmp"),
-            blob_dir: data_dir.join("blobs"),
-        };
-        fs::create_dir_all(&store.tmp_dir)?;
-        fs::create_dir_all(&store.blob_dir)?;
-        Ok(store)
+        let blob_dir = data_dir.join("blobs");
+        fs::create_dir_all(&blob_dir)?;
+        Ok(Self { blob_dir })
     }
 
-    /// Where the bytes of `job`'s upload land while they arrive.
-    pub fn temp_path(&self, job: JobId) -> PathBuf {
-        self.tmp_dir.join(format!("{job}.part"))
-    }
-
-    pub fn tmp_dir(&self) -> &Path {
-        &self.tmp_dir
-    }
-
-    /// Bytes free for uploads on the file system that holds them.
-    pub fn free_space(&self) -> io::Result<u64> {
-        fs4::available_space(&self.tmp_dir)
-    }
-
-    pub fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
+    fn blob_path(&self, digest: &Sha256Digest) -> PathBuf {
         let hex = digest.to_hex();
         self.blob_dir.join(&hex[..2]).join(hex)
     }
 
-    /// Moves a finished, fsync'd temp file to its content address and makes the rename durable.
-    /// Identical content is stored once: if the blob exists, the temp file is dropped.
-    /// Blocking: call from a blocking thread.
-    pub fn commit(&self, temp: &Path, digest: &Sha256Digest) -> io::Result<PathBuf> {
+    /// Moves the temp file to its content address and makes the rename durable. Blocking.
+    fn commit(&self, temp: &Path, digest: &Sha256Digest) -> io::Result<()> {
         let target = self.blob_path(digest);
         let shard = target.parent().expect("a blob path has a shard directory");
         if target.exists() {
-            fs::remove_file(temp)?;
-            return Ok(target);
+            return fs::remove_file(temp);
         }
         fs::create_dir_all(shard)?;
         fs::rename(temp, &target)?;
         sync_dir(shard)?;
-        sync_dir(&self.blob_dir)?;
-        Ok(target)
+        sync_dir(&self.blob_dir)
     }
 
-    /// Removes a stored blob if it is there. Blocking. Callers make sure no job references it.
-    pub fn remove_blob(&self, digest: &Sha256Digest) -> io::Result<()> {
-        match fs::remove_file(self.blob_path(digest)) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-            _ => Ok(()),
-        }
-    }
-
-    /// Removes a temp file if it is there.
-    pub fn discard_temp(&self, temp: &Path) -> io::Result<()> {
-        match fs::remove_file(temp) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-            _ => Ok(()),
-        }
-    }
-
-    /// Every stored blob's digest with its last modification time. Blocking.
-    pub fn list_blobs(&self) -> io::Result<Vec<(Sha256Digest, SystemTime)>> {
+    /// Blocking.
+    fn list_blocking(&self) -> io::Result<Vec<(Sha256Digest, SystemTime)>> {
         let mut blobs = Vec::new();
         for shard in fs::read_dir(&self.blob_dir)? {
             let shard = shard?;
@@ -96,38 +91,48 @@ impl BlobStore {
         }
         Ok(blobs)
     }
+}
 
-    /// Temp files with the job they belong to (if the name says) and their age. Blocking.
-    pub fn list_temp(&self) -> io::Result<Vec<(PathBuf, Option<JobId>, SystemTime)>> {
-        let mut files = Vec::new();
-        for entry in fs::read_dir(&self.tmp_dir)? {
-            let entry = entry?;
-            if !entry.file_type()?.is_file() {
-                continue;
-            }
-            let job = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.strip_suffix(".part"))
-                .and_then(|id| JobId::parse(id).ok());
-            files.push((entry.path(), job, entry.metadata()?.modified()?));
-        }
-        Ok(files)
+#[async_trait]
+impl BlobStore for LocalBlobs {
+    async fn put(&self, temp: &Path, digest: &Sha256Digest) -> io::Result<()> {
+        let (store, temp, digest) = (self.clone(), temp.to_owned(), *digest);
+        tokio::task::spawn_blocking(move || store.commit(&temp, &digest))
+            .await
+            .map_err(io::Error::other)?
     }
 
-    /// Removes every temp file but those of `keep` (resumable uploads waiting for their client):
-    /// at start-up no other belongs to a live upload.
-    pub fn clear_temp(&self, keep: &[JobId]) -> io::Result<usize> {
-        let kept: Vec<PathBuf> = keep.iter().map(|id| self.temp_path(*id)).collect();
-        let mut removed = 0;
-        for entry in fs::read_dir(&self.tmp_dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_file() && !kept.contains(&entry.path()) {
-                fs::remove_file(entry.path())?;
-                removed += 1;
-            }
+    async fn size(&self, digest: &Sha256Digest) -> io::Result<Option<u64>> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(metadata) => Ok(Some(metadata.len())),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
         }
-        Ok(removed)
+    }
+
+    async fn read(&self, digest: &Sha256Digest, range: Range<u64>) -> io::Result<BlobStream> {
+        let mut file = tokio::fs::File::open(self.blob_path(digest)).await?;
+        file.seek(io::SeekFrom::Start(range.start)).await?;
+        let part = file.take(range.end.saturating_sub(range.start));
+        Ok(tokio_util::io::ReaderStream::with_capacity(part, 64 * 1024).boxed())
+    }
+
+    async fn delete(&self, digest: &Sha256Digest) -> io::Result<()> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list(&self) -> io::Result<Vec<(Sha256Digest, SystemTime)>> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.list_blocking())
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    async fn free_space(&self) -> io::Result<Option<u64>> {
+        fs4::available_space(&self.blob_dir).map(Some)
     }
 }
 
@@ -140,20 +145,26 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn identical_content_is_stored_once() {
+    #[tokio::test]
+    async fn identical_content_is_stored_once_and_read_back_by_range() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = LocalBlobs::open(dir.path()).unwrap();
         let digest = Sha256Digest::from_bytes([7; 32]);
-        for job in [JobId::new(), JobId::new()] {
-            let temp = store.temp_path(job);
+        for name in ["one.part", "two.part"] {
+            let temp = dir.path().join(name);
             fs::write(&temp, b"same").unwrap();
-            let stored = store.commit(&temp, &digest).unwrap();
-            assert_eq!(fs::read(stored).unwrap(), b"same");
+            store.put(&temp, &digest).await.unwrap();
             assert!(!temp.exists());
         }
-        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
-        let shard = store.blob_path(&digest).parent().unwrap().to_owned();
-        assert_eq!(fs::read_dir(shard).unwrap().count(), 1);
+        assert_eq!(store.size(&digest).await.unwrap(), Some(4));
+        assert_eq!(store.list().await.unwrap().len(), 1);
+        let mut read = Vec::new();
+        let mut stream = store.read(&digest, 1..3).await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            read.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(read, b"am");
+        store.delete(&digest).await.unwrap();
+        assert_eq!(store.size(&digest).await.unwrap(), None);
     }
 }

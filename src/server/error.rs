@@ -1,6 +1,10 @@
 //! `ApiError`: every way a request can fail, mapped to an HTTP status and the JSON error body
 //! in this one place. A 500 tells the client nothing internal; its cause chain goes to the log.
-use super::{jobs::Cancellation, receive::is_disk_full};
+use super::{
+    jobs::{Cancellation, Paging},
+    receive::caused_by_full_disk,
+    uploads::UploadError,
+};
 use crate::{
     api::{ErrorBody, ErrorDetail},
     domain::MetadataError,
@@ -64,11 +68,7 @@ pub enum ApiError {
 /// the client may retry once space is freed.
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
-        let disk_full = error
-            .chain()
-            .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
-            .any(is_disk_full);
-        if disk_full {
+        if caused_by_full_disk(&error) {
             tracing::warn!(error = ?error, "the disk is full");
             return ApiError::InsufficientStorage(
                 "the server's disk is full; retry once space is freed".to_owned(),
@@ -155,6 +155,56 @@ impl From<Cancellation> for ApiError {
                 "the job has already {state}; only unfinished jobs can be cancelled"
             )),
             Cancellation::Failed(error) => ApiError::from(error),
+        }
+    }
+}
+
+impl From<Paging> for ApiError {
+    fn from(error: Paging) -> Self {
+        match error {
+            Paging::LimitOutOfRange { .. } => {
+                ApiError::bad_request("invalid_query", error.to_string())
+            }
+            Paging::Failed(error) => ApiError::from(error),
+        }
+    }
+}
+
+/// How long a client refused for having too many unfinished uploads is asked to wait: they go
+/// only when it finishes or ends one (or one expires), so retrying at once is pointless.
+const PENDING_RETRY_AFTER_SECS: u64 = 60;
+
+impl From<UploadError> for ApiError {
+    fn from(error: UploadError) -> Self {
+        let message = error.to_string();
+        match error {
+            UploadError::Busy => ApiError::Busy {
+                message,
+                retry_after: 1,
+            },
+            UploadError::BelowDiskFloor | UploadError::DiskFull(_) => {
+                ApiError::InsufficientStorage(message)
+            }
+            UploadError::TooLarge(_) => ApiError::PayloadTooLarge(message),
+            UploadError::Interrupted(_) => ApiError::bad_request("upload_interrupted", message),
+            UploadError::Cancelled(_)
+            | UploadError::AnotherSender(_)
+            | UploadError::WrongOffset { .. }
+            | UploadError::Changed(_)
+            | UploadError::Complete(_) => ApiError::Conflict(message),
+            UploadError::NotFound(_) => ApiError::NotFound(message),
+            UploadError::Over { .. } | UploadError::Lost(_) => ApiError::Gone(message),
+            UploadError::ChunkChecksum(_) | UploadError::FileChecksum(_) => {
+                ApiError::ChecksumMismatch(message)
+            }
+            UploadError::InvalidLength(_) => {
+                ApiError::bad_request("invalid_upload_length", message)
+            }
+            UploadError::TooManyPending { .. } => ApiError::TooManyPendingUploads {
+                message,
+                retry_after: PENDING_RETRY_AFTER_SECS,
+            },
+            UploadError::Failed(error) => ApiError::Internal(error),
         }
     }
 }

@@ -1,25 +1,45 @@
 //! Live status fan-out: one `watch` channel per unfinished job that someone follows, that a
 //! request is sending bytes to, or that is being received in one go or processed. A watch keeps
 //! only the latest snapshot, so a slow subscriber never holds a backlog and memory stays bounded
-//! per job; jobs nobody holds have no entry at all (the store has their state).
+//! per job; jobs nobody holds have no entry at all (the store has their state). The
+//! `LiveStatus` trait is the seam a cluster fills (a follower on one node, the upload on
+//! another); `StatusHub` is the one-process implementation.
 use crate::domain::{JobId, JobStatus};
 use std::{
     collections::HashMap,
     ops::{Deref, DerefMut},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
 };
 use tokio::sync::watch;
+
+/// Publish a job's snapshots, and follow them.
+pub trait LiveStatus: Send + Sync + 'static {
+    /// Carries an unfinished job's snapshots until its final state is published, whoever
+    /// watches: for jobs whose progress lives only here (an upload received in one request, a
+    /// job being processed).
+    fn carry(&self, status: JobStatus);
+    /// Watches an unfinished job, carrying its snapshots (from `status` if nobody carries them
+    /// yet) for as long as the returned `Watch`, or another, lives.
+    fn hold(&self, status: JobStatus) -> Watch;
+    /// Drops a job that never came to exist (its insert failed).
+    fn forget(&self, id: JobId);
+    /// Publishes a new snapshot of a carried job. Snapshots older than the current one (a
+    /// writer that lost a race) are ignored. The final state reaches current watchers, then
+    /// the job is carried no more.
+    fn publish(&self, status: JobStatus);
+    /// The live snapshot of an unfinished job; `None` for finished or unknown jobs (the store
+    /// has those).
+    fn current(&self, id: JobId) -> Option<JobStatus>;
+    /// Follows a carried job. `None` means nobody carries it live: the store has its state.
+    fn subscribe(&self, id: JobId) -> Option<Watch>;
+}
 
 type Entries = Arc<Mutex<HashMap<JobId, Entry>>>;
 
 struct Entry {
     sender: watch::Sender<JobStatus>,
-    /// Kept until the job's final state whoever watches: jobs whose progress lives only here
-    /// (an upload received in one request, a job being processed). Unpinned entries go as soon
-    /// as their last `Watch` does.
+    /// Kept until the job's final state whoever watches (see `carry`). Unpinned entries go as
+    /// soon as their last `Watch` does.
     pinned: bool,
 }
 
@@ -27,25 +47,37 @@ struct Entry {
 pub struct StatusHub {
     /// Every entry goes when the job's final state is published.
     live: Entries,
-    open_sockets: AtomicUsize,
 }
 
 impl StatusHub {
-    /// Starts carrying an unfinished job's snapshots until its final state (or pins the entry
-    /// that exists) and subscribes to them.
-    pub fn track(&self, status: JobStatus) -> watch::Receiver<JobStatus> {
-        let mut live = self.live.lock().expect("hub lock poisoned");
-        let entry = live.entry(status.job_id).or_insert_with(|| Entry {
-            sender: watch::Sender::new(status),
-            pinned: false,
-        });
-        entry.pinned = true;
-        entry.sender.subscribe()
+    fn watch(&self, id: JobId, receiver: watch::Receiver<JobStatus>) -> Watch {
+        Watch {
+            receiver,
+            _release: Box::new(Unwatch {
+                live: self.live.clone(),
+                id,
+            }),
+        }
     }
 
-    /// Watches an unfinished job, carrying its snapshots (from `status` if nobody carries them
-    /// yet) for as long as the returned `Watch`, or another, lives.
-    pub fn hold(&self, status: JobStatus) -> Watch {
+    #[cfg(test)]
+    fn live_jobs(&self) -> usize {
+        self.live.lock().expect("hub lock poisoned").len()
+    }
+}
+
+impl LiveStatus for StatusHub {
+    fn carry(&self, status: JobStatus) {
+        let mut live = self.live.lock().expect("hub lock poisoned");
+        live.entry(status.job_id)
+            .or_insert_with(|| Entry {
+                sender: watch::Sender::new(status),
+                pinned: false,
+            })
+            .pinned = true;
+    }
+
+    fn hold(&self, status: JobStatus) -> Watch {
         let id = status.job_id;
         let mut live = self.live.lock().expect("hub lock poisoned");
         let receiver = live
@@ -59,15 +91,11 @@ impl StatusHub {
         self.watch(id, receiver)
     }
 
-    /// Drops a job that never came to exist (its insert failed).
-    pub fn forget(&self, id: JobId) {
+    fn forget(&self, id: JobId) {
         self.live.lock().expect("hub lock poisoned").remove(&id);
     }
 
-    /// Publishes a new snapshot of a carried job. Snapshots older than the current one (a
-    /// writer that lost a race) and snapshots of finished jobs are ignored. The final state
-    /// reaches current subscribers, then the entry is dropped (their receivers keep it).
-    pub fn publish(&self, status: JobStatus) {
+    fn publish(&self, status: JobStatus) {
         let mut live = self.live.lock().expect("hub lock poisoned");
         let id = status.job_id;
         let terminal = status.is_terminal();
@@ -86,70 +114,49 @@ impl StatusHub {
         }
     }
 
-    /// The live snapshot of an unfinished job; `None` for finished or unknown jobs (the store
-    /// has those).
-    pub fn current(&self, id: JobId) -> Option<JobStatus> {
+    fn current(&self, id: JobId) -> Option<JobStatus> {
         let live = self.live.lock().expect("hub lock poisoned");
         live.get(&id).map(|entry| entry.sender.borrow().clone())
     }
 
-    /// Follows a job that has an entry. `None` means nobody carries it live: the store has
-    /// its state (see `Jobs::follow`).
-    pub fn subscribe(&self, id: JobId) -> Option<Watch> {
+    fn subscribe(&self, id: JobId) -> Option<Watch> {
         let live = self.live.lock().expect("hub lock poisoned");
         let receiver = live.get(&id)?.sender.subscribe();
         Some(self.watch(id, receiver))
     }
-
-    fn watch(&self, id: JobId, receiver: watch::Receiver<JobStatus>) -> Watch {
-        Watch {
-            receiver: Some(receiver),
-            live: self.live.clone(),
-            id,
-        }
-    }
-
-    pub fn live_jobs(&self) -> usize {
-        self.live.lock().expect("hub lock poisoned").len()
-    }
-
-    /// Counts an open WebSocket for as long as the guard lives.
-    pub fn socket_opened(&self) -> SocketGuard<'_> {
-        self.open_sockets.fetch_add(1, Ordering::Relaxed);
-        SocketGuard(self)
-    }
-
-    pub fn open_sockets(&self) -> usize {
-        self.open_sockets.load(Ordering::Relaxed)
-    }
 }
 
-/// A job's live snapshots, for a follower or a request sending its bytes. When the last one of
-/// an unpinned entry goes, so does the entry: nobody is left to see its snapshots.
+/// A job's live snapshots, for a follower or a request sending its bytes.
 pub struct Watch {
-    /// Always `Some` until dropped; taken in `drop` so the count below no longer includes it.
-    receiver: Option<watch::Receiver<JobStatus>>,
-    live: Entries,
-    id: JobId,
+    // Dropped before `_release` (fields drop in order), so the release sees it gone.
+    receiver: watch::Receiver<JobStatus>,
+    /// What the implementation does when this watch goes.
+    _release: Box<dyn Send + Sync>,
 }
 
 impl Deref for Watch {
     type Target = watch::Receiver<JobStatus>;
 
     fn deref(&self) -> &Self::Target {
-        self.receiver.as_ref().expect("a watch has a receiver")
+        &self.receiver
     }
 }
 
 impl DerefMut for Watch {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        self.receiver.as_mut().expect("a watch has a receiver")
+        &mut self.receiver
     }
 }
 
-impl Drop for Watch {
+/// When the last watch of an unpinned entry goes, so does the entry: nobody is left to see its
+/// snapshots.
+struct Unwatch {
+    live: Entries,
+    id: JobId,
+}
+
+impl Drop for Unwatch {
     fn drop(&mut self) {
-        drop(self.receiver.take());
         let mut live = self.live.lock().expect("hub lock poisoned");
         // New receivers are made under this lock, so a count of zero means nobody watches.
         let unwatched = live
@@ -158,14 +165,6 @@ impl Drop for Watch {
         if unwatched {
             live.remove(&self.id);
         }
-    }
-}
-
-pub struct SocketGuard<'a>(&'a StatusHub);
-
-impl Drop for SocketGuard<'_> {
-    fn drop(&mut self) {
-        self.0.open_sockets.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -195,7 +194,7 @@ mod tests {
         let id = JobId::new();
         let mut newer = status(id, JobState::Processing);
         newer.updated_at += time::Duration::seconds(5);
-        hub.track(newer);
+        hub.carry(newer);
         hub.publish(status(id, JobState::Queued));
         assert_eq!(hub.current(id).unwrap().status, JobState::Processing);
     }
@@ -204,7 +203,8 @@ mod tests {
     fn subscribers_see_the_final_state_after_the_entry_is_gone() {
         let hub = StatusHub::default();
         let id = JobId::new();
-        let mut follower = hub.track(status(id, JobState::Queued));
+        hub.carry(status(id, JobState::Queued));
+        let mut follower = hub.subscribe(id).expect("a carried job can be followed");
         let later = |state, seconds| {
             let mut next = status(id, state);
             next.updated_at += time::Duration::seconds(seconds);
@@ -239,7 +239,7 @@ mod tests {
     fn a_tracked_entry_stays_until_the_final_state_whoever_watches() {
         let hub = StatusHub::default();
         let id = JobId::new();
-        drop(hub.track(status(id, JobState::Processing)));
+        hub.carry(status(id, JobState::Processing));
         drop(hub.hold(status(id, JobState::Processing)));
         assert!(hub.current(id).is_some());
         let mut done = status(id, JobState::Completed);

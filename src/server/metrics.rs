@@ -135,13 +135,14 @@ pub async fn scrape(
     _auth: Authenticated,
 ) -> Result<Response, ApiError> {
     for job_state in JobState::ALL {
-        let count = state.jobs.store().count_in_state(job_state).await?;
+        let count = state.jobs.count_in_state(job_state).await?;
         metrics::gauge!(JOBS, "state" => job_state.as_str()).set(count as f64);
         if job_state == JobState::Queued {
             metrics::gauge!(QUEUE_DEPTH).set(count as f64);
         }
     }
-    metrics::gauge!(WEBSOCKETS_OPEN).set(state.jobs.hub().open_sockets() as f64);
+    let open_sockets = state.settings.max_websockets - state.socket_slots.available_permits();
+    metrics::gauge!(WEBSOCKETS_OPEN).set(open_sockets as f64);
     let handle = handle();
     handle.run_upkeep();
     Ok((

@@ -1,11 +1,9 @@
 //! Readiness: whether the database takes durable writes, the upload directory takes files, and
 //! free disk is above the floor. Checked at most once a second whatever the request rate, so
 //! `/readyz` is cheap to call and cannot be used to load the disk; logged only when it changes.
-use super::jobs::Jobs;
+use super::{jobs::Jobs, uploads::Uploads};
 use crate::api::{Check, Readiness, ReadinessChecks};
 use std::{
-    io::Write,
-    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -16,17 +14,17 @@ const FRESH_FOR: Duration = Duration::from_secs(1);
 
 pub struct ReadinessProbe {
     jobs: Arc<Jobs>,
-    min_free_disk_bytes: u64,
+    uploads: Arc<Uploads>,
     /// The last result and when it was taken; the lock also makes concurrent callers wait for
     /// one run of the checks instead of each running them.
     last: Mutex<Option<(Instant, Readiness)>>,
 }
 
 impl ReadinessProbe {
-    pub fn new(jobs: Arc<Jobs>, min_free_disk_bytes: u64) -> Self {
+    pub fn new(jobs: Arc<Jobs>, uploads: Arc<Uploads>) -> Self {
         Self {
             jobs,
-            min_free_disk_bytes,
+            uploads,
             last: Mutex::new(None),
         }
     }
@@ -60,18 +58,13 @@ impl ReadinessProbe {
                 failed("the database does not take writes")
             }
         };
-        let blobs = self.jobs.blobs();
-        let tmp = blobs.tmp_dir().to_owned();
-        let data_dir = match tokio::task::spawn_blocking(move || probe_write(&tmp)).await {
-            Ok(Ok(())) => passed(),
-            Ok(Err(error)) => failed(&format!("the upload directory takes no files: {error}")),
-            Err(_) => failed("the upload directory check did not finish"),
+        let storage = self.uploads.check_storage().await;
+        let as_check = |result: Result<(), String>| match result {
+            Ok(()) => passed(),
+            Err(reason) => failed(&reason),
         };
-        let disk = match blobs.free_space() {
-            Ok(free) if free >= self.min_free_disk_bytes => passed(),
-            Ok(_) => failed("free disk space is below the floor"),
-            Err(error) => failed(&format!("cannot read free disk space: {error}")),
-        };
+        let data_dir = as_check(storage.writable);
+        let disk = as_check(storage.free);
         let ready = database.ok && data_dir.ok && disk.ok;
         Readiness {
             status: if ready { "ready" } else { "unready" }.to_owned(),
@@ -100,12 +93,4 @@ fn failed(reason: &str) -> Check {
         ok: false,
         error: Some(reason.to_owned()),
     }
-}
-
-/// Creates, writes and removes a small file where uploads land.
-fn probe_write(dir: &Path) -> std::io::Result<()> {
-    let path = dir.join(format!(".readyz-{}", uuid::Uuid::new_v4()));
-    let written = std::fs::File::create_new(&path).and_then(|mut file| file.write_all(b"ok"));
-    let removed = std::fs::remove_file(&path);
-    written.and(removed)
 }

@@ -193,6 +193,14 @@ pub fn is_disk_full(error: &io::Error) -> bool {
     )
 }
 
+/// Whether a failure was caused, anywhere down its chain, by a full disk.
+pub fn caused_by_full_disk(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<io::Error>())
+        .any(is_disk_full)
+}
+
 #[derive(Clone)]
 enum Chunk {
     Data(Bytes),

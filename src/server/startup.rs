@@ -1,9 +1,26 @@
 //! Building the application: storage, recovery, the worker, the router (API + Leptos), and
 //! the listener, bound first so tests can use port 0 and read the real port.
 use super::{
-    blobs::BlobStore, config::Settings, error, jobs::Jobs, limits, limits::SignInThrottle,
-    listener, readiness::ReadinessProbe, routes::api_router, security_headers, sessions::Sessions,
-    store::SqliteStore, telemetry, telemetry::request_span, tls::Certificates, worker::Worker,
+    blobs::LocalBlobs,
+    config::Settings,
+    error,
+    hub::StatusHub,
+    jobs::{self, Jobs},
+    limits,
+    limits::SignInThrottle,
+    listener,
+    readiness::ReadinessProbe,
+    routes::api_router,
+    running::LocalCancellations,
+    security_headers,
+    sessions::Sessions,
+    staging::{LocalUploadLocks, Staging},
+    store::SqliteStore,
+    telemetry,
+    telemetry::request_span,
+    tls::Certificates,
+    uploads::{UploadLimits, Uploads},
+    worker::Worker,
 };
 use crate::app::shell;
 use anyhow::Context;
@@ -36,8 +53,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// Fires once when the server begins to stop; long-lived tasks watch it.
     pub shutdown: CancellationToken,
-    /// One permit per upload being received; when none is left, uploads get 503.
-    pub upload_slots: Arc<Semaphore>,
+    /// Receiving uploads' bytes.
+    pub uploads: Arc<Uploads>,
     /// One permit per open WebSocket; when none is left, upgrades get 503.
     pub socket_slots: Arc<Semaphore>,
     pub sessions: Arc<Sessions>,
@@ -66,7 +83,12 @@ impl Application {
         super::metrics::handle();
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating the data dir {}", settings.data_dir.display()))?;
-        let blobs = BlobStore::open(&settings.data_dir).context("preparing blob storage")?;
+        let blobs =
+            Arc::new(LocalBlobs::open(&settings.data_dir).context("preparing blob storage")?);
+        let staging = Arc::new(
+            Staging::open(&settings.data_dir, Arc::new(LocalUploadLocks::default()))
+                .context("preparing upload staging")?,
+        );
         let store = Arc::new(SqliteStore::open(&settings.data_dir.join("ingest.db")).await?);
         let sessions = Arc::new(
             Sessions::load(
@@ -76,8 +98,27 @@ impl Application {
             )
             .await?,
         );
-        let jobs = Arc::new(Jobs::new(store, blobs));
-        jobs.recover()
+        let jobs = Arc::new(Jobs::new(jobs::Parts {
+            store,
+            live: Arc::new(StatusHub::default()),
+            blobs,
+            cancellations: Arc::new(LocalCancellations::default()),
+            staging: staging.clone(),
+        }));
+        let uploads = Arc::new(Uploads::new(
+            jobs.clone(),
+            staging,
+            UploadLimits {
+                max_bytes: settings.max_upload_bytes,
+                idle: settings.upload_idle_timeout,
+                min_free_disk: settings.min_free_disk_bytes,
+                expiry: settings.upload_expiry,
+                max_pending: settings.max_pending_uploads,
+                concurrent: settings.max_concurrent_uploads,
+            },
+        ));
+        uploads
+            .recover()
             .await
             .context("recovering interrupted jobs")?;
 
@@ -108,11 +149,8 @@ impl Application {
         );
         let state = AppState {
             sign_in_throttle: Arc::new(SignInThrottle::new(settings.sign_in_failures_per_minute)),
-            readiness: Arc::new(ReadinessProbe::new(
-                jobs.clone(),
-                settings.min_free_disk_bytes,
-            )),
-            upload_slots: Arc::new(Semaphore::new(settings.max_concurrent_uploads)),
+            readiness: Arc::new(ReadinessProbe::new(jobs.clone(), uploads.clone())),
+            uploads,
             socket_slots: Arc::new(Semaphore::new(settings.max_websockets)),
             sessions,
             settings: Arc::new(settings),
@@ -158,6 +196,7 @@ impl Application {
         // sessions still need sweeping.
         tokio::spawn(super::retention::run(
             self.state.jobs.clone(),
+            self.state.uploads.clone(),
             self.state.sessions.clone(),
             super::retention::Policy {
                 keep: self.state.settings.retention,
@@ -202,9 +241,10 @@ impl Application {
         }
         // Upgraded connections are not the listener's any more (axum#3003): give sockets a
         // moment to send their close frames.
-        let hub = self.state.jobs.hub();
+        let sockets = &self.state.socket_slots;
+        let max_sockets = self.state.settings.max_websockets;
         let deadline = tokio::time::Instant::now() + SOCKET_DRAIN;
-        while hub.open_sockets() > 0 && tokio::time::Instant::now() < deadline {
+        while sockets.available_permits() < max_sockets && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!("stopped");

@@ -1,8 +1,9 @@
 //! The background worker: claims queued jobs from the persistent queue (the jobs table) and
 //! processes them, at most `workers` at a time, outside any request.
-use super::jobs::{AlreadyFinished, Jobs};
-use crate::domain::{JobState, JobStatus, Progress};
-use std::{io::Read, path::Path, sync::Arc, time::Duration};
+use super::jobs::{AlreadyFinished, Jobs, Running};
+use crate::domain::{JobState, JobStatus, Progress, Sha256Digest};
+use futures::StreamExt;
+use std::{sync::Arc, time::Duration};
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -116,16 +117,20 @@ impl Worker {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(job_id = %job.job_id))]
-    async fn process(&self, mut job: JobStatus) {
-        let cancelled = self.jobs.cancellation(job.job_id);
+    #[tracing::instrument(skip_all, fields(job_id = %running.job.job_id))]
+    async fn process(&self, running: Running) {
+        let Running {
+            mut job,
+            registration,
+        } = running;
+        let cancelled = registration.cancelled().clone();
         match self.process_steps(&mut job, &cancelled).await {
             Ok(Processed::Completed | Processed::Cancelled) => {}
             Err(error) if error.is::<AlreadyFinished>() => {
                 tracing::info!("the job finished elsewhere (cancelled) while processing");
             }
             Ok(Processed::Stopped) => {
-                if let Err(error) = self.jobs.requeue(job).await {
+                if let Err(error) = self.jobs.requeue(Running { job, registration }).await {
                     tracing::error!(error = ?error, "re-queueing a stopped job failed");
                 }
             }
@@ -152,8 +157,7 @@ impl Worker {
         }
 
         if let Some(digest) = job.sha256 {
-            let path = self.jobs.blobs().blob_path(&digest);
-            job.content_type = Some(tokio::task::spawn_blocking(move || sniff(&path)).await??);
+            job.content_type = Some(self.sniff(&digest).await?);
         }
         job.progress = Progress::processing(1, STEPS, has_file);
         self.jobs.report_progress(job);
@@ -166,6 +170,25 @@ impl Worker {
         self.jobs.update(job).await?;
         tracing::info!(sha256 = ?job.sha256, size = job.size, "job completed");
         Ok(Processed::Completed)
+    }
+
+    /// The content type from the stored file's magic bytes; UTF-8 text without a signature
+    /// is `text/plain`, anything else unrecognised `application/octet-stream`.
+    async fn sniff(&self, digest: &Sha256Digest) -> anyhow::Result<String> {
+        let size = self
+            .jobs
+            .content_size(digest)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the blob {digest} is missing"))?;
+        let mut stream = self
+            .jobs
+            .read_content(digest, 0..size.min(SNIFF_LEN as u64))
+            .await?;
+        let mut head = Vec::with_capacity(SNIFF_LEN);
+        while let Some(chunk) = stream.next().await {
+            head.extend_from_slice(&chunk?);
+        }
+        Ok(content_type_of(&head).to_owned())
     }
 
     /// The pause between steps (if configured), cut short by cancellation or shutdown;
@@ -186,16 +209,6 @@ impl Worker {
             None
         }
     }
-}
-
-/// The content type from the file's magic bytes; UTF-8 text without a signature is
-/// `text/plain`, anything else unrecognised `application/octet-stream`.
-fn sniff(path: &Path) -> std::io::Result<String> {
-    let mut head = Vec::with_capacity(SNIFF_LEN);
-    std::fs::File::open(path)?
-        .take(SNIFF_LEN as u64)
-        .read_to_end(&mut head)?;
-    Ok(content_type_of(&head).to_owned())
 }
 
 fn content_type_of(head: &[u8]) -> &'static str {

@@ -15,7 +15,6 @@ async fn accepted_jobs_wait_in_the_queue_until_the_worker_runs() {
     let queued = app
         .state
         .jobs
-        .store()
         .count_in_state(JobState::Queued)
         .await
         .unwrap();

@@ -27,6 +27,7 @@ async fn expired_jobs_go_but_content_still_in_use_stays() {
 
     let swept = sweep(
         &app.state.jobs,
+        &app.state.uploads,
         Policy {
             keep: Some(Duration::ZERO),
             upload_expiry: Duration::from_secs(3600),
@@ -60,6 +61,7 @@ async fn expired_jobs_go_but_content_still_in_use_stays() {
     // Jobs younger than the retention period stay.
     let kept = sweep(
         &app.state.jobs,
+        &app.state.uploads,
         Policy {
             keep: Some(Duration::from_secs(3600)),
             upload_expiry: Duration::from_secs(3600),
@@ -95,6 +97,7 @@ async fn stale_leftovers_are_removed_and_fresh_ones_left_alone() {
 
     let swept = sweep(
         &app.state.jobs,
+        &app.state.uploads,
         Policy {
             keep: Some(Duration::from_secs(3600)),
             upload_expiry: Duration::from_secs(3600),

@@ -439,10 +439,14 @@ async fn an_upload_that_sends_nothing_for_the_expiry_time_expires() {
         leftover_age: Duration::from_secs(3600),
     };
     assert_eq!(
-        sweep(&app.state.jobs, policy(Duration::from_secs(3600)))
-            .await
-            .unwrap()
-            .expired_uploads,
+        sweep(
+            &app.state.jobs,
+            &app.state.uploads,
+            policy(Duration::from_secs(3600))
+        )
+        .await
+        .unwrap()
+        .expired_uploads,
         0
     );
     assert!(head(&app, id)
@@ -460,7 +464,7 @@ async fn an_upload_that_sends_nothing_for_the_expiry_time_expires() {
     assert_eq!(head(&app, id).await.status(), 410);
 
     let idle = created(&app, 100).await;
-    let swept = sweep(&app.state.jobs, policy(Duration::ZERO))
+    let swept = sweep(&app.state.jobs, &app.state.uploads, policy(Duration::ZERO))
         .await
         .unwrap();
     assert_eq!(swept.expired_uploads, 1);

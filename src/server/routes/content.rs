@@ -2,7 +2,7 @@
 //! SHA-256, the detected type, a safe `Content-Disposition`); `DELETE /api/jobs/{id}` removes a
 //! finished job and, when nothing else references it, its blob.
 //!
-//! `Range` (RFC 9110 §14) is read here, before tower-http's `ServeFile` sees it: one satisfiable
+//! `Range` (RFC 9110 §14) is read here and the bytes come from the blob store: one satisfiable
 //! byte range gets 206; a header this server does not act on gets the whole file with 200, as
 //! the RFC allows (another unit, invalid syntax, an `If-Range` for another version, several
 //! ranges, which would need a `multipart/byteranges` answer); a byte range set that misses the
@@ -15,13 +15,12 @@ use crate::{
     server::{auth::Authenticated, error::ApiError, jobs::Deletion, startup::AppState},
 };
 use axum::{
+    body::Body,
     extract::{rejection::PathRejection, Path, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
 
 /// Download a completed job's file (supports `Range` and `If-None-Match`).
 #[utoipa::path(
@@ -53,7 +52,7 @@ pub async fn download(
     State(state): State<AppState>,
     _auth: Authenticated,
     job_id: Result<Path<String>, PathRejection>,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(job_id)?;
     let job = state
@@ -86,30 +85,36 @@ pub async fn download(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
 
-    let path = state.jobs.blobs().blob_path(&digest);
-    let missing = format!("the blob of job {id} ({digest}) is missing");
-    let length = tokio::fs::metadata(&path)
-        .await
-        .map_err(|error| anyhow::Error::new(error).context(missing.clone()))?
-        .len();
-    let wanted = wanted_range(request.headers(), &etag, length);
-    let headers = request.headers_mut();
-    headers.remove(header::IF_RANGE);
-    match wanted {
-        Wanted::Whole => {
-            headers.remove(header::RANGE);
-        }
-        Wanted::Part { first, last } => {
-            // Spelled out plainly, so `ServeFile` serves exactly the range decided here.
-            let range = HeaderValue::from_str(&format!("bytes={first}-{last}"))
-                .map_err(anyhow::Error::from)?;
-            headers.insert(header::RANGE, range);
-        }
+    let missing = || {
+        ApiError::Internal(anyhow::anyhow!(
+            "the blob of job {id} ({digest}) is missing"
+        ))
+    };
+    let length = state
+        .jobs
+        .content_size(&digest)
+        .await?
+        .ok_or_else(missing)?;
+    let (status, range) = match wanted_range(request.headers(), &etag, length) {
+        Wanted::Whole => (StatusCode::OK, 0..length),
+        Wanted::Part { first, last } => (StatusCode::PARTIAL_CONTENT, first..last + 1),
         Wanted::Unsatisfiable => return Ok(range_not_satisfiable(length)),
-    }
-    let Ok(mut response) = ServeFile::new(path).oneshot(request).await;
-    if response.status() == StatusCode::NOT_FOUND {
-        return Err(ApiError::Internal(anyhow::anyhow!(missing)));
+    };
+    let body = state.jobs.read_content(&digest, range.clone()).await?;
+    let mut response = Response::new(Body::from_stream(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(range.end - range.start),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let content_range = format!("bytes {}-{}/{length}", range.start, range.end - 1);
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&content_range).map_err(anyhow::Error::from)?,
+        );
     }
     let content_type = job
         .content_type

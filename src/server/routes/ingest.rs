@@ -2,16 +2,13 @@
 //! optional file) turned into a durable job. Files stream through `receive` into storage.
 mod framing;
 
-use super::file_body::{
-    abandon_upload, check_free_disk, finish_one_shot, receive_file, too_large, upload_slot,
-};
 use super::openapi::{CommonErrors, IngestForm, IngestJson, IngestUrlEncoded};
 use crate::{
     api::{ErrorBody, IngestAccepted},
     domain::{
         check_metadata, empty_metadata, parse_metadata, JobStatus, MetadataError, UploadName,
     },
-    server::{auth::Authenticated, client, error::ApiError, receive::Received, startup::AppState},
+    server::{auth::Authenticated, client, error::ApiError, startup::AppState, uploads::WholeFile},
 };
 use axum::{
     body::Body,
@@ -127,9 +124,12 @@ async fn ingest_multipart(
     let ceiling =
         settings.max_upload_bytes + settings.max_metadata_bytes as u64 + MULTIPART_OVERHEAD;
     if content_length.is_some_and(|length| length > ceiling) {
-        return Err(too_large(settings.max_upload_bytes));
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the upload exceeds the limit of {} bytes",
+            settings.max_upload_bytes
+        )));
     }
-    let _slot = upload_slot(state)?;
+    let slot = state.uploads.slot()?;
     let idle = settings.upload_idle_timeout;
     // The preamble and each part's headers are read under a budget (see `framing`).
     let budget = FramingBudget::default();
@@ -140,13 +140,13 @@ async fn ingest_multipart(
         .map_err(|rejection| ApiError::bad_request("invalid_multipart", rejection.body_text()))?;
 
     let mut metadata: Option<Value> = None;
-    let mut upload: Option<(JobStatus, Received)> = None;
+    let mut upload: Option<WholeFile> = None;
     loop {
         budget.arm();
         let next = tokio::time::timeout(idle, multipart.next_field()).await;
         budget.disarm();
         let Ok(next) = next else {
-            return Err(abandon(state, upload, idle_timeout(idle)).await);
+            return Err(abandon(upload, idle_timeout(idle)).await);
         };
         let field = match next {
             Ok(Some(field)) => field,
@@ -159,7 +159,7 @@ async fn ingest_multipart(
                          {MAX_FRAMING_BYTES} bytes"
                     ),
                 );
-                return Err(abandon(state, upload, problem).await);
+                return Err(abandon(upload, problem).await);
             }
             Err(error) => {
                 let problem = ApiError::bad_request(
@@ -169,7 +169,7 @@ async fn ingest_multipart(
                         error.body_text()
                     ),
                 );
-                return Err(abandon(state, upload, problem).await);
+                return Err(abandon(upload, problem).await);
             }
         };
         match field.name() {
@@ -186,7 +186,7 @@ async fn ingest_multipart(
                 });
                 match parsed {
                     Ok(value) => metadata = Some(value),
-                    Err(problem) => return Err(abandon(state, upload, problem).await),
+                    Err(problem) => return Err(abandon(upload, problem).await),
                 }
             }
             Some("file") => {
@@ -195,25 +195,23 @@ async fn ingest_multipart(
                         "invalid_multipart",
                         "only one file part is accepted per ingest",
                     );
-                    return Err(abandon(state, upload, problem).await);
+                    return Err(abandon(upload, problem).await);
                 }
-                check_free_disk(state)?;
                 let filename = field
                     .file_name()
                     .and_then(UploadName::sanitize)
                     .map(UploadName::into_string);
-                let job = state
-                    .jobs
-                    .begin_upload(
+                let whole = state
+                    .uploads
+                    .receive_whole(
+                        &slot,
                         filename,
                         content_length,
                         metadata.clone().unwrap_or_else(empty_metadata),
+                        Box::pin(field),
                     )
                     .await?;
-                match receive_file(state, &job, Box::pin(field), settings.max_upload_bytes).await {
-                    Ok(received) => upload = Some((job, received)),
-                    Err(problem) => return Err(problem),
-                }
+                upload = Some(whole);
             }
             other => {
                 let problem = ApiError::bad_request(
@@ -223,30 +221,23 @@ async fn ingest_multipart(
                         other.unwrap_or("")
                     ),
                 );
-                return Err(abandon(state, upload, problem).await);
+                return Err(abandon(upload, problem).await);
             }
         }
     }
 
     let metadata = metadata.unwrap_or_else(empty_metadata);
     match upload {
-        Some((mut job, received)) => {
-            job.metadata = metadata;
-            finish_one_shot(state, job, received).await
-        }
+        Some(whole) => Ok(whole.finish(metadata).await?),
         None => Ok(state.jobs.submit_metadata(metadata).await?),
     }
 }
 
 /// A request that fails after its file arrived: the job is marked failed with the reason and
 /// the received bytes are removed, then the error goes back to the client.
-async fn abandon(
-    state: &AppState,
-    upload: Option<(JobStatus, Received)>,
-    problem: ApiError,
-) -> ApiError {
-    if let Some((job, received)) = upload {
-        abandon_upload(state, job, &received.temp, problem.to_string()).await;
+async fn abandon(upload: Option<WholeFile<'_>>, problem: ApiError) -> ApiError {
+    if let Some(whole) = upload {
+        whole.abandon(problem.to_string()).await;
     }
     problem
 }

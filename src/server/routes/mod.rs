@@ -1,7 +1,6 @@
 //! The REST and WebSocket routes of the seed's API, health checks, and JSON answers for unknown
 //! API paths.
 mod content;
-mod file_body;
 mod health;
 mod ingest;
 mod jobs;

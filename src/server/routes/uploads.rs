@@ -9,12 +9,8 @@
 //! there, across restarts. Between requests an upload lives only in the store, and each
 //! credential may leave at most `max_pending_uploads` of them unfinished.
 use super::{
-    file_body::{
-        abandon_upload, cancelled_meanwhile, check_free_disk, discard_quietly, disk_full,
-        fail_quietly, finish_failed, progress_reporter, too_large, upload_slot,
-    },
     ingest::accepted_body,
-    jobs::{no_such_job, parse_job_id},
+    jobs::parse_job_id,
     openapi::{CommonErrors, TusResumable},
     tus_headers::{
         check_tus_version, chunk_checksum, number_header, with_tus, UploadMetadata,
@@ -23,15 +19,12 @@ use super::{
 };
 use crate::{
     api::{ErrorBody, IngestAccepted},
-    domain::{JobId, JobState, JobStatus},
+    domain::JobStatus,
     server::{
         auth::Authenticated,
         error::ApiError,
-        jobs::{AlreadyFinished, Declaration, Sending},
-        receive::{self, Bounds, ChunkChecksum, Partial, ReceiveError, Received, Stopped},
-        retention,
         startup::AppState,
-        store::UploadRecord,
+        uploads::{Declared, UploadError, Uploads},
     },
 };
 use axum::{
@@ -41,7 +34,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use std::time::SystemTime;
 
 /// What the server speaks: the tus version, extensions and the largest upload it takes.
 #[utoipa::path(
@@ -145,70 +137,40 @@ pub async fn create(
             ))
         }
     };
-    if length.is_some_and(|length| length > state.settings.max_upload_bytes) {
-        return Err(too_large(state.settings.max_upload_bytes));
-    }
-    let declared = UploadMetadata::parse(headers, state.settings.max_metadata_bytes)?;
-    // Refused before the job exists when the server takes no more uploads right now.
-    check_free_disk(&state)?;
-    drop(upload_slot(&state)?);
-    let limit = state.settings.max_pending_uploads;
-    let declaration = state
-        .jobs
-        .declare_upload(
-            declared.filename,
-            length,
-            declared.metadata,
-            declared.sha256,
-            &auth.credential.label(),
-            limit,
-        )
-        .await;
-    let job = match declaration {
-        Ok(job) => job,
-        Err(Declaration::TooManyPending { limit }) => {
-            return Err(ApiError::TooManyPendingUploads {
-                message: format!(
-                    "this credential has {limit} unfinished uploads, as many as it may have; \
-                     finish one or end it (DELETE its upload URL) first"
-                ),
-                retry_after: PENDING_RETRY_AFTER_SECS,
-            })
-        }
-        Err(Declaration::Failed(error)) => return Err(error.into()),
+    let metadata = UploadMetadata::parse(headers, state.settings.max_metadata_bytes)?;
+    let uploads = &state.uploads;
+    let declared = Declared {
+        filename: metadata.filename,
+        length,
+        metadata: metadata.metadata,
+        sha256: metadata.sha256,
     };
-    tracing::info!(job_id = %job.job_id, ?length, "upload created");
+    let job = uploads.declare(declared, &auth.credential.label()).await?;
     let id = job.job_id;
     let location = upload_url(&job);
     let accepted = accepted_body(&state, &request, &job);
     // Bytes sent along, or an empty file (no PATCH will ever come for it): in at once.
     let offset = match (first_bytes, length) {
         (None, Some(length)) if length > 0 => 0,
-        (None, _) if length.is_none() => 0,
+        (None, None) => 0,
         (first_bytes, _) => {
             let checksum = first_bytes.flatten();
-            let sent = match hold_upload(&state, id).await {
-                Ok((sending, job, upload)) if durable_offset(&job, upload.offset) == 0 => {
-                    send_bytes(&state, &sending, job, upload, 0, body, checksum).await
+            let sent = async {
+                let mut session = uploads.open(id).await?;
+                if session.offset() != 0 {
+                    // Someone who guessed the new id got there first.
+                    return Err(UploadError::Changed(id));
                 }
-                // Someone who guessed the new id got there first.
-                Ok(_) => Err(ApiError::Conflict(format!(
-                    "upload {id} has changed since its creation"
-                ))),
-                Err(error) => Err(error),
+                session.append(body.into_data_stream(), checksum).await
             };
-            match sent {
+            match sent.await {
                 Ok(offset) => offset,
                 // The upload exists and can go on: say where it is, as tus asks.
-                Err(error) if still_receiving(&state, id).await => {
+                Err(error) if uploads.still_receiving(id).await => {
                     tracing::info!(job_id = %id, %error, "bytes sent with the creation were not all kept");
-                    state
-                        .jobs
-                        .upload(id)
-                        .await?
-                        .map_or(0, |upload| upload.offset)
+                    uploads.recorded_offset(id).await?
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(error.into()),
             }
         }
     };
@@ -221,9 +183,7 @@ pub async fn create(
     response
         .headers_mut()
         .insert(UPLOAD_OFFSET, HeaderValue::from(offset));
-    if let Some(live) = state.jobs.status(id).await? {
-        with_expiry(&state, &live, &mut response);
-    }
+    with_expiry(uploads, uploads.status(id).await?, &mut response);
     Ok(with_tus(response))
 }
 
@@ -246,20 +206,16 @@ pub async fn offset(
     _auth: Authenticated,
     job_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let (job, upload) = upload_job(&state, parse_job_id(job_id)?).await?;
-    let stored = upload.offset;
+    let (job, durable) = state.uploads.describe(parse_job_id(job_id)?).await?;
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        UPLOAD_OFFSET,
-        HeaderValue::from(durable_offset(&job, stored)),
-    );
+    headers.insert(UPLOAD_OFFSET, HeaderValue::from(durable));
     match job.bytes_total {
         Some(length) => headers.insert(UPLOAD_LENGTH, HeaderValue::from(length)),
         None => headers.insert("upload-defer-length", HeaderValue::from_static("1")),
     };
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    with_expiry(&state, &job, &mut response);
+    with_expiry(&state.uploads, Some(job), &mut response);
     Ok(with_tus(response))
 }
 
@@ -315,178 +271,22 @@ pub async fn append(
     })?;
     let checksum = chunk_checksum(&headers)?;
     let id = parse_job_id(job_id)?;
-    upload_job(&state, id).await?;
-    check_free_disk(&state)?;
-    let (sending, job, upload) = hold_upload(&state, id).await?;
-    let stored = upload.offset;
-    let durable = durable_offset(&job, stored);
-    if offset != durable || job.status != JobState::Receiving {
-        return Err(ApiError::Conflict(format!(
-            "Upload-Offset is {offset} but the server has {durable} bytes of upload {id}"
-        )));
+    let uploads = &state.uploads;
+    uploads.describe(id).await?;
+    uploads.check_free_disk()?;
+    let mut session = uploads.open(id).await?;
+    session.expect_offset(offset)?;
+    if let Some(length) = number_header(&headers, &UPLOAD_LENGTH)? {
+        session.state_length(length).await?;
     }
-    let job = match (job.bytes_total, number_header(&headers, &UPLOAD_LENGTH)?) {
-        (None, Some(length)) => set_length(&state, job, durable, length).await?,
-        (Some(known), Some(length)) if known != length => {
-            return Err(ApiError::bad_request(
-                "invalid_upload_length",
-                format!("the upload's length is already {known}"),
-            ))
-        }
-        _ => job,
-    };
-    let new_offset = send_bytes(&state, &sending, job, upload, durable, body, checksum).await?;
+    let new_offset = session.append(body.into_data_stream(), checksum).await?;
+    drop(session);
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
         .insert(UPLOAD_OFFSET, HeaderValue::from(new_offset));
-    if let Some(live) = state.jobs.status(id).await? {
-        with_expiry(&state, &live, &mut response);
-    }
+    with_expiry(uploads, uploads.status(id).await?, &mut response);
     Ok(with_tus(response))
-}
-
-/// How long a client refused for having too many unfinished uploads is asked to wait: they go
-/// only when it finishes or ends one (or one expires), so retrying at once is pointless.
-const PENDING_RETRY_AFTER_SECS: u64 = 60;
-
-/// Takes the right to send upload `id`'s bytes (409 while another request has it), then reads
-/// the upload: after registering for its cancellation, so a cancel from before shows in this
-/// read and one from after stops the request.
-async fn hold_upload(
-    state: &AppState,
-    id: JobId,
-) -> Result<(Sending<'_>, JobStatus, UploadRecord), ApiError> {
-    let Some(sending) = state.jobs.start_sending(id) else {
-        return Err(ApiError::Conflict(format!(
-            "another request is sending upload {id}; retry once it has finished"
-        )));
-    };
-    let (job, upload) = upload_job(state, id).await?;
-    Ok((sending, job, upload))
-}
-
-/// Appends one request's bytes to a receiving upload whose durable offset is `durable` (the
-/// caller holds it: `sending`) and returns the new durable offset. Once all bytes are in, the
-/// file is checked against a declared digest, stored and queued.
-async fn send_bytes(
-    state: &AppState,
-    sending: &Sending<'_>,
-    job: JobStatus,
-    upload: UploadRecord,
-    durable: u64,
-    body: Body,
-    checksum: Option<ChunkChecksum>,
-) -> Result<u64, ApiError> {
-    let id = job.job_id;
-    // A deferred length allows up to the server's limit until the client states it.
-    let length = job.bytes_total;
-    let ceiling = length.unwrap_or(state.settings.max_upload_bytes);
-    let _slot = upload_slot(state)?;
-    // Its progress is carried live while the bytes arrive, and only then.
-    let _live = state.jobs.watch_live(job.clone()).await?;
-    let from = match state.jobs.partial(id, durable).await {
-        Ok(from) => from,
-        Err(error) => {
-            // The stored part cannot be read back (lost or short): it cannot be continued.
-            tracing::error!(error = ?error, job_id = %id, "an upload's stored bytes are unreadable");
-            fail_quietly(
-                state,
-                job,
-                "the stored part of the upload was lost".to_owned(),
-            )
-            .await;
-            return Err(ApiError::Gone(format!(
-                "upload {id} cannot be continued: its stored part was lost"
-            )));
-        }
-    };
-    let temp = state.jobs.blobs().temp_path(id);
-    let cancelled = sending.cancelled();
-    let bounds = Bounds {
-        limit: ceiling.saturating_sub(durable),
-        idle: state.settings.upload_idle_timeout,
-        cancelled,
-        checksum,
-    };
-    let appended = receive::append(
-        body.into_data_stream(),
-        &temp,
-        from,
-        bounds,
-        progress_reporter(state, &job, durable),
-    )
-    .await;
-    let partial = match appended {
-        Ok(partial) => partial,
-        Err(Stopped { error, partial }) => {
-            return Err(stopped(state, job, &temp, error, partial, durable).await);
-        }
-    };
-    if cancelled.is_cancelled() {
-        // Cancelled just as the bytes finished arriving: they do not count.
-        return Err(stopped(state, job, &temp, ReceiveError::Cancelled, partial, durable).await);
-    }
-    let new_offset = partial.offset;
-    if length != Some(new_offset) {
-        return match state.jobs.record_partial(&job, partial).await {
-            Ok(()) => Ok(new_offset),
-            Err(error) => Err(not_recorded(state, &job, &temp, error, durable)),
-        };
-    }
-    let digest = partial.digest();
-    if let Some(expected) = upload
-        .expected_sha256
-        .filter(|expected| *expected != digest)
-    {
-        let reason = format!(
-            "the file's SHA-256 is {} but the upload declared {}",
-            digest.to_hex(),
-            expected.to_hex()
-        );
-        abandon_upload(state, job, &temp, reason.clone()).await;
-        return Err(ApiError::ChecksumMismatch(reason));
-    }
-    let received = Received {
-        digest,
-        size: new_offset,
-        temp,
-    };
-    state
-        .jobs
-        .finish_upload(job, received)
-        .await
-        .map_err(|error| finish_failed(error, id))?;
-    tracing::info!(job_id = %id, "upload stored");
-    Ok(new_offset)
-}
-
-async fn still_receiving(state: &AppState, id: JobId) -> bool {
-    matches!(
-        state.jobs.status(id).await,
-        Ok(Some(job)) if job.status == JobState::Receiving
-    )
-}
-
-/// Fixes a deferred length (it must cover what is already stored and fit the server's limit).
-async fn set_length(
-    state: &AppState,
-    mut job: JobStatus,
-    durable: u64,
-    length: u64,
-) -> Result<JobStatus, ApiError> {
-    if length > state.settings.max_upload_bytes {
-        return Err(too_large(state.settings.max_upload_bytes));
-    }
-    if length < durable {
-        return Err(ApiError::bad_request(
-            "invalid_upload_length",
-            format!("Upload-Length {length} is less than the {durable} bytes already stored"),
-        ));
-    }
-    job.bytes_total = Some(length);
-    state.jobs.update(&mut job).await?;
-    Ok(job)
 }
 
 /// Ends an unfinished upload (tus termination): its job is cancelled and its bytes removed.
@@ -516,100 +316,8 @@ pub async fn terminate(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_tus_version(&headers)?;
-    let (job, _) = upload_job(&state, parse_job_id(job_id)?).await?;
-    if job.status != JobState::Receiving {
-        return Err(ApiError::Conflict(format!(
-            "upload {} is complete; DELETE /api/jobs/{} removes its job",
-            job.job_id, job.job_id
-        )));
-    }
-    state.jobs.cancel(job.job_id).await?;
+    state.uploads.terminate(parse_job_id(job_id)?).await?;
     Ok(with_tus(StatusCode::NO_CONTENT.into_response()))
-}
-
-/// Durable bytes that could not be recorded: a cancel came first (they are removed; the cancel
-/// removes them too, once this request lets go), or the store failed (they stay unrecorded, and
-/// the next request trims them). The live progress goes back to what is recorded.
-fn not_recorded(
-    state: &AppState,
-    job: &JobStatus,
-    temp: &std::path::Path,
-    error: anyhow::Error,
-    durable: u64,
-) -> ApiError {
-    if error.is::<AlreadyFinished>() {
-        discard_quietly(state, temp);
-        return cancelled_meanwhile(job);
-    }
-    state.jobs.report_received(job, durable);
-    ApiError::from(error)
-}
-
-/// A PATCH that ended early. Bytes that arrived before a cut or a full disk are kept (and
-/// recorded); bytes beyond `Upload-Length` or failing their checksum are discarded (and the
-/// live progress goes back to the durable offset); a cancelled upload's bytes are removed;
-/// another storage failure fails the job.
-async fn stopped(
-    state: &AppState,
-    job: JobStatus,
-    temp: &std::path::Path,
-    error: ReceiveError,
-    partial: Partial,
-    durable: u64,
-) -> ApiError {
-    match error {
-        ReceiveError::Interrupted { .. } => {
-            let kept = partial.offset;
-            if let Err(error) = state.jobs.record_partial(&job, partial).await {
-                return not_recorded(state, &job, temp, error, durable);
-            }
-            ApiError::bad_request(
-                "upload_interrupted",
-                format!("{error}; {kept} bytes are stored, continue from there"),
-            )
-        }
-        ReceiveError::DiskFull(_) => {
-            let kept = partial.offset;
-            if kept > durable {
-                if let Err(error) = state.jobs.record_partial(&job, partial).await {
-                    return match not_recorded(state, &job, temp, error, durable) {
-                        conflict @ ApiError::Conflict(_) => conflict,
-                        _ => disk_full(),
-                    };
-                }
-            } else {
-                state.jobs.report_received(&job, durable);
-            }
-            ApiError::InsufficientStorage(format!(
-                "the server's disk is full; {kept} bytes of upload {} are stored, continue \
-                 from there once space is freed",
-                job.job_id
-            ))
-        }
-        ReceiveError::ChecksumMismatch => {
-            state.jobs.report_received(&job, durable);
-            ApiError::ChecksumMismatch(format!(
-                "the PATCH's bytes do not match its Upload-Checksum; they were discarded, \
-                 send them again from offset {durable}"
-            ))
-        }
-        ReceiveError::TooLarge { .. } => {
-            state.jobs.report_received(&job, durable);
-            ApiError::PayloadTooLarge(format!(
-                "the PATCH goes beyond Upload-Length ({} bytes); its bytes were discarded",
-                job.bytes_total.unwrap_or(0)
-            ))
-        }
-        ReceiveError::Cancelled => {
-            discard_quietly(state, temp);
-            cancelled_meanwhile(&job)
-        }
-        ReceiveError::Io(cause) => {
-            let id = job.job_id;
-            abandon_upload(state, job, temp, "storing the upload failed".to_owned()).await;
-            ApiError::Internal(anyhow::anyhow!("receiving upload {id}: {cause}"))
-        }
-    }
 }
 
 /// Every answer on the upload routes says which tus version the server speaks; a 412 (wrong or
@@ -623,49 +331,13 @@ pub async fn tus_headers_on_every_answer(mut response: Response) -> Response {
     with_tus(response)
 }
 
-/// The job behind an upload URL and its recorded durable offset: 404 if there is none (or it is
-/// not a resumable upload), 410 once it failed, was cancelled or expired.
-async fn upload_job(state: &AppState, id: JobId) -> Result<(JobStatus, UploadRecord), ApiError> {
-    let (Some(job), Some(upload)) = (state.jobs.status(id).await?, state.jobs.upload(id).await?)
-    else {
-        return Err(no_such_job(id));
-    };
-    let gone = |reason: &str| ApiError::Gone(format!("upload {id} is over: {reason}"));
-    match job.status {
-        JobState::Failed | JobState::Cancelled => {
-            Err(gone(job.error.as_deref().unwrap_or("cancelled")))
-        }
-        JobState::Receiving if SystemTime::now() > expires_at(state, &job) => {
-            // Past its expiry: expired now rather than at the next sweep.
-            if retention::expire_upload(&state.jobs, job.clone()).await? {
-                return Err(gone(retention::EXPIRED));
-            }
-            Ok((job, upload))
-        }
-        _ => Ok((job, upload)),
-    }
-}
-
-/// When an upload that sends nothing more expires: its last change plus `upload_expiry`.
-fn expires_at(state: &AppState, job: &JobStatus) -> SystemTime {
-    SystemTime::from(job.updated_at) + state.settings.upload_expiry
-}
-
 /// `Upload-Expires` (an HTTP date) on an upload still receiving.
-fn with_expiry(state: &AppState, job: &JobStatus, response: &mut Response) {
-    if job.status == JobState::Receiving {
-        let date = httpdate::fmt_http_date(expires_at(state, job));
-        if let Ok(value) = HeaderValue::from_str(&date) {
-            response.headers_mut().insert("upload-expires", value);
-        }
-    }
-}
-
-/// Bytes on disk for good: the recorded offset while receiving, all of them afterwards.
-fn durable_offset(job: &JobStatus, stored: u64) -> u64 {
-    match job.status {
-        JobState::Receiving => stored,
-        _ => job.size.or(job.bytes_total).unwrap_or(stored),
+fn with_expiry(uploads: &Uploads, job: Option<JobStatus>, response: &mut Response) {
+    let Some(expiry) = job.as_ref().and_then(|job| uploads.expires_at(job)) else {
+        return;
+    };
+    if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(expiry)) {
+        response.headers_mut().insert("upload-expires", value);
     }
 }
 

@@ -99,7 +99,6 @@ pub async fn status_socket(
 
 #[tracing::instrument(skip_all)]
 async fn follow(socket: WebSocket, source: Follow, state: AppState) {
-    let _open = state.jobs.hub().socket_opened();
     let (mut sink, mut incoming) = socket.split();
     // The reading half only notices the client leaving; pongs are answered by the protocol.
     let client_gone = CancellationToken::new();
@@ -162,7 +161,7 @@ async fn stream_changes(
                 if changed.is_err() {
                     // The live entry went away without a final state (never expected): report
                     // what the store holds.
-                    let stored = state.jobs.store().get(first.job_id).await.ok().flatten();
+                    let stored = state.jobs.stored(first.job_id).await.ok().flatten();
                     if let Some(stored) = stored {
                         send_status(sink, &stored).await?;
                     }

@@ -1,0 +1,594 @@
+//! The uploads service: everything about receiving a file's bytes. It owns the upload slots,
+//! the free-disk floor, the temp files (through `staging`), the one-sender lock and running
+//! hashes of resumable uploads, cancellation of a running receive, durable offsets, expiry,
+//! the whole-file digest check, and what happens when a request is cut short. Routes parse
+//! requests and map `UploadError`s (in `error.rs`); jobs change state only through `Jobs`.
+//!
+//! A file comes either whole, in one request (`receive_whole`, the multipart ingest), or in
+//! any number of requests to a declared upload (`declare`, then `open` → `UploadSession`).
+mod session;
+
+pub use session::UploadSession;
+
+use super::{
+    jobs::{AlreadyFinished, Cancellation, Declaration, Jobs},
+    receive::{self, caused_by_full_disk, Partial, ReceiveError, Received},
+    running::Registration,
+    staging::Staging,
+    store::{now, UploadRecord},
+};
+use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
+use anyhow::Context;
+use bytes::Bytes;
+use futures::Stream;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Live progress is published at most this often per upload.
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+
+/// Why an expired upload failed.
+pub const EXPIRED: &str = "expired: no bytes arrived in time";
+
+/// What the service allows.
+#[derive(Clone, Copy, Debug)]
+pub struct UploadLimits {
+    /// The largest file.
+    pub max_bytes: u64,
+    /// A request that sends nothing for this long is cut.
+    pub idle: Duration,
+    /// Below this much free disk, no new upload (or more bytes) is taken.
+    pub min_free_disk: u64,
+    /// A declared upload that receives nothing for this long expires.
+    pub expiry: Duration,
+    /// Unfinished declared uploads one credential may have.
+    pub max_pending: u64,
+    /// Uploads received at once.
+    pub concurrent: usize,
+}
+
+/// Why an upload (or a request's part of one) did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the server is receiving as many uploads as it takes; retry shortly")]
+    Busy,
+    #[error(
+        "free disk space on the server is below its floor; uploads are refused until space is freed"
+    )]
+    BelowDiskFloor,
+    /// The disk filled up; the message says what was kept.
+    #[error("{0}")]
+    DiskFull(String),
+    #[error("{0}")]
+    TooLarge(String),
+    /// The bytes stopped coming (cut, idle, malformed); the message says what was kept.
+    #[error("{0}")]
+    Interrupted(String),
+    #[error("job {0} was cancelled during the upload")]
+    Cancelled(JobId),
+    #[error("no job with id {0}")]
+    NotFound(JobId),
+    /// Failed, cancelled or expired: the upload cannot go on.
+    #[error("upload {id} is over: {reason}")]
+    Over { id: JobId, reason: String },
+    #[error("upload {0} cannot be continued: its stored part was lost")]
+    Lost(JobId),
+    #[error("another request is sending upload {0}; retry once it has finished")]
+    AnotherSender(JobId),
+    #[error("Upload-Offset is {sent} but the server has {durable} bytes of upload {id}")]
+    WrongOffset { id: JobId, sent: u64, durable: u64 },
+    #[error("upload {0} has changed since its creation")]
+    Changed(JobId),
+    #[error("upload {0} is complete; DELETE /api/jobs/{0} removes its job")]
+    Complete(JobId),
+    /// One request's bytes do not match their checksum (they were dropped).
+    #[error("{0}")]
+    ChunkChecksum(String),
+    /// The whole file does not match its declared digest (the upload failed).
+    #[error("{0}")]
+    FileChecksum(String),
+    #[error("{0}")]
+    InvalidLength(String),
+    #[error(
+        "this credential has {limit} unfinished uploads, as many as it may have; finish one or \
+         end it (DELETE its upload URL) first"
+    )]
+    TooManyPending { limit: u64 },
+    #[error(transparent)]
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for UploadError {
+    /// A storage failure; a full disk is told apart, since the client may retry later.
+    fn from(error: anyhow::Error) -> Self {
+        if caused_by_full_disk(&error) {
+            tracing::warn!(error = ?error, "the disk is full");
+            return Self::DiskFull(DISK_FULL.to_owned());
+        }
+        Self::Failed(error)
+    }
+}
+
+const DISK_FULL: &str = "the server's disk is full; retry once space is freed";
+
+impl UploadError {
+    /// What the job records when this ends its upload: storage failures say nothing internal.
+    fn reason(&self) -> String {
+        match self {
+            Self::Failed(_) => "storing the upload failed".to_owned(),
+            Self::DiskFull(_) => "storing the upload failed: the disk is full".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// One of the server's upload slots, held while a request receives bytes.
+pub struct UploadSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The fields of a declared (resumable) upload.
+pub struct Declared {
+    pub filename: Option<String>,
+    /// `None`: stated later.
+    pub length: Option<u64>,
+    pub metadata: serde_json::Value,
+    /// The digest the whole file must have.
+    pub sha256: Option<Sha256Digest>,
+}
+
+pub struct Uploads {
+    jobs: Arc<Jobs>,
+    staging: Arc<Staging>,
+    slots: Arc<Semaphore>,
+    limits: UploadLimits,
+}
+
+impl Uploads {
+    pub fn new(jobs: Arc<Jobs>, staging: Arc<Staging>, limits: UploadLimits) -> Self {
+        Self {
+            jobs,
+            staging,
+            slots: Arc::new(Semaphore::new(limits.concurrent)),
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &UploadLimits {
+        &self.limits
+    }
+
+    /// One of the server's upload slots, or `Busy` when all are taken.
+    pub fn slot(&self) -> Result<UploadSlot, UploadError> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map(|permit| UploadSlot { _permit: permit })
+            .map_err(|_| UploadError::Busy)
+    }
+
+    /// Refuses a new upload, or more bytes, while free disk is below the floor: past it an
+    /// upload would likely fill the disk part-way (and leave nothing for the database). Jobs
+    /// without a file still go through.
+    pub fn check_free_disk(&self) -> Result<(), UploadError> {
+        match self.staging.free_space() {
+            Ok(free) if free < self.limits.min_free_disk => Err(UploadError::BelowDiskFloor),
+            Ok(_) => Ok(()),
+            // Unknown is not full: the write itself will tell.
+            Err(error) => {
+                tracing::warn!(%error, "cannot read free disk space");
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether uploads can land: a file can be written where they arrive, and free disk is
+    /// above the floor. For the readiness probe.
+    pub async fn check_storage(&self) -> StorageCheck {
+        let staging = self.staging.clone();
+        let writable = match tokio::task::spawn_blocking(move || staging.probe_write()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(format!("the upload directory takes no files: {error}")),
+            Err(_) => Err("the upload directory check did not finish".to_owned()),
+        };
+        let free = match self.staging.free_space() {
+            Ok(free) if free >= self.limits.min_free_disk => Ok(()),
+            Ok(_) => Err("free disk space is below the floor".to_owned()),
+            Err(error) => Err(format!("cannot read free disk space: {error}")),
+        };
+        StorageCheck { writable, free }
+    }
+
+    /// Receives a whole file in this request: creates its job (in `receiving`, with
+    /// `metadata` so far), streams `body` (at most the upload limit) into a temp file while
+    /// hashing it, and returns it ready to `finish`. If the bytes do not all arrive, the job
+    /// fails with the reason (unless it was cancelled, which finished it) and nothing stays on
+    /// disk.
+    pub async fn receive_whole<S, E>(
+        &self,
+        _slot: &UploadSlot,
+        filename: Option<String>,
+        bytes_total: Option<u64>,
+        metadata: serde_json::Value,
+        body: S,
+    ) -> Result<WholeFile<'_>, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.check_free_disk()?;
+        let (job, registration) = self
+            .jobs
+            .begin_upload(filename, bytes_total, metadata)
+            .await?;
+        let temp = self.staging.temp_path(job.job_id);
+        let received = receive::receive(
+            body,
+            temp,
+            self.limits.max_bytes,
+            self.limits.idle,
+            registration.cancelled(),
+            self.progress_reporter(&job, 0),
+        )
+        .await;
+        let error = match received {
+            Ok(received) => {
+                return Ok(WholeFile {
+                    uploads: self,
+                    job,
+                    received,
+                    registration,
+                })
+            }
+            Err(ReceiveError::Cancelled) => return Err(UploadError::Cancelled(job.job_id)),
+            Err(error) => error,
+        };
+        let problem = match error {
+            ReceiveError::TooLarge { limit } => too_large(limit),
+            error @ (ReceiveError::Interrupted { .. }
+            | ReceiveError::Cancelled
+            | ReceiveError::ChecksumMismatch) => UploadError::Interrupted(error.to_string()),
+            // A one-shot upload cannot resume: its bytes are gone (`receive` removed them).
+            ReceiveError::DiskFull(_) => UploadError::DiskFull(DISK_FULL.to_owned()),
+            ReceiveError::Io(error) => UploadError::Failed(anyhow::anyhow!(
+                "receiving job {}: writing the upload failed: {error}",
+                job.job_id
+            )),
+        };
+        self.fail_quietly(job, problem.reason()).await;
+        Err(problem)
+    }
+
+    /// Declares a resumable upload and creates its job (`receiving`, nothing durable yet).
+    /// Refused before the job exists when it is too large, the disk is below its floor, the
+    /// server takes no more uploads right now, or `owner` has as many unfinished ones as it
+    /// may.
+    pub async fn declare(&self, declared: Declared, owner: &str) -> Result<JobStatus, UploadError> {
+        if declared
+            .length
+            .is_some_and(|length| length > self.limits.max_bytes)
+        {
+            return Err(too_large(self.limits.max_bytes));
+        }
+        self.check_free_disk()?;
+        drop(self.slot()?);
+        let mut job = JobStatus::new(JobId::new(), JobState::Receiving, declared.metadata, now());
+        job.filename = declared.filename;
+        job.bytes_total = declared.length;
+        let declaration = self
+            .jobs
+            .declare_upload(&job, declared.sha256, owner, self.limits.max_pending)
+            .await;
+        match declaration {
+            Ok(()) => {
+                tracing::info!(job_id = %job.job_id, length = ?declared.length, "upload created");
+                Ok(job)
+            }
+            Err(Declaration::TooManyPending { limit }) => {
+                Err(UploadError::TooManyPending { limit })
+            }
+            Err(Declaration::Failed(error)) => Err(error.into()),
+        }
+    }
+
+    /// Takes the right to send upload `id`'s bytes (`AnotherSender` while another request has
+    /// it), then reads the upload: after joining its runner, so a cancel from before shows in
+    /// this read and one from after stops the session.
+    pub async fn open(&self, id: JobId) -> Result<UploadSession<'_>, UploadError> {
+        let Some(lock) = self.staging.locks().try_lock(id).await? else {
+            return Err(UploadError::AnotherSender(id));
+        };
+        let registration = self.jobs.join_running(id);
+        let (job, record) = self.upload(id).await?;
+        Ok(UploadSession::new(self, lock, registration, job, record))
+    }
+
+    /// A declared upload and how many of its bytes are durable: `NotFound` if there is none
+    /// (or it is not a declared upload), `Over` once it failed, was cancelled or expired (an
+    /// upload past its expiry is expired now rather than at the next sweep).
+    pub async fn describe(&self, id: JobId) -> Result<(JobStatus, u64), UploadError> {
+        let (job, record) = self.upload(id).await?;
+        let durable = durable_offset(&job, record.offset);
+        Ok((job, durable))
+    }
+
+    /// Where a declared upload stands now (for the answer after its bytes): its latest live
+    /// state, and its durable offset as recorded.
+    pub async fn recorded_offset(&self, id: JobId) -> Result<u64, UploadError> {
+        Ok(self
+            .jobs
+            .upload(id)
+            .await?
+            .map_or(0, |upload| upload.offset))
+    }
+
+    /// Whether job `id` is still receiving.
+    pub async fn still_receiving(&self, id: JobId) -> bool {
+        matches!(
+            self.jobs.status(id).await,
+            Ok(Some(job)) if job.status == JobState::Receiving
+        )
+    }
+
+    /// The freshest state of job `id`.
+    pub async fn status(&self, id: JobId) -> Result<Option<JobStatus>, UploadError> {
+        Ok(self.jobs.status(id).await?)
+    }
+
+    /// Ends an unfinished declared upload: its job is cancelled and its bytes removed.
+    pub async fn terminate(&self, id: JobId) -> Result<(), UploadError> {
+        let (job, _) = self.upload(id).await?;
+        if job.status != JobState::Receiving {
+            return Err(UploadError::Complete(id));
+        }
+        match self.jobs.cancel(id).await {
+            Ok(_) => Ok(()),
+            // Finished between the read and the cancel.
+            Err(Cancellation::NotFound) => Err(UploadError::NotFound(id)),
+            Err(Cancellation::Finished(state @ (JobState::Failed | JobState::Cancelled))) => {
+                Err(UploadError::Over {
+                    id,
+                    reason: state.to_string(),
+                })
+            }
+            Err(Cancellation::Finished(_)) => Err(UploadError::Complete(id)),
+            Err(Cancellation::Failed(error)) => Err(error.into()),
+        }
+    }
+
+    /// When a declared upload that receives nothing more expires: its last change plus the
+    /// expiry; `None` once it is no longer receiving.
+    pub fn expires_at(&self, job: &JobStatus) -> Option<SystemTime> {
+        (job.status == JobState::Receiving)
+            .then(|| SystemTime::from(job.updated_at) + self.limits.expiry)
+    }
+
+    /// Fails declared uploads still receiving whose last byte (or creation) is older than
+    /// `stalled_for` and that no request is sending right now; their bytes go with them.
+    pub async fn expire_stalled(&self, stalled_for: Duration) -> anyhow::Result<u64> {
+        // One-shot uploads need no sweep: their request cuts them after the idle timeout.
+        let cutoff = now() - stalled_for;
+        let mut expired = 0;
+        for id in self.jobs.resumable_uploads().await? {
+            let Some(job) = self.jobs.status(id).await? else {
+                continue;
+            };
+            if job.status == JobState::Receiving
+                && job.updated_at <= cutoff
+                && self.expire(job).await?
+            {
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Removes temp files older than `older_than` that belong to no unfinished job (a crash
+    /// can leave them); returns how many.
+    pub async fn remove_leftovers(&self, older_than: SystemTime) -> anyhow::Result<u64> {
+        let staging = self.staging.clone();
+        let temp_files = tokio::task::spawn_blocking(move || staging.list()).await??;
+        let mut removed = 0;
+        for (path, job, modified) in temp_files {
+            if modified > older_than {
+                continue;
+            }
+            // A live upload's temp file is named by a job that is still receiving.
+            let live = match job {
+                Some(id) => self
+                    .jobs
+                    .status(id)
+                    .await?
+                    .is_some_and(|job| !job.is_terminal()),
+                None => false,
+            };
+            if !live {
+                self.staging.discard(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Start-up recovery: interrupted jobs are recovered (see `Jobs::recover`), and every temp
+    /// file goes but those of declared uploads, which wait for their clients.
+    pub async fn recover(&self) -> anyhow::Result<()> {
+        let resumable = self.jobs.recover().await?;
+        let staging = self.staging.clone();
+        let removed =
+            tokio::task::spawn_blocking(move || staging.clear_except(&resumable)).await??;
+        tracing::info!(temp_files_removed = removed, "upload staging cleared");
+        Ok(())
+    }
+
+    /// Expires one declared upload unless a request is sending it right now: its bytes are
+    /// removed and its job fails with `EXPIRED`. False if it was not expired (being sent, or
+    /// finished meanwhile).
+    async fn expire(&self, job: JobStatus) -> anyhow::Result<bool> {
+        let Some(_sending) = self.staging.locks().try_lock(job.job_id).await? else {
+            return Ok(false);
+        };
+        self.staging.discard(&self.staging.temp_path(job.job_id))?;
+        match self.jobs.fail(job, EXPIRED).await {
+            Ok(()) => Ok(true),
+            Err(error) if error.is::<AlreadyFinished>() => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The declared upload `id` and its record, checked as `describe` says.
+    async fn upload(&self, id: JobId) -> Result<(JobStatus, UploadRecord), UploadError> {
+        let (Some(job), Some(record)) = (self.jobs.status(id).await?, self.jobs.upload(id).await?)
+        else {
+            return Err(UploadError::NotFound(id));
+        };
+        let over = |reason: &str| UploadError::Over {
+            id,
+            reason: reason.to_owned(),
+        };
+        match job.status {
+            JobState::Failed | JobState::Cancelled => {
+                Err(over(job.error.as_deref().unwrap_or("cancelled")))
+            }
+            JobState::Receiving
+                if self
+                    .expires_at(&job)
+                    .is_some_and(|expiry| SystemTime::now() > expiry) =>
+            {
+                if self.expire(job.clone()).await? {
+                    return Err(over(EXPIRED));
+                }
+                Ok((job, record))
+            }
+            _ => Ok((job, record)),
+        }
+    }
+
+    /// Where a declared upload's hash stands at `offset`: kept from the last request, or
+    /// re-read from the temp file after a restart.
+    async fn partial(&self, id: JobId, offset: u64) -> anyhow::Result<Partial> {
+        if let Some(partial) = self.staging.partial(id, offset) {
+            return Ok(partial);
+        }
+        if offset == 0 {
+            return Ok(Partial::empty());
+        }
+        let temp = self.staging.temp_path(id);
+        let started = Instant::now();
+        let partial = tokio::task::spawn_blocking(move || Partial::rehash(&temp, offset))
+            .await?
+            .context("re-reading a resumable upload")?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(job_id = %id, offset, elapsed_ms, "re-hashed the durable part of an upload");
+        Ok(partial)
+    }
+
+    /// Records that a declared upload's bytes up to `partial.offset` are durable, keeping the
+    /// running hash for the next request. Fails with `AlreadyFinished` if the job finished
+    /// meanwhile (a cancel): then nothing is recorded.
+    async fn record(&self, job: &JobStatus, partial: Partial) -> anyhow::Result<()> {
+        let id = job.job_id;
+        let offset = partial.offset;
+        // Kept before the write: a cancel forgets it after its own write, so a hash kept for a
+        // job that the cancel finished cannot stay behind.
+        let previous = self.staging.keep_partial(id, partial);
+        let recorded = self.jobs.record_received(job, offset).await;
+        if recorded.is_err() {
+            self.staging.restore_partial(id, previous);
+        }
+        recorded
+    }
+
+    /// Publishes an upload's live byte count (`base` bytes were already there): the first
+    /// chunk at once, later ones at most every `PROGRESS_EVERY`.
+    fn progress_reporter<'a>(&'a self, job: &'a JobStatus, base: u64) -> impl FnMut(u64) + 'a {
+        let mut last_report: Option<Instant> = None;
+        move |bytes| {
+            if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+                last_report = Some(Instant::now());
+                self.jobs.report_received(job, base + bytes);
+            }
+        }
+    }
+
+    /// Records a job as failed, logging (not returning) a failure to do so: the client's
+    /// answer is already decided.
+    async fn fail_quietly(&self, job: JobStatus, reason: String) {
+        if let Err(error) = self.jobs.fail(job, reason).await {
+            tracing::error!(error = ?error, "recording a failed upload failed");
+        }
+    }
+
+    /// An upload that cannot go on: its bytes are removed and its job recorded as failed.
+    async fn abandon(&self, job: JobStatus, reason: String) {
+        self.staging.discard_quietly(job.job_id);
+        self.fail_quietly(job, reason).await;
+    }
+}
+
+/// The readiness of upload storage: each part `Err` with a reason for people.
+pub struct StorageCheck {
+    pub writable: Result<(), String>,
+    pub free: Result<(), String>,
+}
+
+/// A file received whole into its temp file, its job still `receiving`.
+pub struct WholeFile<'a> {
+    uploads: &'a Uploads,
+    job: JobStatus,
+    received: Received,
+    registration: Registration,
+}
+
+impl WholeFile<'_> {
+    /// Stores the file with the job's final `metadata` and queues the job. If that fails the
+    /// job fails too and its bytes go (nobody can resume it), unless it was cancelled
+    /// meanwhile (then it is over already).
+    pub async fn finish(self, metadata: serde_json::Value) -> Result<JobStatus, UploadError> {
+        let Self {
+            uploads,
+            mut job,
+            received,
+            registration,
+        } = self;
+        job.metadata = metadata;
+        let id = job.job_id;
+        match uploads
+            .jobs
+            .finish_upload(job.clone(), received, registration)
+            .await
+        {
+            Ok(job) => Ok(job),
+            Err(error) if error.is::<AlreadyFinished>() => {
+                uploads.staging.discard_quietly(id);
+                Err(UploadError::Cancelled(id))
+            }
+            Err(error) => {
+                let problem = UploadError::from(error);
+                uploads.abandon(job, problem.reason()).await;
+                Err(problem)
+            }
+        }
+    }
+
+    /// The request failed after the file arrived: the job fails with `reason` and the bytes
+    /// are removed.
+    pub async fn abandon(self, reason: String) {
+        self.uploads.abandon(self.job, reason).await;
+    }
+}
+
+fn too_large(limit: u64) -> UploadError {
+    UploadError::TooLarge(format!("the upload exceeds the limit of {limit} bytes"))
+}
+
+/// Bytes on disk for good: the recorded offset while receiving, all of them afterwards.
+fn durable_offset(job: &JobStatus, stored: u64) -> u64 {
+    match job.status {
+        JobState::Receiving => stored,
+        _ => job.size.or(job.bytes_total).unwrap_or(stored),
+    }
+}
