@@ -42,16 +42,10 @@ impl TestApp {
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown.cancel();
         // Wait until the port is closed so the next app does not race this one.
-        let address = self.address;
-        eventually(
+        refused_by(
+            self.address,
             "the stopped app's port is closed",
             Duration::from_secs(10),
-            async || {
-                tokio::net::TcpStream::connect(address)
-                    .await
-                    .err()
-                    .map(drop)
-            },
         )
         .await;
         std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap())
@@ -273,6 +267,17 @@ pub async fn eventually<T>(
     within(limit, check)
         .await
         .unwrap_or_else(|| panic!("waited {limit:?} in vain until {what}"))
+}
+
+/// Waits until connections to `address` are refused (`limit` at most); `what` names the wait.
+pub async fn refused_by(address: SocketAddr, what: &str, limit: Duration) {
+    eventually(what, limit, async || {
+        tokio::net::TcpStream::connect(address)
+            .await
+            .err()
+            .map(drop)
+    })
+    .await
 }
 
 /// Polls `GET /api/status/{id}` on `base` until the state satisfies `done` (30 s at most).

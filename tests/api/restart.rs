@@ -97,16 +97,10 @@ async fn sigterm_lets_a_running_upload_finish_then_exits_0() {
         .success());
 
     // New connections are refused once shutdown has begun.
-    let address = server.address();
-    eventually(
+    refused_by(
+        server.address(),
         "the server refuses new connections after SIGTERM",
         Duration::from_secs(5),
-        async || {
-            tokio::net::TcpStream::connect(address)
-                .await
-                .err()
-                .map(drop)
-        },
     )
     .await;
 
