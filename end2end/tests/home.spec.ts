@@ -1,24 +1,20 @@
-import { expect, Page, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { TOKEN } from "./env";
-
-async function signIn(page: Page, token: string) {
-  await page.getByLabel("API token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
-}
 
 test("sign in: a wrong token shows why, the right one shows the app, sign out ends it", async ({
   page,
+  signIn,
 }, testInfo) => {
   await page.goto("/");
   // The form is rendered on the server, before any wasm runs.
   await expect(page.getByLabel("API token")).toBeVisible();
   await expect(page.locator("[data-hydrated=true]")).toBeVisible();
 
-  await signIn(page, "not-the-token-0123456789");
+  await signIn("not-the-token-0123456789");
   await expect(page.getByRole("alert")).toContainText("Invalid token");
   await page.screenshot({ path: testInfo.outputPath("sign-in-refused.png"), fullPage: true });
 
-  await signIn(page, TOKEN);
+  await signIn();
   await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
   const session = (await page.context().cookies()).find((c) => c.name === "ingest_session");
   expect(session?.httpOnly).toBe(true);
@@ -34,12 +30,12 @@ test("sign in: a wrong token shows why, the right one shows the app, sign out en
   await expect(page.getByLabel("API token")).toBeVisible();
 });
 
-test("the signed-in page is hydrated and calls the server", async ({ page }, testInfo) => {
+test("the signed-in page is hydrated and calls the server", async ({ page, signIn }, testInfo) => {
   const errors: string[] = [];
   page.on("pageerror", (error) => errors.push(error.message));
   await page.goto("/");
   await expect(page.locator("[data-hydrated=true]")).toBeVisible();
-  await signIn(page, TOKEN);
+  await signIn();
   await expect(page.locator("#service-info")).toContainText("uploads up to");
   await page.getByRole("button", { name: "Check server" }).click();
   await expect(page.locator("#check-count")).toHaveText("checked 1×");
@@ -50,10 +46,11 @@ test("the signed-in page is hydrated and calls the server", async ({ page }, tes
 
 test("an ingest without a file, started from the page, is followed live to completed", async ({
   page,
+  signIn,
 }, testInfo) => {
   await page.goto("/");
   await expect(page.locator("[data-hydrated=true]")).toBeVisible();
-  await signIn(page, TOKEN);
+  await signIn();
   const metadata = page.getByLabel("Metadata (optional JSON object)");
   await metadata.fill('{"from": ');
   await expect(page.locator("#metadata-problem")).toContainText("not valid JSON");
@@ -71,12 +68,12 @@ test("an ingest without a file, started from the page, is followed live to compl
   await page.screenshot({ path: testInfo.outputPath("ingest-completed.png"), fullPage: true });
 });
 
-test("no token appears in the served HTML, JS or WASM", async ({ page, request }) => {
+test("no token appears in the served HTML, JS or WASM", async ({ page, signIn, request }) => {
   const assets: string[] = [];
   page.on("response", (response) => assets.push(response.url()));
   await page.goto("/");
   await expect(page.locator("[data-hydrated=true]")).toBeVisible();
-  await signIn(page, TOKEN);
+  await signIn();
   await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
   await page.reload();
   await expect(page.locator("[data-hydrated=true]")).toBeVisible();
@@ -114,6 +111,7 @@ test("the API answers curl-style requests beside the app", async ({ request }) =
 
 test("the app runs under its Content-Security-Policy without a single violation", async ({
   page,
+  signIn,
 }) => {
   // Violations are collected in the page itself, before any of its scripts run.
   await page.addInitScript(() => {
@@ -131,7 +129,7 @@ test("the app runs under its Content-Security-Policy without a single violation"
   expect(policy).toContain("'nonce-");
   expect(policy).toContain("frame-ancestors 'none'");
   await expect(page.locator("[data-hydrated=true]")).toBeVisible();
-  await signIn(page, TOKEN);
+  await signIn();
   await page.getByRole("button", { name: "Start ingest" }).click();
   const card = page.locator(".job").first();
   await expect(card.locator(".state")).toHaveText(/^Completed in \d/, { timeout: 30_000 });

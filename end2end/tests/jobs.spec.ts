@@ -1,18 +1,10 @@
-import { expect, Page, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TOKEN } from "./env";
 
 const AUTH = { Authorization: `Bearer ${TOKEN}` };
-
-async function signIn(page: Page) {
-  await page.goto("/");
-  await expect(page.locator("[data-hydrated=true]")).toBeVisible();
-  await page.getByLabel("API token").fill(TOKEN);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await expect(page.getByRole("button", { name: "Start ingest" })).toBeEnabled();
-}
 
 /** A file of random bytes in the test's output dir, and its SHA-256. */
 function randomFile(path: string, bytes: number): string {
@@ -23,10 +15,11 @@ function randomFile(path: string, bytes: number): string {
 
 test("a 20 MB file goes up, reaches 100% with its real SHA-256, and shows in the history", async ({
   page,
+  signIn,
 }, testInfo) => {
   const path = testInfo.outputPath("twenty.bin");
   const digest = randomFile(path, 20 * 1024 * 1024);
-  await signIn(page);
+  await signIn();
   await page.getByLabel("Drop a file here, or choose one (optional)").setInputFiles(path);
   await expect(page.locator("#chosen-file")).toHaveText("twenty.bin — 20.0 MiB");
   await page.getByLabel("Metadata (optional JSON object)").fill('{"scenario": "20 MB"}');
@@ -64,13 +57,13 @@ test("a 20 MB file goes up, reaches 100% with its real SHA-256, and shows in the
   await expect(page.locator(".job .digest")).toHaveText(digest);
 });
 
-test("the history pages through older jobs", async ({ page, request }, testInfo) => {
+test("the history pages through older jobs", async ({ page, signIn, request }, testInfo) => {
   const ids: string[] = [];
   for (let i = 0; i < 22; i++) {
     const accepted = await request.post("/api/ingest", { headers: AUTH, data: { metadata: { i } } });
     ids.push((await accepted.json()).job_id);
   }
-  await signIn(page);
+  await signIn();
   await page.goto("/jobs");
   await expect(page.locator(".history-row")).toHaveCount(20);
   await expect(page.locator(".history-row").first()).toContainText(ids[21]);
@@ -82,8 +75,8 @@ test("the history pages through older jobs", async ({ page, request }, testInfo)
   await expect(page.locator(".history-row").first()).toContainText(ids[21]);
 });
 
-test("reloading a job page mid-run shows it live again", async ({ page, request }, testInfo) => {
-  await signIn(page);
+test("reloading a job page mid-run shows it live again", async ({ page, signIn, request }, testInfo) => {
+  await signIn();
   const accepted = await request.post("/api/ingest", { headers: AUTH, data: { metadata: { reload: true } } });
   const { job_id } = await accepted.json();
   await page.goto(`/jobs/${job_id}`);
@@ -106,6 +99,7 @@ test("reloading a job page mid-run shows it live again", async ({ page, request 
 
 test("with the WebSocket blocked the page falls back to polling and still completes", async ({
   page,
+  signIn,
 }, testInfo) => {
   let refused = 0;
   await page.routeWebSocket(/\/ws\/status\//, (socket) => {
@@ -116,7 +110,7 @@ test("with the WebSocket blocked the page falls back to polling and still comple
   page.on("request", (r) => {
     if (r.url().includes("/api/status/")) polls.push(r.url());
   });
-  await signIn(page);
+  await signIn();
   await page.getByRole("button", { name: "Start ingest" }).click();
   const card = page.locator(".job").first();
   await expect(card).toHaveAttribute("data-connection", "polling");
@@ -134,6 +128,7 @@ test("with the WebSocket blocked the page falls back to polling and still comple
 
 test("a dropped WebSocket reconnects and the server's snapshot brings the card up to date", async ({
   page,
+  signIn,
 }, testInfo) => {
   let connections = 0;
   await page.routeWebSocket(/\/ws\/status\//, (socket) => {
@@ -158,7 +153,7 @@ test("a dropped WebSocket reconnects and the server's snapshot brings the card u
     opened += 1;
     ws.on("close", () => (open -= 1));
   });
-  await signIn(page);
+  await signIn();
   await page.getByRole("button", { name: "Start ingest" }).click();
   const card = page.locator(".job").first();
   await expect(card).toHaveAttribute("data-status", "completed", { timeout: 20_000 });
@@ -173,10 +168,10 @@ test("a dropped WebSocket reconnects and the server's snapshot brings the card u
   await page.screenshot({ path: testInfo.outputPath("reconnected.png"), fullPage: true });
 });
 
-test("cancelling mid-upload stops it: cancelled, and its bytes are gone", async ({ page, request }, testInfo) => {
+test("cancelling mid-upload stops it: cancelled, and its bytes are gone", async ({ page, signIn, request }, testInfo) => {
   const path = testInfo.outputPath("slow.bin");
   randomFile(path, 20 * 1024 * 1024);
-  await signIn(page);
+  await signIn();
   // A slow uplink, so the upload is still running when Cancel is pressed.
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Network.emulateNetworkConditions", {
@@ -209,12 +204,13 @@ test("cancelling mid-upload stops it: cancelled, and its bytes are gone", async 
 
 test("a browser upload survives a dropped network and a page reload, to the right SHA-256", async ({
   page,
+  signIn,
   request,
 }, testInfo) => {
   const MiB = 1024 * 1024;
   const path = testInfo.outputPath("résumé ü.bin"); // a name beyond ASCII goes through btoa
   const digest = randomFile(path, 40 * MiB); // three PATCHes of up to 16 MiB
-  await signIn(page);
+  await signIn();
   const cdp = await page.context().newCDPSession(page);
   const network = (offline: boolean) =>
     cdp.send("Network.emulateNetworkConditions", {

@@ -4,10 +4,6 @@ use futures::StreamExt;
 use ingest::domain::{JobId, JobState, JobStatus};
 use std::time::Duration;
 
-async fn status_of(app: &TestApp, id: JobId) -> JobStatus {
-    app.status(&id.to_string()).await.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_cancelled_queued_job_never_runs() {
     let app = spawn_app_with(|s| s.run_worker = false).await;
@@ -18,7 +14,7 @@ async fn a_cancelled_queued_job_never_runs() {
     assert_eq!(cancelled.status, JobState::Cancelled);
     assert_eq!(cancelled.error.as_deref(), Some("cancelled by request"));
     assert_eq!(app.worker.run_until_idle().await.unwrap(), 0);
-    assert_eq!(status_of(&app, id).await.status, JobState::Cancelled);
+    assert_eq!(app.status_of(id).await.status, JobState::Cancelled);
     assert_error(app.cancel(id).await, 409, "conflict").await;
     assert_error(app.cancel(JobId::new()).await, 404, "not_found").await;
 }
@@ -28,7 +24,7 @@ async fn cancelling_mid_upload_stops_it_and_removes_its_bytes() {
     use tokio::io::AsyncReadExt;
     let app = spawn_app().await;
     let mut upload = start_partial_upload(app.address, 10_000_000, 64 * 1024).await;
-    let job = wait_for_receiving_job(&app.client, &app.url("")).await;
+    let job = app.receiving_job().await;
     assert_eq!(app.temp_files().len(), 1);
     assert_eq!(app.cancel(job.job_id).await.status(), 200);
 
@@ -37,15 +33,13 @@ async fn cancelling_mid_upload_stops_it_and_removes_its_bytes() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
     assert!(answer.contains("cancelled"), "{answer}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !app.temp_files().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the temp file stayed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let cancelled = status_of(&app, job.job_id).await;
+    eventually(
+        "the temp file is gone",
+        Duration::from_secs(10),
+        async || app.temp_files().is_empty().then_some(()),
+    )
+    .await;
+    let cancelled = app.status_of(job.job_id).await;
     assert_eq!(cancelled.status, JobState::Cancelled);
     assert_eq!(cancelled.sha256, None);
 }
@@ -54,7 +48,7 @@ async fn cancelling_mid_upload_stops_it_and_removes_its_bytes() {
 async fn cancelling_mid_processing_is_final_and_reaches_followers() {
     let app = spawn_app_with(|s| s.processing_delay = Duration::from_secs(10)).await;
     let id = accepted_id(app.ingest_json("{}").await).await;
-    wait_for_state(&app.client, &app.url(""), id, |s| s == JobState::Processing).await;
+    app.wait_for_state(id, |s| s == JobState::Processing).await;
     let url = app.ws_url(&format!("/ws/status/{id}?token={TOKEN}"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     assert_eq!(app.cancel(id).await.status(), 200);
@@ -77,5 +71,5 @@ async fn cancelling_mid_processing_is_final_and_reaches_followers() {
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1000));
     // The worker, woken from its pause, does not bring the job back.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(status_of(&app, id).await.status, JobState::Cancelled);
+    assert_eq!(app.status_of(id).await.status, JobState::Cancelled);
 }

@@ -3,7 +3,7 @@
 //! file, no stored file is left without a job, and a request only succeeds if what it sent was
 //! recorded before the cancel.
 use crate::helpers::*;
-use ingest::domain::{JobId, JobState, JobStatus};
+use ingest::domain::{JobId, JobState};
 use std::{collections::HashSet, time::Duration};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -53,7 +53,7 @@ async fn assert_no_blob_without_a_job(app: &TestApp) {
 /// After a race: the job is cancelled, its bytes are gone, and the request's answer fits what
 /// was recorded before the cancel.
 async fn assert_settled(app: &TestApp, id: JobId, request: u16, stored: Option<&[u8]>) {
-    let job: JobStatus = app.status(&id.to_string()).await.json().await.unwrap();
+    let job = app.status_of(id).await;
     assert_eq!(job.status, JobState::Cancelled, "{job:?}");
     assert!(
         !temp_file(app, id).exists(),
@@ -84,8 +84,7 @@ async fn assert_settled(app: &TestApp, id: JobId, request: u16, stored: Option<&
 async fn a_cancel_racing_a_patch_leaves_nothing_behind_and_the_patch_never_counts_after_it() {
     // Jobs stay queued once complete, so a cancel always finds an unfinished job.
     let app = spawn_app_with(|s| s.run_worker = false).await;
-    let base = app.url("");
-    let tus = Tus::new(&app.client, &base);
+    let tus = app.tus();
     let mut accepted = 0;
     for run in 0..RUNS {
         tokio::time::timeout(RUN_LIMIT, async {
@@ -101,7 +100,7 @@ async fn a_cancel_racing_a_patch_leaves_nothing_behind_and_the_patch_never_count
             accepted += u32::from(patch == 204);
             assert_settled(&app, id, patch, None).await;
             if patch == 204 {
-                let job: JobStatus = app.status(&id.to_string()).await.json().await.unwrap();
+                let job = app.status_of(id).await;
                 assert_eq!(job.bytes_done, 16 * 1024, "the PATCH's bytes were recorded");
             }
             // And once the cancel has answered, no PATCH is taken.
@@ -119,8 +118,7 @@ async fn a_cancel_racing_a_patch_leaves_nothing_behind_and_the_patch_never_count
 #[tokio::test]
 async fn a_cancel_racing_the_last_patch_leaves_no_blob_without_a_job() {
     let app = spawn_app_with(|s| s.run_worker = false).await;
-    let base = app.url("");
-    let tus = Tus::new(&app.client, &base);
+    let tus = app.tus();
     let mut accepted = 0;
     for run in 0..RUNS {
         tokio::time::timeout(RUN_LIMIT, async {
@@ -196,7 +194,7 @@ async fn a_cancel_racing_the_end_of_a_one_shot_upload_leaves_nothing_behind() {
             let file = random_bytes(32 * 1024);
             let held_back = 1024;
             let stream = one_shot_in_flight(&app, &file, held_back).await;
-            let job = wait_for_receiving_job(&app.client, &app.url("")).await;
+            let job = app.receiving_job().await;
             let rest = &file[file.len() - held_back..];
             let upload = finish_one_shot(stream, rest);
             let cancelled = async {

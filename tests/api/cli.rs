@@ -1,5 +1,5 @@
 //! The binary's command line: help, version, one-line refusals with exit code 2, JSON logs.
-use crate::helpers::TOKEN;
+use crate::helpers::{eventually, TOKEN};
 use std::process::{Command, Output};
 
 fn ingest(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -80,23 +80,20 @@ async fn json_logs_carry_request_ids_and_never_the_token() {
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
-    let mut accepted = None;
-    for _ in 0..500 {
-        let response = client
+    let limit = std::time::Duration::from_secs(10);
+    let response = eventually("the server answered", limit, async || {
+        client
             .post(format!("http://127.0.0.1:{port}/api/ingest?token={TOKEN}"))
             .bearer_auth(TOKEN)
             .header("x-request-id", "req-from-the-test")
             .json(&serde_json::json!({}))
             .send()
-            .await;
-        if let Ok(response) = response {
-            assert_eq!(response.headers()["x-request-id"], "req-from-the-test");
-            accepted = Some(response.status());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(accepted.map(|s| s.as_u16()), Some(202));
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(response.headers()["x-request-id"], "req-from-the-test");
+    assert_eq!(response.status(), 202);
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

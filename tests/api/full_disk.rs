@@ -14,11 +14,6 @@ use std::{
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 
-async fn readyz(app: &TestApp) -> (u16, serde_json::Value) {
-    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
 fn one_shot_form(bytes: Vec<u8>) -> reqwest::multipart::Form {
     reqwest::multipart::Form::new().text("metadata", "{}").part(
         "file",
@@ -30,9 +25,9 @@ fn one_shot_form(bytes: Vec<u8>) -> reqwest::multipart::Form {
 async fn uploads_below_the_free_disk_floor_get_507_and_jobs_without_a_file_go_through() {
     // A resumable upload begun while there was room.
     let app = spawn_app().await;
-    let base = app.url("");
-    let id = Tus::new(&app.client, &base).created(1000, "{}").await;
-    let sent = Tus::new(&app.client, &base)
+    let id = app.tus().created(1000, "{}").await;
+    let sent = app
+        .tus()
         .patch(id, 0)
         .body(vec![1u8; 300])
         .send()
@@ -43,8 +38,7 @@ async fn uploads_below_the_free_disk_floor_get_507_and_jobs_without_a_file_go_th
 
     // Now the floor is above whatever the disk has free.
     let app = spawn_app_in(data_dir, |s| s.min_free_disk_bytes = u64::MAX).await;
-    let base = app.url("");
-    let tus = Tus::new(&app.client, &base);
+    let tus = app.tus();
     let jobs_before = app.list_jobs("").await.jobs.len();
     let message = assert_error(
         tus.create(10, "{}").send().await.unwrap(),
@@ -87,7 +81,7 @@ async fn uploads_below_the_free_disk_floor_get_507_and_jobs_without_a_file_go_th
     accepted_id(app.ingest_json(r#"{"metadata": {"a": 1}}"#).await).await;
     let metadata_only = reqwest::multipart::Form::new().text("metadata", "{}");
     accepted_id(app.ingest_form(metadata_only).await).await;
-    let (status, body) = readyz(&app).await;
+    let (status, body) = app.get_json("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["checks"]["disk"]["ok"], false, "{body}");
 }
@@ -151,18 +145,14 @@ fn give_back(filler: &std::fs::File, bytes: u64) {
 
 async fn wait_until_ready(app: &TestApp) {
     // Readiness is checked at most once a second.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = readyz(app).await;
-        if status == 200 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still unready: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut body = serde_json::Value::Null;
+    let ready = within(Duration::from_secs(10), async || {
+        let status;
+        (status, body) = app.get_json("/readyz").await;
+        (status == 200).then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "still unready: {body}");
 }
 
 fn temp_len(app: &TestApp, id: JobId) -> Option<u64> {
@@ -178,8 +168,7 @@ async fn a_full_disk_answers_507_and_a_resumable_upload_keeps_its_part_and_compl
         s.min_free_disk_bytes = floor
     })
     .await;
-    let base = app.url("");
-    let tus = Tus::new(&app.client, &base);
+    let tus = app.tus();
     let file = random_bytes(3 * MIB as usize);
     let id = tus.created(file.len() as u64, "{}").await;
     let first = tus
@@ -238,7 +227,7 @@ async fn a_full_disk_answers_507_and_a_resumable_upload_keeps_its_part_and_compl
         "insufficient_storage",
     )
     .await;
-    let (status, body) = readyz(&app).await;
+    let (status, body) = app.get_json("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["checks"]["disk"]["ok"], false, "{body}");
     // A job without a file may or may not fit in the database's last pages; never a 500.

@@ -1,5 +1,6 @@
 //! `spawn_app()`: the real router on 127.0.0.1:0 with a fresh data dir; `Server`: the real
-//! binary on a data dir, to kill and restart; plus HTTP/WebSocket helpers the tests share.
+//! binary on a data dir, to kill and restart; `eventually`, the one bounded wait; plus the
+//! HTTP/WebSocket helpers the tests share.
 use ingest::{
     api::JobPage,
     domain::{JobId, JobState, JobStatus},
@@ -41,9 +42,12 @@ impl TestApp {
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown.cancel();
         // Wait until the port is closed so the next app does not race this one.
-        while tokio::net::TcpStream::connect(self.address).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        refused_by(
+            self.address,
+            "the stopped app's port is closed",
+            Duration::from_secs(10),
+        )
+        .await;
         std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap())
     }
 }
@@ -167,6 +171,14 @@ impl TestApp {
         self.ingest_form(form).await
     }
 
+    /// `GET {path}` without a token: the status and the JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    /// `GET /api/status/{id}` with the token: the raw answer, for any id text.
     pub async fn status(&self, id: &str) -> reqwest::Response {
         self.client
             .get(self.url(&format!("/api/status/{id}")))
@@ -174,6 +186,15 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// A job's status (`GET /api/status/{id}`), which must exist.
+    pub async fn status_of(&self, id: JobId) -> JobStatus {
+        self.status(&id.to_string())
+            .await
+            .json()
+            .await
+            .expect("a JobStatus")
     }
 
     /// `POST /api/jobs/{id}/cancel` with the token.
@@ -187,7 +208,27 @@ impl TestApp {
     }
 
     pub async fn wait_until_finished(&self, id: JobId) -> JobStatus {
-        wait_for_state(&self.client, &self.url(""), id, JobState::is_terminal).await
+        self.wait_for_state(id, JobState::is_terminal).await
+    }
+
+    /// Polls the job's status until its state satisfies `done` (30 s at most).
+    pub async fn wait_for_state(&self, id: JobId, done: impl Fn(JobState) -> bool) -> JobStatus {
+        wait_for_state(&self.client, &self.url(""), id, done).await
+    }
+
+    /// Waits until the job list shows an upload that has received bytes (30 s at most).
+    pub async fn receiving_job(&self) -> JobStatus {
+        wait_for_receiving_job(&self.client, &self.url("")).await
+    }
+
+    /// Signs a browser in (`POST /api/session` with the token); returns its `Cookie` value.
+    pub async fn sign_in(&self) -> String {
+        session_cookie(&self.client, &self.url("")).await
+    }
+
+    /// tus requests to this app, with the token.
+    pub fn tus(&self) -> Tus<'_> {
+        Tus::new(&self.client, &self.url(""))
     }
 
     pub fn temp_files(&self) -> Vec<PathBuf> {
@@ -198,6 +239,47 @@ impl TestApp {
     }
 }
 
+/// How often `within` asks again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Asks `check` every 20 ms until it answers `Some`, for `limit` at most: `None` if time ran
+/// out. The one polling loop of the tests; `eventually` is the usual way to call it.
+pub async fn within<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Waits until `check` answers `Some` and returns what it found; panics saying what was
+/// awaited if `limit` passes first.
+pub async fn eventually<T>(
+    what: &str,
+    limit: Duration,
+    check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    within(limit, check)
+        .await
+        .unwrap_or_else(|| panic!("waited {limit:?} in vain until {what}"))
+}
+
+/// Waits until connections to `address` are refused (`limit` at most); `what` names the wait.
+pub async fn refused_by(address: SocketAddr, what: &str, limit: Duration) {
+    eventually(what, limit, async || {
+        tokio::net::TcpStream::connect(address)
+            .await
+            .err()
+            .map(drop)
+    })
+    .await
+}
+
 /// Polls `GET /api/status/{id}` on `base` until the state satisfies `done` (30 s at most).
 pub async fn wait_for_state(
     client: &reqwest::Client,
@@ -205,27 +287,19 @@ pub async fn wait_for_state(
     id: JobId,
     done: impl Fn(JobState) -> bool,
 ) -> JobStatus {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("job {id} reached the expected state");
+    eventually(&what, Duration::from_secs(30), async || {
         let response = client
             .get(format!("{base}/api/status/{id}"))
             .bearer_auth(TOKEN)
             .send()
-            .await;
-        if let Ok(response) = response {
-            if response.status() == 200 {
-                let status: JobStatus = response.json().await.expect("a JobStatus");
-                if done(status.status) {
-                    return status;
-                }
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {id} did not reach the expected state in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .await
+            .ok()
+            .filter(|response| response.status() == 200)?;
+        let status: JobStatus = response.json().await.expect("a JobStatus");
+        done(status.status).then_some(status)
+    })
+    .await
 }
 
 /// Reads an accepted job's id from a 202 answer.
@@ -295,18 +369,15 @@ pub async fn list_jobs(client: &reqwest::Client, base: &str, query: &str) -> Job
 
 /// Waits until `GET /api/jobs?status=receiving` on `base` lists a job that has bytes.
 pub async fn wait_for_receiving_job(client: &reqwest::Client, base: &str) -> JobStatus {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let page = list_jobs(client, base, "status=receiving").await;
-        if let Some(job) = page.jobs.into_iter().find(|job| job.bytes_done > 0) {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no upload started receiving"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "an upload started receiving",
+        Duration::from_secs(30),
+        async || {
+            let page = list_jobs(client, base, "status=receiving").await;
+            page.jobs.into_iter().find(|job| job.bytes_done > 0)
+        },
+    )
+    .await
 }
 
 /// The real `ingest` binary serving a data dir, its log in a file beside it. Killed when dropped.
@@ -369,18 +440,16 @@ impl Server {
 
     async fn wait_until_ready(&self) {
         let client = reqwest::Client::new();
-        for _ in 0..500 {
-            let ready = client
+        let ready = within(Duration::from_secs(10), async || {
+            let answer = client
                 .get(format!("{}/api/jobs?limit=1", self.base))
                 .bearer_auth(TOKEN)
                 .send()
                 .await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the server did not start: {}", self.log());
+            answer.is_ok_and(|r| r.status() == 200).then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "the server did not start: {}", self.log());
     }
 
     pub fn address(&self) -> std::net::SocketAddr {
@@ -410,20 +479,19 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits (10 s at most) for the exit code.
-    pub fn terminate(&mut self) -> Option<i32> {
+    pub async fn terminate(&mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success());
-        for _ in 0..1000 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let child = &mut self.child;
+        let exited = within(Duration::from_secs(10), async || child.try_wait().unwrap()).await;
+        match exited {
+            Some(status) => status.code(),
+            None => panic!(
+                "the server did not stop within 10 s of SIGTERM: {}",
+                self.log()
+            ),
         }
-        panic!(
-            "the server did not stop within 10 s of SIGTERM: {}",
-            self.log()
-        );
     }
 
     pub fn kill_9(&mut self) {
@@ -510,6 +578,30 @@ impl<'a> Tus<'a> {
         self.authorized(self.client.patch(format!("{}/api/uploads/{id}", self.base)))
             .header("Content-Type", "application/offset+octet-stream")
             .header("Upload-Offset", offset)
+    }
+
+    /// A PATCH from `offset` whose body is fed by hand: the sender, and the request running in
+    /// the background.
+    pub fn streaming_patch(
+        &self,
+        id: JobId,
+        offset: u64,
+        checksum: Option<&str>,
+    ) -> (
+        futures::channel::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+        tokio::task::JoinHandle<reqwest::Response>,
+    ) {
+        let (sender, body) = futures::channel::mpsc::channel(4);
+        let request = self.patch(id, offset);
+        let request = match checksum {
+            Some(checksum) => request.header("Upload-Checksum", checksum),
+            None => request,
+        };
+        let request = request.body(reqwest::Body::wrap_stream(body));
+        (
+            sender,
+            tokio::spawn(async move { request.send().await.unwrap() }),
+        )
     }
 
     /// The durable offset HEAD reports.

@@ -57,7 +57,7 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_but_health_checks_pass
 async fn uploads_beyond_the_cap_get_503_with_retry_after() {
     let app = spawn_app_with(|s| s.max_concurrent_uploads = 1).await;
     let holding = start_partial_upload(app.address, 1_000_000, 1024).await;
-    let first = wait_for_receiving_job(&app.client, &app.url("")).await;
+    let first = app.receiving_job().await;
 
     let refused = app.ingest_file("second.txt", b"x".to_vec(), "{}").await;
     assert_eq!(refused.headers()["retry-after"], "1");
@@ -77,7 +77,7 @@ async fn an_upload_that_goes_quiet_is_cut_after_the_idle_timeout() {
     let app = spawn_app_with(|s| s.upload_idle_timeout = Duration::from_secs(1)).await;
     // The connection stays open but sends nothing more.
     let _quiet = start_partial_upload(app.address, 1_000_000, 4096).await;
-    let job = wait_for_receiving_job(&app.client, &app.url("")).await;
+    let job = app.receiving_job().await;
     let failed = app.wait_until_finished(job.job_id).await;
     assert_eq!(failed.status, JobState::Failed);
     assert!(

@@ -12,8 +12,7 @@ const METADATA_BYTES: usize = 23_000;
 #[tokio::test]
 async fn a_credential_past_its_pending_upload_cap_gets_429_and_creates_nothing() {
     let app = spawn_app_with(|s| s.max_pending_uploads = 3).await;
-    let base = app.url("");
-    let token = Tus::new(&app.client, &base);
+    let token = app.tus();
     let metadata = bulky_metadata(METADATA_BYTES);
     let mut waiting = Vec::new();
     for _ in 0..3 {
@@ -28,7 +27,7 @@ async fn a_credential_past_its_pending_upload_cap_gets_429_and_creates_nothing()
     assert_eq!(app.list_jobs("").await.jobs.len(), 3, "nothing was created");
 
     // Another credential, a browser session, has its own allowance.
-    let browser = Tus::with_cookie(&app.client, &base, session_cookie(&app.client, &base).await);
+    let browser = Tus::with_cookie(&app.client, &app.url(""), app.sign_in().await);
     for _ in 0..3 {
         browser.created(100, &metadata).await;
     }
@@ -134,7 +133,7 @@ async fn hundreds_of_waiting_uploads_with_bulky_metadata_cost_no_memory_even_aft
     assert_eq!(half.status(), 204);
     let before = tus.status(probe).await;
 
-    assert_eq!(server.terminate(), Some(0), "{}", server.log());
+    assert_eq!(server.terminate().await, Some(0), "{}", server.log());
     let server = Server::start_with(&data_dir, "second.log", &env).await;
     // Past start-up (recovery), with a request served.
     let tus = Tus::new(&client, &server.base);

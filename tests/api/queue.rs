@@ -8,8 +8,7 @@ async fn accepted_jobs_wait_in_the_queue_until_the_worker_runs() {
     let first = accepted_id(app.ingest_json("{}").await).await;
     let second = accepted_id(app.ingest_file("a.txt", b"abc".to_vec(), "{}").await).await;
     for id in [first, second] {
-        let status: ingest::domain::JobStatus =
-            app.status(&id.to_string()).await.json().await.unwrap();
+        let status = app.status_of(id).await;
         assert_eq!(status.status, JobState::Queued);
     }
     let queued = app
@@ -22,8 +21,7 @@ async fn accepted_jobs_wait_in_the_queue_until_the_worker_runs() {
 
     assert_eq!(app.worker.run_until_idle().await.unwrap(), 2);
     for id in [first, second] {
-        let status: ingest::domain::JobStatus =
-            app.status(&id.to_string()).await.json().await.unwrap();
+        let status = app.status_of(id).await;
         assert_eq!(status.status, JobState::Completed);
     }
     assert_eq!(

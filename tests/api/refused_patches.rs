@@ -7,39 +7,13 @@ use ingest::domain::{JobId, JobStatus};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A PATCH whose body is fed by hand: the sender, and the request running in the background.
-fn streaming_patch(
-    tus: &Tus<'_>,
-    id: JobId,
-    offset: u64,
-    checksum: Option<&str>,
-) -> (
-    futures::channel::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
-    tokio::task::JoinHandle<reqwest::Response>,
-) {
-    let (sender, body) = futures::channel::mpsc::channel(4);
-    let request = tus.patch(id, offset);
-    let request = match checksum {
-        Some(checksum) => request.header("Upload-Checksum", checksum),
-        None => request,
-    };
-    let request = request.body(reqwest::Body::wrap_stream(body));
-    (
-        sender,
-        tokio::spawn(async move { request.send().await.unwrap() }),
-    )
-}
-
 /// Waits until the status reports `bytes` received (the bytes in flight are counted).
 async fn wait_for_bytes(tus: &Tus<'_>, id: JobId, bytes: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tus.status(id).await.bytes_done != bytes {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the status never showed {bytes} bytes"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("the status showed {bytes} bytes");
+    eventually(&what, Duration::from_secs(10), async || {
+        (tus.status(id).await.bytes_done == bytes).then_some(())
+    })
+    .await;
 }
 
 type Socket =
@@ -81,15 +55,14 @@ async fn assert_reports(tus: &Tus<'_>, id: JobId, offset: u64, progress: u8) {
 async fn a_patch_refused_for_its_checksum_or_length_leaves_every_report_at_the_durable_offset() {
     use base64::Engine;
     let app = spawn_app().await;
-    let base = app.url("");
-    let tus = Tus::new(&app.client, &base);
+    let tus = app.tus();
     let id = tus.created(1000, "{}").await;
     let first = tus.patch(id, 0).body(vec![1u8; 100]).send().await.unwrap();
     assert_eq!(first.status(), 204);
 
     // 460: the bytes arrive (and are counted live) before the checksum can be checked.
     let wrong = base64::engine::general_purpose::STANDARD.encode([0u8; 20]);
-    let (mut sender, patch) = streaming_patch(&tus, id, 100, Some(&format!("sha1 {wrong}")));
+    let (mut sender, patch) = tus.streaming_patch(id, 100, Some(&format!("sha1 {wrong}")));
     sender.send(Ok(vec![2u8; 50])).await.unwrap();
     wait_for_bytes(&tus, id, 150).await;
     drop(sender);
@@ -101,7 +74,7 @@ async fn a_patch_refused_for_its_checksum_or_length_leaves_every_report_at_the_d
     let url = app.ws_url(&format!("/ws/status/{id}?token={TOKEN}"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     followed_until(&mut socket, 100).await;
-    let (mut sender, patch) = streaming_patch(&tus, id, 100, None);
+    let (mut sender, patch) = tus.streaming_patch(id, 100, None);
     sender.send(Ok(vec![3u8; 400])).await.unwrap();
     assert_eq!(followed_until(&mut socket, 500).await.progress, 45);
     sender.send(Ok(vec![3u8; 600])).await.unwrap();

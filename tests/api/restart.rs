@@ -97,18 +97,12 @@ async fn sigterm_lets_a_running_upload_finish_then_exits_0() {
         .success());
 
     // New connections are refused once shutdown has begun.
-    let mut refused = false;
-    for _ in 0..500 {
-        if tokio::net::TcpStream::connect(server.address())
-            .await
-            .is_err()
-        {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(refused, "the server kept accepting after SIGTERM");
+    refused_by(
+        server.address(),
+        "the server refuses new connections after SIGTERM",
+        Duration::from_secs(5),
+    )
+    .await;
 
     // The upload in flight finishes and is accepted.
     upload
@@ -120,7 +114,7 @@ async fn sigterm_lets_a_running_upload_finish_then_exits_0() {
     upload.read_to_end(&mut answer).await.unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
-    assert_eq!(server.terminate(), Some(0), "{}", server.log());
+    assert_eq!(server.terminate().await, Some(0), "{}", server.log());
 
     let server = Server::start(&data_dir, 0, "second.log").await;
     let done = wait_for_state(&client, &server.base, job.job_id, JobState::is_terminal).await;
@@ -148,7 +142,7 @@ async fn sigterm_mid_processing_requeues_the_job_and_exits_0() {
     )
     .await;
     wait_for_state(&client, &server.base, id, |s| s == JobState::Processing).await;
-    assert_eq!(server.terminate(), Some(0), "{}", server.log());
+    assert_eq!(server.terminate().await, Some(0), "{}", server.log());
     assert!(server.log().contains("job re-queued"), "{}", server.log());
 
     let stored: String = {
@@ -223,26 +217,23 @@ async fn a_resumable_upload_survives_kill_9_and_continues_from_its_durable_offse
         .send(Ok(file[half..half + 100_000].to_vec()))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let live: ingest::domain::JobStatus = client
-            .get(format!("{}/api/status/{id}", server.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if live.bytes_done > half as u64 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second PATCH did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "the second PATCH started",
+        Duration::from_secs(30),
+        async || {
+            let live: ingest::domain::JobStatus = client
+                .get(format!("{}/api/status/{id}", server.base))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (live.bytes_done > half as u64).then_some(())
+        },
+    )
+    .await;
     server.kill_9();
     drop((sender, in_flight));
 

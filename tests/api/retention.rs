@@ -54,8 +54,7 @@ async fn expired_jobs_go_but_content_still_in_use_stays() {
     );
     assert!(!app.blob_file(&sha256_hex(&alone)).exists());
     app.worker.run_until_idle().await.unwrap();
-    let status: ingest::domain::JobStatus =
-        app.status(&newer.to_string()).await.json().await.unwrap();
+    let status = app.status_of(newer).await;
     assert_eq!(status.status, JobState::Completed);
 
     // Jobs younger than the retention period stay.
@@ -130,12 +129,8 @@ async fn the_periodic_sweep_runs_on_its_own() {
     .await;
     let id = accepted_id(app.ingest_json("{}").await).await;
     app.wait_until_finished(id).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.status(&id.to_string()).await.status() != 404 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the job was never swept"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the job was swept", Duration::from_secs(10), async || {
+        (app.status(&id.to_string()).await.status() == 404).then_some(())
+    })
+    .await;
 }

@@ -12,19 +12,6 @@ use std::{
 
 const EVIL: &str = "http://evil.example";
 
-async fn sign_in_cookie(app: &TestApp) -> String {
-    let response = app
-        .client
-        .post(app.url("/api/session"))
-        .json(&serde_json::json!({ "token": TOKEN }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-    let header = response.headers()["set-cookie"].to_str().unwrap();
-    header.split(';').next().unwrap().to_owned()
-}
-
 fn own_origin(app: &TestApp) -> String {
     format!("http://{}", app.address)
 }
@@ -32,7 +19,7 @@ fn own_origin(app: &TestApp) -> String {
 #[tokio::test]
 async fn cookie_requests_from_another_origin_are_refused_and_bearer_ones_are_not() {
     let app = spawn_app().await;
-    let cookie = sign_in_cookie(&app).await;
+    let cookie = app.sign_in().await;
     let list = |headers: &[(&str, &str)], bearer: bool| {
         let mut request = app.client.get(app.url("/api/jobs"));
         for (name, value) in headers {
@@ -145,7 +132,7 @@ async fn cookie_requests_from_another_origin_are_refused_and_bearer_ones_are_not
 #[tokio::test]
 async fn a_new_token_ends_every_session_opened_with_the_old_one() {
     let app = spawn_app().await;
-    let cookie = sign_in_cookie(&app).await;
+    let cookie = app.sign_in().await;
     let data_dir = app.stop().await;
     // Same token: the session survives the restart.
     let app = spawn_app_in(data_dir, |_| {}).await;

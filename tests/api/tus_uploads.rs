@@ -1,8 +1,8 @@
 //! `/api/uploads`: declare an upload (tus creation), send its bytes with PATCH, read the offset
 //! with HEAD; every protocol error answers as tus says, and no failure leaves bytes behind.
 use crate::helpers::*;
-use futures::{channel::mpsc, SinkExt};
-use ingest::domain::{JobId, JobState, JobStatus};
+use futures::SinkExt;
+use ingest::domain::{JobId, JobState};
 use std::time::Duration;
 
 const TUS: (&str, &str) = ("Tus-Resumable", "1.0.0");
@@ -83,24 +83,14 @@ async fn head(app: &TestApp, id: JobId) -> reqwest::Response {
         .unwrap()
 }
 
-async fn status_of(app: &TestApp, id: JobId) -> JobStatus {
-    app.status(&id.to_string()).await.json().await.unwrap()
-}
-
-/// A PATCH whose body is fed by hand: the sender, and the request running in the background.
-fn streaming_patch(
-    app: &TestApp,
-    id: JobId,
-) -> (
-    mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
-    tokio::task::JoinHandle<reqwest::Response>,
-) {
-    let (sender, body) = mpsc::channel(4);
-    let request = patch(app, id, 0).body(reqwest::Body::wrap_stream(body));
-    (
-        sender,
-        tokio::spawn(async move { request.send().await.unwrap() }),
+/// Waits until the upload's status counts some bytes (30 s at most).
+async fn bytes_arrived(app: &TestApp, id: JobId) {
+    eventually(
+        "the upload's first bytes arrived",
+        Duration::from_secs(30),
+        async || (app.status_of(id).await.bytes_done > 0).then_some(()),
     )
+    .await;
 }
 
 #[tokio::test]
@@ -108,7 +98,7 @@ async fn a_declared_upload_sent_in_one_patch_is_stored_and_processed() {
     let app = spawn_app().await;
     let file = random_bytes(3 * 1024 * 1024 + 17);
     let id = created(&app, file.len() as u64).await;
-    let declared = status_of(&app, id).await;
+    let declared = app.status_of(id).await;
     assert_eq!(declared.status, JobState::Receiving);
     assert_eq!(declared.bytes_total, Some(file.len() as u64));
     assert_eq!(declared.filename.as_deref(), Some("notes.txt"));
@@ -262,7 +252,7 @@ async fn bytes_beyond_the_declared_length_are_refused_and_discarded() {
     let id = created(&app, 100).await;
     let response = send_chunk(&app, id, 0, vec![1u8; 101]).await;
     assert_error(response, 413, "payload_too_large").await;
-    assert_eq!(status_of(&app, id).await.status, JobState::Receiving);
+    assert_eq!(app.status_of(id).await.status, JobState::Receiving);
     assert_eq!(head(&app, id).await.headers()["upload-offset"], "0");
     // The refused bytes left nothing behind: the right ones still make the right file.
     assert_eq!(send_chunk(&app, id, 0, file.clone()).await.status(), 204);
@@ -284,7 +274,7 @@ async fn an_upload_may_arrive_in_several_patches() {
                 head(&app, id).await.headers()["upload-offset"],
                 to.to_string().as_str()
             );
-            let live = status_of(&app, id).await;
+            let live = app.status_of(id).await;
             assert_eq!(
                 (live.status, live.bytes_done),
                 (JobState::Receiving, to as u64)
@@ -302,36 +292,31 @@ async fn a_patch_cut_mid_way_keeps_what_arrived_and_the_upload_resumes_from_ther
     let app = spawn_app().await;
     let file = random_bytes(200_000);
     let id = created(&app, file.len() as u64).await;
-    let (mut sender, request) = streaming_patch(&app, id);
+    let (mut sender, request) = app.tus().streaming_patch(id, 0, None);
     sender.send(Ok(file[..70_000].to_vec())).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     // (Live progress is throttled, so the count may stop short of 70,000 until the PATCH ends.)
-    while status_of(&app, id).await.bytes_done == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the bytes did not arrive"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    bytes_arrived(&app, id).await;
     // The connection breaks mid-body.
     sender
         .send(Err(std::io::Error::other("network gone")))
         .await
         .unwrap();
     let _ = request.await;
-    let offset = loop {
-        let offset: u64 = head(&app, id).await.headers()["upload-offset"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        if offset > 0 || tokio::time::Instant::now() > deadline {
-            break offset;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let offset = eventually(
+        "HEAD reported an offset",
+        Duration::from_secs(30),
+        async || {
+            let offset: u64 = head(&app, id).await.headers()["upload-offset"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (offset > 0).then_some(offset)
+        },
+    )
+    .await;
     assert_eq!(offset, 70_000, "every byte that arrived is durable");
-    assert_eq!(status_of(&app, id).await.status, JobState::Receiving);
+    assert_eq!(app.status_of(id).await.status, JobState::Receiving);
 
     let rest = send_chunk(&app, id, offset, file[offset as usize..].to_vec()).await;
     assert_eq!(rest.status(), 204);
@@ -345,13 +330,7 @@ async fn cancelling_between_patches_removes_the_stored_bytes() {
     let id = created(&app, 1000).await;
     assert_eq!(send_chunk(&app, id, 0, vec![5u8; 300]).await.status(), 204);
     assert_eq!(app.temp_files().len(), 1);
-    let cancel = app
-        .client
-        .post(app.url(&format!("/api/jobs/{id}/cancel")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let cancel = app.cancel(id).await;
     assert_eq!(cancel.status(), 200);
     assert!(app.temp_files().is_empty());
     assert_eq!(head(&app, id).await.status(), 410);
@@ -363,15 +342,11 @@ async fn a_second_patch_while_one_is_sending_gets_409_and_bytes_never_interleave
     let app = spawn_app().await;
     let file = random_bytes(256 * 1024);
     let id = created(&app, file.len() as u64).await;
-    let (mut sender, first) = streaming_patch(&app, id);
+    let (mut sender, first) = app.tus().streaming_patch(id, 0, None);
     sender.send(Ok(file[..1024].to_vec())).await.unwrap();
-    wait_for_state(&app.client, &app.url(""), id, |_| true).await;
+    app.wait_for_state(id, |_| true).await;
     // Wait until the first request holds the upload (its bytes are being counted).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while status_of(&app, id).await.bytes_done == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no bytes arrived");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    bytes_arrived(&app, id).await;
     let second = tokio::time::timeout(
         Duration::from_secs(20),
         patch(&app, id, 0).body(file.clone()).send(),
@@ -395,20 +370,10 @@ async fn a_second_patch_while_one_is_sending_gets_409_and_bytes_never_interleave
 async fn cancelling_mid_patch_stops_it_and_removes_its_bytes() {
     let app = spawn_app().await;
     let id = created(&app, 10_000_000).await;
-    let (mut sender, upload) = streaming_patch(&app, id);
+    let (mut sender, upload) = app.tus().streaming_patch(id, 0, None);
     sender.send(Ok(vec![7u8; 64 * 1024])).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while status_of(&app, id).await.bytes_done == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no bytes arrived");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let cancel = app
-        .client
-        .post(app.url(&format!("/api/jobs/{id}/cancel")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    bytes_arrived(&app, id).await;
+    let cancel = app.cancel(id).await;
     assert_eq!(cancel.status(), 200);
     let answer = tokio::time::timeout(Duration::from_secs(10), upload)
         .await
@@ -416,7 +381,7 @@ async fn cancelling_mid_patch_stops_it_and_removes_its_bytes() {
         .unwrap();
     assert_error(answer, 409, "conflict").await;
     assert!(app.temp_files().is_empty());
-    assert_eq!(status_of(&app, id).await.status, JobState::Cancelled);
+    assert_eq!(app.status_of(id).await.status, JobState::Cancelled);
     assert_eq!(head(&app, id).await.status(), 410);
 }
 
@@ -457,7 +422,7 @@ async fn an_upload_that_sends_nothing_for_the_expiry_time_expires() {
     // Past its expiry a PATCH finds it gone even before a sweep, and the sweep's reason holds.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_error(send_chunk(&app, id, 10, "x").await, 410, "gone").await;
-    let expired = status_of(&app, id).await;
+    let expired = app.status_of(id).await;
     assert_eq!(expired.status, JobState::Failed);
     assert!(expired.error.unwrap().starts_with("expired"));
     assert!(app.temp_files().is_empty());
@@ -468,7 +433,7 @@ async fn an_upload_that_sends_nothing_for_the_expiry_time_expires() {
         .await
         .unwrap();
     assert_eq!(swept.expired_uploads, 1);
-    assert_eq!(status_of(&app, idle).await.status, JobState::Failed);
+    assert_eq!(app.status_of(idle).await.status, JobState::Failed);
 }
 
 /// Creates an upload of `file` that declares `sha256` as its digest.
@@ -499,7 +464,7 @@ async fn a_declared_digest_is_checked_when_the_file_is_complete() {
     let response = send_chunk(&app, wrong, 0, file.clone()).await;
     let message = assert_error(response, 460, "checksum_mismatch").await;
     assert!(message.contains(&sha256_hex(&file)), "{message}");
-    let failed = status_of(&app, wrong).await;
+    let failed = app.status_of(wrong).await;
     assert_eq!(failed.status, JobState::Failed);
     assert!(failed.error.unwrap().contains("but the upload declared"));
     assert!(app.temp_files().is_empty());
@@ -528,7 +493,7 @@ async fn termination_cancels_an_unfinished_upload_and_removes_its_bytes() {
     let terminated = delete(id).await.unwrap();
     assert_eq!(terminated.status(), 204);
     assert_eq!(terminated.headers()["tus-resumable"], "1.0.0");
-    assert_eq!(status_of(&app, id).await.status, JobState::Cancelled);
+    assert_eq!(app.status_of(id).await.status, JobState::Cancelled);
     assert!(app.temp_files().is_empty());
     assert_eq!(head(&app, id).await.status(), 410);
     assert_error(delete(id).await.unwrap(), 410, "gone").await;
@@ -570,7 +535,7 @@ async fn a_patch_whose_bytes_miss_their_checksum_gets_460_and_is_discarded() {
         .unwrap();
     assert_error(bad, 460, "checksum_mismatch").await;
     assert_eq!(head(&app, id).await.headers()["upload-offset"], "1000");
-    assert_eq!(status_of(&app, id).await.status, JobState::Receiving);
+    assert_eq!(app.status_of(id).await.status, JobState::Receiving);
     let unknown = patch(&app, id, 1000)
         .header("Upload-Checksum", format!("md5 {}", sha1_of(b"x")))
         .body(file[1000..].to_vec())
@@ -648,7 +613,7 @@ async fn a_deferred_length_is_stated_by_a_later_patch() {
             .status(),
         204
     );
-    assert_eq!(status_of(&app, id).await.status, JobState::Receiving);
+    assert_eq!(app.status_of(id).await.status, JobState::Receiving);
     let too_short = patch(&app, id, 1000)
         .header("Upload-Length", 999)
         .body(vec![])

@@ -30,7 +30,7 @@ async fn two_hundred_concurrent_uploads_all_complete_with_correct_digests() {
 async fn upload_cut_mid_stream_marks_the_job_failed_and_removes_its_temp_file() {
     let app = spawn_app().await;
     let connection = start_partial_upload(app.address, 10_000_000, 256 * 1024).await;
-    let receiving = wait_for_receiving_job(&app.client, &app.url("")).await;
+    let receiving = app.receiving_job().await;
     assert_eq!(receiving.status, JobState::Receiving);
     assert_eq!(
         app.temp_files().len(),

@@ -98,7 +98,7 @@ async fn fast_changes_are_coalesced_to_ten_messages_a_second_and_the_final_state
     use tokio::io::AsyncWriteExt;
     let app = spawn_app().await;
     let mut upload = start_partial_upload(app.address, 50_000_000, 1024).await;
-    let job = wait_for_receiving_job(&app.client, &app.url("")).await;
+    let job = app.receiving_job().await;
     let mut socket = connect(&app, job.job_id).await;
     // Feed bytes much faster than 10 changes a second for about 1.5 s, then cut.
     let feeder = tokio::spawn(async move {
