@@ -11,7 +11,7 @@ use super::{
     store::{now, Claimed, JobStore, UploadRecord},
 };
 use crate::{
-    api::JobPage,
+    api::{ErrorCode, JobPage},
     domain::{JobId, JobState, JobStatus, Progress, Sha256Digest},
 };
 use anyhow::Context;
@@ -618,7 +618,7 @@ impl Jobs {
         let limit = limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("limit must be between 1 and {MAX_PAGE}"),
             ));
         }

@@ -2,12 +2,13 @@
 //! tus-style upload route: the free-disk floor, live progress, cancellation, and marking the
 //! job failed (with its temp file gone) when the bytes do not all arrive.
 use crate::{
+    api::ErrorCode,
     domain::JobStatus,
     server::{
         error::ApiError,
         jobs::AlreadyFinished,
         receive::{receive, ReceiveError, Received},
-        startup::AppState,
+        state::AppState,
     },
 };
 use bytes::Bytes;
@@ -55,7 +56,7 @@ where
         ReceiveError::Interrupted { .. }
         | ReceiveError::Cancelled
         | ReceiveError::ChecksumMismatch => {
-            ApiError::bad_request("upload_interrupted", error.to_string())
+            ApiError::bad_request(ErrorCode::UploadInterrupted, error.to_string())
         }
         // A one-shot upload cannot resume: its bytes are gone (`receive` removed them).
         ReceiveError::DiskFull(_) => disk_full(),

@@ -9,12 +9,12 @@
 //! there, across restarts. Between requests an upload lives only in the store, and each
 //! credential may leave at most `max_pending_uploads` of them unfinished.
 use super::{
+    extract::{no_such_job, parse_job_id},
     file_body::{
         abandon_upload, cancelled_meanwhile, check_free_disk, discard_quietly, disk_full,
         fail_quietly, finish_failed, progress_reporter, too_large, upload_slot,
     },
     ingest::accepted_body,
-    jobs::{no_such_job, parse_job_id},
     openapi::{CommonErrors, TusResumable},
     tus_headers::{
         check_tus_version, chunk_checksum, number_header, with_tus, UploadMetadata,
@@ -22,7 +22,7 @@ use super::{
     },
 };
 use crate::{
-    api::{ErrorBody, IngestAccepted},
+    api::{ErrorBody, ErrorCode, IngestAccepted},
     domain::{JobId, JobState, JobStatus},
     server::{
         auth::Authenticated,
@@ -30,7 +30,7 @@ use crate::{
         jobs::{AlreadyFinished, Declaration, Sending},
         receive::{self, Bounds, ChunkChecksum, Partial, ReceiveError, Received, Stopped},
         retention,
-        startup::AppState,
+        state::AppState,
         store::UploadRecord,
     },
 };
@@ -122,7 +122,7 @@ pub async fn create(
                 Ok(())
             } else {
                 Err(ApiError::bad_request(
-                    "invalid_upload_length",
+                    ErrorCode::InvalidUploadLength,
                     "Upload-Defer-Length can only be 1",
                 ))
             }
@@ -134,13 +134,13 @@ pub async fn create(
         (None, true) => None,
         (Some(_), true) => {
             return Err(ApiError::bad_request(
-                "invalid_upload_length",
+                ErrorCode::InvalidUploadLength,
                 "send Upload-Length or Upload-Defer-Length: 1, not both",
             ))
         }
         (None, false) => {
             return Err(ApiError::bad_request(
-                "invalid_upload_length",
+                ErrorCode::InvalidUploadLength,
                 "Upload-Length (or Upload-Defer-Length: 1) is required",
             ))
         }
@@ -311,7 +311,7 @@ pub async fn append(
         )));
     }
     let offset = number_header(&headers, &UPLOAD_OFFSET)?.ok_or_else(|| {
-        ApiError::bad_request("invalid_upload_offset", "Upload-Offset is required")
+        ApiError::bad_request(ErrorCode::InvalidUploadOffset, "Upload-Offset is required")
     })?;
     let checksum = chunk_checksum(&headers)?;
     let id = parse_job_id(job_id)?;
@@ -329,7 +329,7 @@ pub async fn append(
         (None, Some(length)) => set_length(&state, job, durable, length).await?,
         (Some(known), Some(length)) if known != length => {
             return Err(ApiError::bad_request(
-                "invalid_upload_length",
+                ErrorCode::InvalidUploadLength,
                 format!("the upload's length is already {known}"),
             ))
         }
@@ -480,7 +480,7 @@ async fn set_length(
     }
     if length < durable {
         return Err(ApiError::bad_request(
-            "invalid_upload_length",
+            ErrorCode::InvalidUploadLength,
             format!("Upload-Length {length} is less than the {durable} bytes already stored"),
         ));
     }
@@ -564,7 +564,7 @@ async fn stopped(
                 return not_recorded(state, &job, temp, error, durable);
             }
             ApiError::bad_request(
-                "upload_interrupted",
+                ErrorCode::UploadInterrupted,
                 format!("{error}; {kept} bytes are stored, continue from there"),
             )
         }
