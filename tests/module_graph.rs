@@ -8,8 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Route modules every route may import. Items of `routes/mod.rs` itself are always allowed.
-const SHARED_ROUTE_MODULES: &[&str] = &["extract"];
+/// Route modules every route may import: extractors and links (`extract`), the OpenAPI frame
+/// and shared schemas (`openapi`), tus header names and parsers (`tus_headers`). None of them
+/// imports a route. Items of `routes/mod.rs` itself are always allowed.
+const SHARED_ROUTE_MODULES: &[&str] = &["extract", "openapi", "tus_headers"];
 
 /// One `.rs` file of `src/server`: its module path below `server` and its tokens.
 struct Source {

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 /// Facts about this server the page may show: the version and the upload size limit.
 #[server(prefix = "/rpc", endpoint = "service_info")]
 pub async fn get_service_info() -> Result<ServiceInfo, CallError> {
-    let state = expect_context::<crate::server::startup::AppState>();
+    let state = expect_context::<crate::server::state::AppState>();
     Ok(ServiceInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         max_upload_bytes: state.settings.max_upload_bytes,
@@ -116,7 +116,7 @@ pub async fn cancel_job(id: JobId) -> Result<JobStatus, CallError> {
 mod support {
     use crate::{
         api::CallError,
-        server::{auth, error::ApiError, startup::AppState},
+        server::{auth, error::ApiError, state::AppState},
     };
     use axum::http::request::Parts;
     use leptos::prelude::*;

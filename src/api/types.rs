@@ -1,4 +1,5 @@
 //! Request and response bodies of the REST API, defined once for both halves.
+use super::ErrorCode;
 use crate::domain::{JobId, JobState, JobStatus};
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +14,9 @@ pub struct ErrorBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable, machine-readable (`invalid_metadata`, `payload_too_large`, …).
-    pub code: String,
+    // Documented as a string: the set grows, and clients must accept codes they do not know.
+    #[cfg_attr(feature = "ssr", schema(value_type = String))]
+    pub code: ErrorCode,
     /// For people: what was wrong and how to fix it.
     pub message: String,
 }

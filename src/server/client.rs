@@ -155,7 +155,7 @@ fn is_trusted(address: IpAddr, settings: &Settings) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::auth::ApiToken;
+    use crate::server::token::ApiToken;
 
     fn settings(proxies: &[&str]) -> Settings {
         let mut settings = Settings::with_defaults(

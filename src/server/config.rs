@@ -1,6 +1,6 @@
 //! Settings: command-line flags over `INGEST_*`/`LEPTOS_*` environment variables over
 //! `Leptos.toml` over defaults, resolved once at start-up into a validated `Settings`.
-use super::auth::ApiToken;
+use super::token::ApiToken;
 use clap::Parser;
 use serde::Deserialize;
 use std::{

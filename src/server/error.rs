@@ -6,7 +6,7 @@ use super::{
     uploads::UploadError,
 };
 use crate::{
-    api::{ErrorBody, ErrorDetail},
+    api::{ErrorBody, ErrorCode, ErrorDetail},
     domain::MetadataError,
 };
 use axum::{
@@ -25,7 +25,7 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -79,7 +79,7 @@ impl From<anyhow::Error> for ApiError {
 }
 
 impl ApiError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code,
             message: message.into(),
@@ -113,27 +113,27 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::BadRequest { code, .. } => code,
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::Timeout(_) => "request_timeout",
-            ApiError::Gone(_) => "gone",
-            ApiError::ChecksumMismatch(_) => "checksum_mismatch",
-            ApiError::PreconditionFailed(_) => "precondition_failed",
-            ApiError::UriTooLong(_) => "uri_too_long",
-            ApiError::HeadersTooLarge(_) => "headers_too_large",
-            ApiError::InsufficientStorage(_) => "insufficient_storage",
-            ApiError::TooManyRequests { .. } => "too_many_requests",
-            ApiError::TooManyPendingUploads { .. } => "too_many_pending_uploads",
-            ApiError::Busy { .. } => "busy",
-            ApiError::Internal(_) => "internal",
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::BadRequest { code, .. } => *code,
+            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::Timeout(_) => ErrorCode::RequestTimeout,
+            ApiError::Gone(_) => ErrorCode::Gone,
+            ApiError::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
+            ApiError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
+            ApiError::UriTooLong(_) => ErrorCode::UriTooLong,
+            ApiError::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
+            ApiError::InsufficientStorage(_) => ErrorCode::InsufficientStorage,
+            ApiError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            ApiError::TooManyPendingUploads { .. } => ErrorCode::TooManyPendingUploads,
+            ApiError::Busy { .. } => ErrorCode::Busy,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -142,11 +142,12 @@ impl From<MetadataError> for ApiError {
     fn from(error: MetadataError) -> Self {
         match error {
             MetadataError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
-            _ => ApiError::bad_request("invalid_metadata", error.to_string()),
+            _ => ApiError::bad_request(ErrorCode::InvalidMetadata, error.to_string()),
         }
     }
 }
 
+/// What a refused cancel answers.
 impl From<Cancellation> for ApiError {
     fn from(error: Cancellation) -> Self {
         match error {
@@ -163,7 +164,7 @@ impl From<Paging> for ApiError {
     fn from(error: Paging) -> Self {
         match error {
             Paging::LimitOutOfRange { .. } => {
-                ApiError::bad_request("invalid_query", error.to_string())
+                ApiError::bad_request(ErrorCode::InvalidQuery, error.to_string())
             }
             Paging::Failed(error) => ApiError::from(error),
         }
@@ -186,7 +187,9 @@ impl From<UploadError> for ApiError {
                 ApiError::InsufficientStorage(message)
             }
             UploadError::TooLarge(_) => ApiError::PayloadTooLarge(message),
-            UploadError::Interrupted(_) => ApiError::bad_request("upload_interrupted", message),
+            UploadError::Interrupted(_) => {
+                ApiError::bad_request(ErrorCode::UploadInterrupted, message)
+            }
             UploadError::Cancelled(_)
             | UploadError::AnotherSender(_)
             | UploadError::WrongOffset { .. }
@@ -198,7 +201,7 @@ impl From<UploadError> for ApiError {
                 ApiError::ChecksumMismatch(message)
             }
             UploadError::InvalidLength(_) => {
-                ApiError::bad_request("invalid_upload_length", message)
+                ApiError::bad_request(ErrorCode::InvalidUploadLength, message)
             }
             UploadError::TooManyPending { .. } => ApiError::TooManyPendingUploads {
                 message,
@@ -216,7 +219,7 @@ impl IntoResponse for ApiError {
         }
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code().to_owned(),
+                code: self.code(),
                 message: self.to_string(),
             },
         };
@@ -286,7 +289,7 @@ pub async fn json_errors(
     });
     let body = ErrorBody {
         error: ErrorDetail {
-            code: status_code_name(status).to_owned(),
+            code: status_code_name(status),
             message,
         },
     };
@@ -300,23 +303,23 @@ pub async fn json_errors(
 }
 
 /// The error code for a status that no `ApiError` chose.
-fn status_code_name(status: StatusCode) -> &'static str {
+fn status_code_name(status: StatusCode) -> ErrorCode {
     match status.as_u16() {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        408 => "request_timeout",
-        411 => "length_required",
-        413 => "payload_too_large",
-        414 => "uri_too_long",
-        415 => "unsupported_media_type",
-        416 => "range_not_satisfiable",
-        422 => "unprocessable",
-        429 => "too_many_requests",
-        431 => "headers_too_large",
-        500..=599 => "internal",
-        _ => "request_refused",
+        400 => ErrorCode::BadRequest,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::RequestTimeout,
+        411 => ErrorCode::LengthRequired,
+        413 => ErrorCode::PayloadTooLarge,
+        414 => ErrorCode::UriTooLong,
+        415 => ErrorCode::UnsupportedMediaType,
+        416 => ErrorCode::RangeNotSatisfiable,
+        422 => ErrorCode::Unprocessable,
+        429 => ErrorCode::TooManyRequests,
+        431 => ErrorCode::HeadersTooLarge,
+        500..=599 => ErrorCode::Internal,
+        _ => ErrorCode::RequestRefused,
     }
 }

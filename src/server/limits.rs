@@ -1,12 +1,13 @@
 //! Request limits: rate limiting per client address and per credential (tower_governor, 429 +
-//! `Retry-After`), a deadline for ordinary requests, and the throttle on failed sign-ins.
+//! `Retry-After`), a deadline for ordinary requests, and the caps on a request's head.
 use super::{
     auth::{self, Identity},
     client,
     config::Settings,
     error::ApiError,
-    startup::AppState,
+    state::AppState,
 };
+use axum::routing::Route;
 use axum::{
     body::Body,
     extract::Request,
@@ -14,15 +15,12 @@ use axum::{
     response::{IntoResponse, Response},
     Router,
 };
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
+use tower::{Layer, Service};
 use tower_governor::{
     governor::GovernorConfigBuilder, key_extractor::KeyExtractor, GovernorError, GovernorLayer,
 };
+use utoipa_axum::router::OpenApiRouter;
 
 /// How often idle per-address buckets are forgotten, so memory does not grow with every
 /// address ever seen.
@@ -94,9 +92,48 @@ impl KeyExtractor for TokenKey {
     }
 }
 
+/// A router that layers can wrap: axum's, and utoipa-axum's documented one (whose routes are
+/// described as they are routed). Lets one `rate_limited` serve both.
+pub trait Layered: Sized {
+    fn wrap<L>(self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static;
+}
+
+impl Layered for Router<AppState> {
+    fn wrap<L>(self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.layer(layer)
+    }
+}
+
+impl Layered for OpenApiRouter<AppState> {
+    fn wrap<L>(self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.layer(layer)
+    }
+}
+
 /// Wraps `router` in the two rate limiters (per client address, per token); unchanged when
-/// rate limiting is off (a rate of 0).
-pub fn rate_limited(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+/// rate limiting is off (a rate of 0). The buckets of idle clients are forgotten every minute
+/// (a task in `state.tasks`), so memory does not grow with every address ever seen.
+pub fn rate_limited<R: Layered>(router: R, state: &AppState) -> R {
     let settings = &state.settings;
     if settings.rate_limit_per_second == 0 {
         return router;
@@ -124,7 +161,7 @@ pub fn rate_limited(router: Router<AppState>, state: &AppState) -> Router<AppSta
     let addresses = by_address.limiter().clone();
     let credentials = by_token.limiter().clone();
     let shutdown = state.shutdown.clone();
-    tokio::spawn(async move {
+    state.tasks.spawn(async move {
         let mut every = tokio::time::interval(FORGET_IDLE_BUCKETS_EVERY);
         loop {
             tokio::select! {
@@ -136,8 +173,8 @@ pub fn rate_limited(router: Router<AppState>, state: &AppState) -> Router<AppSta
         }
     });
     router
-        .layer(GovernorLayer::new(by_token).error_handler(too_many_requests))
-        .layer(GovernorLayer::new(by_address).error_handler(too_many_requests))
+        .wrap(GovernorLayer::new(by_token).error_handler(too_many_requests))
+        .wrap(GovernorLayer::new(by_address).error_handler(too_many_requests))
 }
 
 fn too_many_requests(error: GovernorError) -> Response<Body> {
@@ -195,72 +232,6 @@ pub async fn deadline(limit: Duration, request: Request, next: Next) -> Response
     }
 }
 
-/// Failed sign-ins per client address, in fixed one-minute windows. Only failures count, so a
-/// person who knows the token is never slowed down, and each address has its own count, so
-/// one client's guessing never locks out another.
-pub struct SignInThrottle {
-    failures_per_window: u32,
-    failures: Mutex<HashMap<IpAddr, Window>>,
-}
-
-struct Window {
-    started: Instant,
-    failures: u32,
-}
-
-const SIGN_IN_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses tracked at once; beyond this (after forgetting finished windows) new addresses
-/// are not tracked rather than memory growing without end.
-const MAX_TRACKED_ADDRESSES: usize = 100_000;
-
-impl SignInThrottle {
-    pub fn new(failures_per_window: u32) -> Self {
-        Self {
-            failures_per_window,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// `Err(seconds to wait)` when `client` has failed too often in the current window.
-    pub fn check(&self, client: IpAddr) -> Result<(), u64> {
-        let client = client::address_key(client);
-        let failures = self.failures.lock().expect("sign-in throttle lock");
-        match failures.get(&client) {
-            Some(window)
-                if window.started.elapsed() < SIGN_IN_WINDOW
-                    && window.failures >= self.failures_per_window =>
-            {
-                let left = SIGN_IN_WINDOW.saturating_sub(window.started.elapsed());
-                Err(left.as_secs().max(1))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Counts a failed sign-in from `client`.
-    pub fn failed(&self, client: IpAddr) {
-        let client = client::address_key(client);
-        let mut failures = self.failures.lock().expect("sign-in throttle lock");
-        if failures.len() >= MAX_TRACKED_ADDRESSES && !failures.contains_key(&client) {
-            failures.retain(|_, window| window.started.elapsed() < SIGN_IN_WINDOW);
-            if failures.len() >= MAX_TRACKED_ADDRESSES {
-                return;
-            }
-        }
-        let window = failures.entry(client).or_insert(Window {
-            started: Instant::now(),
-            failures: 0,
-        });
-        if window.started.elapsed() >= SIGN_IN_WINDOW {
-            *window = Window {
-                started: Instant::now(),
-                failures: 0,
-            };
-        }
-        window.failures = window.failures.saturating_add(1);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,18 +267,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(fast.status(), axum::http::StatusCode::OK);
-    }
-
-    #[test]
-    fn failed_sign_ins_are_counted_per_address() {
-        let throttle = SignInThrottle::new(3);
-        let guesser: IpAddr = "192.0.2.1".parse().unwrap();
-        let other: IpAddr = "192.0.2.2".parse().unwrap();
-        for _ in 0..3 {
-            assert!(throttle.check(guesser).is_ok());
-            throttle.failed(guesser);
-        }
-        assert!(throttle.check(guesser).unwrap_err() >= 1);
-        assert!(throttle.check(other).is_ok());
     }
 }

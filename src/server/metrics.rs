@@ -1,13 +1,12 @@
 //! Prometheus metrics through the `metrics` facade: the one recorder, every metric name, the
-//! HTTP latency middleware and the `/metrics` scrape handler.
-use super::routes::openapi::CommonErrors;
-use super::{auth::Authenticated, error::ApiError, startup::AppState};
+//! functions that record them (the HTTP latency middleware among them) and the rendering of a
+//! scrape. A leaf: the `/metrics` route lives with the other operations routes.
 use crate::domain::{JobState, JobStatus};
 use axum::{
-    extract::{MatchedPath, Request, State},
-    http::{header, Method, StatusCode},
+    extract::{MatchedPath, Request},
+    http::{Method, StatusCode},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::{sync::OnceLock, time::Instant};
@@ -122,35 +121,22 @@ pub fn job_claimed(waited: f64) {
     metrics::histogram!(QUEUE_WAIT).record(waited.max(0.0));
 }
 
-/// Prometheus text format, behind the token. Gauges that describe the present
-/// (jobs by state, queue depth, open sockets) are read at scrape time.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses(
-        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
-        CommonErrors,
-    ),
-    security(("bearer" = [])))]
-pub async fn scrape(
-    State(state): State<AppState>,
-    _auth: Authenticated,
-) -> Result<Response, ApiError> {
-    for job_state in JobState::ALL {
-        let count = state.jobs.count_in_state(job_state).await?;
-        metrics::gauge!(JOBS, "state" => job_state.as_str()).set(count as f64);
-        if job_state == JobState::Queued {
-            metrics::gauge!(QUEUE_DEPTH).set(count as f64);
-        }
+/// How many jobs are in `state` now (read at scrape time: gauges describe the present).
+pub fn jobs_in_state(state: JobState, count: u64) {
+    metrics::gauge!(JOBS, "state" => state.as_str()).set(count as f64);
+    if state == JobState::Queued {
+        metrics::gauge!(QUEUE_DEPTH).set(count as f64);
     }
-    let open_sockets = state.settings.max_websockets - state.socket_slots.available_permits();
-    metrics::gauge!(WEBSOCKETS_OPEN).set(open_sockets as f64);
+}
+
+/// How many WebSockets are open now.
+pub fn open_websockets(count: usize) {
+    metrics::gauge!(WEBSOCKETS_OPEN).set(count as f64);
+}
+
+/// Everything recorded so far, in the Prometheus text format.
+pub fn render() -> String {
     let handle = handle();
     handle.run_upkeep();
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        handle.render(),
-    )
-        .into_response())
+    handle.render()
 }

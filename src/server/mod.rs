@@ -1,5 +1,7 @@
-//! The service (ssr only): configuration, start-up, auth, storage, the ingest pipeline, the
-//! queue worker, live status fan-out and the HTTP routes.
+//! The service (ssr only). Layers point down: `startup` builds the `state` and the `router`;
+//! the router wires `routes` (handlers), which use `state`, `auth`, `limits` and `error`; the
+//! state holds the services (`jobs`, `sessions`, `readiness`, `throttle`), which sit on the
+//! leaves (`store`, `blobs`, `hub`, `receive`, `metrics`, `token`, `config`, `client`).
 pub mod auth;
 pub mod blobs;
 pub mod client;
@@ -13,14 +15,18 @@ pub mod metrics;
 pub mod readiness;
 pub mod receive;
 pub mod retention;
+pub mod router;
 pub mod routes;
 pub mod running;
 pub mod security_headers;
 pub mod sessions;
 pub mod staging;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
 pub mod tls;
+pub mod token;
 pub mod uploads;
 pub mod worker;

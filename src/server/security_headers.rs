@@ -2,7 +2,7 @@
 //! sniffing, no framing, no referrer, HSTS over https, and a Content-Security-Policy on every
 //! HTML page. Leptos pages set their own policy with the render's nonce (see `app::shell`);
 //! other HTML (Swagger UI, error pages) gets `OTHER_HTML_POLICY`.
-use super::{client, startup::AppState};
+use super::{client, state::AppState};
 use axum::{
     extract::{Request, State},
     http::{header, HeaderValue},

@@ -1,72 +1,33 @@
-//! Building the application: storage, recovery, the worker, the router (API + Leptos), and
-//! the listener, bound first so tests can use port 0 and read the real port.
+//! Building the application: storage and recovery, the state over them, the worker, the
+//! router (see `router`) and the listener, bound first so tests can use port 0 and read the
+//! real port; then serving until shutdown, and waiting for every tracked task.
 use super::{
     blobs::LocalBlobs,
     config::Settings,
-    error,
     hub::StatusHub,
     jobs::{self, Jobs},
-    limits,
-    limits::SignInThrottle,
-    listener,
-    readiness::ReadinessProbe,
-    routes::api_router,
+    listener, retention, router,
     running::LocalCancellations,
-    security_headers,
     sessions::Sessions,
     staging::{LocalUploadLocks, Staging},
     store::SqliteStore,
-    telemetry,
-    telemetry::request_span,
     tls::Certificates,
     uploads::{UploadLimits, Uploads},
     worker::Worker,
 };
-use crate::app::shell;
 use anyhow::Context;
-use axum::{
-    extract::{DefaultBodyLimit, FromRef, Request, State},
-    middleware,
-    response::{IntoResponse, Response},
-    routing::post,
-    Router,
-};
+use axum::Router;
 use leptos::config::LeptosOptions;
-use leptos_axum::{AxumRouteListing, LeptosRoutes};
-use leptos_router::SsrMode;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
-};
+
+/// The state the application is built on; named here too, beside the `Application` that
+/// hands it out.
+pub use super::state::AppState;
 
 /// How long open WebSockets get to say goodbye (close 1001) after shutdown starts.
 const SOCKET_DRAIN: Duration = Duration::from_secs(2);
-
-/// Everything a handler or server function may reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub jobs: Arc<Jobs>,
-    pub leptos_options: LeptosOptions,
-    /// Fires once when the server begins to stop; long-lived tasks watch it.
-    pub shutdown: CancellationToken,
-    /// Receiving uploads' bytes.
-    pub uploads: Arc<Uploads>,
-    /// One permit per open WebSocket; when none is left, upgrades get 503.
-    pub socket_slots: Arc<Semaphore>,
-    pub sessions: Arc<Sessions>,
-    pub readiness: Arc<ReadinessProbe>,
-    pub sign_in_throttle: Arc<SignInThrottle>,
-}
-
-impl FromRef<AppState> for LeptosOptions {
-    fn from_ref(state: &AppState) -> Self {
-        state.leptos_options.clone()
-    }
-}
 
 pub struct Application {
     listener: TcpListener,
@@ -147,18 +108,8 @@ impl Application {
             settings.processing_delay,
             shutdown.clone(),
         );
-        let state = AppState {
-            sign_in_throttle: Arc::new(SignInThrottle::new(settings.sign_in_failures_per_minute)),
-            readiness: Arc::new(ReadinessProbe::new(jobs.clone(), uploads.clone())),
-            uploads,
-            socket_slots: Arc::new(Semaphore::new(settings.max_websockets)),
-            sessions,
-            settings: Arc::new(settings),
-            jobs,
-            leptos_options,
-            shutdown,
-        };
-        let router = router(state.clone());
+        let state = AppState::new(settings, jobs, uploads, sessions, leptos_options, shutdown);
+        let router = router::app(state.clone());
         Ok(Self {
             listener,
             router,
@@ -194,21 +145,22 @@ impl Application {
             .then(|| tokio::spawn(self.worker.clone().run()));
         // Even when finished jobs are kept forever, stalled uploads, leftovers and expired
         // sessions still need sweeping.
-        tokio::spawn(super::retention::run(
+        let tasks = &self.state.tasks;
+        tasks.spawn(retention::run(
             self.state.jobs.clone(),
             self.state.uploads.clone(),
             self.state.sessions.clone(),
-            super::retention::Policy {
+            retention::Policy {
                 keep: self.state.settings.retention,
                 upload_expiry: self.state.settings.upload_expiry,
-                leftover_age: super::retention::LEFTOVER_MIN_AGE,
+                leftover_age: retention::LEFTOVER_MIN_AGE,
             },
             self.state.settings.retention_sweep_every,
             shutdown.clone(),
         ));
         let acceptor = match &self.certificates {
             Some(certificates) => {
-                tokio::spawn(certificates.clone().keep_fresh(shutdown.clone()));
+                tasks.spawn(certificates.clone().keep_fresh(shutdown.clone()));
                 Some(certificates.acceptor()?)
             }
             None => None,
@@ -240,82 +192,19 @@ impl Application {
             worker.await.context("the worker task failed")?;
         }
         // Upgraded connections are not the listener's any more (axum#3003): give sockets a
-        // moment to send their close frames.
-        let sockets = &self.state.socket_slots;
-        let max_sockets = self.state.settings.max_websockets;
-        let deadline = tokio::time::Instant::now() + SOCKET_DRAIN;
-        while sockets.available_permits() < max_sockets && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // moment to send their close frames, and sweeps and upkeep a moment to see the signal.
+        let tasks = self.state.tasks.clone();
+        tasks.close();
+        if tokio::time::timeout(SOCKET_DRAIN, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = tasks.len(),
+                "tasks still running at shutdown were left"
+            );
         }
         tracing::info!("stopped");
         Ok(())
     }
-}
-
-/// The pages the app renders (see `ui::Page`); each is rendered on the server, then hydrated.
-const PAGES: [&str; 3] = ["/", "/jobs", "/jobs/{job_id}"];
-
-fn router(state: AppState) -> Router {
-    let rpc_paths: Vec<String> = server_fn::axum::server_fn_paths()
-        .map(|(path, _)| path.to_owned())
-        .collect();
-    // Leptos would mount each server function itself, outside our limits; listings marked as
-    // excluded stop that, and `rpc_router` mounts them instead.
-    let excluded = leptos_axum::generate_route_list_with_exclusions(|| (), Some(rpc_paths.clone()))
-        .into_iter()
-        .filter(|listing| rpc_paths.iter().any(|path| path == listing.path()));
-    let routes = PAGES
-        .into_iter()
-        .map(|path| {
-            AxumRouteListing::new(
-                path.to_owned(),
-                SsrMode::default(),
-                [leptos_router::Method::Get],
-                vec![],
-            )
-        })
-        .chain(excluded)
-        .collect();
-    Router::new()
-        .merge(api_router(&state))
-        .merge(rpc_router(&state))
-        .leptos_routes_with_context(&state, routes, || {}, {
-            let options = state.leptos_options.clone();
-            move || shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(middleware::from_fn(error::json_errors))
-        .layer(middleware::from_fn(limits::head_size))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            security_headers::add,
-        ))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(middleware::from_fn(telemetry::drop_unsafe_request_id))
-        .with_state(state)
-}
-
-/// The page's server functions, under the same rate limits and deadline as the REST routes,
-/// with a body cap sized for the largest argument (metadata, form-encoded).
-fn rpc_router(state: &AppState) -> Router<AppState> {
-    let body_cap = state.settings.max_metadata_bytes * 3 + 4096;
-    let deadline = state.settings.request_timeout;
-    let calls = Router::new()
-        .route("/rpc/{*function}", post(call_server_function))
-        .layer(DefaultBodyLimit::max(body_cap))
-        .route_layer(middleware::from_fn(move |request, next| {
-            limits::deadline(deadline, request, next)
-        }));
-    limits::rate_limited(calls, state)
-}
-
-async fn call_server_function(State(state): State<AppState>, request: Request) -> Response {
-    leptos_axum::handle_server_fns_with_context(
-        move || leptos::prelude::provide_context(state.clone()),
-        request,
-    )
-    .await
-    .into_response()
 }

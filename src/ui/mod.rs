@@ -15,7 +15,7 @@ mod start;
 pub use history::HistoryPage;
 pub use home::{HomePage, Hydrated};
 pub use job_page::JobPage;
-pub use page::Page;
+pub use page::{Page, PageKind, PAGES};
 
 use crate::api::CallError;
 use leptos::prelude::*;

@@ -1,6 +1,40 @@
-//! Which page a URL shows. The app has three pages and every link is a full page load, so the
-//! URL is read once: from the request on the server, from `window.location` in the browser.
+//! Which page a URL shows, and the one table of page paths: the server renders each path in
+//! it, and `Page::from_url` reads a URL against it. Every link is a full page load, so the URL
+//! is read once: from the request on the server, from `window.location` in the browser.
 use crate::domain::{JobId, JobState};
+
+/// The kinds of page, one per path in `PAGES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageKind {
+    Home,
+    History,
+    Job,
+}
+
+/// Every page path, in the router's syntax (`{name}` is one path segment), with its kind.
+pub const PAGES: [(&str, PageKind); 3] = [
+    ("/", PageKind::Home),
+    ("/jobs", PageKind::History),
+    ("/jobs/{job_id}", PageKind::Job),
+];
+
+/// The segments of `path` that fill the `{…}` segments of `pattern`, when it matches. Trailing
+/// slashes are ignored on both sides.
+fn match_path<'a>(pattern: &str, path: &'a str) -> Option<Vec<&'a str>> {
+    let mut wanted = pattern.trim_end_matches('/').split('/');
+    let mut given = path.trim_end_matches('/').split('/');
+    let mut captured = Vec::new();
+    loop {
+        match (wanted.next(), given.next()) {
+            (None, None) => return Some(captured),
+            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {
+                captured.push(g)
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return None,
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Page {
@@ -39,10 +73,12 @@ impl Page {
     /// The page for `path` and its `query` (without the `?`). Unknown filter values are
     /// ignored rather than refused: a stale link still shows the history.
     pub fn from_url(path: &str, query: &str) -> Page {
-        let path = path.trim_end_matches('/');
-        match path {
-            "" => Page::Home,
-            "/jobs" => {
+        let found = PAGES
+            .iter()
+            .find_map(|(pattern, kind)| Some((*kind, match_path(pattern, path)?)));
+        match found {
+            Some((PageKind::Home, _)) => Page::Home,
+            Some((PageKind::History, _)) => {
                 let mut history = HistoryQuery::default();
                 for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
                     match key {
@@ -53,10 +89,11 @@ impl Page {
                 }
                 Page::History(history)
             }
-            _ => match path.strip_prefix("/jobs/").map(JobId::parse) {
+            Some((PageKind::Job, captured)) => match captured.first().map(|id| JobId::parse(id)) {
                 Some(Ok(id)) => Page::Job(id),
                 _ => Page::NotFound,
             },
+            None => Page::NotFound,
         }
     }
 
@@ -109,5 +146,16 @@ mod tests {
             Page::from_url("/jobs/", "status=bogus"),
             Page::History(HistoryQuery::default())
         );
+    }
+
+    #[test]
+    fn trailing_slashes_and_extra_segments_are_read_as_before_the_table() {
+        let id = JobId::new();
+        assert_eq!(Page::from_url("", ""), Page::Home);
+        assert_eq!(Page::from_url("//", ""), Page::Home);
+        assert_eq!(Page::from_url(&format!("/jobs/{id}/"), ""), Page::Job(id));
+        assert_eq!(Page::from_url(&format!("/jobs/{id}/x"), ""), Page::NotFound);
+        assert_eq!(Page::from_url(&format!("/jobs//{id}"), ""), Page::NotFound);
+        assert_eq!(Page::from_url("/jobsx", ""), Page::NotFound);
     }
 }

@@ -7,16 +7,18 @@
 //! the RFC allows (another unit, invalid syntax, an `If-Range` for another version, several
 //! ranges, which would need a `multipart/byteranges` answer); a byte range set that misses the
 //! file entirely gets a JSON 416 with `Content-Range: bytes */<length>`.
-use super::jobs::{no_such_job, parse_job_id};
-use super::openapi::CommonErrors;
+use super::{
+    extract::{no_such_job, JobIdPath},
+    openapi::CommonErrors,
+};
 use crate::{
-    api::{ErrorBody, ErrorDetail},
+    api::{ErrorBody, ErrorCode, ErrorDetail},
     domain::{JobState, Sha256Digest},
-    server::{auth::Authenticated, error::ApiError, jobs::Deletion, startup::AppState},
+    server::{auth::Authenticated, error::ApiError, jobs::Deletion, state::AppState},
 };
 use axum::{
     body::Body,
-    extract::{rejection::PathRejection, Path, Request, State},
+    extract::{Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -51,10 +53,9 @@ use axum::{
 pub async fn download(
     State(state): State<AppState>,
     _auth: Authenticated,
-    job_id: Result<Path<String>, PathRejection>,
+    JobIdPath(id): JobIdPath,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let id = parse_job_id(job_id)?;
     let job = state
         .jobs
         .status(id)
@@ -152,9 +153,8 @@ pub async fn download(
 pub async fn delete(
     State(state): State<AppState>,
     _auth: Authenticated,
-    job_id: Result<Path<String>, PathRejection>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_job_id(job_id)?;
     match state.jobs.delete(id).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(no_such_job(id)),
@@ -254,7 +254,7 @@ fn byte_range(spec: &str, length: u64) -> Result<Option<(u64, u64)>, InvalidRang
 fn range_not_satisfiable(length: u64) -> Response {
     let body = ErrorBody {
         error: ErrorDetail {
-            code: "range_not_satisfiable".to_owned(),
+            code: ErrorCode::RangeNotSatisfiable,
             message: format!("no requested range overlaps the file's {length} bytes"),
         },
     };

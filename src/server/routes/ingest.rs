@@ -2,13 +2,16 @@
 //! optional file) turned into a durable job. Files stream through `receive` into storage.
 mod framing;
 
-use super::openapi::{CommonErrors, IngestForm, IngestJson, IngestUrlEncoded};
+use super::{
+    extract::accepted_body,
+    openapi::{CommonErrors, IngestForm, IngestJson, IngestUrlEncoded},
+};
 use crate::{
-    api::{ErrorBody, IngestAccepted},
+    api::{ErrorBody, ErrorCode, IngestAccepted},
     domain::{
         check_metadata, empty_metadata, parse_metadata, JobStatus, MetadataError, UploadName,
     },
-    server::{auth::Authenticated, client, error::ApiError, startup::AppState, uploads::WholeFile},
+    server::{auth::Authenticated, error::ApiError, state::AppState, uploads::WholeFile},
 };
 use axum::{
     body::Body,
@@ -137,7 +140,9 @@ async fn ingest_multipart(
     let body = Body::from_stream(budget.watch(body.into_data_stream()));
     let mut multipart = Multipart::from_request(Request::from_parts(head, body), state)
         .await
-        .map_err(|rejection| ApiError::bad_request("invalid_multipart", rejection.body_text()))?;
+        .map_err(|rejection| {
+            ApiError::bad_request(ErrorCode::InvalidMultipart, rejection.body_text())
+        })?;
 
     let mut metadata: Option<Value> = None;
     let mut upload: Option<WholeFile> = None;
@@ -153,7 +158,7 @@ async fn ingest_multipart(
             Ok(None) => break,
             Err(_) if budget.exceeded() => {
                 let problem = ApiError::bad_request(
-                    "invalid_multipart",
+                    ErrorCode::InvalidMultipart,
                     format!(
                         "the multipart preamble or a part's boundary and headers exceed \
                          {MAX_FRAMING_BYTES} bytes"
@@ -163,7 +168,7 @@ async fn ingest_multipart(
             }
             Err(error) => {
                 let problem = ApiError::bad_request(
-                    "invalid_multipart",
+                    ErrorCode::InvalidMultipart,
                     format!(
                         "the multipart body is malformed or incomplete: {}",
                         error.body_text()
@@ -178,7 +183,7 @@ async fn ingest_multipart(
                 let parsed = text.and_then(|text| {
                     if metadata.is_some() {
                         return Err(ApiError::bad_request(
-                            "invalid_multipart",
+                            ErrorCode::InvalidMultipart,
                             "the metadata part appears more than once",
                         ));
                     }
@@ -192,7 +197,7 @@ async fn ingest_multipart(
             Some("file") => {
                 if upload.is_some() {
                     let problem = ApiError::bad_request(
-                        "invalid_multipart",
+                        ErrorCode::InvalidMultipart,
                         "only one file part is accepted per ingest",
                     );
                     return Err(abandon(upload, problem).await);
@@ -215,7 +220,7 @@ async fn ingest_multipart(
             }
             other => {
                 let problem = ApiError::bad_request(
-                    "invalid_multipart",
+                    ErrorCode::InvalidMultipart,
                     format!(
                         "unexpected form field {:?}: only `file` and `metadata` are accepted",
                         other.unwrap_or("")
@@ -253,29 +258,17 @@ fn accepted(state: &AppState, request: &Parts, job: &JobStatus) -> Response {
         .into_response()
 }
 
-/// Where to follow a new job, by HTTP and by WebSocket: absolute URLs from the public URL (or
-/// the request's Host and scheme).
-pub(super) fn accepted_body(state: &AppState, request: &Parts, job: &JobStatus) -> IngestAccepted {
-    let (http, ws) = client::base_urls(request, &state.settings);
-    IngestAccepted {
-        job_id: job.job_id,
-        status: job.status,
-        ws_url: format!("{ws}/ws/status/{}", job.job_id),
-        status_url: format!("{http}/api/status/{}", job.job_id),
-    }
-}
-
 /// `{"metadata": "<JSON text>"}` or `{"metadata": {...}}`; no metadata means `{}`.
 fn metadata_from_json_body(body: &[u8], limit: usize) -> Result<Value, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
         ApiError::bad_request(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the body is not valid JSON: {error}"),
         )
     })?;
     let Value::Object(mut fields) = value else {
         return Err(ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "the JSON body must be an object such as {\"metadata\": \"{}\"}",
         ));
     };
@@ -284,7 +277,7 @@ fn metadata_from_json_body(body: &[u8], limit: usize) -> Result<Value, ApiError>
         Some(Value::String(text)) => Ok(parse_metadata(&text, limit)?),
         Some(object @ Value::Object(_)) => Ok(check_metadata(object, limit)?),
         Some(_) => Err(ApiError::bad_request(
-            "invalid_metadata",
+            ErrorCode::InvalidMetadata,
             "metadata must be a JSON object, or a string holding one",
         )),
     }
@@ -294,7 +287,7 @@ fn metadata_from_json_body(body: &[u8], limit: usize) -> Result<Value, ApiError>
 fn metadata_from_form(body: &[u8], limit: usize) -> Result<Value, ApiError> {
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|error| {
         ApiError::bad_request(
-            "invalid_form",
+            ErrorCode::InvalidForm,
             format!("the form body is malformed: {error}"),
         )
     })?;
@@ -304,13 +297,13 @@ fn metadata_from_form(body: &[u8], limit: usize) -> Result<Value, ApiError> {
             "metadata" if metadata.is_none() => metadata = Some(value),
             "metadata" => {
                 return Err(ApiError::bad_request(
-                    "invalid_form",
+                    ErrorCode::InvalidForm,
                     "the metadata field appears more than once",
                 ))
             }
             other => {
                 return Err(ApiError::bad_request(
-                    "invalid_form",
+                    ErrorCode::InvalidForm,
                     format!("unexpected form field {other:?}: only `metadata` is accepted"),
                 ))
             }
@@ -332,7 +325,7 @@ async fn read_capped(body: Body, limit: usize, idle: Duration) -> Result<Vec<u8>
     {
         let chunk = chunk.map_err(|error| {
             ApiError::bad_request(
-                "upload_interrupted",
+                ErrorCode::UploadInterrupted,
                 format!("reading the body failed: {error}"),
             )
         })?;
@@ -366,19 +359,20 @@ async fn read_field_capped(
             Ok(None) => break,
             Err(error) => {
                 return Err(ApiError::bad_request(
-                    "invalid_multipart",
+                    ErrorCode::InvalidMultipart,
                     format!("reading the metadata part failed: {}", error.body_text()),
                 ))
             }
         }
     }
-    String::from_utf8(bytes)
-        .map_err(|_| ApiError::bad_request("invalid_metadata", "metadata is not UTF-8 text"))
+    String::from_utf8(bytes).map_err(|_| {
+        ApiError::bad_request(ErrorCode::InvalidMetadata, "metadata is not UTF-8 text")
+    })
 }
 
 fn idle_timeout(idle: Duration) -> ApiError {
     ApiError::bad_request(
-        "upload_interrupted",
+        ErrorCode::UploadInterrupted,
         format!("the request sent no data for {} s", idle.as_secs()),
     )
 }
@@ -397,16 +391,16 @@ mod tests {
         assert_eq!(from(r#"{"metadata": "{\"a\":1}"}"#).unwrap()["a"], 1);
         assert_eq!(from(r#"{"metadata": {"a": 2}}"#).unwrap()["a"], 2);
         assert_eq!(from("{}").unwrap(), empty_metadata());
-        assert_eq!(from("[]").unwrap_err().code(), "invalid_body");
-        assert_eq!(from("null").unwrap_err().code(), "invalid_body");
-        assert_eq!(from("{").unwrap_err().code(), "invalid_json");
+        assert_eq!(from("[]").unwrap_err().code(), ErrorCode::InvalidBody);
+        assert_eq!(from("null").unwrap_err().code(), ErrorCode::InvalidBody);
+        assert_eq!(from("{").unwrap_err().code(), ErrorCode::InvalidJson);
         assert_eq!(
             from(r#"{"metadata": "nope"}"#).unwrap_err().code(),
-            "invalid_metadata"
+            ErrorCode::InvalidMetadata
         );
         assert_eq!(
             from(r#"{"metadata": 3}"#).unwrap_err().code(),
-            "invalid_metadata"
+            ErrorCode::InvalidMetadata
         );
     }
 }

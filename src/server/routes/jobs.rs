@@ -1,16 +1,16 @@
 //! Jobs by id and in pages: `GET /api/status/{job_id}`, the paginated `GET /api/jobs`, and
 //! `POST /api/jobs/{job_id}/cancel`.
-use super::openapi::CommonErrors;
+use super::{
+    extract::{no_such_job, JobIdPath},
+    openapi::CommonErrors,
+};
 use crate::{
-    api::{ErrorBody, JobPage},
+    api::{ErrorBody, ErrorCode, JobPage},
     domain::{JobId, JobState, JobStatus},
-    server::{auth::Authenticated, error::ApiError, startup::AppState},
+    server::{auth::Authenticated, error::ApiError, state::AppState},
 };
 use axum::{
-    extract::{
-        rejection::{PathRejection, QueryRejection},
-        Path, Query, State,
-    },
+    extract::{rejection::QueryRejection, Query, State},
     Json,
 };
 use serde::Deserialize;
@@ -33,9 +33,8 @@ use serde::Deserialize;
 pub async fn status(
     State(state): State<AppState>,
     _auth: Authenticated,
-    job_id: Result<Path<String>, PathRejection>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobStatus>, ApiError> {
-    let id = parse_job_id(job_id)?;
     state
         .jobs
         .status(id)
@@ -77,20 +76,23 @@ pub async fn list(
     _auth: Authenticated,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
-    let Query(params) = params
-        .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::bad_request(ErrorCode::InvalidQuery, rejection.body_text())
+    })?;
     let filter = params
         .status
         .as_deref()
         .map(str::parse::<JobState>)
         .transpose()
-        .map_err(|error| ApiError::bad_request("invalid_query", error.to_string()))?;
+        .map_err(|error| ApiError::bad_request(ErrorCode::InvalidQuery, error.to_string()))?;
     let before = params
         .before
         .as_deref()
         .map(JobId::parse)
         .transpose()
-        .map_err(|error| ApiError::bad_request("invalid_query", format!("before: {error}")))?;
+        .map_err(|error| {
+            ApiError::bad_request(ErrorCode::InvalidQuery, format!("before: {error}"))
+        })?;
     Ok(Json(state.jobs.page(filter, before, params.limit).await?))
 }
 
@@ -114,18 +116,7 @@ pub async fn list(
 pub async fn cancel(
     State(state): State<AppState>,
     _auth: Authenticated,
-    job_id: Result<Path<String>, PathRejection>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobStatus>, ApiError> {
-    let id = parse_job_id(job_id)?;
     Ok(Json(state.jobs.cancel(id).await?))
-}
-
-pub fn parse_job_id(raw: Result<Path<String>, PathRejection>) -> Result<JobId, ApiError> {
-    let Path(raw) =
-        raw.map_err(|rejection| ApiError::bad_request("invalid_job_id", rejection.body_text()))?;
-    JobId::parse(&raw).map_err(|error| ApiError::bad_request("invalid_job_id", error.to_string()))
-}
-
-pub fn no_such_job(id: JobId) -> ApiError {
-    ApiError::NotFound(format!("no job with id {id}"))
 }

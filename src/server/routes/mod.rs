@@ -1,45 +1,53 @@
-//! The REST and WebSocket routes of the seed's API, health checks, and JSON answers for unknown
-//! API paths.
+//! The API's routes, listed once: the list builds both the axum router and the OpenAPI
+//! document's paths (utoipa-axum's `routes!` reads each handler's annotation), so a route
+//! cannot be served without being documented. Also the JSON answers for unknown API paths and
+//! methods. Route modules import shared pieces (`extract`, `openapi`), never each other.
 mod content;
-mod health;
+pub mod extract;
 mod ingest;
 mod jobs;
 pub mod openapi;
+mod operations;
 mod session;
 mod tus_headers;
 mod uploads;
 mod ws;
 
-use super::{error::ApiError, limits, metrics, startup::AppState};
+use super::{error::ApiError, limits, metrics, state::AppState};
 use axum::{
     extract::DefaultBodyLimit,
     http::{Method, Uri},
     middleware,
-    routing::{any, delete, get, head, post, MethodRouter},
+    routing::{any, MethodRouter},
     Router,
 };
+use utoipa::OpenApi;
+use utoipa_axum::{
+    router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt},
+    routes,
+};
 
-/// Every API route. Uploads manage their own size limit, so the default body cap is lifted
-/// only on the ingest route; uploads and WebSockets have idle timeouts instead of a deadline.
-/// Health checks sit outside the rate limits so load balancers are never refused.
+/// Every API route, and the document that describes them at `/api/openapi.json`. Uploads
+/// manage their own size limit, so the default body cap is lifted only on the upload routes;
+/// uploads and WebSockets have idle timeouts instead of a deadline. Health checks sit outside
+/// the rate limits so load balancers are never refused.
 pub fn api_router(state: &AppState) -> Router<AppState> {
-    let ordinary = Router::new()
-        .route("/api/status/{job_id}", with_json_405(get(jobs::status)))
-        .route("/api/jobs", with_json_405(get(jobs::list)))
-        .route("/api/jobs/{job_id}", with_json_405(delete(content::delete)))
-        .route(
-            "/api/jobs/{job_id}/cancel",
-            with_json_405(post(jobs::cancel)),
-        )
-        .route(
-            "/api/jobs/{job_id}/content",
-            with_json_405(get(content::download)),
-        )
-        .route("/metrics", with_json_405(get(metrics::scrape)))
-        .route(
-            "/api/session",
-            with_json_405(post(session::sign_in).delete(session::sign_out)),
-        )
+    let (router, document) = documented_routes(state).split_for_parts();
+    router
+        .merge(openapi::docs_router(openapi::complete(document)))
+        .route_layer(middleware::from_fn(metrics::track_http))
+}
+
+/// The route list itself, each route with its layers, and the document its annotations make.
+fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let ordinary = OpenApiRouter::default()
+        .routes(routes!(jobs::status).map(with_json_405))
+        .routes(routes!(jobs::list).map(with_json_405))
+        .routes(routes!(content::delete).map(with_json_405))
+        .routes(routes!(jobs::cancel).map(with_json_405))
+        .routes(routes!(content::download).map(with_json_405))
+        .routes(routes!(operations::scrape).map(with_json_405))
+        .routes(routes!(session::sign_in, session::sign_out).map(with_json_405))
         .route("/api/{*rest}", any(unknown_api_path))
         .route("/api", any(unknown_api_path))
         .route_layer(middleware::from_fn({
@@ -47,41 +55,34 @@ pub fn api_router(state: &AppState) -> Router<AppState> {
             move |request, next| limits::deadline(limit, request, next)
         }));
     // tus answers carry Tus-Resumable, errors included.
-    let resumable = Router::new()
-        .route(
-            "/api/uploads",
-            with_json_405(
-                post(uploads::create)
-                    .options(uploads::capabilities)
-                    .layer(DefaultBodyLimit::disable()),
-            ),
-        )
-        .route(
-            "/api/uploads/{job_id}",
-            with_json_405(
-                head(uploads::offset)
-                    .patch(uploads::append)
-                    .delete(uploads::terminate)
-                    .layer(DefaultBodyLimit::disable()),
-            ),
-        )
+    let resumable = OpenApiRouter::default()
+        .routes(unlimited_body(routes!(
+            uploads::create,
+            uploads::capabilities
+        )))
+        .routes(unlimited_body(routes!(
+            uploads::offset,
+            uploads::append,
+            uploads::terminate
+        )))
         .route_layer(middleware::map_response(
             uploads::tus_headers_on_every_answer,
         ));
-    let streaming = Router::new()
-        .route(
-            "/api/ingest",
-            with_json_405(post(ingest::ingest).layer(DefaultBodyLimit::disable())),
-        )
-        .route("/ws/status/{job_id}", with_json_405(get(ws::status_socket)))
+    let streaming = OpenApiRouter::default()
+        .routes(unlimited_body(routes!(ingest::ingest)))
+        .routes(routes!(ws::status_socket).map(with_json_405))
         .merge(resumable);
-    let health = Router::new()
-        .route("/healthz", with_json_405(get(health::healthz)))
-        .route("/readyz", with_json_405(get(health::readyz)));
-    limits::rate_limited(ordinary.merge(streaming), state)
+    let health = OpenApiRouter::default()
+        .routes(routes!(operations::healthz).map(with_json_405))
+        .routes(routes!(operations::readyz).map(with_json_405));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(limits::rate_limited(ordinary.merge(streaming), state))
         .merge(health)
-        .merge(openapi::docs_router())
-        .route_layer(middleware::from_fn(metrics::track_http))
+}
+
+/// A route whose handlers read bodies of any size themselves (uploads stream to disk).
+fn unlimited_body(route: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
+    route.map(|methods| with_json_405(methods.layer(DefaultBodyLimit::disable())))
 }
 
 fn with_json_405(route: MethodRouter<AppState>) -> MethodRouter<AppState> {

@@ -1,10 +1,7 @@
-//! The OpenAPI 3.1 document, generated from the handlers' own annotations and the shared
-//! types, and the Swagger UI that shows it at `/docs` (assets vendored in the binary).
-use super::{content, health, ingest, jobs, session, uploads, ws};
-use crate::{
-    api::ErrorBody,
-    server::{metrics, startup::AppState},
-};
+//! The OpenAPI 3.1 document's frame (title, tags, security schemes, the answers every route
+//! shares, the wire formats no handler type describes) and the Swagger UI that shows it at
+//! `/docs` (assets vendored in the binary). The paths come from the route list in `routes`.
+use crate::{api::ErrorBody, server::state::AppState};
 use axum::Router;
 use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -20,27 +17,8 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         title = "Ingest",
         description = "Push files or metadata in as ingest jobs and follow each one until it is stored. Every error is `{\"error\": {\"code\", \"message\"}}`."
     ),
-    paths(
-        ingest::ingest,
-        uploads::capabilities,
-        uploads::create,
-        uploads::offset,
-        uploads::append,
-        uploads::terminate,
-        jobs::status,
-        jobs::list,
-        jobs::cancel,
-        content::download,
-        content::delete,
-        ws::status_socket,
-        health::healthz,
-        health::readyz,
-        metrics::scrape,
-        session::sign_in,
-        session::sign_out,
-    ),
     components(schemas(IngestJson, IngestForm, IngestUrlEncoded, TusResumable)),
-    modifiers(&Security, &ServerWide),
+    modifiers(&Security),
     tags(
         (name = "jobs", description = "Start, follow, download and delete ingest jobs"),
         (name = "uploads", description = "Uploads in the tus 1.0 shape: declare, then send the bytes"),
@@ -101,9 +79,16 @@ pub enum AnyRequestErrors {
     HeadersTooLarge(ErrorBody),
 }
 
+/// The document with every path in it, completed with the answers the server's layers give.
+pub fn complete(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    ServerWide.modify(&mut document);
+    document
+}
+
 /// Completes every operation with the answers the server's layers give on any route: those
 /// of `AnyRequestErrors` everywhere, those of `CommonErrors` wherever the token is needed. An
-/// answer the route describes itself keeps the route's description.
+/// answer the route describes itself keeps the route's description. Applied once the routes
+/// have added their paths (see `complete`).
 struct ServerWide;
 
 impl Modify for ServerWide {
@@ -195,9 +180,7 @@ pub enum TusResumable {
     V1_0_0,
 }
 
-/// The document at `/api/openapi.json` and Swagger UI at `/docs`.
-pub fn docs_router() -> Router<AppState> {
-    SwaggerUi::new("/docs")
-        .url(DOCUMENT_PATH, ApiDoc::openapi())
-        .into()
+/// `document` at `/api/openapi.json` and Swagger UI at `/docs`.
+pub fn docs_router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
+    SwaggerUi::new("/docs").url(DOCUMENT_PATH, document).into()
 }

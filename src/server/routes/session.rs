@@ -2,8 +2,8 @@
 //! (HttpOnly, SameSite=Strict, expiring, Secure over https); `DELETE /api/session` ends it.
 use super::openapi::CommonErrors;
 use crate::{
-    api::ErrorBody,
-    server::{auth, client, error::ApiError, sessions, startup::AppState},
+    api::{ErrorBody, ErrorCode},
+    server::{auth, client, error::ApiError, sessions, state::AppState},
 };
 use axum::{
     extract::{rejection::JsonRejection, State},
@@ -39,8 +39,9 @@ pub async fn sign_in(
     request: Parts,
     body: Result<Json<SignIn>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(SignIn { token }) =
-        body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
+    let Json(SignIn { token }) = body.map_err(|rejection| {
+        ApiError::bad_request(ErrorCode::InvalidBody, rejection.body_text())
+    })?;
     let cookie = auth::sign_in(&state, &request.headers, &request.extensions, &token).await?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }

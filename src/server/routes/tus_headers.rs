@@ -1,6 +1,7 @@
 //! The tus 1.0 protocol's headers: the version check, numbers, `Upload-Metadata` and
 //! `Upload-Checksum`, parsed into types before a handler uses them.
 use crate::{
+    api::ErrorCode,
     domain::{empty_metadata, parse_metadata, Sha256Digest, UploadName},
     server::{
         error::ApiError,
@@ -43,7 +44,7 @@ pub fn chunk_checksum(headers: &HeaderMap) -> Result<Option<ChunkChecksum>, ApiE
     let Some(value) = headers.get("upload-checksum") else {
         return Ok(None);
     };
-    let invalid = |message: &str| ApiError::bad_request("invalid_upload_checksum", message);
+    let invalid = |message: &str| ApiError::bad_request(ErrorCode::InvalidUploadChecksum, message);
     let (name, encoded) = value
         .to_str()
         .ok()
@@ -71,7 +72,7 @@ pub fn number_header(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u6
                 .and_then(|text| text.parse().ok())
                 .ok_or_else(|| {
                     ApiError::bad_request(
-                        "invalid_header",
+                        ErrorCode::InvalidHeader,
                         format!("{name} must be a non-negative whole number"),
                     )
                 })
@@ -98,7 +99,8 @@ impl UploadMetadata {
         let Some(header) = headers.get(UPLOAD_METADATA) else {
             return Ok(declared);
         };
-        let invalid = |message: String| ApiError::bad_request("invalid_upload_metadata", message);
+        let invalid =
+            |message: String| ApiError::bad_request(ErrorCode::InvalidUploadMetadata, message);
         let header = header
             .to_str()
             .map_err(|_| invalid("Upload-Metadata must be ASCII".to_owned()))?;
@@ -156,11 +158,11 @@ mod tests {
     #[test]
     fn upload_metadata_refuses_bad_base64_and_non_json_metadata() {
         let bad = UploadMetadata::parse(&with_metadata("filename %%%"), 1024).unwrap_err();
-        assert_eq!(bad.code(), "invalid_upload_metadata");
+        assert_eq!(bad.code(), ErrorCode::InvalidUploadMetadata);
         // metadata "nope"
         let not_json =
             UploadMetadata::parse(&with_metadata("metadata bm9wZQ=="), 1024).unwrap_err();
-        assert_eq!(not_json.code(), "invalid_metadata");
+        assert_eq!(not_json.code(), ErrorCode::InvalidMetadata);
     }
 
     #[test]
@@ -221,7 +223,10 @@ mod tests {
         fn documented_4xx(error: &ApiError) -> bool {
             matches!(
                 (error.status().as_u16(), error.code()),
-                (400, "invalid_upload_metadata" | "invalid_metadata") | (413, "payload_too_large")
+                (
+                    400,
+                    ErrorCode::InvalidUploadMetadata | ErrorCode::InvalidMetadata
+                ) | (413, ErrorCode::PayloadTooLarge)
             )
         }
 
@@ -305,7 +310,7 @@ mod tests {
                     Ok(number) => prop_assert_eq!(number, Some(expected.unwrap())),
                     Err(error) => {
                         prop_assert!(expected.is_none());
-                        prop_assert_eq!((error.status().as_u16(), error.code()), (400, "invalid_header"));
+                        prop_assert_eq!((error.status().as_u16(), error.code()), (400, ErrorCode::InvalidHeader));
                     }
                 }
             }
@@ -324,7 +329,7 @@ mod tests {
 
                 let headers = headers_with(HeaderName::from_static("upload-checksum"), noise);
                 if let Err(error) = chunk_checksum(&headers) {
-                    prop_assert_eq!((error.status().as_u16(), error.code()), (400, "invalid_upload_checksum"));
+                    prop_assert_eq!((error.status().as_u16(), error.code()), (400, ErrorCode::InvalidUploadChecksum));
                 }
             }
 

@@ -9,27 +9,26 @@
 //! there, across restarts. Between requests an upload lives only in the store, and each
 //! credential may leave at most `max_pending_uploads` of them unfinished.
 use super::{
-    ingest::accepted_body,
-    jobs::parse_job_id,
+    extract::{accepted_body, JobIdPath, TusHeaders},
     openapi::{CommonErrors, TusResumable},
     tus_headers::{
-        check_tus_version, chunk_checksum, number_header, with_tus, UploadMetadata,
-        PATCH_CONTENT_TYPE, TUS_EXTENSIONS, TUS_VERSION, UPLOAD_LENGTH, UPLOAD_OFFSET,
+        with_tus, UploadMetadata, PATCH_CONTENT_TYPE, TUS_EXTENSIONS, TUS_VERSION, UPLOAD_LENGTH,
+        UPLOAD_OFFSET,
     },
 };
 use crate::{
-    api::{ErrorBody, IngestAccepted},
+    api::{ErrorBody, ErrorCode, IngestAccepted},
     domain::JobStatus,
     server::{
         auth::Authenticated,
         error::ApiError,
-        startup::AppState,
+        state::AppState,
         uploads::{Declared, UploadError, Uploads},
     },
 };
 use axum::{
     body::Body,
-    extract::{rejection::PathRejection, Path, State},
+    extract::State,
     http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -92,15 +91,15 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
+    tus: TusHeaders,
     request: Parts,
     body: Body,
 ) -> Result<Response, ApiError> {
     let headers = &request.headers;
-    check_tus_version(headers)?;
     // creation-with-upload: the first bytes may come with the declaration.
     let first_bytes = match headers.get(header::CONTENT_TYPE) {
         None => None,
-        Some(value) if value == PATCH_CONTENT_TYPE => Some(chunk_checksum(headers)?),
+        Some(value) if value == PATCH_CONTENT_TYPE => Some(tus.checksum),
         Some(_) => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "bytes sent with the creation carry Content-Type: {PATCH_CONTENT_TYPE}"
@@ -114,30 +113,34 @@ pub async fn create(
                 Ok(())
             } else {
                 Err(ApiError::bad_request(
-                    "invalid_upload_length",
+                    ErrorCode::InvalidUploadLength,
                     "Upload-Defer-Length can only be 1",
                 ))
             }
         })
         .transpose()?
         .is_some();
-    let length = match (number_header(headers, &UPLOAD_LENGTH)?, deferred) {
+    let length = match (tus.length, deferred) {
         (Some(length), false) => Some(length),
         (None, true) => None,
         (Some(_), true) => {
             return Err(ApiError::bad_request(
-                "invalid_upload_length",
+                ErrorCode::InvalidUploadLength,
                 "send Upload-Length or Upload-Defer-Length: 1, not both",
             ))
         }
         (None, false) => {
             return Err(ApiError::bad_request(
-                "invalid_upload_length",
+                ErrorCode::InvalidUploadLength,
                 "Upload-Length (or Upload-Defer-Length: 1) is required",
             ))
         }
     };
-    let metadata = UploadMetadata::parse(headers, state.settings.max_metadata_bytes)?;
+    // Read by the extractor on every creation; parsed here only if it was not.
+    let metadata = match tus.metadata {
+        Some(metadata) => metadata,
+        None => UploadMetadata::parse(headers, state.settings.max_metadata_bytes)?,
+    };
     let uploads = &state.uploads;
     let declared = Declared {
         filename: metadata.filename,
@@ -204,9 +207,9 @@ pub async fn create(
 pub async fn offset(
     State(state): State<AppState>,
     _auth: Authenticated,
-    job_id: Result<Path<String>, PathRejection>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Response, ApiError> {
-    let (job, durable) = state.uploads.describe(parse_job_id(job_id)?).await?;
+    let (job, durable) = state.uploads.describe(id).await?;
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
     headers.insert(UPLOAD_OFFSET, HeaderValue::from(durable));
@@ -253,11 +256,11 @@ pub async fn offset(
 pub async fn append(
     State(state): State<AppState>,
     _auth: Authenticated,
-    job_id: Result<Path<String>, PathRejection>,
+    tus: TusHeaders,
+    JobIdPath(id): JobIdPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_tus_version(&headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
@@ -266,20 +269,20 @@ pub async fn append(
             "a PATCH carries Content-Type: {PATCH_CONTENT_TYPE}"
         )));
     }
-    let offset = number_header(&headers, &UPLOAD_OFFSET)?.ok_or_else(|| {
-        ApiError::bad_request("invalid_upload_offset", "Upload-Offset is required")
+    let offset = tus.offset.ok_or_else(|| {
+        ApiError::bad_request(ErrorCode::InvalidUploadOffset, "Upload-Offset is required")
     })?;
-    let checksum = chunk_checksum(&headers)?;
-    let id = parse_job_id(job_id)?;
     let uploads = &state.uploads;
     uploads.describe(id).await?;
     uploads.check_free_disk()?;
     let mut session = uploads.open(id).await?;
     session.expect_offset(offset)?;
-    if let Some(length) = number_header(&headers, &UPLOAD_LENGTH)? {
+    if let Some(length) = tus.length {
         session.state_length(length).await?;
     }
-    let new_offset = session.append(body.into_data_stream(), checksum).await?;
+    let new_offset = session
+        .append(body.into_data_stream(), tus.checksum)
+        .await?;
     drop(session);
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -312,11 +315,10 @@ pub async fn append(
 pub async fn terminate(
     State(state): State<AppState>,
     _auth: Authenticated,
-    job_id: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    _tus: TusHeaders,
+    JobIdPath(id): JobIdPath,
 ) -> Result<Response, ApiError> {
-    check_tus_version(&headers)?;
-    state.uploads.terminate(parse_job_id(job_id)?).await?;
+    state.uploads.terminate(id).await?;
     Ok(with_tus(StatusCode::NO_CONTENT.into_response()))
 }
 

@@ -2,26 +2,27 @@
 //! one message per `ws_min_interval`, the final state always), then close 1000. Auth and the
 //! job's existence are checked before the upgrade, so failures are ordinary JSON errors. Open
 //! sockets are capped (`max_websockets`) and what a client may send is a few KiB at most.
-use super::jobs::{no_such_job, parse_job_id};
-use super::openapi::CommonErrors;
+use super::{
+    extract::{no_such_job, JobIdPath},
+    openapi::CommonErrors,
+};
 use crate::{
-    api::ErrorBody,
+    api::{ErrorBody, ErrorCode},
     domain::JobStatus,
     server::{
         auth,
         error::ApiError,
         hub::{Follow, Watch},
-        startup::AppState,
+        state::AppState,
     },
 };
 use axum::{
     extract::{
-        rejection::PathRejection,
         ws::{
             close_code, rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocket,
             WebSocketUpgrade,
         },
-        Path, Query, State,
+        Query, State,
     },
     http::request::Parts,
     response::Response,
@@ -61,21 +62,23 @@ const WRITE_BUFFER: usize = 8 * 1024;
 )]
 pub async fn status_socket(
     State(state): State<AppState>,
-    job_id: Result<Path<String>, PathRejection>,
+    // Checked after the token, so a caller without one learns nothing about ids.
+    job_id: Result<JobIdPath, ApiError>,
     Query(query): Query<HashMap<String, String>>,
     request: Parts,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let token = query.get("token").map(String::as_str);
     auth::authenticate(&request.headers, &request.extensions, token, &state)?;
-    let id = parse_job_id(job_id)?;
+    let JobIdPath(id) = job_id?;
     let source = state
         .jobs
         .follow(id)
         .await?
         .ok_or_else(|| no_such_job(id))?;
-    let upgrade = upgrade
-        .map_err(|rejection| ApiError::bad_request("websocket_required", rejection.body_text()))?;
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::bad_request(ErrorCode::WebsocketRequired, rejection.body_text())
+    })?;
     let slot = state
         .socket_slots
         .clone()
@@ -91,9 +94,15 @@ pub async fn status_socket(
         .max_frame_size(MAX_INCOMING_MESSAGE)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| async move {
-            follow(socket, source, state).await;
-            drop(slot);
+        .on_upgrade({
+            // Counted from here, not from the upgrade, so shutdown also waits for a socket
+            // whose handshake is still in flight.
+            let tracked = state.tasks.token();
+            move |socket| async move {
+                follow(socket, source, state).await;
+                drop(slot);
+                drop(tracked);
+            }
         }))
 }
 
@@ -102,7 +111,7 @@ async fn follow(socket: WebSocket, source: Follow, state: AppState) {
     let (mut sink, mut incoming) = socket.split();
     // The reading half only notices the client leaving; pongs are answered by the protocol.
     let client_gone = CancellationToken::new();
-    let reader = tokio::spawn({
+    let reader = state.tasks.spawn({
         let client_gone = client_gone.clone();
         async move {
             while let Some(Ok(message)) = incoming.next().await {

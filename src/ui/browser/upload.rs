@@ -6,7 +6,7 @@
 use super::{json_or_error, unreachable};
 use crate::ui::backoff::Backoff;
 use crate::{
-    api::{CallError, IngestAccepted},
+    api::{CallError, ErrorCode, IngestAccepted},
     domain::JobId,
 };
 use leptos::{leptos_dom::helpers::set_timeout_with_handle, prelude::*};
@@ -280,7 +280,7 @@ fn chunk_answered(sending: &Rc<RefCell<Sending>>, request: &XmlHttpRequest) {
             // Cut or silent too long: the bytes that arrived are kept, so carry on.
             if error
                 .as_ref()
-                .is_some_and(|body| body.error.code == "upload_interrupted")
+                .is_some_and(|body| body.error.code == ErrorCode::UploadInterrupted)
             {
                 return retry_later(sending);
             }

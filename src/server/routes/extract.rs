@@ -1,0 +1,191 @@
+//! What route handlers share: the extractors (a job id from the path, and the tus request
+//! headers: version check first, then each header parsed into its type; every rejection is the
+//! JSON 4xx an `ApiError` gives, so a handler never sees an unparsed string), and the links to
+//! follow a new job.
+use super::tus_headers::{
+    check_tus_version, chunk_checksum, number_header, UploadMetadata, UPLOAD_LENGTH, UPLOAD_OFFSET,
+};
+use crate::{
+    api::{ErrorCode, IngestAccepted},
+    domain::{JobId, JobStatus},
+    server::{client, config::Settings, error::ApiError, receive::ChunkChecksum, state::AppState},
+};
+use axum::{
+    extract::{rejection::PathRejection, FromRef, FromRequestParts, Path},
+    http::{request::Parts, Method},
+};
+use std::sync::Arc;
+
+/// The `{job_id}` of the route's path, parsed. A missing or malformed id is a 400
+/// `invalid_job_id`.
+pub struct JobIdPath(pub JobId);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = Path::<String>::from_request_parts(parts, state).await;
+        parse_job_id(raw).map(JobIdPath)
+    }
+}
+
+/// The job id of a path already extracted as text; `JobIdPath` is the same as an extractor.
+pub fn parse_job_id(raw: Result<Path<String>, PathRejection>) -> Result<JobId, ApiError> {
+    let Path(raw) = raw.map_err(|rejection| {
+        ApiError::bad_request(ErrorCode::InvalidJobId, rejection.body_text())
+    })?;
+    JobId::parse(&raw)
+        .map_err(|error| ApiError::bad_request(ErrorCode::InvalidJobId, error.to_string()))
+}
+
+/// The answer for a job id that names no job.
+pub fn no_such_job(id: JobId) -> ApiError {
+    ApiError::NotFound(format!("no job with id {id}"))
+}
+
+/// The tus 1.0 headers of a request, read in the order the protocol puts them: without
+/// `Tus-Resumable: 1.0.0` the request is refused (412) before any other header is looked at.
+#[derive(Debug)]
+pub struct TusHeaders {
+    /// `Upload-Length`, when given.
+    pub length: Option<u64>,
+    /// `Upload-Offset`, when given.
+    pub offset: Option<u64>,
+    /// `Upload-Checksum` of this request's bytes, when given.
+    pub checksum: Option<ChunkChecksum>,
+    /// `Upload-Metadata`, checked against the metadata size limit: read on a creation (POST)
+    /// only, where tus defines it.
+    pub metadata: Option<UploadMetadata>,
+}
+
+impl<S> FromRequestParts<S> for TusHeaders
+where
+    S: Send + Sync,
+    Arc<Settings>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let settings = Arc::<Settings>::from_ref(state);
+        let headers = &parts.headers;
+        check_tus_version(headers)?;
+        Ok(Self {
+            length: number_header(headers, &UPLOAD_LENGTH)?,
+            offset: number_header(headers, &UPLOAD_OFFSET)?,
+            checksum: chunk_checksum(headers)?,
+            metadata: (parts.method == Method::POST)
+                .then(|| UploadMetadata::parse(headers, settings.max_metadata_bytes))
+                .transpose()?,
+        })
+    }
+}
+
+/// Where to follow a new job, by HTTP and by WebSocket: absolute URLs from the public URL (or
+/// the request's Host and scheme).
+pub fn accepted_body(state: &AppState, request: &Parts, job: &JobStatus) -> IngestAccepted {
+    let (http, ws) = client::base_urls(request, &state.settings);
+    IngestAccepted {
+        job_id: job.job_id,
+        status: job.status,
+        ws_url: format!("{ws}/ws/status/{}", job.job_id),
+        status_url: format!("{http}/api/status/{}", job.job_id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::token::ApiToken;
+    use axum::{
+        body::Body,
+        http::Request,
+        response::IntoResponse,
+        routing::{get, post},
+        Router,
+    };
+    use tower::ServiceExt;
+
+    fn settings() -> Arc<Settings> {
+        Arc::new(Settings::with_defaults(
+            "data".into(),
+            ApiToken::parse("a-perfectly-fine-token").unwrap(),
+        ))
+    }
+
+    /// Status and `{"error": {"code", "message"}}` of a GET to `uri` through `app`.
+    async fn answer(app: Router, request: Request<Body>) -> (u16, serde_json::Value) {
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    fn job_app() -> Router {
+        Router::new().route(
+            "/jobs/{job_id}",
+            get(|JobIdPath(id): JobIdPath| async move { id.to_string() }),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_job_id_in_the_path_is_parsed_and_a_malformed_one_is_a_json_400() {
+        let id = JobId::new();
+        let ok = Request::get(format!("/jobs/{id}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = job_app().oneshot(ok).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let bad = Request::get("/jobs/not-an-id").body(Body::empty()).unwrap();
+        let (status, body) = answer(job_app(), bad).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"]["code"], "invalid_job_id");
+    }
+
+    fn tus_app() -> Router {
+        Router::new()
+            .route(
+                "/uploads",
+                post(|tus: TusHeaders| async move {
+                    let filename = tus.metadata.and_then(|metadata| metadata.filename);
+                    format!("{:?} {:?}", tus.length, filename).into_response()
+                }),
+            )
+            .with_state(settings())
+    }
+
+    #[tokio::test]
+    async fn tus_headers_need_the_protocol_version_before_anything_else() {
+        let request = Request::post("/uploads")
+            .header("upload-length", "not a number")
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = answer(tus_app(), request).await;
+        assert_eq!(status, 412);
+        assert_eq!(body["error"]["code"], "precondition_failed");
+    }
+
+    #[tokio::test]
+    async fn tus_headers_are_parsed_into_types_and_bad_ones_refused() {
+        let good = Request::post("/uploads")
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", "12")
+            .header("upload-metadata", "filename YS50eHQ=")
+            .body(Body::empty())
+            .unwrap();
+        let response = tus_app().oneshot(good).await.unwrap();
+        let text = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        assert_eq!(&text[..], b"Some(12) Some(\"a.txt\")");
+        let bad = Request::post("/uploads")
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", "-1")
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = answer(tus_app(), bad).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"]["code"], "invalid_header");
+    }
+}

@@ -1,0 +1,69 @@
+//! `AppState`: the services every handler and server function may reach, built once at
+//! start-up. It knows the services, never the routes (the router is wired in `routes`).
+use super::{
+    config::Settings, jobs::Jobs, readiness::ReadinessProbe, sessions::Sessions,
+    throttle::SignInThrottle, uploads::Uploads,
+};
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Everything a handler or server function may reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub jobs: Arc<Jobs>,
+    pub leptos_options: LeptosOptions,
+    /// Fires once when the server begins to stop; long-lived tasks watch it.
+    pub shutdown: CancellationToken,
+    /// Every task that outlives the request that started it (WebSockets, sweeps, limiter
+    /// upkeep): start-up waits for them on shutdown instead of polling counters.
+    pub tasks: TaskTracker,
+    /// Receiving uploads' bytes (it holds the upload slots).
+    pub uploads: Arc<Uploads>,
+    /// One permit per open WebSocket; when none is left, upgrades get 503.
+    pub socket_slots: Arc<Semaphore>,
+    pub sessions: Arc<Sessions>,
+    pub readiness: Arc<ReadinessProbe>,
+    pub sign_in_throttle: Arc<SignInThrottle>,
+}
+
+impl AppState {
+    /// The state over opened services; the caps and the throttle are sized from `settings`.
+    pub fn new(
+        settings: Settings,
+        jobs: Arc<Jobs>,
+        uploads: Arc<Uploads>,
+        sessions: Arc<Sessions>,
+        leptos_options: LeptosOptions,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            sign_in_throttle: Arc::new(SignInThrottle::new(settings.sign_in_failures_per_minute)),
+            readiness: Arc::new(ReadinessProbe::new(jobs.clone(), uploads.clone())),
+            uploads,
+            socket_slots: Arc::new(Semaphore::new(settings.max_websockets)),
+            tasks: TaskTracker::new(),
+            sessions,
+            settings: Arc::new(settings),
+            jobs,
+            leptos_options,
+            shutdown,
+        }
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// For extractors that need only the settings.
+impl FromRef<AppState> for Arc<Settings> {
+    fn from_ref(state: &AppState) -> Self {
+        state.settings.clone()
+    }
+}
