@@ -24,8 +24,8 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Stores the finished, fsync'd file at `temp` as the blob `digest`, durably; `temp` is
     /// gone afterwards. Identical content is stored once.
     async fn put(&self, temp: &Path, digest: &Sha256Digest) -> io::Result<()>;
-    /// The blob's size; `None` if it is not stored.
-    async fn size(&self, digest: &Sha256Digest) -> io::Result<Option<u64>>;
+    /// The blob's size and when it was stored; `None` if it is not stored.
+    async fn stat(&self, digest: &Sha256Digest) -> io::Result<Option<BlobInfo>>;
     /// Bytes `range` of a stored blob (which must lie inside it).
     async fn read(&self, digest: &Sha256Digest, range: Range<u64>) -> io::Result<BlobStream>;
     /// Removes a blob if it is stored.
@@ -36,8 +36,15 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn free_space(&self) -> io::Result<Option<u64>>;
 
     async fn exists(&self, digest: &Sha256Digest) -> io::Result<bool> {
-        Ok(self.size(digest).await?.is_some())
+        Ok(self.stat(digest).await?.is_some())
     }
+}
+
+/// What the store knows of a stored blob.
+#[derive(Clone, Copy, Debug)]
+pub struct BlobInfo {
+    pub size: u64,
+    pub modified: SystemTime,
 }
 
 /// Blobs in a local folder.
@@ -102,9 +109,12 @@ impl BlobStore for LocalBlobs {
             .map_err(io::Error::other)?
     }
 
-    async fn size(&self, digest: &Sha256Digest) -> io::Result<Option<u64>> {
+    async fn stat(&self, digest: &Sha256Digest) -> io::Result<Option<BlobInfo>> {
         match tokio::fs::metadata(self.blob_path(digest)).await {
-            Ok(metadata) => Ok(Some(metadata.len())),
+            Ok(metadata) => Ok(Some(BlobInfo {
+                size: metadata.len(),
+                modified: metadata.modified()?,
+            })),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(error),
         }
@@ -156,7 +166,7 @@ mod tests {
             store.put(&temp, &digest).await.unwrap();
             assert!(!temp.exists());
         }
-        assert_eq!(store.size(&digest).await.unwrap(), Some(4));
+        assert_eq!(store.stat(&digest).await.unwrap().unwrap().size, 4);
         assert_eq!(store.list().await.unwrap().len(), 1);
         let mut read = Vec::new();
         let mut stream = store.read(&digest, 1..3).await.unwrap();
@@ -165,6 +175,6 @@ mod tests {
         }
         assert_eq!(read, b"am");
         store.delete(&digest).await.unwrap();
-        assert_eq!(store.size(&digest).await.unwrap(), None);
+        assert!(!store.exists(&digest).await.unwrap());
     }
 }

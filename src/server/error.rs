@@ -207,6 +207,7 @@ impl From<UploadError> for ApiError {
                 message,
                 retry_after: PENDING_RETRY_AFTER_SECS,
             },
+            UploadError::NotCancelled(refused) => ApiError::from(refused),
             UploadError::Failed(error) => ApiError::Internal(error),
         }
     }

@@ -5,7 +5,7 @@
 //! the uploads service's; REST routes, server functions, the uploads service and the worker
 //! all change jobs through here.
 use super::{
-    blobs::{BlobStore, BlobStream},
+    blobs::{BlobInfo, BlobStore, BlobStream},
     hub::{Follow, LiveStatus, Watch},
     metrics,
     receive::Received,
@@ -288,9 +288,9 @@ impl Jobs {
         Ok(true)
     }
 
-    /// The size of a stored file; `None` if it is missing.
-    pub async fn content_size(&self, digest: &Sha256Digest) -> anyhow::Result<Option<u64>> {
-        Ok(self.blobs.size(digest).await?)
+    /// The size and age of a stored file; `None` if it is missing.
+    pub async fn content_info(&self, digest: &Sha256Digest) -> anyhow::Result<Option<BlobInfo>> {
+        Ok(self.blobs.stat(digest).await?)
     }
 
     /// Bytes `range` of a stored file.
@@ -419,7 +419,11 @@ impl Jobs {
         };
         // Whoever runs the job registered before reading the job's state, so it either saw
         // the cancel there or is stopped by this.
-        self.cancellations.cancel(id).await?;
+        // The cancel is recorded: failing to reach the runner must not hide that (it stops at
+        // its next store write, which finds the job finished).
+        if let Err(error) = self.cancellations.cancel(id).await {
+            tracing::error!(error = ?error, job_id = %id, "reaching a cancelled job's runner failed");
+        }
         metrics::job_finished(&cancelled);
         self.live.publish(cancelled.clone());
         // A one-shot upload's bytes belong to its request, which removes them once stopped. A

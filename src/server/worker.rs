@@ -177,9 +177,10 @@ impl Worker {
     async fn sniff(&self, digest: &Sha256Digest) -> anyhow::Result<String> {
         let size = self
             .jobs
-            .content_size(digest)
+            .content_info(digest)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("the blob {digest} is missing"))?;
+            .ok_or_else(|| anyhow::anyhow!("the blob {digest} is missing"))?
+            .size;
         let mut stream = self
             .jobs
             .read_content(digest, 0..size.min(SNIFF_LEN as u64))

@@ -185,3 +185,46 @@ async fn a_malformed_job_id_in_the_content_path_is_a_json_400() {
         assert_error(response, 400, "invalid_job_id").await;
     }
 }
+
+#[tokio::test]
+async fn downloads_carry_last_modified_and_honour_date_conditions_without_an_etag() {
+    let app = spawn_app().await;
+    let bytes = b"dated content".to_vec();
+    let id = accepted_id(app.ingest_file("dated.txt", bytes.clone(), "{}").await).await;
+    app.wait_until_finished(id).await;
+
+    let whole = download(&app, id, &[]).await;
+    assert_eq!(whole.status(), 200);
+    let stored = whole.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(whole.headers()["content-length"], "13");
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+
+    let unchanged = download(&app, id, &[("if-modified-since", &stored)]).await;
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(unchanged.headers()["last-modified"], stored.as_str());
+    // An ETag that does not match outweighs the date: the file comes whole.
+    let other_tag = download(
+        &app,
+        id,
+        &[
+            ("if-modified-since", &stored),
+            ("if-none-match", "\"other\""),
+        ],
+    )
+    .await;
+    assert_eq!(other_tag.status(), 200);
+    assert_eq!(other_tag.bytes().await.unwrap(), bytes);
+
+    let long_ago = "Mon, 01 Jan 2001 00:00:00 GMT";
+    let changed_since = download(&app, id, &[("if-modified-since", long_ago)]).await;
+    assert_eq!(changed_since.status(), 200);
+    let refused = download(&app, id, &[("if-unmodified-since", long_ago)]).await;
+    assert_eq!(refused.status(), 412);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "precondition_failed");
+    let allowed = download(&app, id, &[("if-unmodified-since", &stored)]).await;
+    assert_eq!(allowed.status(), 200);
+}

@@ -2,7 +2,9 @@
 //! SHA-256, the detected type, a safe `Content-Disposition`); `DELETE /api/jobs/{id}` removes a
 //! finished job and, when nothing else references it, its blob.
 //!
-//! `Range` (RFC 9110 §14) is read here and the bytes come from the blob store: one satisfiable
+//! `Last-Modified` is the blob's storage time, with `If-Modified-Since` (without an ETag to
+//! compare) and `If-Unmodified-Since` honoured. `Range` (RFC 9110 §14) is read here and the
+//! bytes come from the blob store: one satisfiable
 //! byte range gets 206; a header this server does not act on gets the whole file with 200, as
 //! the RFC allows (another unit, invalid syntax, an `If-Range` for another version, several
 //! ranges, which would need a `multipart/byteranges` answer); a byte range set that misses the
@@ -23,6 +25,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use std::time::SystemTime;
 
 /// Download a completed job's file (supports `Range` and `If-None-Match`).
 #[utoipa::path(
@@ -34,15 +37,18 @@ use axum::{
         ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=0-1023 or bytes=-500; several ranges, another unit or invalid syntax get the whole file"),
         ("If-Range" = Option<String>, Header, description = "The ETag the client has part of; another one gets the whole file"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag from an earlier download"),
+        ("If-Modified-Since" = Option<String>, Header, description = "An HTTP date; used only without If-None-Match"),
+        ("If-Unmodified-Since" = Option<String>, Header, description = "An HTTP date; 412 if the file was stored after it"),
     ),
     responses(
         (status = 200, description = "The whole file, with the type detected from its bytes", content_type = "*/*",
             headers(("ETag" = String, description = "The quoted SHA-256"), ("Content-Disposition" = String))),
         (status = 206, description = "The requested range", content_type = "*/*"),
-        (status = 304, description = "Unchanged since the given ETag"),
+        (status = 304, description = "Unchanged since the given ETag (or, without one, the If-Modified-Since date)"),
         (status = 400, description = "Malformed job id", body = ErrorBody),
         (status = 404, description = "No such job, or it has no file", body = ErrorBody),
         (status = 409, description = "The job has not completed", body = ErrorBody),
+        (status = 412, description = "The file was stored after the If-Unmodified-Since date", body = ErrorBody),
         (status = 416, description = "No requested range overlaps the file; Content-Range gives its length", body = ErrorBody,
             headers(("Content-Range" = String, description = "bytes */<length>"))),
         CommonErrors,
@@ -91,11 +97,33 @@ pub async fn download(
             "the blob of job {id} ({digest}) is missing"
         ))
     };
-    let length = state
+    let stored = state
         .jobs
-        .content_size(&digest)
+        .content_info(&digest)
         .await?
         .ok_or_else(missing)?;
+    let length = stored.size;
+    let modified = whole_seconds(stored.modified);
+    let last_modified =
+        HeaderValue::from_str(&httpdate::fmt_http_date(modified)).map_err(anyhow::Error::from)?;
+    if http_date(request.headers(), header::IF_UNMODIFIED_SINCE)
+        .is_some_and(|since| modified > since)
+    {
+        return Err(ApiError::PreconditionFailed(format!(
+            "the file of job {id} was stored after the If-Unmodified-Since date"
+        )));
+    }
+    // A date is a weaker validator than the ETag: asked only when no ETag was sent.
+    let unmodified = request.headers().get(header::IF_NONE_MATCH).is_none()
+        && http_date(request.headers(), header::IF_MODIFIED_SINCE)
+            .is_some_and(|since| modified <= since);
+    if unmodified {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::LAST_MODIFIED, last_modified)],
+        )
+            .into_response());
+    }
     let (status, range) = match wanted_range(request.headers(), &etag, length) {
         Wanted::Whole => (StatusCode::OK, 0..length),
         Wanted::Part { first, last } => (StatusCode::PARTIAL_CONTENT, first..last + 1),
@@ -110,6 +138,7 @@ pub async fn download(
         HeaderValue::from(range.end - range.start),
     );
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::LAST_MODIFIED, last_modified);
     if status == StatusCode::PARTIAL_CONTENT {
         let content_range = format!("bytes {}-{}/{length}", range.start, range.end - 1);
         headers.insert(
@@ -163,6 +192,20 @@ pub async fn delete(
         ))),
         Err(Deletion::Failed(error)) => Err(ApiError::Internal(error)),
     }
+}
+
+/// An HTTP-date header (`If-Modified-Since`, `If-Unmodified-Since`); `None` when absent or
+/// invalid (an invalid date is ignored, as RFC 9110 §13.1.3 asks).
+fn http_date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
+    httpdate::parse_http_date(headers.get(name)?.to_str().ok()?).ok()
+}
+
+/// HTTP dates have whole seconds: a file's time is compared (and sent) without its fraction.
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(since_epoch.as_secs())
 }
 
 /// What a download's `Range` header asks for, decided against the file's length.

@@ -12,7 +12,7 @@ use crate::{
 };
 use axum::{
     extract::{rejection::PathRejection, FromRef, FromRequestParts, Path},
-    http::{request::Parts, Method},
+    http::{request::Parts, HeaderMap},
 };
 use std::sync::Arc;
 
@@ -43,19 +43,36 @@ pub fn no_such_job(id: JobId) -> ApiError {
     ApiError::NotFound(format!("no job with id {id}"))
 }
 
-/// The tus 1.0 headers of a request, read in the order the protocol puts them: without
-/// `Tus-Resumable: 1.0.0` the request is refused (412) before any other header is looked at.
-#[derive(Debug)]
+/// The tus 1.0 headers of a request. Extracting it checks `Tus-Resumable: 1.0.0` (412, before
+/// any other header is looked at); each header is then parsed into its type when the handler
+/// asks for it, so a handler keeps the order in which the protocol refuses things (415 for the
+/// body's type before a malformed offset, a length only once the offset is right, nothing but
+/// the version on a termination).
 pub struct TusHeaders {
+    headers: HeaderMap,
+    max_metadata_bytes: usize,
+}
+
+impl TusHeaders {
     /// `Upload-Length`, when given.
-    pub length: Option<u64>,
+    pub fn length(&self) -> Result<Option<u64>, ApiError> {
+        number_header(&self.headers, &UPLOAD_LENGTH)
+    }
+
     /// `Upload-Offset`, when given.
-    pub offset: Option<u64>,
+    pub fn offset(&self) -> Result<Option<u64>, ApiError> {
+        number_header(&self.headers, &UPLOAD_OFFSET)
+    }
+
     /// `Upload-Checksum` of this request's bytes, when given.
-    pub checksum: Option<ChunkChecksum>,
-    /// `Upload-Metadata`, checked against the metadata size limit: read on a creation (POST)
-    /// only, where tus defines it.
-    pub metadata: Option<UploadMetadata>,
+    pub fn checksum(&self) -> Result<Option<ChunkChecksum>, ApiError> {
+        chunk_checksum(&self.headers)
+    }
+
+    /// `Upload-Metadata`, checked against the metadata size limit.
+    pub fn metadata(&self) -> Result<UploadMetadata, ApiError> {
+        UploadMetadata::parse(&self.headers, self.max_metadata_bytes)
+    }
 }
 
 impl<S> FromRequestParts<S> for TusHeaders
@@ -66,16 +83,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let settings = Arc::<Settings>::from_ref(state);
-        let headers = &parts.headers;
-        check_tus_version(headers)?;
+        check_tus_version(&parts.headers)?;
         Ok(Self {
-            length: number_header(headers, &UPLOAD_LENGTH)?,
-            offset: number_header(headers, &UPLOAD_OFFSET)?,
-            checksum: chunk_checksum(headers)?,
-            metadata: (parts.method == Method::POST)
-                .then(|| UploadMetadata::parse(headers, settings.max_metadata_bytes))
-                .transpose()?,
+            headers: parts.headers.clone(),
+            max_metadata_bytes: Arc::<Settings>::from_ref(state).max_metadata_bytes,
         })
     }
 }
@@ -148,8 +159,9 @@ mod tests {
             .route(
                 "/uploads",
                 post(|tus: TusHeaders| async move {
-                    let filename = tus.metadata.and_then(|metadata| metadata.filename);
-                    format!("{:?} {:?}", tus.length, filename).into_response()
+                    let _ = tus.offset()?;
+                    let filename = tus.metadata()?.filename;
+                    Ok::<_, ApiError>(format!("{:?} {:?}", tus.length()?, filename).into_response())
                 }),
             )
             .with_state(settings())

@@ -12,8 +12,7 @@ use super::{
     extract::{accepted_body, JobIdPath, TusHeaders},
     openapi::{CommonErrors, TusResumable},
     tus_headers::{
-        with_tus, UploadMetadata, PATCH_CONTENT_TYPE, TUS_EXTENSIONS, TUS_VERSION, UPLOAD_LENGTH,
-        UPLOAD_OFFSET,
+        with_tus, PATCH_CONTENT_TYPE, TUS_EXTENSIONS, TUS_VERSION, UPLOAD_LENGTH, UPLOAD_OFFSET,
     },
 };
 use crate::{
@@ -99,7 +98,7 @@ pub async fn create(
     // creation-with-upload: the first bytes may come with the declaration.
     let first_bytes = match headers.get(header::CONTENT_TYPE) {
         None => None,
-        Some(value) if value == PATCH_CONTENT_TYPE => Some(tus.checksum),
+        Some(value) if value == PATCH_CONTENT_TYPE => Some(tus.checksum()?),
         Some(_) => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "bytes sent with the creation carry Content-Type: {PATCH_CONTENT_TYPE}"
@@ -120,7 +119,7 @@ pub async fn create(
         })
         .transpose()?
         .is_some();
-    let length = match (tus.length, deferred) {
+    let length = match (tus.length()?, deferred) {
         (Some(length), false) => Some(length),
         (None, true) => None,
         (Some(_), true) => {
@@ -136,11 +135,7 @@ pub async fn create(
             ))
         }
     };
-    // Read by the extractor on every creation; parsed here only if it was not.
-    let metadata = match tus.metadata {
-        Some(metadata) => metadata,
-        None => UploadMetadata::parse(headers, state.settings.max_metadata_bytes)?,
-    };
+    let metadata = tus.metadata()?;
     let uploads = &state.uploads;
     let declared = Declared {
         filename: metadata.filename,
@@ -257,7 +252,7 @@ pub async fn append(
     State(state): State<AppState>,
     _auth: Authenticated,
     tus: TusHeaders,
-    JobIdPath(id): JobIdPath,
+    id: Result<JobIdPath, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -269,20 +264,20 @@ pub async fn append(
             "a PATCH carries Content-Type: {PATCH_CONTENT_TYPE}"
         )));
     }
-    let offset = tus.offset.ok_or_else(|| {
+    let offset = tus.offset()?.ok_or_else(|| {
         ApiError::bad_request(ErrorCode::InvalidUploadOffset, "Upload-Offset is required")
     })?;
+    let checksum = tus.checksum()?;
+    let JobIdPath(id) = id?;
     let uploads = &state.uploads;
     uploads.describe(id).await?;
     uploads.check_free_disk()?;
     let mut session = uploads.open(id).await?;
     session.expect_offset(offset)?;
-    if let Some(length) = tus.length {
+    if let Some(length) = tus.length()? {
         session.state_length(length).await?;
     }
-    let new_offset = session
-        .append(body.into_data_stream(), tus.checksum)
-        .await?;
+    let new_offset = session.append(body.into_data_stream(), checksum).await?;
     drop(session);
     let mut response = StatusCode::NO_CONTENT.into_response();
     response

@@ -97,6 +97,9 @@ pub enum UploadError {
          end it (DELETE its upload URL) first"
     )]
     TooManyPending { limit: u64 },
+    /// A termination the job's cancel refused (it finished meanwhile).
+    #[error(transparent)]
+    NotCancelled(Cancellation),
     #[error(transparent)]
     Failed(anyhow::Error),
 }
@@ -346,16 +349,9 @@ impl Uploads {
         }
         match self.jobs.cancel(id).await {
             Ok(_) => Ok(()),
-            // Finished between the read and the cancel.
-            Err(Cancellation::NotFound) => Err(UploadError::NotFound(id)),
-            Err(Cancellation::Finished(state @ (JobState::Failed | JobState::Cancelled))) => {
-                Err(UploadError::Over {
-                    id,
-                    reason: state.to_string(),
-                })
-            }
-            Err(Cancellation::Finished(_)) => Err(UploadError::Complete(id)),
+            // Finished between the read and the cancel: answered as any refused cancel.
             Err(Cancellation::Failed(error)) => Err(error.into()),
+            Err(refused) => Err(UploadError::NotCancelled(refused)),
         }
     }
 
