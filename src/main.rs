@@ -1,7 +1,9 @@
-//! The `ingest` binary: read settings, set up logging, serve until SIGINT/SIGTERM.
+//! The `ingest` binary: read settings, set up logging, serve until SIGINT/SIGTERM; or manage
+//! accounts and keys (`ingest accounts …`, `ingest keys …`) in the configured data dir.
 use clap::Parser;
 use ingest::server::{
-    config::{Cli, Settings},
+    cli::{self, Manage},
+    config::{Cli, Command, Settings},
     startup::Application,
     telemetry,
 };
@@ -35,6 +37,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let manage = match cli.command {
+        None | Some(Command::Serve) => None,
+        Some(Command::Accounts(command)) => Some(Manage::Accounts(command)),
+        Some(Command::Keys(command)) => Some(Manage::Keys(command)),
+    };
+    if let Some(command) = manage {
+        return cli::run(command, &settings.data_dir).await;
+    }
     telemetry::init(settings.log_format);
     if settings.token_generated {
         // Shown once, like Jupyter, on the console only (not through the log pipeline).

@@ -21,7 +21,7 @@ pub async fn has_session() -> Result<bool, CallError> {
     let state = support::state();
     let request = support::request()?;
     Ok(crate::server::sessions::cookie_value(&request.headers)
-        .is_some_and(|cookie| state.sessions.is_valid(cookie)))
+        .is_some_and(|cookie| crate::server::auth::live_session(&state, cookie).is_some()))
 }
 
 /// Trades the token for a session cookie (HttpOnly: the page never sees it).

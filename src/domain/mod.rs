@@ -1,5 +1,6 @@
 //! Types shared by the server and the browser: job identity, lifecycle, metadata rules, digests
 //! and progress math.
+mod account;
 mod digest;
 #[cfg(test)]
 pub(crate) mod fuzzing;
@@ -8,6 +9,10 @@ mod metadata;
 mod progress;
 mod upload_name;
 
+pub use account::{
+    AccountName, InvalidAccountName, InvalidKeyId, KeyId, Role, UnknownRole, BUILT_IN_ADMIN,
+    KEY_ID_LEN,
+};
 pub use digest::{InvalidDigest, Sha256Digest};
 pub use job::{InvalidJobId, JobId, JobState, JobStatus, Metadata, Timestamp, UnknownJobState};
 pub use metadata::{

@@ -1,7 +1,15 @@
-//! Who a request is: the token or a browser session, demanded by handlers through the
-//! `Authenticated` extractor; the failed-sign-in throttle around every token check; and the
-//! origin check that keeps other sites from riding a browser's session cookie.
-use super::{client, error::ApiError, sessions, state::AppState};
+//! Who a request is: the token (the built-in `admin` account), an API key, or a browser session
+//! opened with either, demanded by handlers through the `Authenticated` extractor; the
+//! failed-sign-in throttle around every credential check; and the origin check that keeps other
+//! sites from riding a browser's session cookie.
+use super::{
+    client,
+    error::ApiError,
+    keys::{self, KeyOwner},
+    sessions,
+    state::AppState,
+};
+use crate::domain::{AccountName, KeyId, Role};
 // Kept reachable here: callers name the token where they name authentication.
 pub use super::token::ApiToken;
 use axum::{
@@ -10,25 +18,64 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-/// Extractor for handlers that need a caller holding the token (`Authorization: Bearer`) or a
-/// browser session (the session cookie). It says which credential, for per-credential caps.
+/// Extractor for handlers that need a caller holding the token or an API key
+/// (`Authorization: Bearer`) or a browser session (the session cookie). It says which
+/// credential, for per-credential caps, and which account.
 pub struct Authenticated {
     pub credential: Credential,
+    pub caller: Caller,
 }
 
-/// Who a caller is, as far as caps and quotas go: the token, or one browser session (by a
-/// short, non-secret label derived from its cookie).
+/// The account a request acts as, and the key it came with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub account: AccountName,
+    pub role: Role,
+    /// `None` for `INGEST_TOKEN` (and sessions opened with it).
+    pub key_id: Option<KeyId>,
+}
+
+impl Caller {
+    /// The built-in `admin` account that `INGEST_TOKEN` belongs to.
+    pub fn built_in_admin() -> Self {
+        Self {
+            account: AccountName::built_in_admin(),
+            role: Role::Admin,
+            key_id: None,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+impl From<KeyOwner> for Caller {
+    fn from(owner: KeyOwner) -> Self {
+        Self {
+            account: owner.account,
+            role: owner.role,
+            key_id: Some(owner.key_id),
+        }
+    }
+}
+
+/// Who a caller is, as far as caps and quotas go: the token, one API key, or one browser
+/// session (by a short, non-secret label derived from its cookie).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Credential {
     Token,
+    Key(KeyId),
     Session(String),
 }
 
 impl Credential {
-    /// `token`, or `session:` and 16 hex digits: what is stored beside what it owns.
+    /// `token`, `key:` and the key id, or `session:` and 16 hex digits: what is stored beside
+    /// what it owns.
     pub fn label(&self) -> String {
         match self {
             Credential::Token => "token".to_owned(),
+            Credential::Key(id) => format!("key:{id}"),
             Credential::Session(id) => format!("session:{id}"),
         }
     }
@@ -45,8 +92,10 @@ impl FromRequestParts<AppState> for Authenticated {
 /// Which valid credential a request carries.
 pub enum Identity<'a> {
     Token,
-    /// A live browser session, by its cookie value.
-    Session(&'a str),
+    Key(KeyOwner),
+    /// A live browser session, by its cookie value, and the key that opened it (`None`: the
+    /// token).
+    Session(&'a str, Option<KeyOwner>),
 }
 
 /// Checks, in order, a token from the query string (WebSocket clients such as wscat), the
@@ -70,15 +119,24 @@ pub fn authenticate(
     } else {
         identify(headers, extensions, None, state)?
     };
-    let credential = match identity {
-        Identity::Token => Credential::Token,
-        Identity::Session(cookie) => {
+    Ok(match identity {
+        Identity::Token => Authenticated {
+            credential: Credential::Token,
+            caller: Caller::built_in_admin(),
+        },
+        Identity::Key(owner) => Authenticated {
+            credential: Credential::Key(owner.key_id.clone()),
+            caller: owner.into(),
+        },
+        Identity::Session(cookie, owner) => {
             // A label, not the secret: the first 8 bytes of the cookie's SHA-256.
             let hash = Sha256::digest(cookie.as_bytes());
-            Credential::Session(hex::encode(&hash[..8]))
+            Authenticated {
+                credential: Credential::Session(hex::encode(&hash[..8])),
+                caller: owner.map_or_else(Caller::built_in_admin, Caller::from),
+            }
         }
-    };
-    Ok(Authenticated { credential })
+    })
 }
 
 /// The one place that decides who a request is; the rate limiter keys by the same answer.
@@ -88,26 +146,36 @@ pub fn identify<'a>(
     query_token: Option<&str>,
     state: &AppState,
 ) -> Result<Identity<'a>, ApiError> {
+    let identity = |owner: Option<KeyOwner>| owner.map_or(Identity::Token, Identity::Key);
     if let Some(token) = query_token {
-        return check(state, token).map(|_| Identity::Token);
+        return check(state, token).map(identity);
     }
     if let Some(header) = headers.get(axum::http::header::AUTHORIZATION) {
         let token = bearer_token(header.as_bytes()).ok_or(ApiError::Unauthorized(
             "the Authorization header must be Bearer <token>",
         ))?;
-        return check(state, token).map(|_| Identity::Token);
+        return check(state, token).map(identity);
     }
     match sessions::cookie_value(headers) {
-        Some(cookie) if state.sessions.is_valid(cookie) => {
+        Some(cookie) => {
+            let owner = live_session(state, cookie).ok_or(ApiError::Unauthorized(
+                "the session has expired or ended; sign in again",
+            ))?;
             check_origin(headers, extensions, state)?;
-            Ok(Identity::Session(cookie))
+            Ok(Identity::Session(cookie, owner))
         }
-        Some(_) => Err(ApiError::Unauthorized(
-            "the session has expired or ended; sign in again",
-        )),
         None => Err(ApiError::Unauthorized(
             "missing Authorization: Bearer <token> header",
         )),
+    }
+}
+
+/// The live session a cookie names: `Some(None)` for one opened with the token, `Some(owner)`
+/// for one opened with a key that is still usable, `None` otherwise.
+pub fn live_session(state: &AppState, cookie: &str) -> Option<Option<KeyOwner>> {
+    match state.sessions.find(cookie)?.key_id {
+        None => Some(None),
+        Some(key_id) => state.keys.owner(&key_id).map(Some),
     }
 }
 
@@ -154,7 +222,8 @@ pub fn check_origin(
     Ok(())
 }
 
-/// Trades the token for a browser session and answers the `Set-Cookie` for it. A client
+/// Trades the token or an API key for a browser session (which records the key, so revoking it
+/// ends the session) and answers the `Set-Cookie` for it. A client
 /// address that has failed `sign_in_failures_per_minute` times gets 429 until its minute is
 /// over, whatever it sends; each failure is logged with the address, never the token.
 pub async fn sign_in(
@@ -166,10 +235,16 @@ pub async fn sign_in(
     // Another site must not sign a browser in (to a session of its choosing) either.
     check_origin(headers, extensions, state)?;
     let address = client::client_ip(headers, extensions, &state.settings);
-    throttled(state, address, || check(state, token))?;
-    let session = state.sessions.create().await?;
+    let owner = throttled(state, address, || check(state, token))?;
+    let caller = owner.map_or_else(Caller::built_in_admin, Caller::from);
+    let session = state.sessions.create(caller.key_id.clone()).await?;
     let secure = client::is_https(headers, extensions, &state.settings);
-    tracing::info!(client = %address, "signed in");
+    tracing::info!(
+        client = %address,
+        account = %caller.account,
+        key_id = caller.key_id.as_ref().map_or("-", KeyId::as_str),
+        "signed in"
+    );
     Ok(sessions::set_cookie(&session, state.sessions.ttl(), secure))
 }
 
@@ -191,13 +266,17 @@ fn throttled<T>(
     })
 }
 
-/// Checks a token taken from wherever the route allows (header or `?token=`).
-pub fn check(state: &AppState, token: &str) -> Result<(), ApiError> {
+/// Checks a token or API key taken from wherever the route allows (header or `?token=`):
+/// `None` for the token, the key's owner for a usable key. Both checks are constant-time and
+/// in memory.
+pub fn check(state: &AppState, token: &str) -> Result<Option<KeyOwner>, ApiError> {
     if state.settings.token.verify(token) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized("invalid token"))
+        return Ok(None);
     }
+    keys::parse(token)
+        .and_then(|presented| state.keys.verify(&presented))
+        .map(Some)
+        .ok_or(ApiError::Unauthorized("invalid token"))
 }
 
 /// The credentials of `Bearer <credentials>`; the scheme is case-insensitive (RFC 7235).

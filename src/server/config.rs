@@ -1,6 +1,9 @@
 //! Settings: command-line flags over `INGEST_*`/`LEPTOS_*` environment variables over
 //! `Leptos.toml` over defaults, resolved once at start-up into a validated `Settings`.
-use super::token::ApiToken;
+use super::{
+    cli::{AccountsCommand, KeysCommand},
+    token::ApiToken,
+};
 use clap::Parser;
 use serde::Deserialize;
 use std::{
@@ -24,6 +27,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve,
+    /// Manage accounts in the data dir's database (works while the server runs).
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Manage API keys in the data dir's database (works while the server runs).
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// Every setting, once: clap fills it from flags and the environment, serde from the

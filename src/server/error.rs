@@ -1,6 +1,7 @@
 //! `ApiError`: every way a request can fail, mapped to an HTTP status and the JSON error body
 //! in this one place. A 500 tells the client nothing internal; its cause chain goes to the log.
 use super::{
+    accounts::AccountError,
     jobs::{Cancellation, Paging},
     receive::caused_by_full_disk,
     uploads::UploadError,
@@ -75,6 +76,22 @@ impl From<anyhow::Error> for ApiError {
             );
         }
         ApiError::Internal(error)
+    }
+}
+
+/// Refused changes to accounts and keys: a taken or reserved name is a conflict, an unknown
+/// account or key is not found.
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Duplicate(_) | AccountError::Reserved(_) => {
+                ApiError::Conflict(error.to_string())
+            }
+            AccountError::UnknownAccount(_) | AccountError::UnknownKey(_) => {
+                ApiError::NotFound(error.to_string())
+            }
+            AccountError::Store(cause) => cause.into(),
+        }
     }
 }
 

@@ -56,6 +56,7 @@ pub struct TokenKey {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TokenBucket {
     Token,
+    Key(crate::domain::KeyId),
     Session(String),
     Unverified(IpAddr),
 }
@@ -82,7 +83,8 @@ impl KeyExtractor for TokenKey {
         );
         Ok(match identity {
             Ok(Identity::Token) => TokenBucket::Token,
-            Ok(Identity::Session(cookie)) => TokenBucket::Session(cookie.to_owned()),
+            Ok(Identity::Key(owner)) => TokenBucket::Key(owner.key_id),
+            Ok(Identity::Session(cookie, _)) => TokenBucket::Session(cookie.to_owned()),
             Err(_) => TokenBucket::Unverified(client::address_key(client::client_ip(
                 request.headers(),
                 request.extensions(),

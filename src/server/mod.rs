@@ -1,14 +1,17 @@
 //! The service (ssr only). Layers point down: `startup` builds the `state` and the `router`;
 //! the router wires `routes` (handlers), which use `state`, `auth`, `limits` and `error`; the
-//! state holds the services (`jobs`, `sessions`, `readiness`, `throttle`), which sit on the
-//! leaves (`store`, `blobs`, `hub`, `receive`, `metrics`, `token`, `config`, `client`).
+//! state holds the services (`jobs`, `sessions`, `keys`, `accounts`, `readiness`, `throttle`),
+//! which sit on the leaves (`store`, `blobs`, `hub`, `receive`, `metrics`, `token`, `config`, `client`).
+pub mod accounts;
 pub mod auth;
 pub mod blobs;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod hub;
 pub mod jobs;
+pub mod keys;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

@@ -1,8 +1,10 @@
-//! Browser sessions: signing in with the token gives a random cookie value; only a hash of it,
-//! keyed by the token it was opened with, is kept (in memory for the check on every request, in
-//! SQLite so sessions survive a restart), and it expires. Rotating the token ends every session:
-//! the new key finds none of the old hashes.
-use super::store::{now, SessionStore};
+//! Browser sessions: signing in with the token or an API key gives a random cookie value; only
+//! a hash of it, keyed by the token, is kept (in memory for the check on every request, in
+//! SQLite so sessions survive a restart) with the API key that opened it, and it expires.
+//! Rotating the token ends every session: the new key finds none of the old hashes. Revoking an
+//! API key ends the sessions it opened.
+use super::store::{now, SessionStore, StoredSession};
+use crate::domain::KeyId;
 use axum::http::{header, HeaderMap, HeaderValue};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -21,8 +23,21 @@ pub struct Sessions {
     /// Derived from the accepted token (never the token itself): every stored hash is keyed
     /// by it, so sessions live exactly as long as the credential they were opened with.
     key: [u8; 32],
-    live: RwLock<HashMap<[u8; 32], OffsetDateTime>>,
+    live: RwLock<HashMap<[u8; 32], Live>>,
     ttl: Duration,
+}
+
+/// What is kept in memory of a live session.
+struct Live {
+    expires: OffsetDateTime,
+    key_id: Option<KeyId>,
+}
+
+/// A live session, as a request's cookie found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The API key that opened it; `None` for `INGEST_TOKEN`.
+    pub key_id: Option<KeyId>,
 }
 
 /// A new session: the cookie value (shown to the browser once) and when it expires.
@@ -39,7 +54,18 @@ impl Sessions {
         ttl: Duration,
         key: [u8; 32],
     ) -> anyhow::Result<Self> {
-        let live = store.live_sessions(now()).await?.into_iter().collect();
+        let live = store
+            .live_sessions(now())
+            .await?
+            .into_iter()
+            .map(|session| {
+                let live = Live {
+                    expires: session.expires,
+                    key_id: session.key_id,
+                };
+                (session.id_hash, live)
+            })
+            .collect();
         Ok(Self {
             store,
             key,
@@ -48,31 +74,54 @@ impl Sessions {
         })
     }
 
-    /// Starts a session; durable when this returns.
-    pub async fn create(&self) -> anyhow::Result<NewSession> {
+    /// Starts a session opened with `key_id` (`None`: the token); durable when this returns.
+    pub async fn create(&self, key_id: Option<KeyId>) -> anyhow::Result<NewSession> {
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let cookie_value = hex::encode(secret);
         let created = now();
         let expires = created + self.ttl;
         let id_hash = self.fingerprint(&cookie_value);
-        self.store.insert_session(id_hash, created, expires).await?;
+        let stored = StoredSession {
+            id_hash,
+            key_id: key_id.clone(),
+            created,
+            expires,
+        };
+        self.store.insert_session(&stored).await?;
         self.live
             .write()
             .expect("sessions lock")
-            .insert(id_hash, expires);
+            .insert(id_hash, Live { expires, key_id });
         Ok(NewSession {
             cookie_value,
             expires,
         })
     }
 
-    /// Whether the cookie value names a live session. The lookup is by a hash of a random
+    /// The live session the cookie value names, if any. The lookup is by a hash of a random
     /// 256-bit value, so its timing tells nothing useful.
-    pub fn is_valid(&self, cookie_value: &str) -> bool {
+    pub fn find(&self, cookie_value: &str) -> Option<SessionInfo> {
         let live = self.live.read().expect("sessions lock");
         live.get(&self.fingerprint(cookie_value))
-            .is_some_and(|expires| *expires > now())
+            .filter(|session| session.expires > now())
+            .map(|session| SessionInfo {
+                key_id: session.key_id.clone(),
+            })
+    }
+
+    /// Ends every session opened with one of these keys (they were revoked or expired).
+    pub async fn end_for_keys(&self, keys: &[KeyId]) -> anyhow::Result<()> {
+        self.live
+            .write()
+            .expect("sessions lock")
+            .retain(|_, session| {
+                session
+                    .key_id
+                    .as_ref()
+                    .is_none_or(|key| !keys.contains(key))
+            });
+        self.store.delete_sessions_of(keys).await
     }
 
     /// Ends a session (sign-out).
@@ -88,7 +137,7 @@ impl Sessions {
         self.live
             .write()
             .expect("sessions lock")
-            .retain(|_, expires| *expires > now);
+            .retain(|_, session| session.expires > now);
         self.store.prune_sessions(now).await
     }
 

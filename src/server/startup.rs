@@ -2,10 +2,12 @@
 //! router (see `router`) and the listener, bound first so tests can use port 0 and read the
 //! real port; then serving until shutdown, and waiting for every tracked task.
 use super::{
+    accounts::Accounts,
     blobs::LocalBlobs,
     config::Settings,
     hub::StatusHub,
     jobs::{self, Jobs},
+    keys::{self, KeyRing},
     listener, retention, router,
     running::LocalCancellations,
     sessions::Sessions,
@@ -22,6 +24,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::state::AccountServices;
 /// The state the application is built on; named here too, beside the `Application` that
 /// hands it out.
 pub use super::state::AppState;
@@ -59,6 +62,10 @@ impl Application {
             )
             .await?,
         );
+        let account_services = AccountServices {
+            keys: Arc::new(KeyRing::load(store.clone()).await?),
+            accounts: Arc::new(Accounts::new(store.clone())),
+        };
         let jobs = Arc::new(Jobs::new(jobs::Parts {
             store,
             live: Arc::new(StatusHub::default()),
@@ -108,7 +115,15 @@ impl Application {
             settings.processing_delay,
             shutdown.clone(),
         );
-        let state = AppState::new(settings, jobs, uploads, sessions, leptos_options, shutdown);
+        let state = AppState::new(
+            settings,
+            jobs,
+            uploads,
+            sessions,
+            account_services,
+            leptos_options,
+            shutdown,
+        );
         let router = router::app(state.clone());
         Ok(Self {
             listener,
@@ -156,6 +171,11 @@ impl Application {
                 leftover_age: retention::LEFTOVER_MIN_AGE,
             },
             self.state.settings.retention_sweep_every,
+            shutdown.clone(),
+        ));
+        tasks.spawn(keys::keep_fresh(
+            self.state.keys.clone(),
+            self.state.sessions.clone(),
             shutdown.clone(),
         ));
         let acceptor = match &self.certificates {

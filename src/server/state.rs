@@ -1,8 +1,8 @@
 //! `AppState`: the services every handler and server function may reach, built once at
 //! start-up. It knows the services, never the routes (the router is wired in `routes`).
 use super::{
-    config::Settings, jobs::Jobs, readiness::ReadinessProbe, sessions::Sessions,
-    throttle::SignInThrottle, uploads::Uploads,
+    accounts::Accounts, config::Settings, jobs::Jobs, keys::KeyRing, readiness::ReadinessProbe,
+    sessions::Sessions, throttle::SignInThrottle, uploads::Uploads,
 };
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
@@ -28,6 +28,16 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     pub readiness: Arc<ReadinessProbe>,
     pub sign_in_throttle: Arc<SignInThrottle>,
+    /// Every usable API key, in memory.
+    pub keys: Arc<KeyRing>,
+    /// Managing accounts and keys (the admin routes).
+    pub accounts: Arc<Accounts>,
+}
+
+/// The account services, opened together over one store.
+pub struct AccountServices {
+    pub keys: Arc<KeyRing>,
+    pub accounts: Arc<Accounts>,
 }
 
 impl AppState {
@@ -37,10 +47,13 @@ impl AppState {
         jobs: Arc<Jobs>,
         uploads: Arc<Uploads>,
         sessions: Arc<Sessions>,
+        account_services: AccountServices,
         leptos_options: LeptosOptions,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            keys: account_services.keys,
+            accounts: account_services.accounts,
             sign_in_throttle: Arc::new(SignInThrottle::new(settings.sign_in_failures_per_minute)),
             readiness: Arc::new(ReadinessProbe::new(jobs.clone(), uploads.clone())),
             uploads,

@@ -1,10 +1,10 @@
-//! Storage behind the `JobStore` and `SessionStore` traits, so a Postgres backend can sit
-//! beside SQLite.
+//! Storage behind the `JobStore`, `SessionStore` and `AccountStore` traits, so a Postgres
+//! backend can sit beside SQLite.
 mod sqlite;
 
 pub use sqlite::{now, SqliteStore};
 
-use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
+use crate::domain::{AccountName, JobId, JobState, JobStatus, KeyId, Role, Sha256Digest};
 use async_trait::async_trait;
 
 /// Durable job records and the work queue. Every write returns only once it is on disk.
@@ -75,23 +75,85 @@ pub struct UploadRecord {
     pub expected_sha256: Option<Sha256Digest>,
 }
 
-/// Browser sessions, by the SHA-256 of their cookie value. Writes are durable on return.
+/// Browser sessions, by the SHA-256 of their cookie value, with the key that opened each
+/// (`None`: `INGEST_TOKEN`). Writes are durable on return.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    async fn insert_session(
-        &self,
-        id_hash: [u8; 32],
-        created: time::OffsetDateTime,
-        expires: time::OffsetDateTime,
-    ) -> anyhow::Result<()>;
+    async fn insert_session(&self, session: &StoredSession) -> anyhow::Result<()>;
     async fn delete_session(&self, id_hash: [u8; 32]) -> anyhow::Result<()>;
-    /// Sessions that have not expired at `now`, with their expiry.
-    async fn live_sessions(
-        &self,
-        now: time::OffsetDateTime,
-    ) -> anyhow::Result<Vec<([u8; 32], time::OffsetDateTime)>>;
+    /// Ends every session opened with one of these keys.
+    async fn delete_sessions_of(&self, keys: &[KeyId]) -> anyhow::Result<()>;
+    /// Sessions that have not expired at `now`.
+    async fn live_sessions(&self, now: time::OffsetDateTime) -> anyhow::Result<Vec<StoredSession>>;
     /// Deletes sessions expired at `now`; returns how many.
     async fn prune_sessions(&self, now: time::OffsetDateTime) -> anyhow::Result<u64>;
+}
+
+/// A browser session as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSession {
+    /// SHA-256 of the cookie value (keyed; see `sessions`).
+    pub id_hash: [u8; 32],
+    /// The key it was opened with; `None` for `INGEST_TOKEN`.
+    pub key_id: Option<KeyId>,
+    pub created: time::OffsetDateTime,
+    pub expires: time::OffsetDateTime,
+}
+
+/// Accounts and their API keys. Writes are durable on return; several processes (the server
+/// and the CLI) may write at once.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// Records a new account; false if the name is taken.
+    async fn add_account(&self, account: &AccountRecord) -> anyhow::Result<bool>;
+    /// Every account, by name.
+    async fn accounts(&self) -> anyhow::Result<Vec<AccountRecord>>;
+    async fn account(&self, name: &AccountName) -> anyhow::Result<Option<AccountRecord>>;
+    /// Removes the account and revokes its keys at `at` (their rows stay, for the record);
+    /// false if there was no such account.
+    async fn remove_account(
+        &self,
+        name: &AccountName,
+        at: time::OffsetDateTime,
+    ) -> anyhow::Result<bool>;
+    /// Records a new key; false if its account does not exist.
+    async fn add_key(&self, key: &KeyRecord) -> anyhow::Result<bool>;
+    /// Keys, of one account or all, oldest first.
+    async fn keys(&self, account: Option<&AccountName>) -> anyhow::Result<Vec<KeyRecord>>;
+    /// The unrevoked keys of existing accounts, with each account's role: what a server
+    /// checks requests against.
+    async fn usable_keys(&self) -> anyhow::Result<Vec<(KeyRecord, Role)>>;
+    /// Revokes a key at `at`; `None` if there is no such key, else its account (a key
+    /// already revoked keeps its first revocation time).
+    async fn revoke_key(
+        &self,
+        key_id: &KeyId,
+        at: time::OffsetDateTime,
+    ) -> anyhow::Result<Option<AccountName>>;
+    /// A number that moves whenever an account or key is added, removed or revoked, by any
+    /// process; one cheap read.
+    async fn accounts_version(&self) -> anyhow::Result<i64>;
+    /// Records when keys were last used (coarse; does not move `accounts_version`).
+    async fn record_key_use(&self, uses: &[(KeyId, time::OffsetDateTime)]) -> anyhow::Result<()>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub name: AccountName,
+    pub role: Role,
+    pub created_at: time::OffsetDateTime,
+}
+
+/// A key as stored: the SHA-256 of its secret, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key_id: KeyId,
+    pub account: AccountName,
+    pub secret_sha256: [u8; 32],
+    pub created_at: time::OffsetDateTime,
+    pub expires_at: Option<time::OffsetDateTime>,
+    pub revoked_at: Option<time::OffsetDateTime>,
+    pub last_used_at: Option<time::OffsetDateTime>,
 }
 
 /// A job the worker has just taken from the queue.

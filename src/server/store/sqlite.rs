@@ -2,10 +2,10 @@
 //! that commits concurrent writes together (group commit), so each fsync durably records many
 //! jobs while every caller still waits for its own write to be on disk.
 use super::{
-    Claimed, JobStore, Recovery, SessionStore, UploadRecord, CANCELLED_BY_REQUEST,
-    INTERRUPTED_BY_RESTART,
+    AccountRecord, AccountStore, Claimed, JobStore, KeyRecord, Recovery, SessionStore,
+    StoredSession, UploadRecord, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
 };
-use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
+use crate::domain::{AccountName, JobId, JobState, JobStatus, KeyId, Role, Sha256Digest};
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use sqlx::{
@@ -36,12 +36,14 @@ enum WriteOp {
 /// Writes that run one statement each.
 enum Change {
     Save(Box<JobStatus>),
-    InsertSession {
-        id_hash: [u8; 32],
-        created: OffsetDateTime,
-        expires: OffsetDateTime,
-    },
+    InsertSession(StoredSession),
     DeleteSession([u8; 32]),
+    DeleteSessionsOf(Vec<KeyId>),
+    AddAccount(AccountRecord),
+    RemoveAccount(AccountName, OffsetDateTime),
+    AddKey(Box<KeyRecord>),
+    RevokeKey(KeyId, OffsetDateTime),
+    RecordKeyUse(Vec<(KeyId, OffsetDateTime)>),
     PruneSessions(OffsetDateTime),
     Cancel(JobId),
     Delete(JobId),
@@ -65,6 +67,7 @@ enum WriteOutcome {
     Cancelled(Option<Box<JobStatus>>),
     Pruned(u64),
     Recovered(Recovery),
+    Revoked(Option<AccountName>),
 }
 
 struct Write {
@@ -287,17 +290,96 @@ async fn apply(
             let result = query.build().execute(&mut *conn).await?;
             Ok(WriteOutcome::Saved(result.rows_affected() == 1))
         }
-        Change::InsertSession {
-            id_hash,
-            created,
-            expires,
-        } => {
-            sqlx::query("INSERT INTO sessions (id_hash, created_us, expires_us) VALUES (?, ?, ?)")
-                .bind(hex::encode(id_hash))
-                .bind(micros(*created))
-                .bind(micros(*expires))
+        Change::InsertSession(session) => {
+            sqlx::query(
+                "INSERT INTO sessions (id_hash, created_us, expires_us, key_id) VALUES (?, ?, ?, ?)",
+            )
+            .bind(hex::encode(session.id_hash))
+            .bind(micros(session.created))
+            .bind(micros(session.expires))
+            .bind(session.key_id.as_ref().map(KeyId::as_str))
+            .execute(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Done)
+        }
+        Change::DeleteSessionsOf(keys) => {
+            for key in keys {
+                sqlx::query("DELETE FROM sessions WHERE key_id = ?")
+                    .bind(key.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(WriteOutcome::Done)
+        }
+        Change::AddAccount(account) => {
+            let added = sqlx::query(
+                "INSERT INTO accounts (name, role, created_us) VALUES (?, ?, ?) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(account.name.as_str())
+            .bind(account.role.as_str())
+            .bind(micros(account.created_at))
+            .execute(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Saved(added.rows_affected() == 1))
+        }
+        Change::RemoveAccount(name, at) => {
+            let mut tx = conn.begin().await?;
+            sqlx::query(
+                "UPDATE api_keys SET revoked_us = ? WHERE account = ? AND revoked_us IS NULL",
+            )
+            .bind(micros(*at))
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+            let removed = sqlx::query("DELETE FROM accounts WHERE name = ?")
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(WriteOutcome::Saved(removed.rows_affected() == 1))
+        }
+        Change::AddKey(key) => {
+            let added = sqlx::query(
+                "INSERT INTO api_keys (key_id, account, secret_sha256, created_us, expires_us) \
+                 SELECT ?, name, ?, ?, ? FROM accounts WHERE name = ?",
+            )
+            .bind(key.key_id.as_str())
+            .bind(hex::encode(key.secret_sha256))
+            .bind(micros(key.created_at))
+            .bind(key.expires_at.map(micros))
+            .bind(key.account.as_str())
+            .execute(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Saved(added.rows_affected() == 1))
+        }
+        Change::RevokeKey(key_id, at) => {
+            let account: Option<String> = sqlx::query_scalar(
+                "UPDATE api_keys SET revoked_us = COALESCE(revoked_us, ?) WHERE key_id = ? \
+                 RETURNING account",
+            )
+            .bind(micros(*at))
+            .bind(key_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Revoked(
+                account
+                    .map(|name| AccountName::parse(&name))
+                    .transpose()
+                    .context("stored account name")?,
+            ))
+        }
+        Change::RecordKeyUse(uses) => {
+            for (key_id, at) in uses {
+                sqlx::query(
+                    "UPDATE api_keys SET last_used_us = MAX(COALESCE(last_used_us, 0), ?) \
+                     WHERE key_id = ?",
+                )
+                .bind(micros(*at))
+                .bind(key_id.as_str())
                 .execute(&mut *conn)
                 .await?;
+            }
             Ok(WriteOutcome::Done)
         }
         Change::DeleteSession(id_hash) => {
@@ -624,19 +706,16 @@ impl JobStore for SqliteStore {
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn insert_session(
-        &self,
-        id_hash: [u8; 32],
-        created: OffsetDateTime,
-        expires: OffsetDateTime,
-    ) -> anyhow::Result<()> {
-        self.write(WriteOp::Change(Change::InsertSession {
-            id_hash,
-            created,
-            expires,
-        }))
-        .await
-        .map(|_| ())
+    async fn insert_session(&self, session: &StoredSession) -> anyhow::Result<()> {
+        self.write(WriteOp::Change(Change::InsertSession(session.clone())))
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_sessions_of(&self, keys: &[KeyId]) -> anyhow::Result<()> {
+        self.write(WriteOp::Change(Change::DeleteSessionsOf(keys.to_vec())))
+            .await
+            .map(|_| ())
     }
 
     async fn delete_session(&self, id_hash: [u8; 32]) -> anyhow::Result<()> {
@@ -645,20 +724,25 @@ impl SessionStore for SqliteStore {
             .map(|_| ())
     }
 
-    async fn live_sessions(
-        &self,
-        now: OffsetDateTime,
-    ) -> anyhow::Result<Vec<([u8; 32], OffsetDateTime)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT id_hash, expires_us FROM sessions WHERE expires_us > ?")
-                .bind(micros(now))
-                .fetch_all(&self.readers)
-                .await?;
+    async fn live_sessions(&self, now: OffsetDateTime) -> anyhow::Result<Vec<StoredSession>> {
+        let rows: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(
+            "SELECT id_hash, created_us, expires_us, key_id FROM sessions WHERE expires_us > ?",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.readers)
+        .await?;
         rows.into_iter()
-            .map(|(hash, expires)| {
-                let mut id_hash = [0u8; 32];
-                hex::decode_to_slice(&hash, &mut id_hash).context("stored session hash")?;
-                Ok((id_hash, from_micros(expires)?))
+            .map(|(hash, created, expires, key_id)| {
+                Ok(StoredSession {
+                    id_hash: decode_hash(&hash).context("stored session hash")?,
+                    key_id: key_id
+                        .as_deref()
+                        .map(KeyId::parse)
+                        .transpose()
+                        .context("stored key id")?,
+                    created: from_micros(created)?,
+                    expires: from_micros(expires)?,
+                })
             })
             .collect()
     }
@@ -671,6 +755,159 @@ impl SessionStore for SqliteStore {
             WriteOutcome::Pruned(count) => Ok(count),
             _ => unreachable!("a prune answers Pruned"),
         }
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn add_account(&self, account: &AccountRecord) -> anyhow::Result<bool> {
+        saved(
+            self.write(WriteOp::Change(Change::AddAccount(account.clone())))
+                .await?,
+        )
+    }
+
+    async fn accounts(&self) -> anyhow::Result<Vec<AccountRecord>> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT name, role, created_us FROM accounts ORDER BY name")
+                .fetch_all(&self.readers)
+                .await?;
+        rows.into_iter().map(account_record).collect()
+    }
+
+    async fn account(&self, name: &AccountName) -> anyhow::Result<Option<AccountRecord>> {
+        let row: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT name, role, created_us FROM accounts WHERE name = ?")
+                .bind(name.as_str())
+                .fetch_optional(&self.readers)
+                .await?;
+        row.map(account_record).transpose()
+    }
+
+    async fn remove_account(&self, name: &AccountName, at: OffsetDateTime) -> anyhow::Result<bool> {
+        saved(
+            self.write(WriteOp::Change(Change::RemoveAccount(name.clone(), at)))
+                .await?,
+        )
+    }
+
+    async fn add_key(&self, key: &KeyRecord) -> anyhow::Result<bool> {
+        saved(
+            self.write(WriteOp::Change(Change::AddKey(Box::new(key.clone()))))
+                .await?,
+        )
+    }
+
+    async fn keys(&self, account: Option<&AccountName>) -> anyhow::Result<Vec<KeyRecord>> {
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "SELECT key_id, account, secret_sha256, created_us, expires_us, revoked_us, \
+             last_used_us FROM api_keys WHERE ?1 IS NULL OR account = ?1 ORDER BY created_us, key_id",
+        )
+        .bind(account.map(AccountName::as_str))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(KeyRecord::try_from).collect()
+    }
+
+    async fn usable_keys(&self) -> anyhow::Result<Vec<(KeyRecord, Role)>> {
+        let rows: Vec<KeyRowWithRole> = sqlx::query_as(
+            "SELECT accounts.role, key_id, account, secret_sha256, api_keys.created_us, \
+             expires_us, revoked_us, last_used_us FROM api_keys \
+             JOIN accounts ON accounts.name = api_keys.account WHERE revoked_us IS NULL",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|row| Ok((KeyRecord::try_from(row.key)?, Role::from_str(&row.role)?)))
+            .collect()
+    }
+
+    async fn revoke_key(
+        &self,
+        key_id: &KeyId,
+        at: OffsetDateTime,
+    ) -> anyhow::Result<Option<AccountName>> {
+        match self
+            .write(WriteOp::Change(Change::RevokeKey(key_id.clone(), at)))
+            .await?
+        {
+            WriteOutcome::Revoked(account) => Ok(account),
+            _ => unreachable!("a revocation answers Revoked"),
+        }
+    }
+
+    async fn accounts_version(&self) -> anyhow::Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM accounts_version WHERE only = 1")
+                .fetch_one(&self.readers)
+                .await?,
+        )
+    }
+
+    async fn record_key_use(&self, uses: &[(KeyId, OffsetDateTime)]) -> anyhow::Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        self.write(WriteOp::Change(Change::RecordKeyUse(uses.to_vec())))
+            .await
+            .map(|_| ())
+    }
+}
+
+fn saved(outcome: WriteOutcome) -> anyhow::Result<bool> {
+    match outcome {
+        WriteOutcome::Saved(saved) => Ok(saved),
+        _ => Err(anyhow!("the writer answered an unexpected outcome")),
+    }
+}
+
+fn decode_hash(text: &str) -> anyhow::Result<[u8; 32]> {
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(text, &mut hash)?;
+    Ok(hash)
+}
+
+fn account_record(
+    (name, role, created_us): (String, String, i64),
+) -> anyhow::Result<AccountRecord> {
+    Ok(AccountRecord {
+        name: AccountName::parse(&name).context("stored account name")?,
+        role: Role::from_str(&role)?,
+        created_at: from_micros(created_us)?,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    key_id: String,
+    account: String,
+    secret_sha256: String,
+    created_us: i64,
+    expires_us: Option<i64>,
+    revoked_us: Option<i64>,
+    last_used_us: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRowWithRole {
+    role: String,
+    #[sqlx(flatten)]
+    key: KeyRow,
+}
+
+impl TryFrom<KeyRow> for KeyRecord {
+    type Error = anyhow::Error;
+
+    fn try_from(row: KeyRow) -> anyhow::Result<Self> {
+        Ok(KeyRecord {
+            key_id: KeyId::parse(&row.key_id).context("stored key id")?,
+            account: AccountName::parse(&row.account).context("stored account name")?,
+            secret_sha256: decode_hash(&row.secret_sha256).context("stored key hash")?,
+            created_at: from_micros(row.created_us)?,
+            expires_at: row.expires_us.map(from_micros).transpose()?,
+            revoked_at: row.revoked_us.map(from_micros).transpose()?,
+            last_used_at: row.last_used_us.map(from_micros).transpose()?,
+        })
     }
 }
 

@@ -1,0 +1,329 @@
+//! API keys: the `ingest_<key id>_<secret>` format, and the `KeyRing`, every usable key in
+//! memory so a request costs a hash and a constant-time comparison, never a database read. The
+//! ring polls the store's change counter (one cheap read) and reloads when it moved, so a key
+//! added or revoked by the CLI in another process counts within `REFRESH_EVERY`. Use is
+//! recorded in memory and written at most once per `FLUSH_USE_EVERY` (and at shutdown).
+use super::{
+    sessions::Sessions,
+    store::{now, AccountStore, KeyRecord},
+};
+use crate::domain::{AccountName, KeyId, Role, KEY_ID_LEN};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc, RwLock,
+    },
+    time::Duration,
+};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+/// What every key starts with, so people and secret scanners can tell what it is.
+pub const PREFIX: &str = "ingest_";
+/// Random bytes in a key's secret: 256 bits from the OS generator.
+const SECRET_BYTES: usize = 32;
+/// How often the ring checks the store for added, revoked or removed keys.
+pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
+/// How often last-use times are written.
+const FLUSH_USE_EVERY: Duration = Duration::from_secs(60);
+
+/// A freshly made key: the whole key (shown once, then dropped) and what is stored of it.
+pub struct NewKey {
+    pub key_id: KeyId,
+    pub key: SecretString,
+    pub secret_sha256: [u8; 32],
+}
+
+/// Makes a key: 6 random bytes of id and 32 of secret, both hex.
+pub fn generate() -> NewKey {
+    let mut id = [0u8; KEY_ID_LEN / 2];
+    let mut secret = [0u8; SECRET_BYTES];
+    let mut rng = rand::rngs::OsRng;
+    rand::TryRngCore::try_fill_bytes(&mut rng, &mut id).expect("the OS random generator");
+    rand::TryRngCore::try_fill_bytes(&mut rng, &mut secret).expect("the OS random generator");
+    let key_id = KeyId::parse(&hex::encode(id)).expect("12 hex digits are a key id");
+    let secret = hex::encode(secret);
+    NewKey {
+        secret_sha256: Sha256::digest(secret.as_bytes()).into(),
+        key: SecretString::from(format!("{PREFIX}{key_id}_{secret}")),
+        key_id,
+    }
+}
+
+/// A key as presented: its public id and its secret, not yet checked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PresentedKey<'a> {
+    pub key_id: KeyId,
+    secret: &'a str,
+}
+
+/// Splits `ingest_<12 hex>_<64 hex>`; `None` for anything else (such as `INGEST_TOKEN`).
+pub fn parse(text: &str) -> Option<PresentedKey<'_>> {
+    let rest = text.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_at_checked(KEY_ID_LEN)?;
+    let secret = secret.strip_prefix('_')?;
+    let hex_secret = secret.len() == SECRET_BYTES * 2
+        && secret
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex_secret.then_some(())?;
+    Some(PresentedKey {
+        key_id: KeyId::parse(id).ok()?,
+        secret,
+    })
+}
+
+/// Whose a key is: what a request made with it acts as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub key_id: KeyId,
+    pub account: AccountName,
+    pub role: Role,
+}
+
+struct Entry {
+    owner: KeyOwner,
+    secret_sha256: [u8; 32],
+    expires_at: Option<OffsetDateTime>,
+    /// Fires when the key stops being usable; open WebSockets of the key watch it.
+    ended: CancellationToken,
+    /// Unix seconds of the last use seen here (0: none), and of the last one written.
+    last_used: AtomicI64,
+    flushed: AtomicI64,
+}
+
+impl Entry {
+    fn usable_at(&self, at: OffsetDateTime) -> bool {
+        self.expires_at.is_none_or(|expires| expires > at)
+    }
+}
+
+/// Every usable key, in memory.
+pub struct KeyRing {
+    store: Arc<dyn AccountStore>,
+    entries: RwLock<HashMap<KeyId, Arc<Entry>>>,
+    /// The store's change counter at the last load.
+    version: AtomicI64,
+    /// One refresh at a time (the poller and a route that just changed a key).
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl KeyRing {
+    pub async fn load(store: Arc<dyn AccountStore>) -> anyhow::Result<Self> {
+        let ring = Self {
+            store,
+            entries: RwLock::new(HashMap::new()),
+            version: AtomicI64::new(i64::MIN),
+            refreshing: tokio::sync::Mutex::new(()),
+        };
+        ring.refresh().await?;
+        Ok(ring)
+    }
+
+    /// The owner of a presented key if it is known, unexpired and unrevoked. The secret's
+    /// SHA-256 is compared in constant time with the stored one.
+    pub fn verify(&self, presented: &PresentedKey<'_>) -> Option<KeyOwner> {
+        let entry = self.entry(&presented.key_id)?;
+        let hash: [u8; 32] = Sha256::digest(presented.secret.as_bytes()).into();
+        let matches: bool = hash.ct_eq(&entry.secret_sha256).into();
+        let at = OffsetDateTime::now_utc();
+        if !matches || !entry.usable_at(at) {
+            return None;
+        }
+        entry
+            .last_used
+            .fetch_max(at.unix_timestamp(), Ordering::Relaxed);
+        Some(entry.owner.clone())
+    }
+
+    /// The owner of a key known by id (a browser session's), if the key is still usable.
+    pub fn owner(&self, key_id: &KeyId) -> Option<KeyOwner> {
+        let entry = self.entry(key_id)?;
+        let at = OffsetDateTime::now_utc();
+        entry.usable_at(at).then(|| {
+            entry
+                .last_used
+                .fetch_max(at.unix_timestamp(), Ordering::Relaxed);
+            entry.owner.clone()
+        })
+    }
+
+    /// A signal that fires when the key stops being usable (revoked, removed, expired); `None`
+    /// if it already has.
+    pub fn ended(&self, key_id: &KeyId) -> Option<CancellationToken> {
+        self.entry(key_id).map(|entry| entry.ended.clone())
+    }
+
+    fn entry(&self, key_id: &KeyId) -> Option<Arc<Entry>> {
+        self.entries
+            .read()
+            .expect("key ring lock")
+            .get(key_id)
+            .cloned()
+    }
+
+    /// Reloads the keys if the store's change counter moved, and drops expired ones. Returns
+    /// the keys that stopped being usable (their signals have fired).
+    pub async fn refresh(&self) -> anyhow::Result<Vec<KeyId>> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let version = self.store.accounts_version().await?;
+        let at = now();
+        let reloaded = if version != self.version.load(Ordering::Acquire) {
+            Some(self.store.usable_keys().await?)
+        } else {
+            None
+        };
+        let mut entries = self.entries.write().expect("key ring lock");
+        let mut next: HashMap<KeyId, Arc<Entry>> = match reloaded {
+            Some(records) => records
+                .into_iter()
+                .map(|(record, role)| {
+                    let previous = entries.get(&record.key_id).cloned();
+                    let entry = fresh_entry(record, role, previous.as_ref());
+                    (entry.owner.key_id.clone(), Arc::new(entry))
+                })
+                .collect(),
+            None => entries.clone(),
+        };
+        next.retain(|_, entry| entry.usable_at(at));
+        let ended: Vec<KeyId> = entries
+            .iter()
+            .filter(|(key_id, _)| !next.contains_key(*key_id))
+            .map(|(key_id, entry)| {
+                entry.ended.cancel();
+                key_id.clone()
+            })
+            .collect();
+        *entries = next;
+        self.version.store(version, Ordering::Release);
+        Ok(ended)
+    }
+
+    /// Writes the last-use times seen since the previous flush.
+    pub async fn flush_use(&self) -> anyhow::Result<()> {
+        let uses: Vec<(KeyId, OffsetDateTime)> = {
+            let entries = self.entries.read().expect("key ring lock");
+            entries
+                .values()
+                .filter_map(|entry| {
+                    let used = entry.last_used.load(Ordering::Relaxed);
+                    let flushed = entry.flushed.swap(used, Ordering::Relaxed);
+                    (used > flushed)
+                        .then(|| OffsetDateTime::from_unix_timestamp(used).ok())
+                        .flatten()
+                        .map(|at| (entry.owner.key_id.clone(), at))
+                })
+                .collect()
+        };
+        self.store.record_key_use(&uses).await
+    }
+}
+
+/// An entry for a loaded key, keeping the signal and use times of the one it replaces.
+fn fresh_entry(record: KeyRecord, role: Role, previous: Option<&Arc<Entry>>) -> Entry {
+    let stored_use = record
+        .last_used_at
+        .map_or(0, OffsetDateTime::unix_timestamp);
+    let (ended, last_used, flushed) = match previous {
+        Some(entry) => (
+            entry.ended.clone(),
+            entry.last_used.load(Ordering::Relaxed).max(stored_use),
+            entry.flushed.load(Ordering::Relaxed).max(stored_use),
+        ),
+        None => (CancellationToken::new(), stored_use, stored_use),
+    };
+    Entry {
+        owner: KeyOwner {
+            key_id: record.key_id,
+            account: record.account,
+            role,
+        },
+        secret_sha256: record.secret_sha256,
+        expires_at: record.expires_at,
+        ended,
+        last_used: AtomicI64::new(last_used),
+        flushed: AtomicI64::new(flushed),
+    }
+}
+
+/// Refreshes the ring and ends the browser sessions of keys that stopped being usable.
+pub async fn sync(ring: &KeyRing, sessions: &Sessions) -> anyhow::Result<()> {
+    let ended = ring.refresh().await?;
+    if !ended.is_empty() {
+        for key_id in &ended {
+            tracing::info!(key_id = %key_id, "key no longer usable; its sessions and sockets end");
+        }
+        sessions.end_for_keys(&ended).await?;
+    }
+    Ok(())
+}
+
+/// Keeps the ring fresh until shutdown, then writes the last-use times once more.
+pub async fn keep_fresh(ring: Arc<KeyRing>, sessions: Arc<Sessions>, stop: CancellationToken) {
+    let mut refresh = tokio::time::interval(REFRESH_EVERY);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flush = tokio::time::interval(FLUSH_USE_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = refresh.tick() => {
+                if let Err(error) = sync(&ring, &sessions).await {
+                    tracing::warn!(error = ?error, "refreshing the API keys failed");
+                }
+            }
+            _ = flush.tick() => {
+                if let Err(error) = ring.flush_use().await {
+                    tracing::warn!(error = ?error, "recording when keys were last used failed");
+                }
+            }
+        }
+    }
+    if let Err(error) = ring.flush_use().await {
+        tracing::warn!(error = ?error, "recording when keys were last used failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn a_generated_key_parses_back_to_its_id_and_hash() {
+        let new = generate();
+        let text = new.key.expose_secret();
+        assert!(text.starts_with("ingest_"));
+        assert_eq!(text.len(), PREFIX.len() + KEY_ID_LEN + 1 + SECRET_BYTES * 2);
+        let presented = parse(text).expect("a generated key parses");
+        assert_eq!(presented.key_id, new.key_id);
+        let hash: [u8; 32] = Sha256::digest(presented.secret.as_bytes()).into();
+        assert_eq!(hash, new.secret_sha256);
+        assert_ne!(generate().key.expose_secret(), text, "keys are random");
+    }
+
+    #[test]
+    fn anything_but_the_exact_format_is_not_a_key() {
+        let secret = "0".repeat(64);
+        assert!(parse(&format!("ingest_0123456789ab_{secret}")).is_some());
+        for bad in [
+            String::new(),
+            "test-token-0123456789abcdef".to_owned(),
+            format!("ingest_0123456789ab{secret}"),
+            format!("ingest_0123456789AB_{secret}"),
+            format!("ingest_0123456789a_{secret}0"),
+            format!("ingest_0123456789ab_{secret}0"),
+            format!("ingest_0123456789ab_{}", &secret[1..]),
+            format!("ingest_0123456789ab_{}G", &secret[1..]),
+            format!("Ingest_0123456789ab_{secret}"),
+            "ingest_".to_owned(),
+            "ingest_é".to_owned(),
+        ] {
+            assert_eq!(parse(&bad), None, "{bad:?}");
+        }
+    }
+}
