@@ -37,11 +37,13 @@ pub enum ErrorCode {
     /// A status no other code describes.
     RequestRefused,
     // A part of the request that could not be read (400).
+    InvalidAccountName,
     InvalidBody,
     InvalidForm,
     InvalidHeader,
     InvalidJobId,
     InvalidJson,
+    InvalidKeyId,
     InvalidMetadata,
     InvalidMultipart,
     InvalidQuery,
@@ -85,11 +87,13 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::InsufficientStorage => "insufficient_storage",
             ErrorCode::RequestRefused => "request_refused",
+            ErrorCode::InvalidAccountName => "invalid_account_name",
             ErrorCode::InvalidBody => "invalid_body",
             ErrorCode::InvalidForm => "invalid_form",
             ErrorCode::InvalidHeader => "invalid_header",
             ErrorCode::InvalidJobId => "invalid_job_id",
             ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidKeyId => "invalid_key_id",
             ErrorCode::InvalidMetadata => "invalid_metadata",
             ErrorCode::InvalidMultipart => "invalid_multipart",
             ErrorCode::InvalidQuery => "invalid_query",
@@ -115,7 +119,7 @@ mod tests {
     use super::*;
 
     /// Every code but the catch-all, so the test below sees a variant added without a spelling.
-    const ALL: [ErrorCode; 37] = [
+    const ALL: [ErrorCode; 39] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -139,11 +143,13 @@ mod tests {
         ErrorCode::Busy,
         ErrorCode::InsufficientStorage,
         ErrorCode::RequestRefused,
+        ErrorCode::InvalidAccountName,
         ErrorCode::InvalidBody,
         ErrorCode::InvalidForm,
         ErrorCode::InvalidHeader,
         ErrorCode::InvalidJobId,
         ErrorCode::InvalidJson,
+        ErrorCode::InvalidKeyId,
         ErrorCode::InvalidMetadata,
         ErrorCode::InvalidMultipart,
         ErrorCode::InvalidQuery,

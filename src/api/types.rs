@@ -1,6 +1,6 @@
 //! Request and response bodies of the REST API, defined once for both halves.
 use super::ErrorCode;
-use crate::domain::{JobId, JobState, JobStatus};
+use crate::domain::{AccountName, JobId, JobState, JobStatus, KeyId, Role, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The body of every error answer, 400 to 500: `{"error": {"code": "...", "message": "..."}}`.
@@ -135,4 +135,86 @@ pub struct Check {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+}
+
+/// An account, as `GET /api/accounts` lists it.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$"))]
+    pub name: AccountName,
+    pub role: Role,
+    #[cfg_attr(feature = "ssr", serde(with = "time::serde::rfc3339"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+}
+
+/// The body of `POST /api/accounts`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAccount {
+    /// 1–64 letters, digits, `-` or `_`; `admin` is reserved for the built-in account.
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$"))]
+    pub name: AccountName,
+    /// `member` when left out.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// A key as lists show it: never the key itself.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9a-f]{12}$"))]
+    pub key_id: KeyId,
+    #[cfg_attr(feature = "ssr", schema(value_type = String))]
+    pub account: AccountName,
+    #[cfg_attr(feature = "ssr", serde(with = "time::serde::rfc3339"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+    #[cfg_attr(feature = "ssr", serde(with = "time::serde::rfc3339::option"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<Timestamp>,
+    #[cfg_attr(feature = "ssr", serde(with = "time::serde::rfc3339::option"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, format = DateTime))]
+    pub revoked_at: Option<Timestamp>,
+    /// Coarse: recorded at most once a minute.
+    #[cfg_attr(feature = "ssr", serde(with = "time::serde::rfc3339::option"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, format = DateTime))]
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// The body of `POST /api/accounts/{name}/keys`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewKey {
+    /// Days until the key stops working, 1–36500; never when left out.
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 36500))]
+    pub expires_in_days: Option<u32>,
+}
+
+/// The 201 answer to `POST /api/accounts/{name}/keys`: the only time the key is shown.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedKey {
+    #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9a-f]{12}$"))]
+    pub key_id: KeyId,
+    /// `ingest_<key_id>_<secret>`: send it as `Authorization: Bearer <key>`.
+    pub key: String,
+    #[cfg_attr(feature = "ssr", serde(with = "time::serde::rfc3339::option"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// The answer to `GET /api/me`: who the caller is.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    #[cfg_attr(feature = "ssr", schema(value_type = String))]
+    pub account: AccountName,
+    pub role: Role,
+    /// The key the request (or its session) came with; absent for `INGEST_TOKEN`.
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>))]
+    pub key_id: Option<KeyId>,
 }

@@ -89,6 +89,26 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// Extractor for the admin routes: an authenticated caller whose account is an admin. A
+/// member gets 403.
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Authenticated { caller, .. } =
+            authenticate(&parts.headers, &parts.extensions, None, state)?;
+        if !caller.is_admin() {
+            return Err(ApiError::Forbidden(format!(
+                "account {} is a member; managing accounts and keys takes an admin",
+                caller.account
+            )));
+        }
+        Ok(Admin(caller))
+    }
+}
+
 /// Which valid credential a request carries.
 pub enum Identity<'a> {
     Token,

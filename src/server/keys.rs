@@ -32,14 +32,14 @@ pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
 const FLUSH_USE_EVERY: Duration = Duration::from_secs(60);
 
 /// A freshly made key: the whole key (shown once, then dropped) and what is stored of it.
-pub struct NewKey {
+pub struct GeneratedKey {
     pub key_id: KeyId,
     pub key: SecretString,
     pub secret_sha256: [u8; 32],
 }
 
 /// Makes a key: 6 random bytes of id and 32 of secret, both hex.
-pub fn generate() -> NewKey {
+pub fn generate() -> GeneratedKey {
     let mut id = [0u8; KEY_ID_LEN / 2];
     let mut secret = [0u8; SECRET_BYTES];
     let mut rng = rand::rngs::OsRng;
@@ -47,7 +47,7 @@ pub fn generate() -> NewKey {
     rand::TryRngCore::try_fill_bytes(&mut rng, &mut secret).expect("the OS random generator");
     let key_id = KeyId::parse(&hex::encode(id)).expect("12 hex digits are a key id");
     let secret = hex::encode(secret);
-    NewKey {
+    GeneratedKey {
         secret_sha256: Sha256::digest(secret.as_bytes()).into(),
         key: SecretString::from(format!("{PREFIX}{key_id}_{secret}")),
         key_id,

@@ -7,7 +7,7 @@ use super::tus_headers::{
 };
 use crate::{
     api::{ErrorCode, IngestAccepted},
-    domain::{JobId, JobStatus},
+    domain::{AccountName, JobId, JobStatus, KeyId},
     server::{client, config::Settings, error::ApiError, receive::ChunkChecksum, state::AppState},
 };
 use axum::{
@@ -36,6 +36,42 @@ pub fn parse_job_id(raw: Result<Path<String>, PathRejection>) -> Result<JobId, A
     })?;
     JobId::parse(&raw)
         .map_err(|error| ApiError::bad_request(ErrorCode::InvalidJobId, error.to_string()))
+}
+
+/// The `{name}` of the route's path, an account name. A malformed one is a 400
+/// `invalid_account_name`.
+pub struct AccountNamePath(pub AccountName);
+
+impl<S: Send + Sync> FromRequestParts<S> for AccountNamePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let invalid =
+            |message: String| ApiError::bad_request(ErrorCode::InvalidAccountName, message);
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| invalid(rejection.body_text()))?;
+        AccountName::parse(&raw)
+            .map(AccountNamePath)
+            .map_err(|error| invalid(error.to_string()))
+    }
+}
+
+/// The `{key_id}` of the route's path. A malformed one is a 400 `invalid_key_id`.
+pub struct KeyIdPath(pub KeyId);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let invalid = |message: String| ApiError::bad_request(ErrorCode::InvalidKeyId, message);
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| invalid(rejection.body_text()))?;
+        KeyId::parse(&raw)
+            .map(KeyIdPath)
+            .map_err(|error| invalid(error.to_string()))
+    }
 }
 
 /// The answer for a job id that names no job.

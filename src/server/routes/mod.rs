@@ -2,6 +2,7 @@
 //! document's paths (utoipa-axum's `routes!` reads each handler's annotation), so a route
 //! cannot be served without being documented. Also the JSON answers for unknown API paths and
 //! methods. Route modules import shared pieces (`extract`, `openapi`), never each other.
+mod accounts;
 mod content;
 pub mod extract;
 mod ingest;
@@ -48,6 +49,11 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(content::download).map(with_json_405))
         .routes(routes!(operations::scrape).map(with_json_405))
         .routes(routes!(session::sign_in, session::sign_out).map(with_json_405))
+        .routes(routes!(accounts::me).map(with_json_405))
+        .routes(routes!(accounts::create_account, accounts::list_accounts).map(with_json_405))
+        .routes(routes!(accounts::remove_account).map(with_json_405))
+        .routes(routes!(accounts::create_key, accounts::list_keys).map(with_json_405))
+        .routes(routes!(accounts::revoke_key).map(with_json_405))
         .route("/api/{*rest}", any(unknown_api_path))
         .route("/api", any(unknown_api_path))
         .route_layer(middleware::from_fn({

@@ -24,6 +24,7 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         (name = "uploads", description = "Uploads in the tus 1.0 shape: declare, then send the bytes"),
         (name = "operations", description = "Health and metrics"),
         (name = "session", description = "Browser sign-in with a session cookie"),
+        (name = "accounts", description = "Who you are, and (for admins) accounts and their API keys"),
     )
 )]
 pub struct ApiDoc;

@@ -69,7 +69,14 @@ pub async fn status_socket(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let token = query.get("token").map(String::as_str);
-    auth::authenticate(&request.headers, &request.extensions, token, &state)?;
+    let auth = auth::authenticate(&request.headers, &request.extensions, token, &state)?;
+    // Fires when the caller's key is revoked or expires (never for the token).
+    let key_ended = match &auth.caller.key_id {
+        Some(key_id) => state.keys.ended(key_id).ok_or(ApiError::Unauthorized(
+            "the key has been revoked or has expired",
+        ))?,
+        None => CancellationToken::new(),
+    };
     let JobIdPath(id) = job_id?;
     let source = state
         .jobs
@@ -99,7 +106,7 @@ pub async fn status_socket(
             // whose handshake is still in flight.
             let tracked = state.tasks.token();
             move |socket| async move {
-                follow(socket, source, state).await;
+                follow(socket, source, state, key_ended).await;
                 drop(slot);
                 drop(tracked);
             }
@@ -107,7 +114,7 @@ pub async fn status_socket(
 }
 
 #[tracing::instrument(skip_all)]
-async fn follow(socket: WebSocket, source: Follow, state: AppState) {
+async fn follow(socket: WebSocket, source: Follow, state: AppState, key_ended: CancellationToken) {
     let (mut sink, mut incoming) = socket.split();
     // The reading half only notices the client leaving; pongs are answered by the protocol.
     let client_gone = CancellationToken::new();
@@ -127,13 +134,16 @@ async fn follow(socket: WebSocket, source: Follow, state: AppState) {
         Follow::Finished(status) => send_status(&mut sink, &status)
             .await
             .map(|()| Ending::Finished),
-        Follow::Live(live) => stream_changes(&mut sink, live, &state, &client_gone).await,
+        Follow::Live(live) => {
+            stream_changes(&mut sink, live, &state, &client_gone, &key_ended).await
+        }
     };
     match outcome {
         Ok(Ending::Finished) => close(&mut sink, close_code::NORMAL, "job finished").await,
         Ok(Ending::ShuttingDown) => {
             close(&mut sink, close_code::AWAY, "server shutting down").await
         }
+        Ok(Ending::KeyEnded) => close(&mut sink, close_code::POLICY, "key revoked").await,
         Ok(Ending::ClientGone) | Err(_) => {}
     }
     reader.abort();
@@ -142,6 +152,8 @@ async fn follow(socket: WebSocket, source: Follow, state: AppState) {
 enum Ending {
     Finished,
     ShuttingDown,
+    /// The caller's key was revoked or expired.
+    KeyEnded,
     ClientGone,
 }
 
@@ -152,6 +164,7 @@ async fn stream_changes(
     mut live: Watch,
     state: &AppState,
     client_gone: &CancellationToken,
+    key_ended: &CancellationToken,
 ) -> Result<Ending, axum::Error> {
     let settings = &state.settings;
     let first = live.borrow_and_update().clone();
@@ -183,6 +196,7 @@ async fn stream_changes(
                     _ = tokio::time::sleep_until(due) => {}
                     _ = client_gone.cancelled() => return Ok(Ending::ClientGone),
                     _ = state.shutdown.cancelled() => return Ok(Ending::ShuttingDown),
+                    _ = key_ended.cancelled() => return Ok(Ending::KeyEnded),
                 }
                 let status = live.borrow_and_update().clone();
                 send_status(sink, &status).await?;
@@ -194,6 +208,7 @@ async fn stream_changes(
             _ = ping.tick() => send(sink, Message::Ping(Default::default())).await?,
             _ = client_gone.cancelled() => return Ok(Ending::ClientGone),
             _ = state.shutdown.cancelled() => return Ok(Ending::ShuttingDown),
+            _ = key_ended.cancelled() => return Ok(Ending::KeyEnded),
         }
     }
 }

@@ -1,0 +1,252 @@
+//! Accounts and keys over HTTP, for admins: `POST/GET /api/accounts`,
+//! `DELETE /api/accounts/{name}`, `POST/GET /api/accounts/{name}/keys`, `DELETE /api/keys/{key_id}`;
+//! and `GET /api/me` for any caller. A change takes effect in this server at once (the key
+//! ring is refreshed before the answer), in others within a second.
+use super::{
+    extract::{AccountNamePath, KeyIdPath},
+    openapi::CommonErrors,
+};
+use crate::{
+    api::{AccountInfo, ErrorBody, ErrorCode, IssuedKey, KeyInfo, Me, NewAccount, NewKey},
+    server::{
+        auth::{Admin, Authenticated},
+        error::ApiError,
+        keys,
+        state::AppState,
+        store::{AccountRecord, KeyRecord},
+    },
+};
+use axum::{
+    extract::{rejection::JsonRejection, State},
+    http::StatusCode,
+    Json,
+};
+use secrecy::ExposeSecret;
+use time::{Duration, OffsetDateTime};
+
+/// Longest key lifetime that can be asked for, in days (100 years).
+const MAX_EXPIRES_IN_DAYS: u32 = 36_500;
+
+/// Who the caller is: account, role, and the key the request (or its session) came with.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        CommonErrors,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn me(auth: Authenticated) -> Json<Me> {
+    Json(Me {
+        account: auth.caller.account,
+        role: auth.caller.role,
+        key_id: auth.caller.key_id,
+    })
+}
+
+/// Create an account (admins only).
+#[utoipa::path(
+    post,
+    path = "/api/accounts",
+    tag = "accounts",
+    request_body = NewAccount,
+    responses(
+        (status = 201, description = "Created", body = AccountInfo),
+        (status = 400, description = "The body is not {\"name\", \"role\"?} with a valid name and role", body = ErrorBody),
+        CommonErrors,
+        (status = 403, description = "The caller is not an admin (or a cookie request from another site)", body = ErrorBody),
+        (status = 409, description = "The name is taken (or is the built-in admin's)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+#[tracing::instrument(skip_all)]
+pub async fn create_account(
+    State(state): State<AppState>,
+    Admin(_caller): Admin,
+    body: Result<Json<NewAccount>, JsonRejection>,
+) -> Result<(StatusCode, Json<AccountInfo>), ApiError> {
+    let Json(NewAccount { name, role }) = body.map_err(|rejection| {
+        ApiError::bad_request(ErrorCode::InvalidBody, rejection.body_text())
+    })?;
+    let account = state.accounts.add_account(name, role).await?;
+    Ok((StatusCode::CREATED, Json(account_info(account))))
+}
+
+/// Every account (admins only). The built-in `admin` of `INGEST_TOKEN` is not listed.
+#[utoipa::path(
+    get,
+    path = "/api/accounts",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "The accounts, by name", body = [AccountInfo]),
+        CommonErrors,
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+#[tracing::instrument(skip_all)]
+pub async fn list_accounts(
+    State(state): State<AppState>,
+    Admin(_caller): Admin,
+) -> Result<Json<Vec<AccountInfo>>, ApiError> {
+    let accounts = state.accounts.accounts().await?;
+    Ok(Json(accounts.into_iter().map(account_info).collect()))
+}
+
+/// Remove an account and revoke its keys (admins only); its jobs are kept.
+#[utoipa::path(
+    delete,
+    path = "/api/accounts/{name}",
+    tag = "accounts",
+    params(("name" = String, Path, description = "The account's name")),
+    responses(
+        (status = 204, description = "Removed; its keys are revoked, its sessions and sockets end"),
+        (status = 400, description = "Malformed name", body = ErrorBody),
+        CommonErrors,
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 409, description = "The built-in admin account cannot be removed", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+#[tracing::instrument(skip_all)]
+pub async fn remove_account(
+    State(state): State<AppState>,
+    Admin(_caller): Admin,
+    AccountNamePath(name): AccountNamePath,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.remove_account(&name).await?;
+    keys::sync(&state.keys, &state.sessions).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create a key for an account (admins only). The answer is the only time the key is shown.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/{name}/keys",
+    tag = "accounts",
+    params(("name" = String, Path, description = "The account's name")),
+    request_body(content = NewKey, description = "Optional: {\"expires_in_days\": N}"),
+    responses(
+        (status = 201, description = "Created", body = IssuedKey),
+        (status = 400, description = "Malformed name or body, or an expiry outside 1–36500 days", body = ErrorBody),
+        CommonErrors,
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+#[tracing::instrument(skip_all)]
+pub async fn create_key(
+    State(state): State<AppState>,
+    Admin(_caller): Admin,
+    AccountNamePath(name): AccountNamePath,
+    body: Result<Json<NewKey>, JsonRejection>,
+) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
+    let NewKey { expires_in_days } = match body {
+        Ok(Json(body)) => body,
+        // No body at all asks for a key that does not expire.
+        Err(JsonRejection::MissingJsonContentType(_)) => NewKey::default(),
+        Err(rejection) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidBody,
+                rejection.body_text(),
+            ))
+        }
+    };
+    let expires_at = match expires_in_days {
+        None => None,
+        Some(days @ 1..=MAX_EXPIRES_IN_DAYS) => {
+            Some(OffsetDateTime::now_utc() + Duration::days(i64::from(days)))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidBody,
+                format!("expires_in_days is 1 to {MAX_EXPIRES_IN_DAYS}"),
+            ))
+        }
+    };
+    let created = state.accounts.add_key(&name, expires_at).await?;
+    keys::sync(&state.keys, &state.sessions).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedKey {
+            key_id: created.key_id,
+            key: created.key.expose_secret().to_owned(),
+            expires_at: created.expires_at,
+        }),
+    ))
+}
+
+/// An account's keys, never the keys themselves (admins only).
+#[utoipa::path(
+    get,
+    path = "/api/accounts/{name}/keys",
+    tag = "accounts",
+    params(("name" = String, Path, description = "The account's name")),
+    responses(
+        (status = 200, description = "The keys, oldest first", body = [KeyInfo]),
+        (status = 400, description = "Malformed name", body = ErrorBody),
+        CommonErrors,
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+#[tracing::instrument(skip_all)]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    Admin(_caller): Admin,
+    AccountNamePath(name): AccountNamePath,
+) -> Result<Json<Vec<KeyInfo>>, ApiError> {
+    let keys = state.accounts.keys(Some(&name)).await?;
+    Ok(Json(keys.into_iter().map(key_info).collect()))
+}
+
+/// Revoke a key (admins only): its next request is refused, its sessions end and its
+/// WebSockets close.
+#[utoipa::path(
+    delete,
+    path = "/api/keys/{key_id}",
+    tag = "accounts",
+    params(("key_id" = String, Path, description = "The key's id (12 hex digits)")),
+    responses(
+        (status = 204, description = "Revoked (also when it already was)"),
+        (status = 400, description = "Malformed key id", body = ErrorBody),
+        CommonErrors,
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+#[tracing::instrument(skip_all)]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Admin(_caller): Admin,
+    KeyIdPath(key_id): KeyIdPath,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.revoke_key(&key_id).await?;
+    keys::sync(&state.keys, &state.sessions).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn account_info(account: AccountRecord) -> AccountInfo {
+    AccountInfo {
+        name: account.name,
+        role: account.role,
+        created_at: account.created_at,
+    }
+}
+
+fn key_info(key: KeyRecord) -> KeyInfo {
+    KeyInfo {
+        key_id: key.key_id,
+        account: key.account,
+        created_at: key.created_at,
+        expires_at: key.expires_at,
+        revoked_at: key.revoked_at,
+        last_used_at: key.last_used_at,
+    }
+}
