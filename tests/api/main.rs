@@ -1,5 +1,7 @@
 //! One integration-test binary: a real server on a loopback port, a real SQLite file, real
 //! HTTP and WebSocket clients.
+mod accounts;
+mod accounts_cli;
 mod attacks;
 mod auth;
 mod bad_input;

@@ -1,0 +1,376 @@
+//! Accounts and API keys over HTTP: who `/api/me` says a caller is, the admin routes and their
+//! refusals, keys that expire or are revoked (their sessions end, their sockets close), and
+//! `INGEST_TOKEN` as the built-in admin.
+use crate::helpers::*;
+use futures::StreamExt;
+use ingest::domain::{AccountName, Role};
+use serde_json::{json, Value};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio_tungstenite::{
+    connect_async,
+    tungstenite::{protocol::frame::coding::CloseCode, Message},
+};
+
+/// How long a change may take to reach every check (the ring refreshes every 500 ms; a change
+/// through this server's own routes counts at once).
+const PROPAGATION: Duration = Duration::from_secs(5);
+
+/// Creates `name` with `role` through the service and returns a new key for it.
+async fn account_with_key(app: &TestApp, name: &str, role: Role) -> (String, String) {
+    let name = AccountName::parse(name).unwrap();
+    app.state
+        .accounts
+        .add_account(name.clone(), role)
+        .await
+        .unwrap();
+    let created = app.state.accounts.add_key(&name, None).await.unwrap();
+    let key = secrecy::ExposeSecret::expose_secret(&created.key).to_owned();
+    // The poller picks the key up within its interval; do not wait for it.
+    app.state.keys.refresh().await.unwrap();
+    (created.key_id.to_string(), key)
+}
+
+/// `GET path` with the token: the status and the JSON body.
+async fn admin_get(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+async fn me(app: &TestApp, credential: &str) -> reqwest::Response {
+    app.client
+        .get(app.url("/api/me"))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_token_acts_as_the_built_in_admin_account() {
+    let app = spawn_app().await;
+    let response = me(&app, TOKEN).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"account": "admin", "role": "admin", "key_id": null})
+    );
+    // The name is reserved: no account can take it.
+    let taken = app
+        .client
+        .post(app.url("/api/accounts"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "admin", "role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(taken, 409, "conflict").await;
+}
+
+#[tokio::test]
+async fn an_admin_manages_accounts_and_keys_over_http_and_a_new_key_works_at_once() {
+    let app = spawn_app().await;
+    let post = |path: &str, body: Value| {
+        app.client
+            .post(app.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+    };
+    let created = post("/api/accounts", json!({"name": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["name"], "alice");
+    assert_eq!(created["role"], "member", "member by default");
+
+    let duplicate = post("/api/accounts", json!({"name": "alice", "role": "admin"}));
+    assert_error(duplicate.send().await.unwrap(), 409, "conflict").await;
+    let bad_name = post("/api/accounts", json!({"name": "al ice"}));
+    assert_error(bad_name.send().await.unwrap(), 400, "invalid_body").await;
+    let bad_role = post("/api/accounts", json!({"name": "bob", "role": "root"}));
+    assert_error(bad_role.send().await.unwrap(), 400, "invalid_body").await;
+
+    let (status, accounts) = admin_get(&app, "/api/accounts").await;
+    assert_eq!(status, 200);
+    assert_eq!(accounts.as_array().unwrap().len(), 1);
+    assert_eq!(accounts[0]["name"], "alice");
+
+    let issued = post("/api/accounts/alice/keys", json!({"expires_in_days": 30}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issued.status(), 201);
+    let issued: Value = issued.json().await.unwrap();
+    let key = issued["key"].as_str().unwrap().to_owned();
+    let key_id = issued["key_id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with(&format!("ingest_{key_id}_")), "{key}");
+    assert!(issued["expires_at"].is_string());
+
+    // Usable on the very next request, with the same forms as the token.
+    let answer: Value = me(&app, &key).await.json().await.unwrap();
+    assert_eq!(
+        answer,
+        json!({"account": "alice", "role": "member", "key_id": key_id})
+    );
+    let ingested = app
+        .client
+        .post(app.url("/api/ingest"))
+        .bearer_auth(&key)
+        .json(&json!({"metadata": "{\"by\":\"alice\"}"}))
+        .send()
+        .await
+        .unwrap();
+    accepted_id(ingested).await;
+
+    let (status, keys) = admin_get(&app, "/api/accounts/alice/keys").await;
+    assert_eq!(status, 200);
+    assert_eq!(keys[0]["key_id"], key_id.as_str());
+    assert!(keys[0]["revoked_at"].is_null());
+    assert!(
+        !keys.to_string().contains(&key[key.len() - 64..]),
+        "no secret in lists"
+    );
+
+    let unknown = post("/api/accounts/nobody/keys", json!({}));
+    assert_error(unknown.send().await.unwrap(), 404, "not_found").await;
+    let too_long = post("/api/accounts/alice/keys", json!({"expires_in_days": 0}));
+    assert_error(too_long.send().await.unwrap(), 400, "invalid_body").await;
+    let (status, _) = admin_get(&app, "/api/accounts/nobody/keys").await;
+    assert_eq!(status, 404);
+    let (status, _) = admin_get(&app, "/api/accounts/no%20body/keys").await;
+    assert_eq!(status, 400);
+
+    let delete = |path: &str| app.client.delete(app.url(path)).bearer_auth(TOKEN).send();
+    assert_eq!(
+        delete(&format!("/api/keys/{key_id}"))
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_error(me(&app, &key).await, 401, "unauthorized").await;
+    let (_, keys) = admin_get(&app, "/api/accounts/alice/keys").await;
+    assert!(keys[0]["revoked_at"].is_string());
+    assert_error(
+        delete("/api/keys/0123456789ab").await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        delete("/api/keys/nope").await.unwrap(),
+        400,
+        "invalid_key_id",
+    )
+    .await;
+
+    assert_eq!(delete("/api/accounts/alice").await.unwrap().status(), 204);
+    assert_error(
+        delete("/api/accounts/alice").await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        delete("/api/accounts/admin").await.unwrap(),
+        409,
+        "conflict",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_member_key_gets_403_on_every_admin_route_and_200_on_me() {
+    let app = spawn_app().await;
+    let (key_id, key) = account_with_key(&app, "bob", Role::Member).await;
+    let (status, me_body) = {
+        let response = me(&app, &key).await;
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert_eq!(me_body["role"], "member");
+    let routes = [
+        (reqwest::Method::POST, "/api/accounts".to_owned()),
+        (reqwest::Method::GET, "/api/accounts".to_owned()),
+        (reqwest::Method::DELETE, "/api/accounts/bob".to_owned()),
+        (reqwest::Method::POST, "/api/accounts/bob/keys".to_owned()),
+        (reqwest::Method::GET, "/api/accounts/bob/keys".to_owned()),
+        (reqwest::Method::DELETE, format!("/api/keys/{key_id}")),
+    ];
+    for (method, path) in routes {
+        let response = app
+            .client
+            .request(method, app.url(&path))
+            .bearer_auth(&key)
+            .json(&json!({"name": "mallory", "role": "admin"}))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 403, "forbidden").await;
+    }
+    // Nothing changed.
+    assert_eq!(me(&app, &key).await.status(), 200);
+    let (_, accounts) = admin_get(&app, "/api/accounts").await;
+    assert_eq!(accounts.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_admin_account_key_manages_accounts_like_the_token() {
+    let app = spawn_app().await;
+    let (_, key) = account_with_key(&app, "ops", Role::Admin).await;
+    let created = app
+        .client
+        .post(app.url("/api/accounts"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "carol"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+}
+
+#[tokio::test]
+async fn an_expired_key_is_refused_and_one_that_expires_stops_working() {
+    let app = spawn_app().await;
+    let name = AccountName::parse("dave").unwrap();
+    let accounts = &app.state.accounts;
+    accounts
+        .add_account(name.clone(), Role::Member)
+        .await
+        .unwrap();
+    let past = OffsetDateTime::now_utc() - time::Duration::days(1);
+    let expired = accounts.add_key(&name, Some(past)).await.unwrap();
+    let soon = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let expiring = accounts.add_key(&name, Some(soon)).await.unwrap();
+    app.state.keys.refresh().await.unwrap();
+    let expose = |key: &secrecy::SecretString| secrecy::ExposeSecret::expose_secret(key).to_owned();
+
+    let refused = me(&app, &expose(&expired.key)).await;
+    let message = assert_error(refused, 401, "unauthorized").await;
+    assert_eq!(message, "invalid token", "the same answer as any bad key");
+    let expiring = expose(&expiring.key);
+    assert_eq!(me(&app, &expiring).await.status(), 200);
+    eventually("the key has expired", PROPAGATION, async || {
+        (me(&app, &expiring).await.status() == 401).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_key_gets_the_same_401_as_a_bad_token() {
+    let app = spawn_app().await;
+    let (key_id, key) = account_with_key(&app, "erin", Role::Member).await;
+    let wrong_secret = format!("ingest_{key_id}_{}", "0".repeat(64));
+    let unknown_id = format!("ingest_000000000000_{}", &key[key.len() - 64..]);
+    let mut messages = Vec::new();
+    for credential in ["not-the-token-at-all", &wrong_secret, &unknown_id] {
+        messages.push(assert_error(me(&app, credential).await, 401, "unauthorized").await);
+    }
+    assert!(messages.iter().all(|m| m == &messages[0]), "{messages:?}");
+}
+
+#[tokio::test]
+async fn revoking_a_key_ends_its_session_and_closes_its_websocket() {
+    let app = spawn_app().await;
+    let (key_id, key) = account_with_key(&app, "frank", Role::Member).await;
+
+    // A browser signs in with the key.
+    let signed_in = app
+        .client
+        .post(app.url("/api/session"))
+        .json(&json!({ "token": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 204);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let with_cookie = async || {
+        app.client
+            .get(app.url("/api/me"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+    };
+    let me_by_cookie: Value = with_cookie().await.json().await.unwrap();
+    assert_eq!(me_by_cookie["account"], "frank");
+    assert_eq!(me_by_cookie["key_id"], key_id.as_str());
+
+    // A script follows a job that stays live (an upload waiting for its bytes).
+    let job = app.tus().created(10, "{}").await;
+    let url = app.ws_url(&format!("/ws/status/{job}?token={key}"));
+    let (mut socket, _) = connect_async(url).await.expect("WebSocket connects");
+    let first = socket.next().await.unwrap().unwrap();
+    assert!(matches!(first, Message::Text(_)), "{first:?}");
+
+    let revoked = app
+        .client
+        .delete(app.url(&format!("/api/keys/{key_id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+
+    let close = tokio::time::timeout(PROPAGATION, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the socket closes once its key is revoked");
+    assert_eq!(close, Some(CloseCode::Policy));
+    assert_error(with_cookie().await, 401, "unauthorized").await;
+    assert_error(me(&app, &key).await, 401, "unauthorized").await;
+    // The token's own sessions are untouched.
+    let token_cookie = app.sign_in().await;
+    let by_token = app
+        .client
+        .get(app.url("/api/me"))
+        .header("Cookie", &token_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_token.status(), 200);
+}
+
+#[tokio::test]
+async fn removing_an_account_revokes_its_keys() {
+    let app = spawn_app().await;
+    let (_, key) = account_with_key(&app, "gina", Role::Member).await;
+    assert_eq!(me(&app, &key).await.status(), 200);
+    let removed = app
+        .client
+        .delete(app.url("/api/accounts/gina"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 204);
+    assert_error(me(&app, &key).await, 401, "unauthorized").await;
+    let listed = app.state.accounts.keys(None).await.unwrap();
+    assert!(
+        listed[0].revoked_at.is_some(),
+        "kept, revoked, for the record"
+    );
+}

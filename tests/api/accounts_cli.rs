@@ -1,0 +1,169 @@
+//! `ingest accounts …` and `ingest keys …` against the real binary, on the data dir of a real
+//! server that is running meanwhile.
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::{
+    path::Path,
+    process::{Command, Output},
+    time::Duration,
+};
+
+/// The server polls for key changes every 500 ms; this bounds the wait generously.
+const PROPAGATION: Duration = Duration::from_secs(5);
+
+/// Runs the binary with `args` on `data_dir`, the way an operator would on the server's host.
+fn ingest(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .args(args)
+        .env("INGEST_CONFIG", "/nonexistent/Leptos.toml")
+        .env("INGEST_DATA_DIR", data_dir)
+        .env_remove("INGEST_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn succeeded(output: &Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn refused_with_one_line(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
+async fn me(client: &reqwest::Client, base: &str, key: &str) -> reqwest::Response {
+    client
+        .get(format!("{base}/api/me"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn accounts_and_keys_made_with_the_cli_work_on_the_running_server_until_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Polling with a key the server has not loaded yet counts as failed sign-ins; lift the
+    // throttle (and the rate limit) so the polls measure propagation only.
+    let settings = [
+        ("RUST_LOG", "info"),
+        ("INGEST_RATE_LIMIT_PER_SECOND", "0"),
+        ("INGEST_SIGN_IN_FAILURES_PER_MINUTE", "10000"),
+    ];
+    let server = Server::start_with(&data, "server.log", &settings).await;
+    let client = reqwest::Client::new();
+
+    let added = succeeded(&ingest(&data, &["accounts", "add", "alice"]));
+    assert!(added.contains("alice (member)"), "{added}");
+    succeeded(&ingest(
+        &data,
+        &["accounts", "add", "ops", "--role", "admin"],
+    ));
+    let listed = succeeded(&ingest(&data, &["accounts", "list"]));
+    assert!(listed.contains("alice\tmember"), "{listed}");
+    assert!(listed.contains("ops\tadmin"), "{listed}");
+
+    let issued = succeeded(&ingest(
+        &data,
+        &["keys", "add", "alice", "--expires-in-days", "7"],
+    ));
+    let key = issued.lines().last().unwrap().to_owned();
+    assert!(
+        key.starts_with("ingest_"),
+        "the key alone on the last line: {issued}"
+    );
+    let key_id = key["ingest_".len().."ingest_".len() + 12].to_owned();
+
+    let answer: Value = eventually("the server accepts the new key", PROPAGATION, async || {
+        let response = me(&client, &server.base, &key).await;
+        if response.status() == 200 {
+            response.json().await.ok()
+        } else {
+            None
+        }
+    })
+    .await;
+    assert_eq!(
+        answer,
+        json!({"account": "alice", "role": "member", "key_id": key_id})
+    );
+    let ingested = client
+        .post(format!("{}/api/ingest", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"metadata": "{\"from\":\"cli\"}"}))
+        .send()
+        .await
+        .unwrap();
+    accepted_id(ingested).await;
+
+    let keys = succeeded(&ingest(&data, &["keys", "list", "alice"]));
+    assert!(keys.contains(&key_id), "{keys}");
+    assert!(!keys.contains(&key[20..]), "no key in the list: {keys}");
+    let all_keys = succeeded(&ingest(&data, &["keys", "list"]));
+    assert!(all_keys.contains(&key_id), "{all_keys}");
+
+    let revoked = succeeded(&ingest(&data, &["keys", "revoke", &key_id]));
+    assert!(revoked.contains("revoked"), "{revoked}");
+    eventually(
+        "the server refuses the revoked key",
+        PROPAGATION,
+        async || (me(&client, &server.base, &key).await.status() == 401).then_some(()),
+    )
+    .await;
+    let keys = succeeded(&ingest(&data, &["keys", "list", "alice"]));
+    let line = keys.lines().find(|line| line.starts_with(&key_id)).unwrap();
+    assert_ne!(line.split('\t').nth(4), Some("-"), "revoked: {line}");
+
+    // Refusals: one line on stderr, exit code 2.
+    let duplicate = refused_with_one_line(&ingest(&data, &["accounts", "add", "alice"]));
+    assert!(duplicate.contains("already exists"), "{duplicate}");
+    let reserved = refused_with_one_line(&ingest(&data, &["accounts", "add", "admin"]));
+    assert!(reserved.contains("built-in"), "{reserved}");
+    let unknown = refused_with_one_line(&ingest(&data, &["keys", "add", "nobody"]));
+    assert!(unknown.contains("no account named nobody"), "{unknown}");
+    refused_with_one_line(&ingest(&data, &["accounts", "add", "bad name"]));
+    refused_with_one_line(&ingest(
+        &data,
+        &["accounts", "add", "bob", "--role", "root"],
+    ));
+    refused_with_one_line(&ingest(&data, &["keys", "revoke", "0123456789ab"]));
+    refused_with_one_line(&ingest(&data, &["keys", "revoke", "not-an-id"]));
+    refused_with_one_line(&ingest(&data, &["accounts", "remove", "nobody"]));
+    refused_with_one_line(&ingest(&data, &["keys", "list", "nobody"]));
+
+    // Removing an account revokes its keys.
+    let second = succeeded(&ingest(&data, &["keys", "add", "alice"]));
+    let second = second.lines().last().unwrap().to_owned();
+    eventually(
+        "the server accepts the second key",
+        PROPAGATION,
+        async || (me(&client, &server.base, &second).await.status() == 200).then_some(()),
+    )
+    .await;
+    succeeded(&ingest(&data, &["accounts", "remove", "alice"]));
+    eventually(
+        "the removed account's key is refused",
+        PROPAGATION,
+        async || (me(&client, &server.base, &second).await.status() == 401).then_some(()),
+    )
+    .await;
+
+    // The token still works, and no key was ever written to the log.
+    assert_eq!(me(&client, &server.base, TOKEN).await.status(), 200);
+    let log = server.log();
+    assert!(log.contains(&key_id), "the log names the key id");
+    for secret in [&key, &second] {
+        assert!(!log.contains(&secret[20..]), "a key in the log");
+    }
+}
+
+#[test]
+fn the_cli_refuses_a_data_dir_without_a_database_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = refused_with_one_line(&ingest(dir.path(), &["accounts", "list"]));
+    assert!(refused.contains("no database"), "{refused}");
+}
