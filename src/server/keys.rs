@@ -187,6 +187,8 @@ impl KeyRing {
                     (entry.owner.key_id.clone(), Arc::new(entry))
                 })
                 .collect(),
+            // Nothing changed in the store: only an expiry can end a key.
+            None if entries.values().all(|entry| entry.usable_at(at)) => return Ok(Vec::new()),
             None => entries.clone(),
         };
         next.retain(|_, entry| entry.usable_at(at));

@@ -31,8 +31,9 @@ pub fn init(format: LogFormat) {
     let _ = result;
 }
 
-/// The span for one request: method, path and request id. The query string is left out on
-/// purpose: the WebSocket route carries the token in `?token=`.
+/// The span for one request: method, path and request id, and (filled in by authentication)
+/// the caller's account and key id. The query string is left out on purpose: the WebSocket
+/// route carries the token in `?token=`.
 pub fn request_span<B>(request: &Request<B>) -> Span {
     let request_id = request
         .headers()
@@ -44,6 +45,8 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %request_id,
+        account = tracing::field::Empty,
+        key_id = tracing::field::Empty,
     )
 }
 

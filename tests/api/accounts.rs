@@ -374,3 +374,58 @@ async fn removing_an_account_revokes_its_keys() {
         "kept, revoked, for the record"
     );
 }
+
+#[tokio::test]
+async fn a_keys_last_use_is_recorded_coarsely_and_listed() {
+    let app = spawn_app().await;
+    let (key_id, key) = account_with_key(&app, "hank", Role::Member).await;
+    let (_, keys) = admin_get(&app, "/api/accounts/hank/keys").await;
+    assert!(keys[0]["last_used_at"].is_null(), "never used yet");
+    assert_eq!(me(&app, &key).await.status(), 200);
+    // Kept in memory; written once a minute and at shutdown. Flush now instead of waiting.
+    app.state.keys.flush_use().await.unwrap();
+    let (_, keys) = admin_get(&app, "/api/accounts/hank/keys").await;
+    assert_eq!(keys[0]["key_id"], key_id.as_str());
+    assert!(keys[0]["last_used_at"].is_string(), "{keys}");
+}
+
+#[tokio::test]
+async fn wrong_keys_count_as_failed_sign_ins_for_the_address() {
+    let app = spawn_app_with(|s| s.sign_in_failures_per_minute = 2).await;
+    let (key_id, key) = account_with_key(&app, "ivan", Role::Member).await;
+    let wrong = format!("ingest_{key_id}_{}", "0".repeat(64));
+    for _ in 0..2 {
+        assert_error(me(&app, &wrong).await, 401, "unauthorized").await;
+    }
+    // Over the limit: even the right key waits out the minute, as with the token.
+    assert_error(me(&app, &key).await, 429, "too_many_requests").await;
+}
+
+#[tokio::test]
+async fn a_session_opened_with_a_key_keeps_its_account_across_a_restart() {
+    let app = spawn_app().await;
+    let (key_id, key) = account_with_key(&app, "judy", Role::Member).await;
+    let signed_in = app
+        .client
+        .post(app.url("/api/session"))
+        .json(&json!({ "token": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 204);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+
+    let app = spawn_app_in(app.stop().await, |_| {}).await;
+    let response = app
+        .client
+        .get(app.url("/api/me"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["account"], "judy");
+    assert_eq!(body["key_id"], key_id.as_str());
+}
