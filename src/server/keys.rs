@@ -177,6 +177,7 @@ impl KeyRing {
         } else {
             None
         };
+        let first_load = self.version.load(Ordering::Acquire) == i64::MIN;
         let mut entries = self.entries.write().expect("key ring lock");
         let mut next: HashMap<KeyId, Arc<Entry>> = match reloaded {
             Some(records) => records
@@ -192,6 +193,15 @@ impl KeyRing {
             None => entries.clone(),
         };
         next.retain(|_, entry| entry.usable_at(at));
+        if !first_load {
+            // Keys added here or by another process (the CLI): on the record where they count.
+            for (key_id, entry) in &next {
+                if !entries.contains_key(key_id) {
+                    let account = &entry.owner.account;
+                    tracing::info!(account = %account, key_id = %key_id, "key now accepted");
+                }
+            }
+        }
         let ended: Vec<KeyId> = entries
             .iter()
             .filter(|(key_id, _)| !next.contains_key(*key_id))

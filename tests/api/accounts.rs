@@ -429,3 +429,40 @@ async fn a_session_opened_with_a_key_keeps_its_account_across_a_restart() {
     assert_eq!(body["account"], "judy");
     assert_eq!(body["key_id"], key_id.as_str());
 }
+
+#[tokio::test]
+async fn a_key_expiry_must_come_as_json_and_no_body_means_no_expiry() {
+    let app = spawn_app().await;
+    account_with_key(&app, "kim", Role::Member).await;
+    let url = app.url("/api/accounts/kim/keys");
+    let as_text = app
+        .client
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "text/plain")
+        .body(r#"{"expires_in_days": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_error(as_text, 415, "unsupported_media_type").await;
+    let broken = app
+        .client
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/json")
+        .body(r#"{"expires_in_days": -1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_error(broken, 400, "invalid_body").await;
+    let bare = app
+        .client
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 201);
+    let bare: Value = bare.json().await.unwrap();
+    assert!(bare["expires_at"].is_null(), "{bare}");
+}

@@ -17,8 +17,9 @@ use crate::{
     },
 };
 use axum::{
+    body::Bytes,
     extract::{rejection::JsonRejection, State},
-    http::StatusCode,
+    http::{header, HeaderMap, StatusCode},
     Json,
 };
 use secrecy::ExposeSecret;
@@ -135,6 +136,7 @@ pub async fn remove_account(
         CommonErrors,
         (status = 403, description = "The caller is not an admin", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
+        (status = 415, description = "A body that is not application/json", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -143,18 +145,27 @@ pub async fn create_key(
     State(state): State<AppState>,
     Admin(_caller): Admin,
     AccountNamePath(name): AccountNamePath,
-    body: Result<Json<NewKey>, JsonRejection>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
-    let NewKey { expires_in_days } = match body {
-        Ok(Json(body)) => body,
-        // No body at all asks for a key that does not expire.
-        Err(JsonRejection::MissingJsonContentType(_)) => NewKey::default(),
-        Err(rejection) => {
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidBody,
-                rejection.body_text(),
-            ))
+    // No body at all asks for a key that never expires; a body must be JSON, so an expiry
+    // sent as something else is refused rather than ignored.
+    let NewKey { expires_in_days } = if body.is_empty() {
+        NewKey::default()
+    } else {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<mime::Mime>().ok())
+            .is_some_and(|mime| mime.essence_str() == mime::APPLICATION_JSON.essence_str());
+        if !json {
+            return Err(ApiError::UnsupportedMediaType(
+                "the body, when there is one, is application/json".to_owned(),
+            ));
         }
+        serde_json::from_slice(&body).map_err(|error| {
+            ApiError::bad_request(ErrorCode::InvalidBody, format!("the body: {error}"))
+        })?
     };
     let expires_at = match expires_in_days {
         None => None,
