@@ -491,3 +491,92 @@ async fn a_key_expiry_must_come_as_json_and_no_body_means_no_expiry() {
     let bare: Value = bare.json().await.unwrap();
     assert!(bare["expires_at"].is_null(), "{bare}");
 }
+
+#[tokio::test]
+async fn a_server_that_cannot_refresh_its_keys_refuses_them_and_is_not_ready_until_it_can() {
+    let app = spawn_app().await;
+    let (_, key) = account_with_key(&app, "lena", Role::Member).await;
+    assert_eq!(me(&app, &key).await.status(), 200);
+    let path = app.data_dir.path().join("ingest.db");
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    // The change counter the ring polls disappears: refreshes fail from now on.
+    sqlx::query("DROP TABLE accounts_version")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    eventually(
+        "the stale ring refuses the key",
+        PROPAGATION + Duration::from_secs(3),
+        async || (me(&app, &key).await.status() == 401).then_some(()),
+    )
+    .await;
+    assert_eq!(
+        me(&app, TOKEN).await.status(),
+        200,
+        "the token keeps working"
+    );
+    let (status, body) = app.get_json("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["keys"]["ok"], false, "{body}");
+    let reason = body["checks"]["keys"]["error"].as_str().unwrap();
+    assert!(reason.contains("API keys"), "{reason}");
+
+    sqlx::query(
+        "CREATE TABLE accounts_version (only INTEGER PRIMARY KEY CHECK (only = 1), \
+         version INTEGER NOT NULL) STRICT",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO accounts_version (only, version) VALUES (1, 1000)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    eventually("the key works again", PROPAGATION, async || {
+        (me(&app, &key).await.status() == 200).then_some(())
+    })
+    .await;
+    eventually("ready again", PROPAGATION, async || {
+        (app.get_json("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sessions_opened_with_one_key_share_its_pending_upload_cap() {
+    let app = spawn_app_with(|s| s.max_pending_uploads = 1).await;
+    let (_, key) = account_with_key(&app, "mia", Role::Member).await;
+    let mut cookies = Vec::new();
+    for _ in 0..2 {
+        let signed_in = app
+            .client
+            .post(app.url("/api/session"))
+            .json(&json!({ "token": key }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed_in.status(), 204);
+        let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+        cookies.push(cookie.split(';').next().unwrap().to_owned());
+    }
+    let declare = async |cookie: &str| {
+        app.client
+            .post(app.url("/api/uploads"))
+            .header("Cookie", cookie)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", "10")
+            .header("Upload-Metadata", "filename Zi5iaW4=,metadata e30=")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(declare(&cookies[0]).await, 201);
+    // Another sign-in with the same key is the same credential: no second allowance.
+    assert_eq!(declare(&cookies[1]).await, 429);
+}
