@@ -530,6 +530,71 @@ mod tests {
         assert!(ring.verify(&parse(&key).unwrap()).is_some());
     }
 
+    #[tokio::test]
+    async fn a_stored_key_that_does_not_read_back_is_skipped_not_fatal() {
+        let (dir, _, key, _) = ring_with_a_key(STALE_AFTER).await;
+        let path = dir.path().join("ingest.db");
+        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+            "sqlite://{}",
+            path.display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, account, secret_sha256, created_us) \
+             VALUES ('0123456789ab', 'carol', 'not a hash', 0)",
+        )
+        .execute(&mut db)
+        .await
+        .unwrap();
+        let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let ring = KeyRing::load(store)
+            .await
+            .expect("one bad row does not stop the load");
+        assert!(
+            ring.verify(&parse(&key).unwrap()).is_some(),
+            "the good key still works"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_service_applies_key_changes_to_the_ring_without_a_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("ingest.db"))
+                .await
+                .unwrap(),
+        );
+        let ring = Arc::new(KeyRing::load(store.clone()).await.unwrap());
+        let sessions = Arc::new(
+            Sessions::load(store.clone(), Duration::from_secs(3600), [7; 32])
+                .await
+                .unwrap(),
+        );
+        let accounts = Accounts::serving(store, ring.clone(), sessions.clone());
+        let name = AccountName::parse("erin").unwrap();
+        accounts
+            .add_account(name.clone(), Role::Member)
+            .await
+            .unwrap();
+        // Asked for as `Erin`: the key belongs to the stored `erin`.
+        let asked = AccountName::parse("Erin").unwrap();
+        let created = accounts.add_key(&asked, None).await.unwrap();
+        let key = created.key.expose_secret().to_owned();
+        let owner = ring.verify(&parse(&key).unwrap()).expect("usable at once");
+        assert_eq!(owner.account, name);
+        let session = sessions.create(Some(created.key_id.clone())).await.unwrap();
+        let ended = ring.ended(&created.key_id).unwrap();
+
+        accounts.revoke_key(&created.key_id).await.unwrap();
+        assert_eq!(ring.verify(&parse(&key).unwrap()), None, "refused at once");
+        assert!(ended.is_cancelled(), "its sockets close");
+        assert!(
+            sessions.find(&session.cookie_value).is_none(),
+            "its sessions end"
+        );
+    }
+
     #[test]
     fn debug_output_never_shows_a_secret() {
         let new = generate();

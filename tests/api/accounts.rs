@@ -341,7 +341,7 @@ async fn revoking_a_key_ends_its_session_and_closes_its_websocket() {
     let close = tokio::time::timeout(PROPAGATION, async {
         loop {
             match socket.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| (f.code, f.reason)),
                 Some(Ok(_)) => continue,
                 _ => return None,
             }
@@ -349,7 +349,10 @@ async fn revoking_a_key_ends_its_session_and_closes_its_websocket() {
     })
     .await
     .expect("the socket closes once its key is revoked");
-    assert_eq!(close, Some(CloseCode::Policy));
+    let (code, reason) = close.expect("a close frame");
+    assert_eq!(code, CloseCode::Policy);
+    // One neutral reason: nothing tells a revoked key from an expired one.
+    assert_eq!(reason.as_str(), "credential no longer valid");
     assert_error(with_cookie().await, 401, "unauthorized").await;
     assert_error(me(&app, &key).await, 401, "unauthorized").await;
     // The token's own sessions are untouched.
@@ -579,4 +582,33 @@ async fn sessions_opened_with_one_key_share_its_pending_upload_cap() {
     assert_eq!(declare(&cookies[0]).await, 201);
     // Another sign-in with the same key is the same credential: no second allowance.
     assert_eq!(declare(&cookies[1]).await, 429);
+}
+
+#[tokio::test]
+async fn a_declared_upload_waits_for_another_writer_instead_of_failing() {
+    let app = spawn_app().await;
+    let path = app.data_dir.path().join("ingest.db");
+    let mut other = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    // Another process (the CLI) holds the write lock while the server declares an upload,
+    // and commits meanwhile: a deferred transaction would have read before that commit and
+    // failed at its write (SQLITE_BUSY_SNAPSHOT); an immediate one waits its turn.
+    let mut held = sqlx::Connection::begin_with(&mut other, "BEGIN IMMEDIATE")
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO accounts (name, role, created_us) VALUES ('nora', 'member', 0)")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let declared = tokio::spawn({
+        let request = app.tus().create(10, "{}");
+        async move { request.send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    held.commit().await.unwrap();
+    assert_eq!(declared.await.unwrap(), 201);
 }
