@@ -1,14 +1,15 @@
 -- Accounts and their API keys. A key is stored as the SHA-256 of its secret, never the secret.
 -- The built-in `admin` account of INGEST_TOKEN lives in the settings, not here.
+-- Names are compared without case: `alice` and `Alice` are one account.
 CREATE TABLE accounts (
-    name       TEXT PRIMARY KEY NOT NULL,
+    name       TEXT PRIMARY KEY NOT NULL COLLATE NOCASE,
     role       TEXT NOT NULL CHECK (role IN ('admin', 'member')),
     created_us INTEGER NOT NULL
 ) STRICT;
 
 CREATE TABLE api_keys (
     key_id        TEXT PRIMARY KEY NOT NULL,
-    account       TEXT NOT NULL,
+    account       TEXT NOT NULL COLLATE NOCASE,
     secret_sha256 TEXT NOT NULL,
     created_us    INTEGER NOT NULL,
     expires_us    INTEGER,
@@ -41,3 +42,4 @@ BEGIN UPDATE accounts_version SET version = version + 1; END;
 
 -- Which key opened each browser session (NULL: INGEST_TOKEN), so revoking a key ends them.
 ALTER TABLE sessions ADD COLUMN key_id TEXT;
+CREATE INDEX sessions_by_key ON sessions (key_id);

@@ -127,6 +127,8 @@ pub struct ReadinessChecks {
     pub database: Check,
     pub data_dir: Check,
     pub disk: Check,
+    /// Whether the API keys are fresh (refreshed from the store within a few seconds).
+    pub keys: Check,
 }
 
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
@@ -196,7 +198,7 @@ pub struct NewKey {
 
 /// The 201 answer to `POST /api/accounts/{name}/keys`: the only time the key is shown.
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedKey {
     #[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[0-9a-f]{12}$"))]
     pub key_id: KeyId,
@@ -217,4 +219,15 @@ pub struct Me {
     /// The key the request (or its session) came with; absent for `INGEST_TOKEN`.
     #[cfg_attr(feature = "ssr", schema(value_type = Option<String>))]
     pub key_id: Option<KeyId>,
+}
+
+/// Everything but the key itself, so the key never reaches a log.
+impl std::fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedKey")
+            .field("key_id", &self.key_id)
+            .field("key", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }

@@ -39,9 +39,9 @@ impl AccountName {
         Self(BUILT_IN_ADMIN.to_owned())
     }
 
-    /// Whether this is the built-in account's name, which the store never holds.
+    /// Whether this is the built-in account's name, in any case, which the store never holds.
     pub fn is_reserved(&self) -> bool {
-        self.0 == BUILT_IN_ADMIN
+        self.0.eq_ignore_ascii_case(BUILT_IN_ADMIN)
     }
 
     pub fn as_str(&self) -> &str {
@@ -198,10 +198,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_built_in_name_is_reserved() {
+    fn the_built_in_name_is_reserved_in_any_case() {
         assert!(AccountName::built_in_admin().is_reserved());
-        assert!(AccountName::parse("admin").unwrap().is_reserved());
-        assert!(!AccountName::parse("Admin").unwrap().is_reserved());
+        for name in ["admin", "Admin", "ADMIN", "aDmIn"] {
+            assert!(AccountName::parse(name).unwrap().is_reserved(), "{name}");
+        }
+        assert!(!AccountName::parse("admins").unwrap().is_reserved());
     }
 
     #[test]

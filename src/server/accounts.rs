@@ -1,12 +1,18 @@
 //! Managing accounts and API keys: the rules both the admin routes and the `ingest accounts` /
 //! `ingest keys` commands follow (the built-in `admin` name is reserved, removing an account
 //! revokes its keys, a key is shown once), and the audit log of every change. Jobs are not
-//! touched: a removed account's jobs stay as they are.
+//! touched: a removed account's jobs stay as they are. In a server, a change takes effect here
+//! at once: the service applies it to the key ring itself (and ends a revoked key's sessions)
+//! once the store has it, so nothing after the commit can fail the change.
 use super::{
-    keys,
+    keys::{self, KeyRing},
+    sessions::Sessions,
     store::{now, AccountRecord, AccountStore, KeyRecord},
 };
-use crate::domain::{AccountName, KeyId, Role};
+use crate::{
+    api::{AccountInfo, KeyInfo},
+    domain::{AccountName, KeyId, Role},
+};
 use secrecy::SecretString;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -37,11 +43,46 @@ pub struct CreatedKey {
 
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
+    /// The server's key ring and sessions, which changes reach at once (`None` in the CLI:
+    /// servers see its changes when they poll).
+    live: Option<(Arc<KeyRing>, Arc<Sessions>)>,
 }
 
 impl Accounts {
+    /// The service over the store alone (the CLI).
     pub fn new(store: Arc<dyn AccountStore>) -> Self {
-        Self { store }
+        Self { store, live: None }
+    }
+
+    /// The service of a server: changes also reach its key ring and sessions at once.
+    pub fn serving(
+        store: Arc<dyn AccountStore>,
+        ring: Arc<KeyRing>,
+        sessions: Arc<Sessions>,
+    ) -> Self {
+        Self {
+            store,
+            live: Some((ring, sessions)),
+        }
+    }
+
+    /// Stops accepting the keys `ends` picks in this server now: their sockets close and their
+    /// sessions end. The store already has the change, so a failure here is only logged (the
+    /// key ring's poll catches up).
+    async fn end_keys_now(&self, ends: impl Fn(&keys::KeyOwner) -> bool) {
+        let Some((ring, sessions)) = &self.live else {
+            return;
+        };
+        let ended = ring.remove(ends).await;
+        if ended.is_empty() {
+            return;
+        }
+        for key_id in &ended {
+            tracing::info!(key_id = %key_id, "key no longer usable; its sessions and sockets end");
+        }
+        if let Err(error) = sessions.end_for_keys(&ended).await {
+            tracing::error!(error = ?error, "ending the sessions of revoked keys failed");
+        }
     }
 
     #[tracing::instrument(skip(self))]
@@ -49,7 +90,7 @@ impl Accounts {
         &self,
         name: AccountName,
         role: Role,
-    ) -> Result<AccountRecord, AccountError> {
+    ) -> Result<AccountInfo, AccountError> {
         if name.is_reserved() {
             return Err(AccountError::Reserved(name));
         }
@@ -62,12 +103,18 @@ impl Accounts {
             return Err(AccountError::Duplicate(account.name));
         }
         tracing::info!(account = %account.name, role = %account.role, "account created");
-        Ok(account)
+        Ok(account_info(account))
     }
 
     /// Every account in the store, by name (the built-in `admin` is not one of them).
-    pub async fn accounts(&self) -> Result<Vec<AccountRecord>, AccountError> {
-        Ok(self.store.accounts().await?)
+    pub async fn accounts(&self) -> Result<Vec<AccountInfo>, AccountError> {
+        Ok(self
+            .store
+            .accounts()
+            .await?
+            .into_iter()
+            .map(account_info)
+            .collect())
     }
 
     /// Removes the account and revokes its keys; its jobs are kept.
@@ -80,6 +127,8 @@ impl Accounts {
             return Err(AccountError::UnknownAccount(name.clone()));
         }
         tracing::info!(account = %name, "account removed; its keys are revoked");
+        self.end_keys_now(|owner| owner.account.as_str().eq_ignore_ascii_case(name.as_str()))
+            .await;
         Ok(())
     }
 
@@ -90,6 +139,17 @@ impl Accounts {
         account: &AccountName,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<CreatedKey, AccountError> {
+        // The stored spelling of the name (names are compared without case).
+        let AccountRecord {
+            name: account,
+            role,
+            ..
+        } = self
+            .store
+            .account(account)
+            .await?
+            .ok_or_else(|| AccountError::UnknownAccount(account.clone()))?;
+        let account = &account;
         let new = keys::generate();
         let record = KeyRecord {
             key_id: new.key_id.clone(),
@@ -104,6 +164,9 @@ impl Accounts {
             return Err(AccountError::UnknownAccount(account.clone()));
         }
         tracing::info!(account = %account, key_id = %new.key_id, "key created");
+        if let Some((ring, _)) = &self.live {
+            ring.insert(record, role).await;
+        }
         Ok(CreatedKey {
             key_id: new.key_id,
             account: account.clone(),
@@ -113,16 +176,19 @@ impl Accounts {
     }
 
     /// Keys, of one account (which must exist) or of all, without their secrets.
-    pub async fn keys(
-        &self,
-        account: Option<&AccountName>,
-    ) -> Result<Vec<KeyRecord>, AccountError> {
+    pub async fn keys(&self, account: Option<&AccountName>) -> Result<Vec<KeyInfo>, AccountError> {
         if let Some(name) = account {
             if self.store.account(name).await?.is_none() {
                 return Err(AccountError::UnknownAccount(name.clone()));
             }
         }
-        Ok(self.store.keys(account).await?)
+        Ok(self
+            .store
+            .keys(account)
+            .await?
+            .into_iter()
+            .map(key_info)
+            .collect())
     }
 
     /// Revokes a key; returns its account.
@@ -134,6 +200,27 @@ impl Accounts {
             .await?
             .ok_or_else(|| AccountError::UnknownKey(key_id.clone()))?;
         tracing::info!(account = %account, key_id = %key_id, "key revoked");
+        self.end_keys_now(|owner| owner.key_id == *key_id).await;
         Ok(account)
+    }
+}
+
+fn account_info(account: AccountRecord) -> AccountInfo {
+    AccountInfo {
+        name: account.name,
+        role: account.role,
+        created_at: account.created_at,
+    }
+}
+
+/// What may be shown of a key: everything but its hash.
+fn key_info(key: KeyRecord) -> KeyInfo {
+    KeyInfo {
+        key_id: key.key_id,
+        account: key.account,
+        created_at: key.created_at,
+        expires_at: key.expires_at,
+        revoked_at: key.revoked_at,
+        last_used_at: key.last_used_at,
     }
 }

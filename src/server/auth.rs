@@ -132,8 +132,12 @@ pub fn authenticate(
     let carries_token =
         query_token.is_some() || headers.contains_key(axum::http::header::AUTHORIZATION);
     let identity = if carries_token {
-        let address = client::client_ip(headers, extensions, &state.settings);
-        throttled(state, address, || {
+        let presented = query_token.or_else(|| {
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|header| bearer_token(header.as_bytes()))
+        });
+        throttled(state, headers, extensions, presented, || {
             identify(headers, extensions, query_token, state)
         })?
     } else {
@@ -148,12 +152,18 @@ pub fn authenticate(
             credential: Credential::Key(owner.key_id.clone()),
             caller: owner.into(),
         },
-        Identity::Session(cookie, owner) => {
+        // A session opened with a key counts as that key (its caps are the key's, however
+        // often it signs in).
+        Identity::Session(_, Some(owner)) => Authenticated {
+            credential: Credential::Key(owner.key_id.clone()),
+            caller: owner.into(),
+        },
+        Identity::Session(cookie, None) => {
             // A label, not the secret: the first 8 bytes of the cookie's SHA-256.
             let hash = Sha256::digest(cookie.as_bytes());
             Authenticated {
                 credential: Credential::Session(hex::encode(&hash[..8])),
-                caller: owner.map_or_else(Caller::built_in_admin, Caller::from),
+                caller: Caller::built_in_admin(),
             }
         }
     };
@@ -262,7 +272,9 @@ pub async fn sign_in(
     // Another site must not sign a browser in (to a session of its choosing) either.
     check_origin(headers, extensions, state)?;
     let address = client::client_ip(headers, extensions, &state.settings);
-    let owner = throttled(state, address, || check(state, token))?;
+    let owner = throttled(state, headers, extensions, Some(token), || {
+        check(state, token)
+    })?;
     let caller = owner.map_or_else(Caller::built_in_admin, Caller::from);
     let session = state.sessions.create(caller.key_id.clone()).await?;
     let secure = client::is_https(headers, extensions, &state.settings);
@@ -275,14 +287,29 @@ pub async fn sign_in(
     Ok(sessions::set_cookie(&session, state.sessions.ttl(), secure))
 }
 
-/// Runs a token check for `address` under the failed-sign-in throttle: refused at once (429)
-/// while the address is over its limit, and a failure counted and logged (the address, never
-/// the token) when the check fails.
+/// Runs a credential check under the failed-sign-in throttle of the client's address: refused
+/// at once (429) while the address is over its limit, and a failure counted and logged (the
+/// address, never the credential) when the check fails. Only guesses at the token count: a
+/// credential in the key format carries a 256-bit secret, so throttling it protects nothing,
+/// and one client with a revoked key must not lock everyone at its address out. Such a key
+/// skips the throttle, and its failure is logged with its id.
 fn throttled<T>(
     state: &AppState,
-    address: std::net::IpAddr,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    presented: Option<&str>,
     check: impl FnOnce() -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
+    let address = client::client_ip(headers, extensions, &state.settings);
+    if let Some(key) = presented.and_then(keys::parse) {
+        return check().inspect_err(|_| {
+            tracing::warn!(
+                client = %address,
+                key_id = %key.key_id,
+                "refused: an unknown, revoked or expired key"
+            );
+        });
+    }
     state.sign_in_throttle.check(address).map_err(|retry_after| {
         tracing::warn!(client = %address, "refused: too many failed sign-ins from this address");
         ApiError::TooManyRequests { retry_after }

@@ -2,58 +2,16 @@
 //! against the configured data dir's database (SQLite in WAL mode, so it works while the server
 //! runs; the server sees each change within a second). Output is for people and scripts: a new
 //! key alone on the last line of standard output, never a key in lists. A refusal is one line
-//! on standard error and exit code 2.
+//! on standard error and exit code 2; an internal failure (database busy, I/O) exits 1.
+pub use super::commands::{AccountsCommand, KeysCommand};
 use super::{
     accounts::{AccountError, Accounts},
-    store::{KeyRecord, SqliteStore},
+    store::SqliteStore,
 };
-use crate::domain::{AccountName, KeyId, Role};
+use crate::api::KeyInfo;
 use secrecy::ExposeSecret;
 use std::{path::Path, process::ExitCode, sync::Arc};
 use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
-
-/// `ingest accounts …`
-#[derive(Debug, clap::Subcommand)]
-pub enum AccountsCommand {
-    /// Create an account.
-    Add {
-        #[arg(value_parser = AccountName::parse)]
-        name: AccountName,
-        /// admin (manages accounts and keys) or member.
-        #[arg(long, default_value = "member")]
-        role: Role,
-    },
-    /// List the accounts.
-    List,
-    /// Remove an account and revoke its keys (its jobs are kept).
-    Remove {
-        #[arg(value_parser = AccountName::parse)]
-        name: AccountName,
-    },
-}
-
-/// `ingest keys …`
-#[derive(Debug, clap::Subcommand)]
-pub enum KeysCommand {
-    /// Create a key for an account; the key is printed once, alone on the last line.
-    Add {
-        #[arg(value_parser = AccountName::parse)]
-        name: AccountName,
-        /// Days until the key stops working [default: never].
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-        expires_in_days: Option<u16>,
-    },
-    /// List keys (never the keys themselves), of one account or all.
-    List {
-        #[arg(value_parser = AccountName::parse)]
-        name: Option<AccountName>,
-    },
-    /// Revoke a key by its id.
-    Revoke {
-        #[arg(value_parser = KeyId::parse)]
-        key_id: KeyId,
-    },
-}
 
 /// A management command.
 #[derive(Debug)]
@@ -66,21 +24,38 @@ pub enum Manage {
 pub async fn run(command: Manage, data_dir: &Path) -> ExitCode {
     match execute(command, data_dir).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        Err(failure) => {
+            let (error, code) = match failure {
+                Failure::Refused(error) => (error, 2),
+                Failure::Internal(error) => (error, 1),
+            };
             let line = format!("{error:#}");
             eprintln!("ingest: {}", line.lines().next().unwrap_or("failed"));
-            ExitCode::from(2)
+            ExitCode::from(code)
         }
     }
 }
 
-async fn execute(command: Manage, data_dir: &Path) -> anyhow::Result<()> {
+/// Why a command did not do its work: a refusal of what was asked (exit 2), or a failure of
+/// the machinery (exit 1).
+enum Failure {
+    Refused(anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Internal(error)
+    }
+}
+
+async fn execute(command: Manage, data_dir: &Path) -> Result<(), Failure> {
     let database = data_dir.join("ingest.db");
     if !database.exists() {
-        anyhow::bail!(
+        return Err(Failure::Refused(anyhow::anyhow!(
             "no database at {}; start the server once, or set --data-dir",
             database.display()
-        );
+        )));
     }
     let accounts = Accounts::new(Arc::new(SqliteStore::open(&database).await?));
     match command {
@@ -128,14 +103,14 @@ async fn execute(command: Manage, data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn refusal(error: AccountError) -> anyhow::Error {
+fn refusal(error: AccountError) -> Failure {
     match error {
-        AccountError::Store(cause) => cause,
-        refused => anyhow::anyhow!("{refused}"),
+        AccountError::Store(cause) => Failure::Internal(cause),
+        refused => Failure::Refused(anyhow::anyhow!("{refused}")),
     }
 }
 
-fn key_line(key: &KeyRecord) -> String {
+fn key_line(key: &KeyInfo) -> String {
     format!(
         "{}\t{}\t{}\t{}\t{}\t{}",
         key.key_id,

@@ -1,7 +1,7 @@
 //! Settings: command-line flags over `INGEST_*`/`LEPTOS_*` environment variables over
 //! `Leptos.toml` over defaults, resolved once at start-up into a validated `Settings`.
 use super::{
-    cli::{AccountsCommand, KeysCommand},
+    commands::{AccountsCommand, KeysCommand},
     token::ApiToken,
 };
 use clap::Parser;

@@ -84,7 +84,9 @@ impl KeyExtractor for TokenKey {
         Ok(match identity {
             Ok(Identity::Token) => TokenBucket::Token,
             Ok(Identity::Key(owner)) => TokenBucket::Key(owner.key_id),
-            Ok(Identity::Session(cookie, _)) => TokenBucket::Session(cookie.to_owned()),
+            // A session opened with a key shares the key's bucket.
+            Ok(Identity::Session(_, Some(owner))) => TokenBucket::Key(owner.key_id),
+            Ok(Identity::Session(cookie, None)) => TokenBucket::Session(cookie.to_owned()),
             Err(_) => TokenBucket::Unverified(client::address_key(client::client_ip(
                 request.headers(),
                 request.extensions(),

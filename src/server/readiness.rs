@@ -1,7 +1,8 @@
 //! Readiness: whether the database takes durable writes, the upload directory takes files, and
-//! free disk is above the floor. Checked at most once a second whatever the request rate, so
+//! free disk is above the floor, and the API keys are fresh (a server that cannot see
+//! revocations refuses keys, and says so here). Checked at most once a second whatever the request rate, so
 //! `/readyz` is cheap to call and cannot be used to load the disk; logged only when it changes.
-use super::{jobs::Jobs, uploads::Uploads};
+use super::{jobs::Jobs, keys::KeyRing, uploads::Uploads};
 use crate::api::{Check, Readiness, ReadinessChecks};
 use std::{
     sync::Arc,
@@ -15,16 +16,18 @@ const FRESH_FOR: Duration = Duration::from_secs(1);
 pub struct ReadinessProbe {
     jobs: Arc<Jobs>,
     uploads: Arc<Uploads>,
+    keys: Arc<KeyRing>,
     /// The last result and when it was taken; the lock also makes concurrent callers wait for
     /// one run of the checks instead of each running them.
     last: Mutex<Option<(Instant, Readiness)>>,
 }
 
 impl ReadinessProbe {
-    pub fn new(jobs: Arc<Jobs>, uploads: Arc<Uploads>) -> Self {
+    pub fn new(jobs: Arc<Jobs>, uploads: Arc<Uploads>, keys: Arc<KeyRing>) -> Self {
         Self {
             jobs,
             uploads,
+            keys,
             last: Mutex::new(None),
         }
     }
@@ -65,13 +68,23 @@ impl ReadinessProbe {
         };
         let data_dir = as_check(storage.writable);
         let disk = as_check(storage.free);
-        let ready = database.ok && data_dir.ok && disk.ok;
+        let keys = if self.keys.is_fresh() {
+            passed()
+        } else {
+            failed(&format!(
+                "the API keys have not been refreshed for {} s, so revocations may be missed; \
+                 API keys are refused until the database can be read",
+                self.keys.since_refresh().as_secs()
+            ))
+        };
+        let ready = database.ok && data_dir.ok && disk.ok && keys.ok;
         Readiness {
             status: if ready { "ready" } else { "unready" }.to_owned(),
             checks: ReadinessChecks {
                 database,
                 data_dir,
                 disk,
+                keys,
             },
         }
     }

@@ -1,6 +1,9 @@
 //! Building the application: storage and recovery, the state over them, the worker, the
 //! router (see `router`) and the listener, bound first so tests can use port 0 and read the
 //! real port; then serving until shutdown, and waiting for every tracked task.
+/// The state the application is built on; named here too, beside the `Application` that
+/// hands it out.
+pub use super::state::AppState;
 use super::{
     accounts::Accounts,
     blobs::LocalBlobs,
@@ -12,6 +15,7 @@ use super::{
     running::LocalCancellations,
     sessions::Sessions,
     staging::{LocalUploadLocks, Staging},
+    state::AccountServices,
     store::SqliteStore,
     tls::Certificates,
     uploads::{UploadLimits, Uploads},
@@ -23,11 +27,6 @@ use leptos::config::LeptosOptions;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-use super::state::AccountServices;
-/// The state the application is built on; named here too, beside the `Application` that
-/// hands it out.
-pub use super::state::AppState;
 
 /// How long open WebSockets get to say goodbye (close 1001) after shutdown starts.
 const SOCKET_DRAIN: Duration = Duration::from_secs(2);
@@ -62,9 +61,14 @@ impl Application {
             )
             .await?,
         );
+        let ring = Arc::new(KeyRing::load(store.clone()).await?);
         let account_services = AccountServices {
-            keys: Arc::new(KeyRing::load(store.clone()).await?),
-            accounts: Arc::new(Accounts::new(store.clone())),
+            accounts: Arc::new(Accounts::serving(
+                store.clone(),
+                ring.clone(),
+                sessions.clone(),
+            )),
+            keys: ring,
         };
         let jobs = Arc::new(Jobs::new(jobs::Parts {
             store,

@@ -52,10 +52,14 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            readiness: Arc::new(ReadinessProbe::new(
+                jobs.clone(),
+                uploads.clone(),
+                account_services.keys.clone(),
+            )),
             keys: account_services.keys,
             accounts: account_services.accounts,
             sign_in_throttle: Arc::new(SignInThrottle::new(settings.sign_in_failures_per_minute)),
-            readiness: Arc::new(ReadinessProbe::new(jobs.clone(), uploads.clone())),
             uploads,
             socket_slots: Arc::new(Semaphore::new(settings.max_websockets)),
             tasks: TaskTracker::new(),

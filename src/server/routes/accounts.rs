@@ -1,7 +1,7 @@
 //! Accounts and keys over HTTP, for admins: `POST/GET /api/accounts`,
 //! `DELETE /api/accounts/{name}`, `POST/GET /api/accounts/{name}/keys`, `DELETE /api/keys/{key_id}`;
-//! and `GET /api/me` for any caller. A change takes effect in this server at once (the key
-//! ring is refreshed before the answer), in others within a second.
+//! and `GET /api/me` for any caller. A change takes effect in this server at once (the service
+//! applies it to the key ring before the answer), in others within a second.
 use super::{
     extract::{AccountNamePath, KeyIdPath},
     openapi::CommonErrors,
@@ -10,10 +10,9 @@ use crate::{
     api::{AccountInfo, ErrorBody, ErrorCode, IssuedKey, KeyInfo, Me, NewAccount, NewKey},
     server::{
         auth::{Admin, Authenticated},
+        commands::MAX_EXPIRES_IN_DAYS,
         error::ApiError,
-        keys,
         state::AppState,
-        store::{AccountRecord, KeyRecord},
     },
 };
 use axum::{
@@ -24,9 +23,6 @@ use axum::{
 };
 use secrecy::ExposeSecret;
 use time::{Duration, OffsetDateTime};
-
-/// Longest key lifetime that can be asked for, in days (100 years).
-const MAX_EXPIRES_IN_DAYS: u32 = 36_500;
 
 /// Who the caller is: account, role, and the key the request (or its session) came with.
 #[utoipa::path(
@@ -72,7 +68,7 @@ pub async fn create_account(
         ApiError::bad_request(ErrorCode::InvalidBody, rejection.body_text())
     })?;
     let account = state.accounts.add_account(name, role).await?;
-    Ok((StatusCode::CREATED, Json(account_info(account))))
+    Ok((StatusCode::CREATED, Json(account)))
 }
 
 /// Every account (admins only). The built-in `admin` of `INGEST_TOKEN` is not listed.
@@ -93,7 +89,7 @@ pub async fn list_accounts(
     Admin(_caller): Admin,
 ) -> Result<Json<Vec<AccountInfo>>, ApiError> {
     let accounts = state.accounts.accounts().await?;
-    Ok(Json(accounts.into_iter().map(account_info).collect()))
+    Ok(Json(accounts))
 }
 
 /// Remove an account and revoke its keys (admins only); its jobs are kept.
@@ -119,7 +115,6 @@ pub async fn remove_account(
     AccountNamePath(name): AccountNamePath,
 ) -> Result<StatusCode, ApiError> {
     state.accounts.remove_account(&name).await?;
-    keys::sync(&state.keys, &state.sessions).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -180,7 +175,6 @@ pub async fn create_key(
         }
     };
     let created = state.accounts.add_key(&name, expires_at).await?;
-    keys::sync(&state.keys, &state.sessions).await?;
     Ok((
         StatusCode::CREATED,
         Json(IssuedKey {
@@ -213,7 +207,7 @@ pub async fn list_keys(
     AccountNamePath(name): AccountNamePath,
 ) -> Result<Json<Vec<KeyInfo>>, ApiError> {
     let keys = state.accounts.keys(Some(&name)).await?;
-    Ok(Json(keys.into_iter().map(key_info).collect()))
+    Ok(Json(keys))
 }
 
 /// Revoke a key (admins only): its next request is refused, its sessions end and its
@@ -239,25 +233,5 @@ pub async fn revoke_key(
     KeyIdPath(key_id): KeyIdPath,
 ) -> Result<StatusCode, ApiError> {
     state.accounts.revoke_key(&key_id).await?;
-    keys::sync(&state.keys, &state.sessions).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn account_info(account: AccountRecord) -> AccountInfo {
-    AccountInfo {
-        name: account.name,
-        role: account.role,
-        created_at: account.created_at,
-    }
-}
-
-fn key_info(key: KeyRecord) -> KeyInfo {
-    KeyInfo {
-        key_id: key.key_id,
-        account: key.account,
-        created_at: key.created_at,
-        expires_at: key.expires_at,
-        revoked_at: key.revoked_at,
-        last_used_at: key.last_used_at,
-    }
 }

@@ -72,9 +72,10 @@ pub async fn status_socket(
     let auth = auth::authenticate(&request.headers, &request.extensions, token, &state)?;
     // Fires when the caller's key is revoked or expires (never for the token).
     let key_ended = match &auth.caller.key_id {
-        Some(key_id) => state.keys.ended(key_id).ok_or(ApiError::Unauthorized(
-            "the key has been revoked or has expired",
-        ))?,
+        Some(key_id) => state
+            .keys
+            .ended(key_id)
+            .ok_or(ApiError::Unauthorized("invalid token"))?,
         None => CancellationToken::new(),
     };
     let JobIdPath(id) = job_id?;
@@ -143,7 +144,10 @@ async fn follow(socket: WebSocket, source: Follow, state: AppState, key_ended: C
         Ok(Ending::ShuttingDown) => {
             close(&mut sink, close_code::AWAY, "server shutting down").await
         }
-        Ok(Ending::KeyEnded) => close(&mut sink, close_code::POLICY, "key revoked").await,
+        // One neutral reason, whether the key was revoked, expired or could not be checked.
+        Ok(Ending::KeyEnded) => {
+            close(&mut sink, close_code::POLICY, "credential no longer valid").await
+        }
         Ok(Ending::ClientGone) | Err(_) => {}
     }
     reader.abort();

@@ -174,6 +174,19 @@ enum Statement<'a> {
     Change(&'a Change),
 }
 
+impl Statement<'_> {
+    /// Whether the statement reads and then writes in a transaction of its own, which must
+    /// then be an immediate one (see `apply_batch`).
+    fn reads_then_writes(&self) -> bool {
+        matches!(
+            self,
+            Statement::Change(
+                Change::RemoveAccount(..) | Change::DeclareUpload { .. } | Change::SaveReceived(_)
+            )
+        )
+    }
+}
+
 fn statements(batch: &[Write]) -> Vec<Statement<'_>> {
     let mut statements: Vec<Statement<'_>> = Vec::new();
     for write in batch {
@@ -197,10 +210,16 @@ async fn apply_batch(
     let statements = statements(batch);
     let mut outcomes = Vec::with_capacity(batch.len());
     if let [statement] = statements.as_slice() {
-        run(conn, statement, seq, &mut outcomes).await;
-        return Ok(outcomes);
+        if !statement.reads_then_writes() {
+            run(conn, statement, seq, &mut outcomes).await;
+            return Ok(outcomes);
+        }
     }
-    let mut tx = conn.begin().await?;
+    // IMMEDIATE: the write lock is taken at BEGIN (waiting out another writer, such as the
+    // CLI, under busy_timeout), so a read inside cannot be overtaken by another process's
+    // commit, which a deferred transaction would only learn at its first write
+    // (SQLITE_BUSY_SNAPSHOT, which no timeout helps).
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     for statement in &statements {
         run(&mut tx, statement, seq, &mut outcomes).await;
     }
@@ -473,8 +492,8 @@ async fn apply(
             expected,
             max_pending,
         } => {
-            // A savepoint inside a batch's transaction, a transaction on its own: the job and
-            // its upload record are written together or not at all.
+            // A savepoint inside the batch's (immediate) transaction: the job and its upload
+            // record are written together or not at all.
             let mut tx = conn.begin().await?;
             // Receiving jobs are few (each is an upload in progress), so they lead the join.
             let pending: i64 = sqlx::query_scalar(
@@ -817,9 +836,26 @@ impl AccountStore for SqliteStore {
         )
         .fetch_all(&self.readers)
         .await?;
-        rows.into_iter()
-            .map(|row| Ok((KeyRecord::try_from(row.key)?, Role::from_str(&row.role)?)))
-            .collect()
+        // A row that does not read back is skipped (and logged), not every key refused.
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let (key_id, account) = (row.key.key_id.clone(), row.key.account.clone());
+                let parsed = Role::from_str(&row.role)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|role| Ok((KeyRecord::try_from(row.key)?, role)));
+                parsed
+                    .inspect_err(|error| {
+                        tracing::error!(
+                            key_id = %key_id,
+                            account = %account,
+                            error = ?error,
+                            "a stored API key does not read back; it is not accepted"
+                        );
+                    })
+                    .ok()
+            })
+            .collect())
     }
 
     async fn revoke_key(
