@@ -295,21 +295,7 @@ async fn revoking_a_key_ends_its_session_and_closes_its_websocket() {
     let (key_id, key) = account_with_key(&app, "frank", Role::Member).await;
 
     // A browser signs in with the key.
-    let signed_in = app
-        .client
-        .post(app.url("/api/session"))
-        .json(&json!({ "token": key }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), 204);
-    let cookie = signed_in.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = app.sign_in_with(&key).await;
     let with_cookie = async || {
         app.client
             .get(app.url("/api/me"))
@@ -433,16 +419,7 @@ async fn wrong_keys_do_not_lock_the_address_out_but_token_guesses_still_do() {
 async fn a_session_opened_with_a_key_keeps_its_account_across_a_restart() {
     let app = spawn_app().await;
     let (key_id, key) = account_with_key(&app, "judy", Role::Member).await;
-    let signed_in = app
-        .client
-        .post(app.url("/api/session"))
-        .json(&json!({ "token": key }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), 204);
-    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let cookie = app.sign_in_with(&key).await;
 
     let app = spawn_app_in(app.stop().await, |_| {}).await;
     let response = app
@@ -556,16 +533,7 @@ async fn sessions_opened_with_one_key_share_its_pending_upload_cap() {
     let (_, key) = account_with_key(&app, "mia", Role::Member).await;
     let mut cookies = Vec::new();
     for _ in 0..2 {
-        let signed_in = app
-            .client
-            .post(app.url("/api/session"))
-            .json(&json!({ "token": key }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(signed_in.status(), 204);
-        let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
-        cookies.push(cookie.split(';').next().unwrap().to_owned());
+        cookies.push(app.sign_in_with(&key).await);
     }
     let declare = async |cookie: &str| {
         app.client

@@ -226,6 +226,11 @@ impl TestApp {
         session_cookie(&self.client, &self.url("")).await
     }
 
+    /// Signs a browser in with `credential` (an API key, say); returns its `Cookie` value.
+    pub async fn sign_in_with(&self, credential: &str) -> String {
+        session_cookie_with(&self.client, &self.url(""), credential).await
+    }
+
     /// tus requests to this app, with the token.
     pub fn tus(&self) -> Tus<'_> {
         Tus::new(&self.client, &self.url(""))
@@ -510,9 +515,14 @@ impl Drop for Server {
 
 /// Signs a browser in (`POST /api/session` on `base`) and returns its `Cookie` header value.
 pub async fn session_cookie(client: &reqwest::Client, base: &str) -> String {
+    session_cookie_with(client, base, TOKEN).await
+}
+
+/// Signs a browser in with `credential` (the token or an API key); returns its `Cookie` value.
+pub async fn session_cookie_with(client: &reqwest::Client, base: &str, credential: &str) -> String {
     let response = client
         .post(format!("{base}/api/session"))
-        .json(&serde_json::json!({ "token": TOKEN }))
+        .json(&serde_json::json!({ "token": credential }))
         .send()
         .await
         .unwrap();
