@@ -4,7 +4,7 @@ use super::{
     accounts::AccountError,
     jobs::{Cancellation, Paging},
     receive::caused_by_full_disk,
-    uploads::UploadError,
+    uploads::{UploadError, DISK_FULL},
 };
 use crate::{
     api::{ErrorBody, ErrorCode, ErrorDetail},
@@ -71,9 +71,7 @@ impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
         if caused_by_full_disk(&error) {
             tracing::warn!(error = ?error, "the disk is full");
-            return ApiError::InsufficientStorage(
-                "the server's disk is full; retry once space is freed".to_owned(),
-            );
+            return ApiError::InsufficientStorage(DISK_FULL.to_owned());
         }
         ApiError::Internal(error)
     }

@@ -79,12 +79,7 @@ async fn a_file_cut_short_inside_the_multipart_body_fails_its_job() {
         .await;
     let message = assert_error(response, 400, "upload_interrupted").await;
     assert!(message.contains("interrupted"), "{message}");
-    let jobs = app
-        .state
-        .jobs
-        .list(Some(JobState::Failed), None, 10)
-        .await
-        .unwrap();
+    let jobs = app.jobs_in(JobState::Failed).await;
     assert_eq!(jobs.len(), 1);
     assert!(jobs[0].error.as_deref().unwrap().contains("interrupted"));
     assert_eq!(jobs[0].sha256, None);
@@ -178,12 +173,7 @@ async fn a_second_file_part_is_refused_and_the_first_is_not_kept() {
     let response = app.ingest_form(form).await;
     assert_error(response, 400, "invalid_multipart").await;
     assert!(app.temp_files().is_empty());
-    let failed = app
-        .state
-        .jobs
-        .list(Some(JobState::Failed), None, 10)
-        .await
-        .unwrap();
+    let failed = app.jobs_in(JobState::Failed).await;
     assert_eq!(failed.len(), 1);
 }
 

@@ -8,22 +8,15 @@ use ingest::{
 };
 use proptest::{
     prelude::*,
-    test_runner::{Config, TestCaseError, TestRunner},
+    test_runner::{TestCaseError, TestRunner},
 };
 use serde_json::Value;
 
-/// `cases` per test unless `PROPTEST_CASES` says otherwise; failures are printed, not saved.
-fn fuzz_config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+/// The settings the unit property tests use too: one definition, compiled into both (proptest
+/// is a dev-dependency, so the library cannot export it).
+#[path = "../../src/domain/fuzzing.rs"]
+mod fuzzing;
+use fuzzing::fuzz_config;
 
 /// A runtime for one property test: its server is started once and serves every case.
 fn runtime() -> tokio::runtime::Runtime {

@@ -226,6 +226,11 @@ impl TestApp {
         session_cookie(&self.client, &self.url("")).await
     }
 
+    /// The jobs in `state` (the first 10), read from the service directly.
+    pub async fn jobs_in(&self, state: JobState) -> Vec<JobStatus> {
+        self.state.jobs.list(Some(state), None, 10).await.unwrap()
+    }
+
     /// Signs a browser in with `credential` (an API key, say); returns its `Cookie` value.
     pub async fn sign_in_with(&self, credential: &str) -> String {
         session_cookie_with(&self.client, &self.url(""), credential).await

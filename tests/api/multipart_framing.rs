@@ -143,12 +143,7 @@ async fn huge_headers_on_a_part_after_the_file_fail_its_job_and_leave_no_bytes()
     start.extend(header_padding(2 << 20));
     let answer = post_raw(app.address, &start, b'p', 2 << 20, b"\r\n\r\n").await;
     assert_framing_refused(&answer);
-    let failed = app
-        .state
-        .jobs
-        .list(Some(JobState::Failed), None, 10)
-        .await
-        .unwrap();
+    let failed = app.jobs_in(JobState::Failed).await;
     assert_eq!(failed.len(), 1, "the file's job is failed");
     assert_eq!(
         app.list_jobs("").await.jobs.len(),

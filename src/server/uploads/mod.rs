@@ -115,7 +115,8 @@ impl From<anyhow::Error> for UploadError {
     }
 }
 
-const DISK_FULL: &str = "the server's disk is full; retry once space is freed";
+/// What a full disk answers when nothing of the upload could be kept.
+pub const DISK_FULL: &str = "the server's disk is full; retry once space is freed";
 
 impl UploadError {
     /// What the job records when this ends its upload: storage failures say nothing internal.
@@ -158,10 +159,6 @@ impl Uploads {
             slots: Arc::new(Semaphore::new(limits.concurrent)),
             limits,
         }
-    }
-
-    pub fn limits(&self) -> &UploadLimits {
-        &self.limits
     }
 
     /// One of the server's upload slots, or `Busy` when all are taken.
