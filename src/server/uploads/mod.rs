@@ -315,8 +315,8 @@ impl Uploads {
         Ok((job, durable))
     }
 
-    /// Where a declared upload stands now (for the answer after its bytes): its latest live
-    /// state, and its durable offset as recorded.
+    /// A declared upload's durable offset as recorded (0 if it has none): what a creation
+    /// whose first bytes were not all kept answers.
     pub async fn recorded_offset(&self, id: JobId) -> Result<u64, UploadError> {
         Ok(self
             .jobs
