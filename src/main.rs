@@ -43,6 +43,7 @@ async fn main() -> ExitCode {
         Some(Command::Keys(command)) => Some(Manage::Keys(command)),
     };
     if let Some(command) = manage {
+        telemetry::init_audit(settings.log_format);
         return cli::run(command, &settings.data_dir).await;
     }
     telemetry::init(settings.log_format);

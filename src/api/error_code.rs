@@ -30,6 +30,8 @@ pub enum ErrorCode {
     ChecksumMismatch,
     /// The credential has as many unfinished resumable uploads as it may have.
     TooManyPendingUploads,
+    /// An account quota refused the request; the error's `quota` says which.
+    QuotaExceeded,
     Internal,
     /// The server is at capacity for this kind of request; retry.
     Busy,
@@ -83,6 +85,7 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::ChecksumMismatch => "checksum_mismatch",
             ErrorCode::TooManyPendingUploads => "too_many_pending_uploads",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Internal => "internal",
             ErrorCode::Busy => "busy",
             ErrorCode::InsufficientStorage => "insufficient_storage",
@@ -119,7 +122,7 @@ mod tests {
     use super::*;
 
     /// Every code but the catch-all, so the test below sees a variant added without a spelling.
-    const ALL: [ErrorCode; 39] = [
+    const ALL: [ErrorCode; 40] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -139,6 +142,7 @@ mod tests {
         ErrorCode::HeadersTooLarge,
         ErrorCode::ChecksumMismatch,
         ErrorCode::TooManyPendingUploads,
+        ErrorCode::QuotaExceeded,
         ErrorCode::Internal,
         ErrorCode::Busy,
         ErrorCode::InsufficientStorage,

@@ -64,23 +64,23 @@ pub async fn sign_out() -> Result<(), CallError> {
 /// Starts a metadata-only job (files go through the streaming upload route).
 #[server(prefix = "/rpc", endpoint = "start_ingest")]
 pub async fn start_ingest(metadata: String) -> Result<JobStatus, CallError> {
-    let state = support::authorized().await?;
+    let (state, caller) = support::caller().await?;
     let metadata = crate::domain::parse_metadata(&metadata, state.settings.max_metadata_bytes)
         .map_err(|error| support::refuse(error.into()))?;
     state
         .jobs
-        .submit_metadata(metadata)
+        .submit_metadata(&caller.owner(), metadata)
         .await
         .map_err(|error| support::refuse(error.into()))
 }
 
 #[server(prefix = "/rpc", endpoint = "job_status")]
 pub async fn get_job_status(id: JobId) -> Result<JobStatus, CallError> {
-    use crate::server::error::ApiError;
-    let state = support::authorized().await?;
-    match state.jobs.status(id).await {
+    let (state, caller) = support::caller().await?;
+    match state.jobs.status(id, caller.scope()).await {
         Ok(Some(job)) => Ok(job),
-        Ok(None) => Err(support::refuse(ApiError::NotFound(
+        // Another account's job answers as an unknown one.
+        Ok(None) => Err(support::refuse(crate::server::error::ApiError::NotFound(
             "no such job".to_owned(),
         ))),
         Err(error) => Err(support::refuse(error.into())),
@@ -93,20 +93,25 @@ pub async fn list_jobs(
     before: Option<JobId>,
     limit: Option<u32>,
 ) -> Result<JobPage, CallError> {
-    let state = support::authorized().await?;
+    let (state, caller) = support::caller().await?;
+    let filter = crate::server::store::ListFilter {
+        scope: caller.scope(),
+        owner: None,
+        state: status,
+    };
     state
         .jobs
-        .page(status, before, limit)
+        .page(&filter, before, limit)
         .await
         .map_err(|error| support::refuse(error.into()))
 }
 
 #[server(prefix = "/rpc", endpoint = "cancel_job")]
 pub async fn cancel_job(id: JobId) -> Result<JobStatus, CallError> {
-    let state = support::authorized().await?;
+    let (state, caller) = support::caller().await?;
     state
         .jobs
-        .cancel(id)
+        .cancel(id, caller.scope())
         .await
         .map_err(|error| support::refuse(error.into()))
 }
@@ -134,12 +139,13 @@ mod support {
         })
     }
 
-    /// The state, once the caller has shown a session cookie (or the token).
-    pub async fn authorized() -> Result<AppState, CallError> {
+    /// The state and the caller, once it has shown a session cookie (or the token).
+    pub async fn caller() -> Result<(AppState, auth::Caller), CallError> {
         let state = state();
         let request = request()?;
-        auth::authenticate(&request.headers, &request.extensions, None, &state).map_err(refuse)?;
-        Ok(state)
+        let auth = auth::authenticate(&request.headers, &request.extensions, None, &state)
+            .map_err(refuse)?;
+        Ok((state, auth.caller))
     }
 
     /// Answers with the error's HTTP status and its message for people; a 500 says nothing

@@ -19,6 +19,66 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// For people: what was wrong and how to fix it.
     pub message: String,
+    /// Which account quota refused the request, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+/// An account quota.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quota {
+    /// Bytes of the files its jobs hold, and of its unfinished uploads.
+    StoredBytes,
+    /// Uploads in progress at once.
+    Uploads,
+    /// Requests per second.
+    RequestsPerSecond,
+}
+
+impl Quota {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quota::StoredBytes => "stored_bytes",
+            Quota::Uploads => "uploads",
+            Quota::RequestsPerSecond => "requests_per_second",
+        }
+    }
+}
+
+/// The limits that apply to an account; `null`: not limited.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quotas {
+    pub max_stored_bytes: Option<u64>,
+    pub max_uploads: Option<u64>,
+    pub max_requests_per_second: Option<u64>,
+}
+
+/// An account's own limits, set by an admin: `null` takes the server's default, 0 means no
+/// limit. The body of `PUT /api/accounts/{name}/quotas`.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaOverrides {
+    #[serde(default)]
+    pub max_stored_bytes: Option<u64>,
+    #[serde(default)]
+    pub max_uploads: Option<u64>,
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(maximum = 1_000_000))]
+    pub max_requests_per_second: Option<u64>,
+}
+
+/// What an account uses now, counted from its jobs.
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Bytes of the files its jobs hold, plus what its unfinished uploads declared.
+    pub stored_bytes: u64,
+    /// Uploads in progress (jobs receiving).
+    pub uploads: u64,
 }
 
 /// The 202 answer to `POST /api/ingest`.
@@ -149,6 +209,8 @@ pub struct AccountInfo {
     #[cfg_attr(feature = "ssr", serde(with = "time::serde::rfc3339"))]
     #[cfg_attr(feature = "ssr", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    /// Its own limits (`null`: the server's default).
+    pub quotas: QuotaOverrides,
 }
 
 /// The body of `POST /api/accounts`.
@@ -219,6 +281,9 @@ pub struct Me {
     /// The key the request (or its session) came with; absent for `INGEST_TOKEN`.
     #[cfg_attr(feature = "ssr", schema(value_type = Option<String>))]
     pub key_id: Option<KeyId>,
+    pub usage: Usage,
+    /// The limits in force (`null`: not limited).
+    pub quotas: Quotas,
 }
 
 /// Everything but the key itself, so the key never reaches a log.

@@ -1,5 +1,5 @@
-//! Accounts as both halves see them: `AccountName` (parsed once, never a bare string after)
-//! and `Role`.
+//! Accounts as both halves see them: `AccountName` (parsed once, never a bare string after),
+//! `AccountId` (what jobs belong to), `Role`, and `Scope` (whose jobs a caller sees).
 use serde::{Deserialize, Serialize};
 use std::{fmt, str::FromStr};
 
@@ -10,8 +10,8 @@ const MAX_LEN: usize = 64;
 /// account of that name can be created.
 pub const BUILT_IN_ADMIN: &str = "admin";
 
-/// An account's name: 1–64 ASCII letters, digits, `-` and `_`. Names are compared as written
-/// (`Alice` and `alice` are two accounts).
+/// An account's name: 1–64 ASCII letters, digits, `-` and `_`. The store compares names without
+/// case (`Alice` and `alice` are one account), so two accounts never differ only in case.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct AccountName(String);
@@ -66,6 +66,60 @@ impl TryFrom<String> for AccountName {
 impl From<AccountName> for String {
     fn from(name: AccountName) -> String {
         name.0
+    }
+}
+
+/// An account's permanent number. A name can be removed and taken again; a number never is, so
+/// jobs belong to numbers and a re-created name starts with none of the old account's jobs.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct AccountId(i64);
+
+impl AccountId {
+    /// The built-in `admin` account of `INGEST_TOKEN` (stored accounts count from 1).
+    pub const BUILT_IN_ADMIN: AccountId = AccountId(0);
+
+    pub fn new(number: i64) -> Self {
+        Self(number)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// An account as its jobs record it: the number they belong to, and the name shown beside them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub id: AccountId,
+    pub name: AccountName,
+}
+
+impl Owner {
+    /// The built-in `admin` account of `INGEST_TOKEN`.
+    pub fn built_in_admin() -> Self {
+        Self {
+            id: AccountId::BUILT_IN_ADMIN,
+            name: AccountName::built_in_admin(),
+        }
+    }
+}
+
+/// Whose jobs a caller may see and touch: an admin every job, a member its account's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Everything,
+    Account(AccountId),
+}
+
+impl Scope {
+    pub fn sees(self, owner: AccountId) -> bool {
+        match self {
+            Scope::Everything => true,
+            Scope::Account(account) => account == owner,
+        }
     }
 }
 

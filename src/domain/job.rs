@@ -1,5 +1,5 @@
 //! Job identity (`JobId`), lifecycle (`JobState`) and the snapshot every client sees (`JobStatus`).
-use super::Sha256Digest;
+use super::{AccountId, AccountName, Owner, Sha256Digest};
 use serde::{Deserialize, Serialize};
 use std::{fmt, str::FromStr};
 use uuid::Uuid;
@@ -148,6 +148,13 @@ impl FromStr for JobState {
 pub struct JobStatus {
     #[cfg_attr(feature = "ssr", schema(value_type = String, format = Uuid))]
     pub job_id: JobId,
+    /// The account that created the job.
+    #[cfg_attr(feature = "ssr", schema(value_type = String))]
+    pub owner: AccountName,
+    /// The same account by number (what isolation compares): never sent, since a name is all a
+    /// client needs.
+    #[serde(skip)]
+    pub owner_id: AccountId,
     pub status: JobState,
     /// 0–100 over the whole job: receiving first, then processing.
     pub progress: u8,
@@ -175,16 +182,19 @@ pub struct JobStatus {
 }
 
 impl JobStatus {
-    /// A fresh job in `state`, created at `now`.
+    /// A fresh job of account `owner` (`owner_id`) in `state`, created at `now`.
     #[cfg(feature = "ssr")]
     pub fn new(
         job_id: JobId,
+        owner: &Owner,
         state: JobState,
         metadata: serde_json::Value,
         now: Timestamp,
     ) -> Self {
         Self {
             job_id,
+            owner: owner.name.clone(),
+            owner_id: owner.id,
             status: state,
             progress: 0,
             bytes_done: 0,
@@ -223,6 +233,14 @@ impl JobStatus {
         #[cfg(not(feature = "ssr"))]
         let elapsed = Some(unix_millis(&self.updated_at)? - unix_millis(&self.created_at)?);
         elapsed
+    }
+
+    /// The account the job belongs to.
+    pub fn owner(&self) -> Owner {
+        Owner {
+            id: self.owner_id,
+            name: self.owner.clone(),
+        }
     }
 
     /// Whether the job carries (or is receiving) a file rather than metadata only.

@@ -10,8 +10,8 @@ mod progress;
 mod upload_name;
 
 pub use account::{
-    AccountName, InvalidAccountName, InvalidKeyId, KeyId, Role, UnknownRole, BUILT_IN_ADMIN,
-    KEY_ID_LEN,
+    AccountId, AccountName, InvalidAccountName, InvalidKeyId, KeyId, Owner, Role, Scope,
+    UnknownRole, BUILT_IN_ADMIN, KEY_ID_LEN,
 };
 pub use digest::{InvalidDigest, Sha256Digest};
 pub use job::{InvalidJobId, JobId, JobState, JobStatus, Metadata, Timestamp, UnknownJobState};

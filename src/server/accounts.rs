@@ -1,7 +1,8 @@
 //! Managing accounts and API keys: the rules both the admin routes and the `ingest accounts` /
 //! `ingest keys` commands follow (the built-in `admin` name is reserved, removing an account
-//! revokes its keys, a key is shown once), and the audit log of every change. Jobs are not
-//! touched: a removed account's jobs stay as they are. In a server, a change takes effect here
+//! revokes its keys, a key is shown once, quotas), and the audit log of every change (tracing
+//! target `audit`, with account name and key id, never a key). Jobs are not touched: a removed
+//! account's jobs stay as they are, owned by its number, which no new account gets. In a server, a change takes effect here
 //! at once: the service applies it to the key ring itself (and ends a revoked key's sessions)
 //! once the store has it, so nothing after the commit can fail the change.
 use super::{
@@ -10,8 +11,8 @@ use super::{
     store::{now, AccountRecord, AccountStore, KeyRecord},
 };
 use crate::{
-    api::{AccountInfo, KeyInfo},
-    domain::{AccountName, KeyId, Role},
+    api::{AccountInfo, KeyInfo, QuotaOverrides},
+    domain::{AccountId, AccountName, KeyId, Role},
 };
 use secrecy::SecretString;
 use std::sync::Arc;
@@ -94,15 +95,18 @@ impl Accounts {
         if name.is_reserved() {
             return Err(AccountError::Reserved(name));
         }
-        let account = AccountRecord {
+        let mut account = AccountRecord {
+            id: AccountId::default(),
             name,
             role,
             created_at: now(),
+            quotas: QuotaOverrides::default(),
         };
-        if !self.store.add_account(&account).await? {
+        let Some(id) = self.store.add_account(&account).await? else {
             return Err(AccountError::Duplicate(account.name));
-        }
-        tracing::info!(account = %account.name, role = %account.role, "account created");
+        };
+        account.id = id;
+        tracing::info!(target: "audit", account = %account.name, role = %account.role, "account created");
         Ok(account_info(account))
     }
 
@@ -126,7 +130,7 @@ impl Accounts {
         if !self.store.remove_account(name, now()).await? {
             return Err(AccountError::UnknownAccount(name.clone()));
         }
-        tracing::info!(account = %name, "account removed; its keys are revoked");
+        tracing::info!(target: "audit", account = %name, "account removed; its keys are revoked");
         self.end_keys_now(|owner| owner.account.as_str().eq_ignore_ascii_case(name.as_str()))
             .await;
         Ok(())
@@ -140,19 +144,12 @@ impl Accounts {
         expires_at: Option<OffsetDateTime>,
     ) -> Result<CreatedKey, AccountError> {
         // The stored spelling of the name (names are compared without case).
-        let AccountRecord {
-            name: account,
-            role,
-            ..
-        } = self
-            .store
-            .account(account)
-            .await?
-            .ok_or_else(|| AccountError::UnknownAccount(account.clone()))?;
-        let account = &account;
+        let owner = self.existing(account).await?;
+        let account = &owner.name;
         let new = keys::generate();
         let record = KeyRecord {
             key_id: new.key_id.clone(),
+            account_id: Some(owner.id),
             account: account.clone(),
             secret_sha256: new.secret_sha256,
             created_at: now(),
@@ -163,9 +160,9 @@ impl Accounts {
         if !self.store.add_key(&record).await? {
             return Err(AccountError::UnknownAccount(account.clone()));
         }
-        tracing::info!(account = %account, key_id = %new.key_id, "key created");
+        tracing::info!(target: "audit", account = %account, key_id = %new.key_id, expires_at = ?expires_at, "key created");
         if let Some((ring, _)) = &self.live {
-            ring.insert(record, role).await;
+            ring.insert(record, &owner).await;
         }
         Ok(CreatedKey {
             key_id: new.key_id,
@@ -177,18 +174,61 @@ impl Accounts {
 
     /// Keys, of one account (which must exist) or of all, without their secrets.
     pub async fn keys(&self, account: Option<&AccountName>) -> Result<Vec<KeyInfo>, AccountError> {
-        if let Some(name) = account {
-            if self.store.account(name).await?.is_none() {
-                return Err(AccountError::UnknownAccount(name.clone()));
-            }
-        }
+        let id = match account {
+            Some(name) => Some(self.existing(name).await?.id),
+            None => None,
+        };
         Ok(self
             .store
-            .keys(account)
+            .keys(id)
             .await?
             .into_iter()
             .map(key_info)
             .collect())
+    }
+
+    /// An account as stored (its stored spelling), or `UnknownAccount`.
+    async fn existing(&self, name: &AccountName) -> Result<AccountRecord, AccountError> {
+        self.store
+            .account(name)
+            .await?
+            .ok_or_else(|| AccountError::UnknownAccount(name.clone()))
+    }
+
+    /// The account's own quotas (`None` fields: the server's defaults).
+    pub async fn quotas(&self, name: &AccountName) -> Result<QuotaOverrides, AccountError> {
+        Ok(self.existing(name).await?.quotas)
+    }
+
+    /// Sets the account's own quotas (`None` fields: the server's defaults). In a server they
+    /// apply from the next request on: the key ring reloads now.
+    #[tracing::instrument(skip(self))]
+    pub async fn set_quotas(
+        &self,
+        name: &AccountName,
+        quotas: QuotaOverrides,
+    ) -> Result<AccountInfo, AccountError> {
+        if name.is_reserved() {
+            return Err(AccountError::Reserved(name.clone()));
+        }
+        if !self.store.set_quotas(name, quotas).await? {
+            return Err(AccountError::UnknownAccount(name.clone()));
+        }
+        tracing::info!(
+            target: "audit",
+            account = %name,
+            max_stored_bytes = ?quotas.max_stored_bytes,
+            max_uploads = ?quotas.max_uploads,
+            max_requests_per_second = ?quotas.max_requests_per_second,
+            "quotas set"
+        );
+        if let Some((ring, _)) = &self.live {
+            // The store's version moved, so this reloads; on failure the poll catches up.
+            if let Err(error) = ring.refresh().await {
+                tracing::warn!(error = ?error, "reloading keys after a quota change failed");
+            }
+        }
+        Ok(account_info(self.existing(name).await?))
     }
 
     /// Revokes a key; returns its account.
@@ -199,7 +239,7 @@ impl Accounts {
             .revoke_key(key_id, now())
             .await?
             .ok_or_else(|| AccountError::UnknownKey(key_id.clone()))?;
-        tracing::info!(account = %account, key_id = %key_id, "key revoked");
+        tracing::info!(target: "audit", account = %account, key_id = %key_id, "key revoked");
         self.end_keys_now(|owner| owner.key_id == *key_id).await;
         Ok(account)
     }
@@ -210,6 +250,7 @@ fn account_info(account: AccountRecord) -> AccountInfo {
         name: account.name,
         role: account.role,
         created_at: account.created_at,
+        quotas: account.quotas,
     }
 }
 

@@ -4,12 +4,17 @@
 //! sites from riding a browser's session cookie.
 use super::{
     client,
+    config::Settings,
     error::ApiError,
     keys::{self, KeyOwner},
-    sessions,
+    quotas, sessions,
     state::AppState,
+    uploads::Uploader,
 };
-use crate::domain::{AccountName, KeyId, Role};
+use crate::{
+    api::{QuotaOverrides, Quotas},
+    domain::{AccountId, AccountName, KeyId, Owner, Role, Scope},
+};
 // Kept reachable here: callers name the token where they name authentication.
 pub use super::token::ApiToken;
 use axum::{
@@ -26,13 +31,29 @@ pub struct Authenticated {
     pub caller: Caller,
 }
 
+impl Authenticated {
+    /// The caller as the uploads service sees it: whose its uploads are, under which quotas,
+    /// and the credential that answers for its unfinished ones.
+    pub fn uploader(&self, settings: &Settings) -> Uploader {
+        Uploader {
+            owner: self.caller.owner(),
+            scope: self.caller.scope(),
+            quotas: self.caller.quotas(settings),
+            credential: self.credential.label(),
+        }
+    }
+}
+
 /// The account a request acts as, and the key it came with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub account: AccountName,
+    pub account_id: AccountId,
     pub role: Role,
     /// `None` for `INGEST_TOKEN` (and sessions opened with it).
     pub key_id: Option<KeyId>,
+    /// The account's own quotas (`None` fields: the server's defaults).
+    pub quotas: QuotaOverrides,
 }
 
 impl Caller {
@@ -40,13 +61,37 @@ impl Caller {
     pub fn built_in_admin() -> Self {
         Self {
             account: AccountName::built_in_admin(),
+            account_id: AccountId::BUILT_IN_ADMIN,
             role: Role::Admin,
             key_id: None,
+            quotas: QuotaOverrides::default(),
         }
     }
 
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// Whose jobs the caller sees: every job for an admin, its account's for a member.
+    pub fn scope(&self) -> Scope {
+        if self.is_admin() {
+            Scope::Everything
+        } else {
+            Scope::Account(self.account_id)
+        }
+    }
+
+    /// The limits in force for the caller's account.
+    pub fn quotas(&self, settings: &Settings) -> Quotas {
+        quotas::in_force(settings, &self.quotas)
+    }
+
+    /// The account the caller's new jobs belong to.
+    pub fn owner(&self) -> Owner {
+        Owner {
+            id: self.account_id,
+            name: self.account.clone(),
+        }
     }
 }
 
@@ -54,8 +99,10 @@ impl From<KeyOwner> for Caller {
     fn from(owner: KeyOwner) -> Self {
         Self {
             account: owner.account,
+            account_id: owner.account_id,
             role: owner.role,
             key_id: Some(owner.key_id),
+            quotas: owner.quotas,
         }
     }
 }
@@ -304,19 +351,20 @@ fn throttled<T>(
     if let Some(key) = presented.and_then(keys::parse) {
         return check().inspect_err(|_| {
             tracing::warn!(
+                target: "audit",
                 client = %address,
                 key_id = %key.key_id,
-                "refused: an unknown, revoked or expired key"
+                "sign-in failed: an unknown, revoked or expired key"
             );
         });
     }
     state.sign_in_throttle.check(address).map_err(|retry_after| {
-        tracing::warn!(client = %address, "refused: too many failed sign-ins from this address");
+        tracing::warn!(target: "audit", client = %address, "refused: too many failed sign-ins from this address");
         ApiError::TooManyRequests { retry_after }
     })?;
     check().inspect_err(|_| {
         state.sign_in_throttle.failed(address);
-        tracing::warn!(client = %address, "sign-in failed: wrong token");
+        tracing::warn!(target: "audit", client = %address, "sign-in failed: wrong token");
     })
 }
 

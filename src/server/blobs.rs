@@ -71,10 +71,13 @@ impl LocalBlobs {
         let target = self.blob_path(digest);
         let shard = target.parent().expect("a blob path has a shard directory");
         if target.exists() {
-            return fs::remove_file(temp);
+            // Stored already (perhaps by another account): the same durable-sync work as a
+            // new blob, so how long storing takes does not tell that someone had this file.
+            fs::remove_file(temp)?;
+        } else {
+            fs::create_dir_all(shard)?;
+            fs::rename(temp, &target)?;
         }
-        fs::create_dir_all(shard)?;
-        fs::rename(temp, &target)?;
         sync_dir(shard)?;
         sync_dir(&self.blob_dir)
     }

@@ -3,6 +3,7 @@
 //! runs; the server sees each change within a second). Output is for people and scripts: a new
 //! key alone on the last line of standard output, never a key in lists. A refusal is one line
 //! on standard error and exit code 2; an internal failure (database busy, I/O) exits 1.
+use super::commands::QuotaValue;
 pub use super::commands::{AccountsCommand, KeysCommand};
 use super::{
     accounts::{AccountError, Accounts},
@@ -73,6 +74,32 @@ async fn execute(command: Manage, data_dir: &Path) -> Result<(), Failure> {
         Manage::Accounts(AccountsCommand::Remove { name }) => {
             accounts.remove_account(&name).await.map_err(refusal)?;
             println!("account {name} removed; its keys are revoked and its jobs kept");
+        }
+        Manage::Accounts(AccountsCommand::Quota {
+            name,
+            stored_bytes,
+            uploads,
+            rps,
+        }) => {
+            let mut quotas = accounts.quotas(&name).await.map_err(refusal)?;
+            let change = |own: &mut Option<u64>, given: Option<QuotaValue>| {
+                if let Some(given) = given {
+                    *own = given.own();
+                }
+            };
+            change(&mut quotas.max_stored_bytes, stored_bytes);
+            change(&mut quotas.max_uploads, uploads);
+            change(&mut quotas.max_requests_per_second, rps);
+            let account = accounts.set_quotas(&name, quotas).await.map_err(refusal)?;
+            let shown =
+                |own: Option<u64>| own.map_or_else(|| "default".to_owned(), |n| n.to_string());
+            println!(
+                "account {}: stored bytes {}, uploads at once {}, requests per second {}",
+                account.name,
+                shown(account.quotas.max_stored_bytes),
+                shown(account.quotas.max_uploads),
+                shown(account.quotas.max_requests_per_second)
+            );
         }
         Manage::Keys(KeysCommand::Add {
             name,

@@ -23,6 +23,49 @@ pub enum AccountsCommand {
         #[arg(value_parser = AccountName::parse)]
         name: AccountName,
     },
+    /// Set an account's own quotas; each left out stays as it is, `default` takes the
+    /// server's default, 0 means no limit.
+    Quota {
+        #[arg(value_parser = AccountName::parse)]
+        name: AccountName,
+        /// Bytes its jobs' files and unfinished uploads may take.
+        #[arg(long, value_parser = quota_value)]
+        stored_bytes: Option<QuotaValue>,
+        /// Uploads in progress at once.
+        #[arg(long, value_parser = quota_value)]
+        uploads: Option<QuotaValue>,
+        /// Requests per second.
+        #[arg(long, value_parser = quota_value)]
+        rps: Option<QuotaValue>,
+    },
+}
+
+/// A quota as given on the command line: a number, or `default` (the server's default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaValue {
+    Default,
+    Limit(u64),
+}
+
+impl QuotaValue {
+    /// What the account's own quota becomes (`None`: the server's default).
+    pub fn own(self) -> Option<u64> {
+        match self {
+            QuotaValue::Default => None,
+            QuotaValue::Limit(limit) => Some(limit),
+        }
+    }
+}
+
+fn quota_value(text: &str) -> Result<QuotaValue, String> {
+    if text == "default" {
+        return Ok(QuotaValue::Default);
+    }
+    text.parse::<u64>()
+        .ok()
+        .filter(|&n| i64::try_from(n).is_ok())
+        .map(QuotaValue::Limit)
+        .ok_or_else(|| format!("{text:?} is not a whole number or `default`"))
 }
 
 /// `ingest keys …`

@@ -78,8 +78,8 @@ pub struct SettingsArgs {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "INGEST_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
-    /// Requests per second allowed per client address and per token; 0 turns rate limiting
-    /// off [default: 200].
+    /// Requests per second allowed per client address, and each account's default rate quota
+    /// (all its keys and sessions together); 0 turns rate limiting off [default: 200].
     #[arg(long, env = "INGEST_RATE_LIMIT_PER_SECOND", global = true)]
     pub rate_limit_per_second: Option<u64>,
     /// Requests a client may make at once above the steady rate [default: 400].
@@ -136,6 +136,15 @@ pub struct SettingsArgs {
     /// Unfinished resumable uploads one credential may have open; more get 429 [default: 100].
     #[arg(long, env = "INGEST_MAX_PENDING_UPLOADS", global = true)]
     pub max_pending_uploads: Option<u64>,
+    /// Default quota of every account: bytes its jobs' files and unfinished uploads may take;
+    /// more gets 413. 0 = no limit [default: 0]. An account's own quota overrides it.
+    #[arg(long, env = "INGEST_QUOTA_STORED_BYTES", global = true)]
+    pub quota_stored_bytes: Option<u64>,
+    /// Default quota of every account: uploads in progress at once; more gets 429. 0 = no
+    /// limit beyond max_concurrent_uploads and max_pending_uploads [default: 0]. An account's
+    /// own quota overrides it.
+    #[arg(long, env = "INGEST_QUOTA_UPLOADS", global = true)]
+    pub quota_uploads: Option<u64>,
     /// Failed sign-ins allowed per client address per minute; more get 429 [default: 10].
     #[arg(long, env = "INGEST_SIGN_IN_FAILURES_PER_MINUTE", global = true)]
     pub sign_in_failures_per_minute: Option<u32>,
@@ -196,6 +205,8 @@ impl SettingsArgs {
             idle_timeout_secs,
             max_websockets,
             max_pending_uploads,
+            quota_stored_bytes,
+            quota_uploads,
             sign_in_failures_per_minute,
             trusted_proxies,
             public_url,
@@ -238,7 +249,8 @@ pub struct Settings {
     /// The fewest milliseconds between two status messages on one WebSocket.
     pub ws_min_interval: Duration,
     pub log_format: LogFormat,
-    /// Requests per second per client address and per token; 0 = no rate limiting.
+    /// Requests per second per client address, and each account's default rate quota; 0 = no
+    /// rate limiting.
     pub rate_limit_per_second: u64,
     pub rate_limit_burst: u32,
     /// The most an ordinary (non-upload, non-WebSocket) request may take, body included.
@@ -267,6 +279,9 @@ pub struct Settings {
     pub max_websockets: usize,
     /// Unfinished resumable uploads per credential.
     pub max_pending_uploads: u64,
+    /// Default account quotas (0: no limit); the rate quota is `rate_limit_per_second`.
+    pub quota_stored_bytes: u64,
+    pub quota_uploads: u64,
     pub sign_in_failures_per_minute: u32,
     /// Peers whose forwarded headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -384,6 +399,8 @@ impl Settings {
             idle_timeout: Duration::from_secs(30),
             max_websockets: 2048,
             max_pending_uploads: 100,
+            quota_stored_bytes: 0,
+            quota_uploads: 0,
             sign_in_failures_per_minute: 10,
             trusted_proxies: Vec::new(),
             public_url: None,
@@ -506,6 +523,9 @@ impl Settings {
             1..=1_000_000,
         )?;
         set(&mut s.max_pending_uploads, pending);
+        set(&mut s.quota_stored_bytes, args.quota_stored_bytes);
+        let uploads = within("quota_uploads", args.quota_uploads, 0..=1_000_000)?;
+        set(&mut s.quota_uploads, uploads);
         let failures = within(
             "sign_in_failures_per_minute",
             args.sign_in_failures_per_minute,

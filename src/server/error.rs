@@ -3,6 +3,7 @@
 use super::{
     accounts::AccountError,
     jobs::{Cancellation, Paging},
+    quotas::{QuotaExceeded, UPLOADS_RETRY_AFTER_SECS},
     receive::caused_by_full_disk,
     uploads::{UploadError, DISK_FULL},
 };
@@ -61,6 +62,9 @@ pub enum ApiError {
     /// The server is at capacity for this kind of request; the client should retry.
     #[error("{message}")]
     Busy { message: String, retry_after: u64 },
+    /// An account quota refused the request (413 for storage, 429 otherwise).
+    #[error(transparent)]
+    Quota(QuotaExceeded),
     #[error("internal error")]
     Internal(anyhow::Error),
 }
@@ -124,6 +128,8 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Quota(QuotaExceeded::StoredBytes { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -148,6 +154,9 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             ApiError::TooManyPendingUploads { .. } => ErrorCode::TooManyPendingUploads,
             ApiError::Busy { .. } => ErrorCode::Busy,
+            // A rate refusal keeps the code every rate limit answers with.
+            ApiError::Quota(QuotaExceeded::Rate { .. }) => ErrorCode::TooManyRequests,
+            ApiError::Quota(_) => ErrorCode::QuotaExceeded,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -223,6 +232,8 @@ impl From<UploadError> for ApiError {
                 retry_after: PENDING_RETRY_AFTER_SECS,
             },
             UploadError::NotCancelled(refused) => ApiError::from(refused),
+            UploadError::Quota(exceeded) => ApiError::Quota(exceeded),
+            UploadError::NotOwner(_) => ApiError::Forbidden(message),
             UploadError::Failed(error) => ApiError::Internal(error),
         }
     }
@@ -233,10 +244,24 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = ?cause, "request failed");
         }
+        let quota = match &self {
+            ApiError::Quota(exceeded) => {
+                // The request's span carries its key id.
+                tracing::warn!(
+                    target: "audit",
+                    account = %exceeded.account(),
+                    quota = exceeded.quota().as_str(),
+                    "refused by a quota"
+                );
+                Some(exceeded.quota())
+            }
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.to_string(),
+                quota,
             },
         };
         let mut response = (self.status(), Json(body)).into_response();
@@ -249,10 +274,17 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooManyRequests { retry_after }
             | ApiError::TooManyPendingUploads { retry_after, .. }
-            | ApiError::Busy { retry_after, .. } => {
+            | ApiError::Busy { retry_after, .. }
+            | ApiError::Quota(QuotaExceeded::Rate { retry_after, .. }) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            ApiError::Quota(QuotaExceeded::Uploads { .. }) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UPLOADS_RETRY_AFTER_SECS),
+                );
             }
             _ => {}
         }
@@ -307,6 +339,7 @@ pub async fn json_errors(
         error: ErrorDetail {
             code: status_code_name(status),
             message,
+            quota: None,
         },
     };
     parts.headers.remove(header::CONTENT_LENGTH);

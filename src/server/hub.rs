@@ -182,6 +182,7 @@ mod tests {
     fn status(id: JobId, state: JobState) -> JobStatus {
         JobStatus::new(
             id,
+            &crate::domain::Owner::built_in_admin(),
             state,
             serde_json::json!({}),
             time::OffsetDateTime::UNIX_EPOCH,

@@ -8,14 +8,15 @@ use super::{
     blobs::{BlobInfo, BlobStore, BlobStream},
     hub::{Follow, LiveStatus, Watch},
     metrics,
+    quotas::QuotaExceeded,
     receive::Received,
     running::{Cancellations, Registration},
     staging::Staging,
-    store::{now, Claimed, JobStore, UploadRecord},
+    store::{now, Admission, Admitted, Claimed, JobStore, ListFilter, Resumable, UploadRecord},
 };
 use crate::{
-    api::JobPage,
-    domain::{JobId, JobState, JobStatus, Progress, Sha256Digest},
+    api::{JobPage, Usage},
+    domain::{AccountId, JobId, JobState, JobStatus, Owner, Progress, Scope, Sha256Digest},
 };
 use anyhow::Context;
 use std::{ops::Range, sync::Arc};
@@ -70,9 +71,11 @@ pub struct Running {
     pub registration: Registration,
 }
 
-/// Why a resumable upload could not be declared.
+/// Why an upload was not let in (nothing of it was recorded).
 #[derive(Debug, thiserror::Error)]
-pub enum Declaration {
+pub enum Refusal {
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
     #[error("this credential already has {limit} unfinished uploads")]
     TooManyPending { limit: u64 },
     #[error(transparent)]
@@ -124,59 +127,85 @@ impl Jobs {
         self.store.ping().await
     }
 
-    /// A metadata-only job, durable and queued when this returns.
-    pub async fn submit_metadata(&self, metadata: serde_json::Value) -> anyhow::Result<JobStatus> {
-        let job = JobStatus::new(JobId::new(), JobState::Queued, metadata, now());
+    /// A metadata-only job of `owner`, durable and queued when this returns.
+    pub async fn submit_metadata(
+        &self,
+        owner: &Owner,
+        metadata: serde_json::Value,
+    ) -> anyhow::Result<JobStatus> {
+        let job = JobStatus::new(JobId::new(), owner, JobState::Queued, metadata, now());
         self.store.insert(&job).await?;
         metrics::job_created("metadata");
         self.queued.notify_one();
         Ok(job)
     }
 
-    /// A job whose file is about to arrive in one request; durable in `receiving` when this
-    /// returns, so a crash mid-transfer leaves a record that the restart marks failed. The
-    /// registration stops the request if the job is cancelled.
+    /// A job whose file is about to arrive in one request (`job`, receiving), if its owner's
+    /// quotas let it in; durable when this returns, so a crash mid-transfer leaves a record
+    /// that the restart marks failed. The registration stops the request if the job is
+    /// cancelled. Also answers how many more bytes the owner may store.
     pub async fn begin_upload(
         &self,
-        filename: Option<String>,
-        bytes_total: Option<u64>,
-        metadata: serde_json::Value,
-    ) -> anyhow::Result<(JobStatus, Registration)> {
-        let mut job = JobStatus::new(JobId::new(), JobState::Receiving, metadata, now());
-        job.filename = filename;
-        job.bytes_total = bytes_total;
+        job: &JobStatus,
+        admission: Admission,
+    ) -> Result<(Registration, Option<u64>), Refusal> {
         // Live byte counts exist only in live status, so an upload is carried from the start.
         self.live.carry(job.clone());
         // Registered before the job exists, so a cancel that finds the job also stops the request.
         let registration = self.cancellations.register(job.job_id);
-        if let Err(error) = self.store.insert(&job).await {
-            self.live.forget(job.job_id);
-            return Err(error);
+        match self.admit(job, admission, None).await {
+            Ok(bytes_left) => Ok((registration, bytes_left)),
+            Err(refusal) => {
+                self.live.forget(job.job_id);
+                Err(refusal)
+            }
         }
-        metrics::job_created("file");
-        Ok((job, registration))
     }
 
-    /// A resumable upload of `length` bytes (`None`: stated later) declared by `owner` (a
-    /// credential's label): a receiving job whose durable offset (0 for now) is recorded, so it
-    /// survives restarts until its bytes are all in or it expires. Refused, with nothing
-    /// recorded, when `owner` already has `max_pending` of them unfinished.
+    /// A resumable upload (`job`, receiving, `bytes_total` its declared length if stated),
+    /// if its owner's quotas and its credential's cap on unfinished uploads let it in: its
+    /// durable offset (0 for now) is recorded, so it survives restarts until its bytes are all
+    /// in or it expires.
     pub async fn declare_upload(
         &self,
         job: &JobStatus,
-        expected_sha256: Option<Sha256Digest>,
-        owner: &str,
-        max_pending: u64,
-    ) -> Result<(), Declaration> {
-        let declared = self
-            .store
-            .declare_upload(job, owner, expected_sha256, max_pending)
-            .await?;
-        if !declared {
-            return Err(Declaration::TooManyPending { limit: max_pending });
+        admission: Admission,
+        resumable: Resumable,
+    ) -> Result<(), Refusal> {
+        self.admit(job, admission, Some(resumable)).await.map(drop)
+    }
+
+    async fn admit(
+        &self,
+        job: &JobStatus,
+        admission: Admission,
+        resumable: Option<Resumable>,
+    ) -> Result<Option<u64>, Refusal> {
+        let max_pending = resumable.as_ref().map_or(0, |r| r.max_pending);
+        let account = || job.owner.clone();
+        match self.store.admit(job, admission, resumable).await? {
+            Admitted::Yes { bytes_left } => {
+                metrics::job_created("file");
+                Ok(bytes_left)
+            }
+            Admitted::TooManyUploads { .. } => Err(QuotaExceeded::Uploads {
+                account: account(),
+                limit: admission.max_uploads.unwrap_or(0),
+            }
+            .into()),
+            Admitted::OverStorage { used } => Err(QuotaExceeded::StoredBytes {
+                account: account(),
+                limit: admission.max_stored_bytes.unwrap_or(0),
+                used,
+            }
+            .into()),
+            Admitted::TooManyPending => Err(Refusal::TooManyPending { limit: max_pending }),
         }
-        metrics::job_created("file");
-        Ok(())
+    }
+
+    /// What an account uses now, counted from its jobs.
+    pub async fn usage(&self, account: AccountId) -> anyhow::Result<Usage> {
+        self.store.usage(account).await
     }
 
     /// A resumable upload's durable offset and declared digest; `None` if the job is not one.
@@ -243,15 +272,32 @@ impl Jobs {
     /// Stores the received file as a blob and queues the job for processing; the receiving
     /// request's registration ends first (once queued, a runner of this job is the worker). If
     /// the job finished meanwhile (a cancel) or cannot be recorded, the stored blob goes again
-    /// unless another job references the same content.
+    /// unless another job references the same content. Refused with `QuotaExceeded` (nothing
+    /// stored) when the file would take its owner past `max_stored_bytes`: checked under the
+    /// lock every storing takes, so uploads finishing together cannot pass it together.
     pub async fn finish_upload(
         &self,
         mut job: JobStatus,
         received: Received,
         registration: Registration,
+        max_stored_bytes: Option<u64>,
     ) -> anyhow::Result<JobStatus> {
         let digest = received.digest;
         let referencing = self.blob_refs.lock().await;
+        if let Some(limit) = max_stored_bytes {
+            let others = self
+                .store
+                .stored_bytes_besides(job.owner_id, job.job_id)
+                .await?;
+            if others.saturating_add(received.size) > limit {
+                return Err(QuotaExceeded::StoredBytes {
+                    account: job.owner.clone(),
+                    limit,
+                    used: others,
+                }
+                .into());
+            }
+        }
         self.blobs
             .put(&received.temp, &digest)
             .await
@@ -302,10 +348,11 @@ impl Jobs {
         Ok(self.blobs.read(digest, range).await?)
     }
 
-    /// Removes a finished job, and its blob when no other job references it. `Ok(false)` if
-    /// there is no such job; `Err(Deletion::Running)` if it has not finished.
-    pub async fn delete(&self, id: JobId) -> Result<bool, Deletion> {
-        let Some(job) = self.status(id).await? else {
+    /// Removes a finished job that `scope` sees, and its blob when no other job references
+    /// it. `Ok(false)` if there is no such job; `Err(Deletion::Running)` if it has not
+    /// finished.
+    pub async fn delete(&self, id: JobId, scope: Scope) -> Result<bool, Deletion> {
+        let Some(job) = self.status(id, scope).await? else {
             return Ok(false);
         };
         if !job.is_terminal() {
@@ -334,7 +381,8 @@ impl Jobs {
             let expired = self.store.list_finished_before(cutoff, page).await?;
             for job in &expired {
                 // A job deleted meanwhile (by DELETE) is simply not counted.
-                if self.delete(job.job_id).await.map_err(anyhow::Error::from)? {
+                let deleted_now = self.delete(job.job_id, Scope::Everything).await;
+                if deleted_now.map_err(anyhow::Error::from)? {
                     deleted += 1;
                 }
             }
@@ -406,13 +454,24 @@ impl Jobs {
         Ok(())
     }
 
-    /// Cancels an unfinished job: queued jobs never run, an upload stops and its bytes are
-    /// removed, processing stops after the current step. Returns the cancelled job.
-    pub async fn cancel(&self, id: JobId) -> Result<JobStatus, Cancellation> {
+    /// Cancels an unfinished job that `scope` sees: queued jobs never run, an upload stops and
+    /// its bytes are removed, processing stops after the current step. Returns the cancelled
+    /// job. A job `scope` does not see is `NotFound`, as if there were none.
+    pub async fn cancel(&self, id: JobId, scope: Scope) -> Result<JobStatus, Cancellation> {
+        // Whose a job is never changes, so checking before the cancel is enough.
+        if scope != Scope::Everything
+            && self
+                .store
+                .get(id)
+                .await?
+                .is_none_or(|job| !scope.sees(job.owner_id))
+        {
+            return Err(Cancellation::NotFound);
+        }
         // Read first: whether a job is a resumable upload never changes while it exists.
         let resumable = self.store.upload(id).await?.is_some();
         let Some(cancelled) = self.store.cancel(id).await? else {
-            return match self.status(id).await? {
+            return match self.status(id, Scope::Everything).await? {
                 Some(job) => Err(Cancellation::Finished(job.status)),
                 None => Err(Cancellation::NotFound),
             };
@@ -437,17 +496,23 @@ impl Jobs {
         Ok(cancelled)
     }
 
-    /// The freshest state: the live snapshot while the job runs, the stored one otherwise.
-    pub async fn status(&self, id: JobId) -> anyhow::Result<Option<JobStatus>> {
-        if let Some(live) = self.live.current(id) {
-            return Ok(Some(live));
-        }
-        self.store.get(id).await
+    /// The freshest state of a job `scope` sees: the live snapshot while the job runs, the
+    /// stored one otherwise. `None` if there is no such job or `scope` does not see it.
+    pub async fn status(&self, id: JobId, scope: Scope) -> anyhow::Result<Option<JobStatus>> {
+        let job = match self.live.current(id) {
+            Some(live) => Some(live),
+            None => self.store.get(id).await?,
+        };
+        Ok(job.filter(|job| scope.sees(job.owner_id)))
     }
 
-    /// The state the store holds, leaving live progress aside.
-    pub async fn stored(&self, id: JobId) -> anyhow::Result<Option<JobStatus>> {
-        self.store.get(id).await
+    /// The state the store holds of a job `scope` sees, leaving live progress aside.
+    pub async fn stored(&self, id: JobId, scope: Scope) -> anyhow::Result<Option<JobStatus>> {
+        Ok(self
+            .store
+            .get(id)
+            .await?
+            .filter(|job| scope.sees(job.owner_id)))
     }
 
     /// How many jobs are in `state`.
@@ -455,9 +520,23 @@ impl Jobs {
         self.store.count_in_state(state).await
     }
 
-    /// Follows a job: live snapshots while it runs, its final state once finished; `None` if
-    /// there is no such job.
-    pub async fn follow(&self, id: JobId) -> anyhow::Result<Option<Follow>> {
+    /// Follows a job `scope` sees: live snapshots while it runs, its final state once
+    /// finished; `None` if there is no such job or `scope` does not see it.
+    pub async fn follow(&self, id: JobId, scope: Scope) -> anyhow::Result<Option<Follow>> {
+        if scope != Scope::Everything {
+            // Whose a job is never changes: one read decides before anything is held.
+            let visible = match self.live.current(id) {
+                Some(live) => scope.sees(live.owner_id),
+                None => self
+                    .store
+                    .get(id)
+                    .await?
+                    .is_some_and(|job| scope.sees(job.owner_id)),
+            };
+            if !visible {
+                return Ok(None);
+            }
+        }
         if let Some(live) = self.live.subscribe(id) {
             return Ok(Some(Follow::Live(live)));
         }
@@ -473,11 +552,11 @@ impl Jobs {
     /// Newest first, with live progress for jobs that are running.
     pub async fn list(
         &self,
-        state: Option<JobState>,
+        filter: &ListFilter,
         before: Option<JobId>,
         limit: u32,
     ) -> anyhow::Result<Vec<JobStatus>> {
-        let mut jobs = self.store.list(state, before, limit).await?;
+        let mut jobs = self.store.list(filter, before, limit).await?;
         for job in &mut jobs {
             if let Some(live) = self.live.current(job.job_id) {
                 *job = live;
@@ -489,7 +568,7 @@ impl Jobs {
     /// One page of jobs, newest first: `limit` (default 50, at most 500) after `before`.
     pub async fn page(
         &self,
-        state: Option<JobState>,
+        filter: &ListFilter,
         before: Option<JobId>,
         limit: Option<u32>,
     ) -> Result<JobPage, Paging> {
@@ -498,7 +577,7 @@ impl Jobs {
             return Err(Paging::LimitOutOfRange { max: MAX_PAGE });
         }
         // One extra row tells whether there is a next page.
-        let mut jobs = self.list(state, before, limit + 1).await?;
+        let mut jobs = self.list(filter, before, limit + 1).await?;
         let next_before = if jobs.len() > limit as usize {
             jobs.truncate(limit as usize);
             jobs.last().map(|job| job.job_id)

@@ -5,9 +5,12 @@
 //! recorded in memory and written at most once per `FLUSH_USE_EVERY` (and at shutdown).
 use super::{
     sessions::Sessions,
-    store::{now, AccountStore, KeyRecord},
+    store::{now, AccountRecord, AccountStore, KeyRecord},
 };
-use crate::domain::{AccountName, KeyId, Role, KEY_ID_LEN};
+use crate::{
+    api::QuotaOverrides,
+    domain::{AccountId, AccountName, KeyId, Role, KEY_ID_LEN},
+};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use std::{
@@ -98,7 +101,10 @@ pub fn parse(text: &str) -> Option<PresentedKey<'_>> {
 pub struct KeyOwner {
     pub key_id: KeyId,
     pub account: AccountName,
+    pub account_id: AccountId,
     pub role: Role,
+    /// The account's own quotas (`None` fields: the server's defaults).
+    pub quotas: QuotaOverrides,
 }
 
 struct Entry {
@@ -245,9 +251,9 @@ impl KeyRing {
         let mut next: HashMap<KeyId, Arc<Entry>> = match reloaded {
             Some(records) => records
                 .into_iter()
-                .map(|(record, role)| {
+                .map(|(record, account)| {
                     let previous = entries.get(&record.key_id).cloned();
-                    let entry = fresh_entry(record, role, previous.as_ref());
+                    let entry = fresh_entry(record, &account, previous.as_ref());
                     (entry.owner.key_id.clone(), Arc::new(entry))
                 })
                 .collect(),
@@ -300,11 +306,11 @@ impl KeyRing {
     }
 
     /// Starts accepting a key just added to the store, at once (the service's change).
-    pub async fn insert(&self, record: KeyRecord, role: Role) {
+    pub async fn insert(&self, record: KeyRecord, account: &AccountRecord) {
         let _one_at_a_time = self.refreshing.lock().await;
         let mut entries = self.entries.write().expect("key ring lock");
         let previous = entries.get(&record.key_id).cloned();
-        let entry = fresh_entry(record, role, previous.as_ref());
+        let entry = fresh_entry(record, account, previous.as_ref());
         entries.insert(entry.owner.key_id.clone(), Arc::new(entry));
     }
 
@@ -345,7 +351,7 @@ impl KeyRing {
 }
 
 /// An entry for a loaded key, keeping the signal and use times of the one it replaces.
-fn fresh_entry(record: KeyRecord, role: Role, previous: Option<&Arc<Entry>>) -> Entry {
+fn fresh_entry(record: KeyRecord, account: &AccountRecord, previous: Option<&Arc<Entry>>) -> Entry {
     let stored_use = record
         .last_used_at
         .map_or(0, OffsetDateTime::unix_timestamp);
@@ -360,8 +366,10 @@ fn fresh_entry(record: KeyRecord, role: Role, previous: Option<&Arc<Entry>>) -> 
     Entry {
         owner: KeyOwner {
             key_id: record.key_id,
-            account: record.account,
-            role,
+            account: account.name.clone(),
+            account_id: account.id,
+            role: account.role,
+            quotas: account.quotas,
         },
         secret_sha256: record.secret_sha256,
         expires_at: record.expires_at,
@@ -448,7 +456,9 @@ mod tests {
             owner: KeyOwner {
                 key_id: new.key_id.clone(),
                 account: AccountName::parse("dora").unwrap(),
+                account_id: AccountId::new(7),
                 role: Role::Member,
+                quotas: QuotaOverrides::default(),
             },
             secret_sha256: new.secret_sha256,
             expires_at,

@@ -1,16 +1,19 @@
-//! Request limits: rate limiting per client address and per credential (tower_governor, 429 +
-//! `Retry-After`), a deadline for ordinary requests, and the caps on a request's head.
+//! Request limits: rate limiting per client address (tower_governor) and per account (its rate
+//! quota; every key and session of an account share it), both 429 + `Retry-After`; a deadline
+//! for ordinary requests, and the caps on a request's head.
 use super::{
-    auth::{self, Identity},
+    auth::{self, Caller, Identity},
     client,
     config::Settings,
     error::ApiError,
+    quotas::{AccountRates, QuotaExceeded},
     state::AppState,
 };
 use axum::routing::Route;
 use axum::{
     body::Body,
     extract::Request,
+    extract::State,
     middleware::Next,
     response::{IntoResponse, Response},
     Router,
@@ -44,56 +47,47 @@ impl KeyExtractor for ClientIpKey {
     }
 }
 
-/// Keys requests by the credential they carry (as `auth::identify` sees it): the configured
-/// token, or a live browser session. Unverified requests are keyed by client address, so
-/// made-up credentials create no more buckets than addresses do, and one client's failures
-/// never use up another's allowance.
-#[derive(Clone)]
-pub struct TokenKey {
-    state: AppState,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum TokenBucket {
-    Token,
-    Key(crate::domain::KeyId),
-    Session(String),
-    Unverified(IpAddr),
-}
-
-impl KeyExtractor for TokenKey {
-    type Key = TokenBucket;
-
-    fn extract<T>(&self, request: &axum::http::Request<T>) -> Result<TokenBucket, GovernorError> {
-        // Decoded the way axum's `Query` decodes it for the WebSocket route.
-        let query: Vec<(String, String)> = request
-            .uri()
-            .query()
-            .and_then(|query| serde_urlencoded::from_str(query).ok())
-            .unwrap_or_default();
-        let query_token = query
-            .iter()
-            .find(|(name, _)| name == "token")
-            .map(|(_, value)| value.as_str());
-        let identity = auth::identify(
-            request.headers(),
-            request.extensions(),
-            query_token,
-            &self.state,
-        );
-        Ok(match identity {
-            Ok(Identity::Token) => TokenBucket::Token,
-            Ok(Identity::Key(owner)) => TokenBucket::Key(owner.key_id),
-            // A session opened with a key shares the key's bucket.
-            Ok(Identity::Session(_, Some(owner))) => TokenBucket::Key(owner.key_id),
-            Ok(Identity::Session(cookie, None)) => TokenBucket::Session(cookie.to_owned()),
-            Err(_) => TokenBucket::Unverified(client::address_key(client::client_ip(
-                request.headers(),
-                request.extensions(),
-                &self.state.settings,
-            ))),
+/// Takes each identified request (as `auth::identify` sees it) from its account's bucket, at
+/// the account's rate quota: the token and its sessions are the built-in `admin`, a key and
+/// the sessions it opened are its account. Requests without a valid credential pass on: the
+/// per-address limit bounds them, and the handler refuses them.
+async fn account_rate(
+    State((state, rates)): State<(AppState, Arc<AccountRates>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Decoded the way axum's `Query` decodes it for the WebSocket route.
+    let query: Vec<(String, String)> = request
+        .uri()
+        .query()
+        .and_then(|query| serde_urlencoded::from_str(query).ok())
+        .unwrap_or_default();
+    let query_token = query
+        .iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.as_str());
+    let caller = match auth::identify(request.headers(), request.extensions(), query_token, &state)
+    {
+        Ok(Identity::Token | Identity::Session(_, None)) => Caller::built_in_admin(),
+        Ok(Identity::Key(owner) | Identity::Session(_, Some(owner))) => Caller::from(owner),
+        Err(_) => return next.run(request).await,
+    };
+    let per_second = caller.quotas(&state.settings).max_requests_per_second;
+    if let Err(retry_after) = rates.check(caller.account_id, per_second) {
+        // Names, never secrets, on the request's span, for the audit line the refusal logs.
+        let span = tracing::Span::current();
+        span.record("account", caller.account.as_str());
+        if let Some(key_id) = &caller.key_id {
+            span.record("key_id", key_id.as_str());
+        }
+        return ApiError::Quota(QuotaExceeded::Rate {
+            account: caller.account,
+            limit: per_second.unwrap_or(0),
+            retry_after,
         })
+        .into_response();
     }
+    next.run(request).await
 }
 
 /// A router that layers can wrap: axum's, and utoipa-axum's documented one (whose routes are
@@ -134,8 +128,8 @@ impl Layered for OpenApiRouter<AppState> {
     }
 }
 
-/// Wraps `router` in the two rate limiters (per client address, per token); unchanged when
-/// rate limiting is off (a rate of 0). The buckets of idle clients are forgotten every minute
+/// Wraps `router` in the two rate limiters (per client address, per account); unchanged when
+/// rate limiting is off (a rate of 0). The buckets of idle addresses are forgotten every minute
 /// (a task in `state.tasks`), so memory does not grow with every address ever seen.
 pub fn rate_limited<R: Layered>(router: R, state: &AppState) -> R {
     let settings = &state.settings;
@@ -151,19 +145,11 @@ pub fn rate_limited<R: Layered>(router: R, state: &AppState) -> R {
             settings: state.settings.clone(),
         })
         .finish();
-    let by_token = GovernorConfigBuilder::default()
-        .period(period)
-        .burst_size(burst)
-        .key_extractor(TokenKey {
-            state: state.clone(),
-        })
-        .finish();
-    let (Some(by_address), Some(by_token)) = (by_address, by_token) else {
+    let Some(by_address) = by_address else {
         tracing::error!("invalid rate limit settings; rate limiting is off");
         return router;
     };
     let addresses = by_address.limiter().clone();
-    let credentials = by_token.limiter().clone();
     let shutdown = state.shutdown.clone();
     state.tasks.spawn(async move {
         let mut every = tokio::time::interval(FORGET_IDLE_BUCKETS_EVERY);
@@ -173,11 +159,13 @@ pub fn rate_limited<R: Layered>(router: R, state: &AppState) -> R {
                 _ = shutdown.cancelled() => return,
             }
             addresses.retain_recent();
-            credentials.retain_recent();
         }
     });
+    // Each router wrapped here has buckets of its own, as the per-address limiter does.
+    let rates = Arc::new(AccountRates::new(settings));
+    let by_account = axum::middleware::from_fn_with_state((state.clone(), rates), account_rate);
     router
-        .wrap(GovernorLayer::new(by_token).error_handler(too_many_requests))
+        .wrap(by_account)
         .wrap(GovernorLayer::new(by_address).error_handler(too_many_requests))
 }
 

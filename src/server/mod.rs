@@ -16,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod quotas;
 pub mod readiness;
 pub mod receive;
 pub mod retention;

@@ -14,6 +14,16 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    init_with(format, filter);
+}
+
+/// For the management commands: only the audit lines (who changed which account or key), on
+/// standard error, so what a command prints on standard output stays clean for scripts.
+pub fn init_audit(format: LogFormat) {
+    init_with(format, EnvFilter::new("audit=info"));
+}
+
+fn init_with(format: LogFormat, filter: EnvFilter) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Text => registry

@@ -63,7 +63,13 @@ async fn the_token_acts_as_the_built_in_admin_account() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"account": "admin", "role": "admin", "key_id": null})
+        json!({
+            "account": "admin",
+            "role": "admin",
+            "key_id": null,
+            "usage": {"stored_bytes": 0, "uploads": 0},
+            "quotas": {"max_stored_bytes": null, "max_uploads": null, "max_requests_per_second": null},
+        })
     );
     // The name is reserved, in any case: no account can take it.
     for name in ["admin", "Admin", "ADMIN"] {
@@ -126,7 +132,13 @@ async fn an_admin_manages_accounts_and_keys_over_http_and_a_new_key_works_at_onc
     let answer: Value = me(&app, &key).await.json().await.unwrap();
     assert_eq!(
         answer,
-        json!({"account": "alice", "role": "member", "key_id": key_id})
+        json!({
+            "account": "alice",
+            "role": "member",
+            "key_id": key_id,
+            "usage": {"stored_bytes": 0, "uploads": 0},
+            "quotas": {"max_stored_bytes": null, "max_uploads": null, "max_requests_per_second": null},
+        })
     );
     let ingested = app
         .client
@@ -308,8 +320,10 @@ async fn revoking_a_key_ends_its_session_and_closes_its_websocket() {
     assert_eq!(me_by_cookie["account"], "frank");
     assert_eq!(me_by_cookie["key_id"], key_id.as_str());
 
-    // A script follows a job that stays live (an upload waiting for its bytes).
-    let job = app.tus().created(10, "{}").await;
+    // A script follows a job of its account that stays live (an upload waiting for its bytes).
+    let job = Tus::with_cookie(&app.client, &app.url(""), cookie.clone())
+        .created(10, "{}")
+        .await;
     let url = app.ws_url(&format!("/ws/status/{job}?token={key}"));
     let (mut socket, _) = connect_async(url).await.expect("WebSocket connects");
     let first = socket.next().await.unwrap().unwrap();

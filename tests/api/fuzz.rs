@@ -4,7 +4,10 @@
 use crate::helpers::*;
 use ingest::{
     domain::{JobId, JobState, UploadName},
-    server::config::{ConfigError, Settings, SettingsArgs},
+    server::{
+        config::{ConfigError, Settings, SettingsArgs},
+        store::ListFilter,
+    },
 };
 use proptest::{
     prelude::*,
@@ -312,7 +315,12 @@ fn form() -> impl Strategy<Value = Form> {
 
 /// The newest jobs, newest first, down to (not including) `since`.
 async fn jobs_since(app: &TestApp, since: Option<JobId>) -> Vec<ingest::domain::JobStatus> {
-    let newest = app.state.jobs.list(None, None, 10).await.unwrap();
+    let newest = app
+        .state
+        .jobs
+        .list(&ListFilter::every_job(None), None, 10)
+        .await
+        .unwrap();
     newest
         .into_iter()
         .take_while(|job| Some(job.job_id) != since)
@@ -329,7 +337,12 @@ fn fuzz_multipart_bodies_get_a_2xx_or_a_json_4xx_and_leave_nothing_half_done() {
     }));
     let app = &app;
     run_async(&runtime, 48, form(), |form: Form| async move {
-        let before = app.state.jobs.list(None, None, 1).await.unwrap();
+        let before = app
+            .state
+            .jobs
+            .list(&ListFilter::every_job(None), None, 1)
+            .await
+            .unwrap();
         let since = before.first().map(|job| job.job_id);
         let response = app
             .client

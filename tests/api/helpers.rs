@@ -8,6 +8,7 @@ use ingest::{
         auth::ApiToken,
         config::Settings,
         startup::{AppState, Application},
+        store::ListFilter,
         worker::Worker,
     },
 };
@@ -228,7 +229,11 @@ impl TestApp {
 
     /// The jobs in `state` (the first 10), read from the service directly.
     pub async fn jobs_in(&self, state: JobState) -> Vec<JobStatus> {
-        self.state.jobs.list(Some(state), None, 10).await.unwrap()
+        self.state
+            .jobs
+            .list(&ListFilter::every_job(Some(state)), None, 10)
+            .await
+            .unwrap()
     }
 
     /// Signs a browser in with `credential` (an API key, say); returns its `Cookie` value.

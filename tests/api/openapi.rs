@@ -6,7 +6,7 @@ use serde_json::Value;
 /// `(path, method)` of every API operation clients rely on. The server builds its router and
 /// the document from one list, so this is the contract both must keep: removing a route from
 /// that list takes it out of both, and fails here.
-const API: [(&str, &str); 24] = [
+const API: [(&str, &str); 25] = [
     ("/api/ingest", "post"),
     ("/api/uploads", "options"),
     ("/api/uploads", "post"),
@@ -28,6 +28,7 @@ const API: [(&str, &str); 24] = [
     ("/api/accounts", "post"),
     ("/api/accounts", "get"),
     ("/api/accounts/{name}", "delete"),
+    ("/api/accounts/{name}/quotas", "put"),
     ("/api/accounts/{name}/keys", "post"),
     ("/api/accounts/{name}/keys", "get"),
     ("/api/keys/{key_id}", "delete"),

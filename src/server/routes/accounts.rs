@@ -1,13 +1,17 @@
 //! Accounts and keys over HTTP, for admins: `POST/GET /api/accounts`,
-//! `DELETE /api/accounts/{name}`, `POST/GET /api/accounts/{name}/keys`, `DELETE /api/keys/{key_id}`;
-//! and `GET /api/me` for any caller. A change takes effect in this server at once (the service
+//! `DELETE /api/accounts/{name}`, `PUT /api/accounts/{name}/quotas`,
+//! `POST/GET /api/accounts/{name}/keys`, `DELETE /api/keys/{key_id}`; and `GET /api/me` for any
+//! caller. A change takes effect in this server at once (the service
 //! applies it to the key ring before the answer), in others within a second.
 use super::{
     extract::{AccountNamePath, KeyIdPath},
     openapi::CommonErrors,
 };
 use crate::{
-    api::{AccountInfo, ErrorBody, ErrorCode, IssuedKey, KeyInfo, Me, NewAccount, NewKey},
+    api::{
+        AccountInfo, ErrorBody, ErrorCode, IssuedKey, KeyInfo, Me, NewAccount, NewKey,
+        QuotaOverrides,
+    },
     server::{
         auth::{Admin, Authenticated},
         commands::MAX_EXPIRES_IN_DAYS,
@@ -24,7 +28,8 @@ use axum::{
 use secrecy::ExposeSecret;
 use time::{Duration, OffsetDateTime};
 
-/// Who the caller is: account, role, and the key the request (or its session) came with.
+/// Who the caller is: account, role, the key the request (or its session) came with, what
+/// the account uses (counted from its jobs) and the quotas in force for it.
 #[utoipa::path(
     get,
     path = "/api/me",
@@ -35,13 +40,61 @@ use time::{Duration, OffsetDateTime};
     ),
     security(("bearer" = [])),
 )]
-pub async fn me(auth: Authenticated) -> Json<Me> {
-    Json(Me {
-        account: auth.caller.account,
-        role: auth.caller.role,
-        key_id: auth.caller.key_id,
-    })
+#[tracing::instrument(skip_all)]
+pub async fn me(State(state): State<AppState>, auth: Authenticated) -> Result<Json<Me>, ApiError> {
+    let caller = auth.caller;
+    let usage = state.jobs.usage(caller.account_id).await?;
+    Ok(Json(Me {
+        quotas: caller.quotas(&state.settings),
+        account: caller.account,
+        role: caller.role,
+        key_id: caller.key_id,
+        usage,
+    }))
 }
+
+/// Set an account's own quotas (admins only): each `null` takes the server's default, 0 means
+/// no limit. They apply from the account's next request on.
+#[utoipa::path(
+    put,
+    path = "/api/accounts/{name}/quotas",
+    tag = "accounts",
+    params(("name" = String, Path, description = "The account's name")),
+    request_body = QuotaOverrides,
+    responses(
+        (status = 200, description = "The account with its quotas", body = AccountInfo),
+        (status = 400, description = "Malformed name or body", body = ErrorBody),
+        CommonErrors,
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 409, description = "The built-in admin's quotas are the server's defaults", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+#[tracing::instrument(skip_all)]
+pub async fn set_quotas(
+    State(state): State<AppState>,
+    Admin(_caller): Admin,
+    AccountNamePath(name): AccountNamePath,
+    body: Result<Json<QuotaOverrides>, JsonRejection>,
+) -> Result<Json<AccountInfo>, ApiError> {
+    let Json(quotas) = body.map_err(|rejection| {
+        ApiError::bad_request(ErrorCode::InvalidBody, rejection.body_text())
+    })?;
+    if quotas
+        .max_requests_per_second
+        .is_some_and(|rate| rate > MAX_REQUESTS_PER_SECOND)
+    {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidBody,
+            format!("max_requests_per_second is at most {MAX_REQUESTS_PER_SECOND}"),
+        ));
+    }
+    Ok(Json(state.accounts.set_quotas(&name, quotas).await?))
+}
+
+/// The highest rate quota an account can be given (the server's own limit is the same).
+const MAX_REQUESTS_PER_SECOND: u64 = 1_000_000;
 
 /// Create an account (admins only).
 #[utoipa::path(

@@ -2,8 +2,10 @@
 //! SHA-256, the detected type, a safe `Content-Disposition`); `DELETE /api/jobs/{id}` removes a
 //! finished job and, when nothing else references it, its blob.
 //!
-//! `Last-Modified` is the blob's storage time, with `If-Modified-Since` (without an ETag to
-//! compare) and `If-Unmodified-Since` honoured. `Range` (RFC 9110 §14) is read here and the
+//! `Last-Modified` is the job's creation time (a job's file never changes), with
+//! `If-Modified-Since` (without an ETag to compare) and `If-Unmodified-Since` honoured. It is
+//! not the blob's time: identical content is stored once for every account, and when another
+//! account stored it first must not show. `Range` (RFC 9110 §14) is read here and the
 //! bytes come from the blob store: one satisfiable
 //! byte range gets 206; a header this server does not act on gets the whole file with 200, as
 //! the RFC allows (another unit, invalid syntax, an `If-Range` for another version, several
@@ -38,7 +40,7 @@ use std::time::SystemTime;
         ("If-Range" = Option<String>, Header, description = "The ETag the client has part of; another one gets the whole file"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag from an earlier download"),
         ("If-Modified-Since" = Option<String>, Header, description = "An HTTP date; used only without If-None-Match"),
-        ("If-Unmodified-Since" = Option<String>, Header, description = "An HTTP date; 412 if the file was stored after it"),
+        ("If-Unmodified-Since" = Option<String>, Header, description = "An HTTP date; 412 if the job was created after it"),
     ),
     responses(
         (status = 200, description = "The whole file, with the type detected from its bytes", content_type = "*/*",
@@ -48,7 +50,7 @@ use std::time::SystemTime;
         (status = 400, description = "Malformed job id", body = ErrorBody),
         (status = 404, description = "No such job, or it has no file", body = ErrorBody),
         (status = 409, description = "The job has not completed", body = ErrorBody),
-        (status = 412, description = "The file was stored after the If-Unmodified-Since date", body = ErrorBody),
+        (status = 412, description = "The job was created after the If-Unmodified-Since date", body = ErrorBody),
         (status = 416, description = "No requested range overlaps the file; Content-Range gives its length", body = ErrorBody,
             headers(("Content-Range" = String, description = "bytes */<length>"))),
         CommonErrors,
@@ -58,13 +60,13 @@ use std::time::SystemTime;
 #[tracing::instrument(skip_all)]
 pub async fn download(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     JobIdPath(id): JobIdPath,
     request: Request,
 ) -> Result<Response, ApiError> {
     let job = state
         .jobs
-        .status(id)
+        .status(id, auth.caller.scope())
         .await?
         .ok_or_else(|| no_such_job(id))?;
     let digest = match (job.status, job.sha256) {
@@ -103,14 +105,14 @@ pub async fn download(
         .await?
         .ok_or_else(missing)?;
     let length = stored.size;
-    let modified = whole_seconds(stored.modified);
+    let modified = whole_seconds(std::time::SystemTime::from(job.created_at));
     let last_modified =
         HeaderValue::from_str(&httpdate::fmt_http_date(modified)).map_err(anyhow::Error::from)?;
     if http_date(request.headers(), header::IF_UNMODIFIED_SINCE)
         .is_some_and(|since| modified > since)
     {
         return Err(ApiError::PreconditionFailed(format!(
-            "the file of job {id} was stored after the If-Unmodified-Since date"
+            "job {id} was created after the If-Unmodified-Since date"
         )));
     }
     // A date is a weaker validator than the ETag: asked only when no ETag was sent.
@@ -181,10 +183,10 @@ pub async fn download(
 #[tracing::instrument(skip_all)]
 pub async fn delete(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     JobIdPath(id): JobIdPath,
 ) -> Result<StatusCode, ApiError> {
-    match state.jobs.delete(id).await {
+    match state.jobs.delete(id, auth.caller.scope()).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(no_such_job(id)),
         Err(Deletion::Running(_)) => Err(ApiError::Conflict(format!(
@@ -299,6 +301,7 @@ fn range_not_satisfiable(length: u64) -> Response {
         error: ErrorDetail {
             code: ErrorCode::RangeNotSatisfiable,
             message: format!("no requested range overlaps the file's {length} bytes"),
+            quota: None,
         },
     };
     (

@@ -45,7 +45,7 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
         (status = 202, description = "The job (and its file) is on disk", body = IngestAccepted,
             headers(("Location" = String, description = "The job's status URL"))),
         (status = 400, description = "Malformed body, metadata or multipart; or the upload was cut", body = ErrorBody),
-        (status = 413, description = "Upload or metadata over the limit", body = ErrorBody),
+        (status = 413, description = "Upload or metadata over the limit, or the account's `stored_bytes` quota (`quota_exceeded`)", body = ErrorBody),
         (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
         CommonErrors,
         (status = 503, description = "Too many uploads at once; see Retry-After", body = ErrorBody),
@@ -56,9 +56,10 @@ const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 #[tracing::instrument(skip_all)]
 pub async fn ingest(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let owner = auth.caller.owner();
     let (head, body) = request.into_parts();
     let headers = head.headers.clone();
     let request = Request::from_parts(head.clone(), body);
@@ -84,21 +85,21 @@ pub async fn ingest(
                      application/x-www-form-urlencoded or multipart/form-data",
                 ));
             }
-            state.jobs.submit_metadata(empty_metadata()).await?
+            state.jobs.submit_metadata(&owner, empty_metadata()).await?
         }
         Some(mime) if mime.essence_str() == "application/json" => {
             // JSON escapes can double the size of a metadata string.
             let body = read_capped(request.into_body(), limit * 2 + 1024, idle).await?;
             let metadata = metadata_from_json_body(&body, limit)?;
-            state.jobs.submit_metadata(metadata).await?
+            state.jobs.submit_metadata(&owner, metadata).await?
         }
         Some(mime) if mime.essence_str() == "application/x-www-form-urlencoded" => {
             let body = read_capped(request.into_body(), limit * 3 + 1024, idle).await?;
             let metadata = metadata_from_form(&body, limit)?;
-            state.jobs.submit_metadata(metadata).await?
+            state.jobs.submit_metadata(&owner, metadata).await?
         }
         Some(mime) if mime.essence_str() == "multipart/form-data" => {
-            ingest_multipart(&state, &headers, request).await?
+            ingest_multipart(&state, &auth, &headers, request).await?
         }
         Some(mime) => {
             return Err(unsupported(&format!(
@@ -117,6 +118,7 @@ pub async fn ingest(
 /// later failure marks it failed (and its temp file is gone) before answering.
 async fn ingest_multipart(
     state: &AppState,
+    auth: &Authenticated,
     headers: &HeaderMap,
     request: Request,
 ) -> Result<JobStatus, ApiError> {
@@ -133,6 +135,7 @@ async fn ingest_multipart(
         )));
     }
     let slot = state.uploads.slot()?;
+    let uploader = auth.uploader(settings);
     let idle = settings.upload_idle_timeout;
     // The preamble and each part's headers are read under a budget (see `framing`).
     let budget = FramingBudget::default();
@@ -210,6 +213,7 @@ async fn ingest_multipart(
                     .uploads
                     .receive_whole(
                         &slot,
+                        &uploader,
                         filename,
                         content_length,
                         metadata.clone().unwrap_or_else(empty_metadata),
@@ -234,7 +238,10 @@ async fn ingest_multipart(
     let metadata = metadata.unwrap_or_else(empty_metadata);
     match upload {
         Some(whole) => Ok(whole.finish(metadata).await?),
-        None => Ok(state.jobs.submit_metadata(metadata).await?),
+        None => Ok(state
+            .jobs
+            .submit_metadata(&uploader.owner, metadata)
+            .await?),
     }
 }
 

@@ -1,13 +1,14 @@
 //! Jobs by id and in pages: `GET /api/status/{job_id}`, the paginated `GET /api/jobs`, and
-//! `POST /api/jobs/{job_id}/cancel`.
+//! `POST /api/jobs/{job_id}/cancel`. A member reaches only its account's jobs; another
+//! account's job answers exactly as an unknown id.
 use super::{
     extract::{no_such_job, JobIdPath},
     openapi::CommonErrors,
 };
 use crate::{
     api::{ErrorBody, ErrorCode, JobPage},
-    domain::{JobId, JobState, JobStatus},
-    server::{auth::Authenticated, error::ApiError, state::AppState},
+    domain::{AccountName, JobId, JobState, JobStatus},
+    server::{auth::Authenticated, error::ApiError, state::AppState, store::ListFilter},
 };
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
@@ -32,12 +33,12 @@ use serde::Deserialize;
 #[tracing::instrument(skip_all)]
 pub async fn status(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobStatus>, ApiError> {
     state
         .jobs
-        .status(id)
+        .status(id, auth.caller.scope())
         .await?
         .map(Json)
         .ok_or_else(|| no_such_job(id))
@@ -55,9 +56,13 @@ pub struct ListParams {
     /// Jobs per page, 1–500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// Only the jobs of this account (a member sees only its own jobs anyway).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    owner: Option<String>,
 }
 
-/// Jobs, newest first, a page at a time.
+/// Jobs, newest first, a page at a time: every job for an admin (each with its owner), the
+/// account's own for a member.
 #[utoipa::path(
     get,
     path = "/api/jobs",
@@ -73,18 +78,25 @@ pub struct ListParams {
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
     let Query(params) = params.map_err(|rejection| {
         ApiError::bad_request(ErrorCode::InvalidQuery, rejection.body_text())
     })?;
-    let filter = params
+    let invalid = |error: String| ApiError::bad_request(ErrorCode::InvalidQuery, error);
+    let state_filter = params
         .status
         .as_deref()
         .map(str::parse::<JobState>)
         .transpose()
-        .map_err(|error| ApiError::bad_request(ErrorCode::InvalidQuery, error.to_string()))?;
+        .map_err(|error| invalid(error.to_string()))?;
+    let owner = params
+        .owner
+        .as_deref()
+        .map(AccountName::parse)
+        .transpose()
+        .map_err(|error| invalid(format!("owner: {error}")))?;
     let before = params
         .before
         .as_deref()
@@ -93,7 +105,12 @@ pub async fn list(
         .map_err(|error| {
             ApiError::bad_request(ErrorCode::InvalidQuery, format!("before: {error}"))
         })?;
-    Ok(Json(state.jobs.page(filter, before, params.limit).await?))
+    let filter = ListFilter {
+        scope: auth.caller.scope(),
+        owner,
+        state: state_filter,
+    };
+    Ok(Json(state.jobs.page(&filter, before, params.limit).await?))
 }
 
 /// Cancel a job that has not finished: a queued job never runs, an upload stops and its bytes
@@ -115,8 +132,8 @@ pub async fn list(
 #[tracing::instrument(skip_all)]
 pub async fn cancel(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     JobIdPath(id): JobIdPath,
 ) -> Result<Json<JobStatus>, ApiError> {
-    Ok(Json(state.jobs.cancel(id).await?))
+    Ok(Json(state.jobs.cancel(id, auth.caller.scope()).await?))
 }

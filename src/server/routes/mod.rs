@@ -52,6 +52,7 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::me).map(with_json_405))
         .routes(routes!(accounts::create_account, accounts::list_accounts).map(with_json_405))
         .routes(routes!(accounts::remove_account).map(with_json_405))
+        .routes(routes!(accounts::set_quotas).map(with_json_405))
         .routes(routes!(accounts::create_key, accounts::list_keys).map(with_json_405))
         .routes(routes!(accounts::revoke_key).map(with_json_405))
         .route("/api/{*rest}", any(unknown_api_path))

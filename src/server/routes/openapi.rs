@@ -50,7 +50,10 @@ pub enum CommonErrors {
         description = "The request took longer than `request_timeout_secs` (uploads and WebSockets have idle timeouts instead)"
     )]
     Timeout(ErrorBody),
-    #[response(status = 429, description = "Rate limit reached; see Retry-After")]
+    #[response(
+        status = 429,
+        description = "Rate limit reached (the address's, or the account's `requests_per_second` quota; uploads: also its `uploads` quota); see Retry-After"
+    )]
     TooManyRequests(ErrorBody),
     #[response(
         status = 500,

@@ -79,7 +79,7 @@ pub async fn capabilities(State(state): State<AppState>) -> Response {
             headers(("Location" = String, description = "The upload's URL"))),
         (status = 400, description = "Missing or malformed Upload-Length or Upload-Metadata", body = ErrorBody),
         (status = 412, description = "Missing or unsupported Tus-Resumable", body = ErrorBody),
-        (status = 413, description = "Upload-Length over the limit", body = ErrorBody),
+        (status = 413, description = "Upload-Length over the limit, or the account's `stored_bytes` quota (`quota_exceeded`)", body = ErrorBody),
         CommonErrors,
         (status = 503, description = "Too many uploads at once (when the first bytes come along); see Retry-After", body = ErrorBody),
         (status = 507, description = "Free disk space is below the server's floor, or the disk is full", body = ErrorBody),
@@ -143,7 +143,8 @@ pub async fn create(
         metadata: metadata.metadata,
         sha256: metadata.sha256,
     };
-    let job = uploads.declare(declared, &auth.credential.label()).await?;
+    let uploader = auth.uploader(&state.settings);
+    let job = uploads.declare(declared, &uploader).await?;
     let id = job.job_id;
     let location = upload_url(&job);
     let accepted = accepted_body(&state, &request, &job);
@@ -154,7 +155,7 @@ pub async fn create(
         (first_bytes, _) => {
             let checksum = first_bytes.flatten();
             let sent = async {
-                let mut session = uploads.open(id).await?;
+                let mut session = uploads.open(id, &uploader).await?;
                 if session.offset() != 0 {
                     // Someone who guessed the new id got there first.
                     return Err(UploadError::Changed(id));
@@ -201,10 +202,10 @@ pub async fn create(
 #[tracing::instrument(skip_all)]
 pub async fn offset(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     JobIdPath(id): JobIdPath,
 ) -> Result<Response, ApiError> {
-    let (job, durable) = state.uploads.describe(id).await?;
+    let (job, durable) = state.uploads.describe(id, auth.caller.scope()).await?;
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
     headers.insert(UPLOAD_OFFSET, HeaderValue::from(durable));
@@ -238,7 +239,7 @@ pub async fn offset(
         (status = 409, description = "Upload-Offset is not the server's offset, another request is sending this upload, or it was cancelled", body = ErrorBody),
         (status = 410, description = "The upload failed, was cancelled or expired", body = ErrorBody),
         (status = 412, description = "Missing or unsupported Tus-Resumable", body = ErrorBody),
-        (status = 413, description = "More bytes than Upload-Length", body = ErrorBody),
+        (status = 413, description = "More bytes than Upload-Length, or the finished file passes the account's `stored_bytes` quota (`quota_exceeded`; the upload fails and its bytes go)", body = ErrorBody),
         (status = 415, description = "Wrong Content-Type", body = ErrorBody),
         (status = 460, description = "The bytes do not match Upload-Checksum (they were discarded), or the whole file does not match its declared sha256 (the job fails)", body = ErrorBody),
         CommonErrors,
@@ -250,7 +251,7 @@ pub async fn offset(
 #[tracing::instrument(skip_all)]
 pub async fn append(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     tus: TusHeaders,
     id: Result<JobIdPath, ApiError>,
     headers: HeaderMap,
@@ -270,9 +271,10 @@ pub async fn append(
     let checksum = tus.checksum()?;
     let JobIdPath(id) = id?;
     let uploads = &state.uploads;
-    uploads.describe(id).await?;
+    let uploader = auth.uploader(&state.settings);
+    uploads.describe(id, uploader.scope).await?;
     uploads.check_free_disk()?;
-    let mut session = uploads.open(id).await?;
+    let mut session = uploads.open(id, &uploader).await?;
     session.expect_offset(offset)?;
     if let Some(length) = tus.length()? {
         session.state_length(length).await?;
@@ -309,11 +311,11 @@ pub async fn append(
 #[tracing::instrument(skip_all)]
 pub async fn terminate(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     _tus: TusHeaders,
     JobIdPath(id): JobIdPath,
 ) -> Result<Response, ApiError> {
-    state.uploads.terminate(id).await?;
+    state.uploads.terminate(id, auth.caller.scope()).await?;
     Ok(with_tus(StatusCode::NO_CONTENT.into_response()))
 }
 

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     api::{ErrorBody, ErrorCode},
-    domain::JobStatus,
+    domain::{JobStatus, Scope},
     server::{
         auth,
         error::ApiError,
@@ -81,7 +81,7 @@ pub async fn status_socket(
     let JobIdPath(id) = job_id?;
     let source = state
         .jobs
-        .follow(id)
+        .follow(id, auth.caller.scope())
         .await?
         .ok_or_else(|| no_such_job(id))?;
     let upgrade = upgrade.map_err(|rejection| {
@@ -187,7 +187,12 @@ async fn stream_changes(
                 if changed.is_err() {
                     // The live entry went away without a final state (never expected): report
                     // what the store holds.
-                    let stored = state.jobs.stored(first.job_id).await.ok().flatten();
+                    let stored = state
+                        .jobs
+                        .stored(first.job_id, Scope::Everything)
+                        .await
+                        .ok()
+                        .flatten();
                     if let Some(stored) = stored {
                         send_status(sink, &stored).await?;
                     }

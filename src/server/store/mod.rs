@@ -4,7 +4,12 @@ mod sqlite;
 
 pub use sqlite::{now, SqliteStore};
 
-use crate::domain::{AccountName, JobId, JobState, JobStatus, KeyId, Role, Sha256Digest};
+use crate::{
+    api::{QuotaOverrides, Usage},
+    domain::{
+        AccountId, AccountName, JobId, JobState, JobStatus, KeyId, Role, Scope, Sha256Digest,
+    },
+};
 use async_trait::async_trait;
 
 /// Durable job records and the work queue. Every write returns only once it is on disk.
@@ -12,14 +17,29 @@ use async_trait::async_trait;
 pub trait JobStore: Send + Sync + 'static {
     /// Records a new job.
     async fn insert(&self, job: &JobStatus) -> anyhow::Result<()>;
+    /// Records a new receiving job (an upload) if its owner's quotas let it in: counting what
+    /// the owner uses and recording the job are one write, so concurrent uploads cannot pass a
+    /// quota together. A resumable upload also gets its upload record. Nothing is recorded
+    /// when the answer is a refusal.
+    async fn admit(
+        &self,
+        job: &JobStatus,
+        admission: Admission,
+        resumable: Option<Resumable>,
+    ) -> anyhow::Result<Admitted>;
+    /// What the account uses now, counted from its jobs.
+    async fn usage(&self, owner: AccountId) -> anyhow::Result<Usage>;
+    /// Bytes the account's files and unfinished uploads take, leaving out upload `except`
+    /// (whose real size is about to replace what it declared).
+    async fn stored_bytes_besides(&self, owner: AccountId, except: JobId) -> anyhow::Result<u64>;
     /// Replaces the mutable fields of an unfinished job; false if there is no such job or it
     /// has already finished (finished is final).
     async fn save(&self, job: &JobStatus) -> anyhow::Result<bool>;
     async fn get(&self, id: JobId) -> anyhow::Result<Option<JobStatus>>;
-    /// Newest first; `before` continues after that job; `state` filters.
+    /// Newest first, of the jobs `filter.scope` sees; `before` continues after that job.
     async fn list(
         &self,
-        state: Option<JobState>,
+        filter: &ListFilter,
         before: Option<JobId>,
         limit: u32,
     ) -> anyhow::Result<Vec<JobStatus>>;
@@ -45,17 +65,6 @@ pub trait JobStore: Send + Sync + 'static {
     async fn count_referencing(&self, digest: Sha256Digest) -> anyhow::Result<u64>;
     /// Succeeds when the database takes a durable write (a full disk fails it).
     async fn ping(&self) -> anyhow::Result<()>;
-    /// Records a new job as a resumable upload with nothing durable yet, declared by `owner`
-    /// (a credential's label), unless `owner` already has `max_pending` resumable uploads still
-    /// receiving: then nothing is recorded and the answer is false. Counting and recording are
-    /// one write, so concurrent declarations cannot pass the cap together.
-    async fn declare_upload(
-        &self,
-        job: &JobStatus,
-        owner: &str,
-        expected_sha256: Option<Sha256Digest>,
-        max_pending: u64,
-    ) -> anyhow::Result<bool>;
     /// Records that the first `job.bytes_done` bytes of a resumable upload are durable: its
     /// offset, and its job's `bytes_done`, `progress` and `updated_at`, in one write. False if
     /// the job is no longer receiving (it was cancelled, say): nothing is recorded then.
@@ -64,6 +73,59 @@ pub trait JobStore: Send + Sync + 'static {
     async fn upload(&self, id: JobId) -> anyhow::Result<Option<UploadRecord>>;
     /// Resumable uploads still receiving.
     async fn resumable_uploads(&self) -> anyhow::Result<Vec<JobId>>;
+}
+
+/// Which jobs a list holds.
+#[derive(Clone, Debug)]
+pub struct ListFilter {
+    pub scope: Scope,
+    /// Only jobs shown with this owner's name (compared without case).
+    pub owner: Option<AccountName>,
+    pub state: Option<JobState>,
+}
+
+impl ListFilter {
+    /// Every job (in `state`, when given), whoever owns it.
+    pub fn every_job(state: Option<JobState>) -> Self {
+        Self {
+            scope: Scope::Everything,
+            owner: None,
+            state,
+        }
+    }
+}
+
+/// The quotas an upload is admitted under; `None`: no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Jobs the owner may have receiving at once, this one included.
+    pub max_uploads: Option<u64>,
+    /// Bytes the owner's files and unfinished uploads may take, this one's `bytes_total`
+    /// (0 when unknown) included.
+    pub max_stored_bytes: Option<u64>,
+}
+
+/// A resumable upload's record besides its job: declared by `credential` (a credential's
+/// label), which may have at most `max_pending` of them unfinished.
+#[derive(Clone, Debug)]
+pub struct Resumable {
+    pub credential: String,
+    pub expected_sha256: Option<Sha256Digest>,
+    pub max_pending: u64,
+}
+
+/// What `admit` decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// Recorded; the owner may store this many more bytes (`None`: no limit), this upload's
+    /// declared size already counted.
+    Yes { bytes_left: Option<u64> },
+    /// The owner already has this many uploads receiving.
+    TooManyUploads { in_progress: u64 },
+    /// The owner's files and unfinished uploads already take this many bytes.
+    OverStorage { used: u64 },
+    /// The credential has `max_pending` resumable uploads unfinished.
+    TooManyPending,
 }
 
 /// What the store keeps about a resumable upload besides its job.
@@ -104,8 +166,10 @@ pub struct StoredSession {
 /// and the CLI) may write at once.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
-    /// Records a new account; false if the name is taken.
-    async fn add_account(&self, account: &AccountRecord) -> anyhow::Result<bool>;
+    /// Records a new account (its `id` is given by the store); `None` if the name is taken.
+    async fn add_account(&self, account: &AccountRecord) -> anyhow::Result<Option<AccountId>>;
+    /// Sets an account's own quotas; false if there is no such account.
+    async fn set_quotas(&self, name: &AccountName, quotas: QuotaOverrides) -> anyhow::Result<bool>;
     /// Every account, by name.
     async fn accounts(&self) -> anyhow::Result<Vec<AccountRecord>>;
     async fn account(&self, name: &AccountName) -> anyhow::Result<Option<AccountRecord>>;
@@ -116,13 +180,13 @@ pub trait AccountStore: Send + Sync + 'static {
         name: &AccountName,
         at: time::OffsetDateTime,
     ) -> anyhow::Result<bool>;
-    /// Records a new key; false if its account does not exist.
+    /// Records a new key for account `key.account_id`; false if it does not exist.
     async fn add_key(&self, key: &KeyRecord) -> anyhow::Result<bool>;
     /// Keys, of one account or all, oldest first.
-    async fn keys(&self, account: Option<&AccountName>) -> anyhow::Result<Vec<KeyRecord>>;
-    /// The unrevoked keys of existing accounts, with each account's role: what a server
-    /// checks requests against.
-    async fn usable_keys(&self) -> anyhow::Result<Vec<(KeyRecord, Role)>>;
+    async fn keys(&self, account: Option<AccountId>) -> anyhow::Result<Vec<KeyRecord>>;
+    /// The unrevoked keys of existing accounts, each with its account: what a server checks
+    /// requests against.
+    async fn usable_keys(&self) -> anyhow::Result<Vec<(KeyRecord, AccountRecord)>>;
     /// Revokes a key at `at`; `None` if there is no such key, else its account (a key
     /// already revoked keeps its first revocation time).
     async fn revoke_key(
@@ -139,15 +203,20 @@ pub trait AccountStore: Send + Sync + 'static {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountRecord {
+    pub id: AccountId,
     pub name: AccountName,
     pub role: Role,
     pub created_at: time::OffsetDateTime,
+    pub quotas: QuotaOverrides,
 }
 
 /// A key as stored: the SHA-256 of its secret, never the secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRecord {
     pub key_id: KeyId,
+    /// `None` only for keys of accounts removed before accounts had numbers (all revoked).
+    pub account_id: Option<AccountId>,
+    /// The account's name when the key was made.
     pub account: AccountName,
     pub secret_sha256: [u8; 32],
     pub created_at: time::OffsetDateTime,

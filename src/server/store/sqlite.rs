@@ -2,10 +2,16 @@
 //! that commits concurrent writes together (group commit), so each fsync durably records many
 //! jobs while every caller still waits for its own write to be on disk.
 use super::{
-    AccountRecord, AccountStore, Claimed, JobStore, KeyRecord, Recovery, SessionStore,
-    StoredSession, UploadRecord, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
+    AccountRecord, AccountStore, Admission, Admitted, Claimed, JobStore, KeyRecord, ListFilter,
+    Recovery, Resumable, SessionStore, StoredSession, UploadRecord, CANCELLED_BY_REQUEST,
+    INTERRUPTED_BY_RESTART,
 };
-use crate::domain::{AccountName, JobId, JobState, JobStatus, KeyId, Role, Sha256Digest};
+use crate::{
+    api::{QuotaOverrides, Usage},
+    domain::{
+        AccountId, AccountName, JobId, JobState, JobStatus, KeyId, Role, Scope, Sha256Digest,
+    },
+};
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use sqlx::{
@@ -40,6 +46,7 @@ enum Change {
     DeleteSession([u8; 32]),
     DeleteSessionsOf(Vec<KeyId>),
     AddAccount(AccountRecord),
+    SetQuotas(AccountName, QuotaOverrides),
     RemoveAccount(AccountName, OffsetDateTime),
     AddKey(Box<KeyRecord>),
     RevokeKey(KeyId, OffsetDateTime),
@@ -49,11 +56,10 @@ enum Change {
     Delete(JobId),
     Claim(u32),
     Recover,
-    DeclareUpload {
+    Admit {
         job: Box<JobStatus>,
-        owner: String,
-        expected: Option<Sha256Digest>,
-        max_pending: u64,
+        admission: Admission,
+        resumable: Option<Resumable>,
     },
     SaveReceived(Box<JobStatus>),
     /// Rewrites the one probe row: a durable write that proves the database takes them.
@@ -68,6 +74,8 @@ enum WriteOutcome {
     Pruned(u64),
     Recovered(Recovery),
     Revoked(Option<AccountName>),
+    AccountAdded(Option<AccountId>),
+    Admitted(Admitted),
 }
 
 struct Write {
@@ -181,7 +189,7 @@ impl Statement<'_> {
         matches!(
             self,
             Statement::Change(
-                Change::RemoveAccount(..) | Change::DeclareUpload { .. } | Change::SaveReceived(_)
+                Change::RemoveAccount(..) | Change::Admit { .. } | Change::SaveReceived(_)
             )
         )
     }
@@ -250,7 +258,7 @@ async fn run(
     }
 }
 
-/// One multi-row INSERT; `MAX_BATCH` rows of 14 columns stay under SQLite's 32766 variables.
+/// One multi-row INSERT; `MAX_BATCH` rows of 16 columns stay under SQLite's 32766 variables.
 async fn insert_jobs(
     conn: &mut SqliteConnection,
     jobs: &[&JobStatus],
@@ -258,12 +266,14 @@ async fn insert_jobs(
 ) -> anyhow::Result<()> {
     let mut next_seq = *seq;
     let mut query = QueryBuilder::<Sqlite>::new(format!(
-        "INSERT INTO jobs (id, created_us, seq, {MUTABLE_COLUMNS}) "
+        "INSERT INTO jobs (id, created_us, seq, owner_id, owner, {MUTABLE_COLUMNS}) "
     ));
     query.push_values(jobs, |mut row, job| {
         row.push_bind(job.job_id.to_string())
             .push_bind(micros(job.created_at))
-            .push_bind(next_seq);
+            .push_bind(next_seq)
+            .push_bind(job.owner_id.get())
+            .push_bind(job.owner.as_str().to_owned());
         push_mutable_fields(&mut row, job);
         next_seq += 1;
     });
@@ -331,21 +341,39 @@ async fn apply(
             Ok(WriteOutcome::Done)
         }
         Change::AddAccount(account) => {
-            let added = sqlx::query(
-                "INSERT INTO accounts (name, role, created_us) VALUES (?, ?, ?) \
-                 ON CONFLICT (name) DO NOTHING",
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO accounts (name, role, created_us, max_stored_bytes, max_uploads, \
+                 max_requests_per_second) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (name) DO NOTHING RETURNING id",
             )
             .bind(account.name.as_str())
             .bind(account.role.as_str())
             .bind(micros(account.created_at))
+            .bind(account.quotas.max_stored_bytes.map(to_i64))
+            .bind(account.quotas.max_uploads.map(to_i64))
+            .bind(account.quotas.max_requests_per_second.map(to_i64))
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::AccountAdded(id.map(AccountId::new)))
+        }
+        Change::SetQuotas(name, quotas) => {
+            let set = sqlx::query(
+                "UPDATE accounts SET max_stored_bytes = ?, max_uploads = ?, \
+                 max_requests_per_second = ? WHERE name = ?",
+            )
+            .bind(quotas.max_stored_bytes.map(to_i64))
+            .bind(quotas.max_uploads.map(to_i64))
+            .bind(quotas.max_requests_per_second.map(to_i64))
+            .bind(name.as_str())
             .execute(&mut *conn)
             .await?;
-            Ok(WriteOutcome::Saved(added.rows_affected() == 1))
+            Ok(WriteOutcome::Saved(set.rows_affected() == 1))
         }
         Change::RemoveAccount(name, at) => {
             let mut tx = conn.begin().await?;
             sqlx::query(
-                "UPDATE api_keys SET revoked_us = ? WHERE account = ? AND revoked_us IS NULL",
+                "UPDATE api_keys SET revoked_us = ? WHERE revoked_us IS NULL \
+                 AND account_id = (SELECT id FROM accounts WHERE name = ?)",
             )
             .bind(micros(*at))
             .bind(name.as_str())
@@ -360,14 +388,15 @@ async fn apply(
         }
         Change::AddKey(key) => {
             let added = sqlx::query(
-                "INSERT INTO api_keys (key_id, account, secret_sha256, created_us, expires_us) \
-                 SELECT ?, name, ?, ?, ? FROM accounts WHERE name = ?",
+                "INSERT INTO api_keys \
+                 (key_id, account_id, account, secret_sha256, created_us, expires_us) \
+                 SELECT ?, id, name, ?, ?, ? FROM accounts WHERE id = ?",
             )
             .bind(key.key_id.as_str())
             .bind(hex::encode(key.secret_sha256))
             .bind(micros(key.created_at))
             .bind(key.expires_at.map(micros))
-            .bind(key.account.as_str())
+            .bind(key.account_id.map(AccountId::get))
             .execute(&mut *conn)
             .await?;
             Ok(WriteOutcome::Saved(added.rows_affected() == 1))
@@ -486,38 +515,17 @@ async fn apply(
                 requeued: requeued.rows_affected(),
             }))
         }
-        Change::DeclareUpload {
+        Change::Admit {
             job,
-            owner,
-            expected,
-            max_pending,
+            admission,
+            resumable,
         } => {
-            // A savepoint inside the batch's (immediate) transaction: the job and its upload
-            // record are written together or not at all.
+            // A savepoint inside the batch's (immediate) transaction: the counts, the job and
+            // its upload record are read and written together or not at all.
             let mut tx = conn.begin().await?;
-            // Receiving jobs are few (each is an upload in progress), so they lead the join.
-            let pending: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM jobs CROSS JOIN uploads ON uploads.job_id = jobs.id \
-                 WHERE jobs.state = 'receiving' AND uploads.owner = ?",
-            )
-            .bind(owner)
-            .fetch_one(&mut *tx)
-            .await?;
-            if u64::try_from(pending).unwrap_or(0) >= *max_pending {
-                return Ok(WriteOutcome::Saved(false));
-            }
-            insert_jobs(&mut tx, &[job.as_ref()], seq).await?;
-            sqlx::query(
-                "INSERT INTO uploads (job_id, durable_offset, expected_sha256, owner) \
-                 VALUES (?, 0, ?, ?)",
-            )
-            .bind(job.job_id.to_string())
-            .bind(expected.map(|digest| digest.to_hex()))
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
+            let admitted = admit(&mut tx, job, *admission, resumable.as_ref(), seq).await?;
             tx.commit().await?;
-            Ok(WriteOutcome::Saved(true))
+            Ok(WriteOutcome::Admitted(admitted))
         }
         Change::SaveReceived(job) => {
             let mut tx = conn.begin().await?;
@@ -556,25 +564,123 @@ async fn apply(
     }
 }
 
+/// `JobStore::admit`, inside the writer's transaction.
+async fn admit(
+    conn: &mut SqliteConnection,
+    job: &JobStatus,
+    admission: Admission,
+    resumable: Option<&Resumable>,
+    seq: &mut i64,
+) -> anyhow::Result<Admitted> {
+    let usage = usage(&mut *conn, job.owner_id).await?;
+    if admission
+        .max_uploads
+        .is_some_and(|limit| usage.uploads >= limit)
+    {
+        return Ok(Admitted::TooManyUploads {
+            in_progress: usage.uploads,
+        });
+    }
+    let needed = job.bytes_total.unwrap_or(0);
+    let bytes_left = match admission.max_stored_bytes {
+        None => None,
+        Some(limit) => match limit.checked_sub(usage.stored_bytes.saturating_add(needed)) {
+            Some(left) => Some(left),
+            None => {
+                return Ok(Admitted::OverStorage {
+                    used: usage.stored_bytes,
+                })
+            }
+        },
+    };
+    if let Some(resumable) = resumable {
+        // Receiving jobs are few (each is an upload in progress), so they lead the join.
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs CROSS JOIN uploads ON uploads.job_id = jobs.id \
+             WHERE jobs.state = 'receiving' AND uploads.owner = ?",
+        )
+        .bind(&resumable.credential)
+        .fetch_one(&mut *conn)
+        .await?;
+        if u64::try_from(pending).unwrap_or(0) >= resumable.max_pending {
+            return Ok(Admitted::TooManyPending);
+        }
+    }
+    insert_jobs(&mut *conn, &[job], seq).await?;
+    if let Some(resumable) = resumable {
+        sqlx::query(
+            "INSERT INTO uploads (job_id, durable_offset, expected_sha256, owner) \
+             VALUES (?, 0, ?, ?)",
+        )
+        .bind(job.job_id.to_string())
+        .bind(resumable.expected_sha256.map(|digest| digest.to_hex()))
+        .bind(&resumable.credential)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(Admitted::Yes { bytes_left })
+}
+
+/// What an account uses: the sizes of its jobs' files (summed from an index alone), and its
+/// uploads in progress with what they declared (or, undeclared, have received so far).
+async fn usage(conn: &mut SqliteConnection, owner: AccountId) -> anyhow::Result<Usage> {
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(size), 0) FROM jobs WHERE owner_id = ? AND sha256 IS NOT NULL",
+    )
+    .bind(owner.get())
+    .fetch_one(&mut *conn)
+    .await?;
+    // Receiving jobs are few, so the state index leads.
+    let (uploads, reserved): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(MAX(COALESCE(bytes_total, 0), bytes_done)), 0) \
+         FROM jobs WHERE state = 'receiving' AND owner_id = ?",
+    )
+    .bind(owner.get())
+    .fetch_one(&mut *conn)
+    .await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(Usage {
+        stored_bytes: count(stored).saturating_add(count(reserved)),
+        uploads: count(uploads),
+    })
+}
+
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn declare_upload(
+    async fn admit(
         &self,
         job: &JobStatus,
-        owner: &str,
-        expected_sha256: Option<Sha256Digest>,
-        max_pending: u64,
-    ) -> anyhow::Result<bool> {
-        let declare = Change::DeclareUpload {
+        admission: Admission,
+        resumable: Option<Resumable>,
+    ) -> anyhow::Result<Admitted> {
+        let admit = Change::Admit {
             job: Box::new(job.clone()),
-            owner: owner.to_owned(),
-            expected: expected_sha256,
-            max_pending,
+            admission,
+            resumable,
         };
-        match self.write(WriteOp::Change(declare)).await? {
-            WriteOutcome::Saved(declared) => Ok(declared),
-            _ => unreachable!("a declaration answers Saved"),
+        match self.write(WriteOp::Change(admit)).await? {
+            WriteOutcome::Admitted(admitted) => Ok(admitted),
+            _ => unreachable!("an admission answers Admitted"),
         }
+    }
+
+    async fn usage(&self, owner: AccountId) -> anyhow::Result<Usage> {
+        let mut reader = self.readers.acquire().await?;
+        usage(&mut reader, owner).await
+    }
+
+    async fn stored_bytes_besides(&self, owner: AccountId, except: JobId) -> anyhow::Result<u64> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COALESCE(SUM(size), 0) FROM jobs \
+                     WHERE owner_id = ?1 AND sha256 IS NOT NULL) \
+                  + (SELECT COALESCE(SUM(MAX(COALESCE(bytes_total, 0), bytes_done)), 0) FROM jobs \
+                     WHERE state = 'receiving' AND owner_id = ?1 AND id != ?2)",
+        )
+        .bind(owner.get())
+        .bind(except.to_string())
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
     async fn save_received(&self, job: &JobStatus) -> anyhow::Result<bool> {
@@ -640,18 +746,27 @@ impl JobStore for SqliteStore {
 
     async fn list(
         &self,
-        state: Option<JobState>,
+        filter: &ListFilter,
         before: Option<JobId>,
         limit: u32,
     ) -> anyhow::Result<Vec<JobStatus>> {
+        let account = match filter.scope {
+            Scope::Everything => None,
+            Scope::Account(account) => Some(account.get()),
+        };
         let rows: Vec<JobRow> = sqlx::query_as(
             "SELECT * FROM jobs WHERE (?1 IS NULL OR state = ?1) \
-             AND (?2 IS NULL OR seq < (SELECT seq FROM jobs WHERE id = ?2)) \
+             AND (?2 IS NULL OR seq < (SELECT seq FROM jobs WHERE id = ?2 \
+                                       AND (?4 IS NULL OR owner_id = ?4))) \
+             AND (?4 IS NULL OR owner_id = ?4) \
+             AND (?5 IS NULL OR owner = ?5 COLLATE NOCASE) \
              ORDER BY seq DESC LIMIT ?3",
         )
-        .bind(state.map(JobState::as_str))
+        .bind(filter.state.map(JobState::as_str))
         .bind(before.map(|id| id.to_string()))
         .bind(i64::from(limit))
+        .bind(account)
+        .bind(filter.owner.as_ref().map(AccountName::as_str))
         .fetch_all(&self.readers)
         .await?;
         rows.into_iter().map(JobStatus::try_from).collect()
@@ -779,28 +894,40 @@ impl SessionStore for SqliteStore {
 
 #[async_trait]
 impl AccountStore for SqliteStore {
-    async fn add_account(&self, account: &AccountRecord) -> anyhow::Result<bool> {
+    async fn add_account(&self, account: &AccountRecord) -> anyhow::Result<Option<AccountId>> {
+        match self
+            .write(WriteOp::Change(Change::AddAccount(account.clone())))
+            .await?
+        {
+            WriteOutcome::AccountAdded(id) => Ok(id),
+            _ => unreachable!("adding an account answers AccountAdded"),
+        }
+    }
+
+    async fn set_quotas(&self, name: &AccountName, quotas: QuotaOverrides) -> anyhow::Result<bool> {
         saved(
-            self.write(WriteOp::Change(Change::AddAccount(account.clone())))
+            self.write(WriteOp::Change(Change::SetQuotas(name.clone(), quotas)))
                 .await?,
         )
     }
 
     async fn accounts(&self) -> anyhow::Result<Vec<AccountRecord>> {
-        let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT name, role, created_us FROM accounts ORDER BY name")
-                .fetch_all(&self.readers)
-                .await?;
-        rows.into_iter().map(account_record).collect()
+        let rows: Vec<AccountRow> = sqlx::query_as(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY name"
+        ))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(AccountRecord::try_from).collect()
     }
 
     async fn account(&self, name: &AccountName) -> anyhow::Result<Option<AccountRecord>> {
-        let row: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT name, role, created_us FROM accounts WHERE name = ?")
-                .bind(name.as_str())
-                .fetch_optional(&self.readers)
-                .await?;
-        row.map(account_record).transpose()
+        let row: Option<AccountRow> = sqlx::query_as(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = ?"
+        ))
+        .bind(name.as_str())
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(AccountRecord::try_from).transpose()
     }
 
     async fn remove_account(&self, name: &AccountName, at: OffsetDateTime) -> anyhow::Result<bool> {
@@ -817,22 +944,26 @@ impl AccountStore for SqliteStore {
         )
     }
 
-    async fn keys(&self, account: Option<&AccountName>) -> anyhow::Result<Vec<KeyRecord>> {
+    async fn keys(&self, account: Option<AccountId>) -> anyhow::Result<Vec<KeyRecord>> {
         let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT key_id, account, secret_sha256, created_us, expires_us, revoked_us, \
-             last_used_us FROM api_keys WHERE ?1 IS NULL OR account = ?1 ORDER BY created_us, key_id",
+            "SELECT key_id, account_id, account, secret_sha256, created_us, expires_us, \
+             revoked_us, last_used_us FROM api_keys WHERE ?1 IS NULL OR account_id = ?1 \
+             ORDER BY created_us, key_id",
         )
-        .bind(account.map(AccountName::as_str))
+        .bind(account.map(AccountId::get))
         .fetch_all(&self.readers)
         .await?;
         rows.into_iter().map(KeyRecord::try_from).collect()
     }
 
-    async fn usable_keys(&self) -> anyhow::Result<Vec<(KeyRecord, Role)>> {
-        let rows: Vec<KeyRowWithRole> = sqlx::query_as(
-            "SELECT accounts.role, key_id, account, secret_sha256, api_keys.created_us, \
+    async fn usable_keys(&self) -> anyhow::Result<Vec<(KeyRecord, AccountRecord)>> {
+        let rows: Vec<KeyRowWithAccount> = sqlx::query_as(
+            "SELECT accounts.id, accounts.name, accounts.role, \
+             accounts.created_us AS account_created_us, accounts.max_stored_bytes, \
+             accounts.max_uploads, accounts.max_requests_per_second, \
+             key_id, account_id, account, secret_sha256, api_keys.created_us, \
              expires_us, revoked_us, last_used_us FROM api_keys \
-             JOIN accounts ON accounts.name = api_keys.account WHERE revoked_us IS NULL",
+             JOIN accounts ON accounts.id = api_keys.account_id WHERE revoked_us IS NULL",
         )
         .fetch_all(&self.readers)
         .await?;
@@ -841,9 +972,8 @@ impl AccountStore for SqliteStore {
             .into_iter()
             .filter_map(|row| {
                 let (key_id, account) = (row.key.key_id.clone(), row.key.account.clone());
-                let parsed = Role::from_str(&row.role)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|role| Ok((KeyRecord::try_from(row.key)?, role)));
+                let parsed = AccountRecord::try_from(row.account)
+                    .and_then(|account| Ok((KeyRecord::try_from(row.key)?, account)));
                 parsed
                     .inspect_err(|error| {
                         tracing::error!(
@@ -903,19 +1033,44 @@ fn decode_hash(text: &str) -> anyhow::Result<[u8; 32]> {
     Ok(hash)
 }
 
-fn account_record(
-    (name, role, created_us): (String, String, i64),
-) -> anyhow::Result<AccountRecord> {
-    Ok(AccountRecord {
-        name: AccountName::parse(&name).context("stored account name")?,
-        role: Role::from_str(&role)?,
-        created_at: from_micros(created_us)?,
-    })
+/// The columns `AccountRow` reads.
+const ACCOUNT_COLUMNS: &str = "id, name, role, created_us AS account_created_us, \
+                               max_stored_bytes, max_uploads, max_requests_per_second";
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: i64,
+    name: String,
+    role: String,
+    account_created_us: i64,
+    max_stored_bytes: Option<i64>,
+    max_uploads: Option<i64>,
+    max_requests_per_second: Option<i64>,
+}
+
+impl TryFrom<AccountRow> for AccountRecord {
+    type Error = anyhow::Error;
+
+    fn try_from(row: AccountRow) -> anyhow::Result<Self> {
+        let quota = |n: Option<i64>| n.map(|n| u64::try_from(n).unwrap_or(0));
+        Ok(AccountRecord {
+            id: AccountId::new(row.id),
+            name: AccountName::parse(&row.name).context("stored account name")?,
+            role: Role::from_str(&row.role)?,
+            created_at: from_micros(row.account_created_us)?,
+            quotas: QuotaOverrides {
+                max_stored_bytes: quota(row.max_stored_bytes),
+                max_uploads: quota(row.max_uploads),
+                max_requests_per_second: quota(row.max_requests_per_second),
+            },
+        })
+    }
 }
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
     key_id: String,
+    account_id: Option<i64>,
     account: String,
     secret_sha256: String,
     created_us: i64,
@@ -925,8 +1080,9 @@ struct KeyRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct KeyRowWithRole {
-    role: String,
+struct KeyRowWithAccount {
+    #[sqlx(flatten)]
+    account: AccountRow,
     #[sqlx(flatten)]
     key: KeyRow,
 }
@@ -937,6 +1093,7 @@ impl TryFrom<KeyRow> for KeyRecord {
     fn try_from(row: KeyRow) -> anyhow::Result<Self> {
         Ok(KeyRecord {
             key_id: KeyId::parse(&row.key_id).context("stored key id")?,
+            account_id: row.account_id.map(AccountId::new),
             account: AccountName::parse(&row.account).context("stored account name")?,
             secret_sha256: decode_hash(&row.secret_sha256).context("stored key hash")?,
             created_at: from_micros(row.created_us)?,
@@ -951,6 +1108,8 @@ impl TryFrom<KeyRow> for KeyRecord {
 #[derive(sqlx::FromRow)]
 struct JobRow {
     id: String,
+    owner_id: i64,
+    owner: String,
     state: String,
     progress: i64,
     bytes_done: i64,
@@ -971,6 +1130,8 @@ impl TryFrom<JobRow> for JobStatus {
     fn try_from(row: JobRow) -> anyhow::Result<Self> {
         Ok(JobStatus {
             job_id: JobId::parse(&row.id).with_context(|| format!("stored job id {:?}", row.id))?,
+            owner: AccountName::parse(&row.owner).context("stored owner")?,
+            owner_id: AccountId::new(row.owner_id),
             status: JobState::from_str(&row.state)?,
             progress: u8::try_from(row.progress.clamp(0, 100))?,
             bytes_done: row.bytes_done.max(0) as u64,

@@ -11,13 +11,17 @@ mod session;
 pub use session::UploadSession;
 
 use super::{
-    jobs::{AlreadyFinished, Cancellation, Declaration, Jobs},
+    jobs::{AlreadyFinished, Cancellation, Jobs, Refusal},
+    quotas::QuotaExceeded,
     receive::{self, caused_by_full_disk, Partial, ReceiveError, Received},
     running::Registration,
     staging::Staging,
-    store::{now, UploadRecord},
+    store::{now, Admission, Resumable, UploadRecord},
 };
-use crate::domain::{JobId, JobState, JobStatus, Sha256Digest};
+use crate::{
+    api::Quotas,
+    domain::{JobId, JobState, JobStatus, Owner, Scope, Sha256Digest},
+};
 use anyhow::Context;
 use bytes::Bytes;
 use futures::Stream;
@@ -100,6 +104,13 @@ pub enum UploadError {
     /// A termination the job's cancel refused (it finished meanwhile).
     #[error(transparent)]
     NotCancelled(Cancellation),
+    /// An account quota refused the upload; nothing of it was kept.
+    #[error(transparent)]
+    Quota(QuotaExceeded),
+    /// Only the account an upload belongs to sends its bytes (an admin sees it, but does not
+    /// write into another account's file).
+    #[error("upload {0} belongs to another account; only its owner sends its bytes")]
+    NotOwner(JobId),
     #[error(transparent)]
     Failed(anyhow::Error),
 }
@@ -107,6 +118,10 @@ pub enum UploadError {
 impl From<anyhow::Error> for UploadError {
     /// A storage failure; a full disk is told apart, since the client may retry later.
     fn from(error: anyhow::Error) -> Self {
+        let error = match error.downcast::<QuotaExceeded>() {
+            Ok(exceeded) => return Self::Quota(exceeded),
+            Err(error) => error,
+        };
         if caused_by_full_disk(&error) {
             tracing::warn!(error = ?error, "the disk is full");
             return Self::DiskFull(DISK_FULL.to_owned());
@@ -132,6 +147,35 @@ impl UploadError {
 /// One of the server's upload slots, held while a request receives bytes.
 pub struct UploadSlot {
     _permit: OwnedSemaphorePermit,
+}
+
+impl From<Refusal> for UploadError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Quota(exceeded) => Self::Quota(exceeded),
+            Refusal::TooManyPending { limit } => Self::TooManyPending { limit },
+            Refusal::Failed(error) => error.into(),
+        }
+    }
+}
+
+/// Who sends an upload: the account it is for, what that account sees, the quotas in force
+/// for it, and the credential's label (its cap on unfinished uploads).
+#[derive(Clone, Debug)]
+pub struct Uploader {
+    pub owner: Owner,
+    pub scope: Scope,
+    pub quotas: Quotas,
+    pub credential: String,
+}
+
+impl Uploader {
+    fn admission(&self) -> Admission {
+        Admission {
+            max_uploads: self.quotas.max_uploads,
+            max_stored_bytes: self.quotas.max_stored_bytes,
+        }
+    }
 }
 
 /// The fields of a declared (resumable) upload.
@@ -210,6 +254,7 @@ impl Uploads {
     pub async fn receive_whole<S, E>(
         &self,
         _slot: &UploadSlot,
+        uploader: &Uploader,
         filename: Option<String>,
         bytes_total: Option<u64>,
         metadata: serde_json::Value,
@@ -220,15 +265,27 @@ impl Uploads {
         E: std::fmt::Display,
     {
         self.check_free_disk()?;
-        let (job, registration) = self
-            .jobs
-            .begin_upload(filename, bytes_total, metadata)
-            .await?;
+        let mut job = JobStatus::new(
+            JobId::new(),
+            &uploader.owner,
+            JobState::Receiving,
+            metadata,
+            now(),
+        );
+        job.filename = filename;
+        job.bytes_total = bytes_total;
+        let (registration, bytes_left) = self.jobs.begin_upload(&job, uploader.admission()).await?;
+        // The storage quota bounds a body of unknown length as it arrives (the final check is
+        // when the file is stored).
+        let quota_ceiling = bytes_left.map(|left| left.saturating_add(bytes_total.unwrap_or(0)));
+        let limit = quota_ceiling.map_or(self.limits.max_bytes, |ceiling| {
+            ceiling.min(self.limits.max_bytes)
+        });
         let temp = self.staging.temp_path(job.job_id);
         let received = receive::receive(
             body,
             temp,
-            self.limits.max_bytes,
+            limit,
             self.limits.idle,
             registration.cancelled(),
             self.progress_reporter(&job, 0),
@@ -241,12 +298,21 @@ impl Uploads {
                     job,
                     received,
                     registration,
+                    max_stored_bytes: uploader.quotas.max_stored_bytes,
                 })
             }
             Err(ReceiveError::Cancelled) => return Err(UploadError::Cancelled(job.job_id)),
             Err(error) => error,
         };
         let problem = match error {
+            ReceiveError::TooLarge { limit } if limit < self.limits.max_bytes => {
+                let quota = uploader.quotas.max_stored_bytes.unwrap_or(0);
+                UploadError::Quota(QuotaExceeded::StoredBytes {
+                    account: job.owner.clone(),
+                    limit: quota,
+                    used: quota.saturating_sub(limit),
+                })
+            }
             ReceiveError::TooLarge { limit } => too_large(limit),
             error @ (ReceiveError::Interrupted { .. }
             | ReceiveError::Cancelled
@@ -264,9 +330,13 @@ impl Uploads {
 
     /// Declares a resumable upload and creates its job (`receiving`, nothing durable yet).
     /// Refused before the job exists when it is too large, the disk is below its floor, the
-    /// server takes no more uploads right now, or `owner` has as many unfinished ones as it
-    /// may.
-    pub async fn declare(&self, declared: Declared, owner: &str) -> Result<JobStatus, UploadError> {
+    /// server takes no more uploads right now, the uploader's credential has as many
+    /// unfinished ones as it may, or its account's quotas do not let it in.
+    pub async fn declare(
+        &self,
+        declared: Declared,
+        uploader: &Uploader,
+    ) -> Result<JobStatus, UploadError> {
         if declared
             .length
             .is_some_and(|length| length > self.limits.max_bytes)
@@ -275,42 +345,65 @@ impl Uploads {
         }
         self.check_free_disk()?;
         drop(self.slot()?);
-        let mut job = JobStatus::new(JobId::new(), JobState::Receiving, declared.metadata, now());
+        let mut job = JobStatus::new(
+            JobId::new(),
+            &uploader.owner,
+            JobState::Receiving,
+            declared.metadata,
+            now(),
+        );
         job.filename = declared.filename;
         job.bytes_total = declared.length;
-        let declaration = self
-            .jobs
-            .declare_upload(&job, declared.sha256, owner, self.limits.max_pending)
-            .await;
-        match declaration {
-            Ok(()) => {
-                tracing::info!(job_id = %job.job_id, length = ?declared.length, "upload created");
-                Ok(job)
-            }
-            Err(Declaration::TooManyPending { limit }) => {
-                Err(UploadError::TooManyPending { limit })
-            }
-            Err(Declaration::Failed(error)) => Err(error.into()),
-        }
+        let resumable = Resumable {
+            credential: uploader.credential.clone(),
+            expected_sha256: declared.sha256,
+            max_pending: self.limits.max_pending,
+        };
+        self.jobs
+            .declare_upload(&job, uploader.admission(), resumable)
+            .await?;
+        tracing::info!(job_id = %job.job_id, length = ?declared.length, "upload created");
+        Ok(job)
     }
 
     /// Takes the right to send upload `id`'s bytes (`AnotherSender` while another request has
     /// it), then reads the upload: after joining its runner, so a cancel from before shows in
-    /// this read and one from after stops the session.
-    pub async fn open(&self, id: JobId) -> Result<UploadSession<'_>, UploadError> {
+    /// this read and one from after stops the session. Only the upload's own account sends
+    /// its bytes: that is checked first, so another account neither holds the lock nor learns
+    /// from it that the upload exists.
+    pub async fn open(
+        &self,
+        id: JobId,
+        uploader: &Uploader,
+    ) -> Result<UploadSession<'_>, UploadError> {
+        let owner = match self.jobs.stored(id, uploader.scope).await? {
+            None => return Err(UploadError::NotFound(id)),
+            Some(job) => job.owner_id,
+        };
+        if owner != uploader.owner.id {
+            return Err(UploadError::NotOwner(id));
+        }
         let Some(lock) = self.staging.locks().try_lock(id).await? else {
             return Err(UploadError::AnotherSender(id));
         };
         let registration = self.jobs.join_running(id);
-        let (job, record) = self.upload(id).await?;
-        Ok(UploadSession::new(self, lock, registration, job, record))
+        let (job, record) = self.upload(id, uploader.scope).await?;
+        Ok(UploadSession::new(
+            self,
+            lock,
+            registration,
+            job,
+            record,
+            uploader.quotas.max_stored_bytes,
+        ))
     }
 
-    /// A declared upload and how many of its bytes are durable: `NotFound` if there is none
-    /// (or it is not a declared upload), `Over` once it failed, was cancelled or expired (an
-    /// upload past its expiry is expired now rather than at the next sweep).
-    pub async fn describe(&self, id: JobId) -> Result<(JobStatus, u64), UploadError> {
-        let (job, record) = self.upload(id).await?;
+    /// A declared upload `scope` sees and how many of its bytes are durable: `NotFound` if
+    /// there is none (or it is not a declared upload, or `scope` does not see it), `Over` once
+    /// it failed, was cancelled or expired (an upload past its expiry is expired now rather
+    /// than at the next sweep).
+    pub async fn describe(&self, id: JobId, scope: Scope) -> Result<(JobStatus, u64), UploadError> {
+        let (job, record) = self.upload(id, scope).await?;
         let durable = durable_offset(&job, record.offset);
         Ok((job, durable))
     }
@@ -328,23 +421,24 @@ impl Uploads {
     /// Whether job `id` is still receiving.
     pub async fn still_receiving(&self, id: JobId) -> bool {
         matches!(
-            self.jobs.status(id).await,
+            self.jobs.status(id, Scope::Everything).await,
             Ok(Some(job)) if job.status == JobState::Receiving
         )
     }
 
-    /// The freshest state of job `id`.
+    /// The freshest state of job `id` (which the caller has already been let at).
     pub async fn status(&self, id: JobId) -> Result<Option<JobStatus>, UploadError> {
-        Ok(self.jobs.status(id).await?)
+        Ok(self.jobs.status(id, Scope::Everything).await?)
     }
 
-    /// Ends an unfinished declared upload: its job is cancelled and its bytes removed.
-    pub async fn terminate(&self, id: JobId) -> Result<(), UploadError> {
-        let (job, _) = self.upload(id).await?;
+    /// Ends an unfinished declared upload `scope` sees: its job is cancelled and its bytes
+    /// removed.
+    pub async fn terminate(&self, id: JobId, scope: Scope) -> Result<(), UploadError> {
+        let (job, _) = self.upload(id, scope).await?;
         if job.status != JobState::Receiving {
             return Err(UploadError::Complete(id));
         }
-        match self.jobs.cancel(id).await {
+        match self.jobs.cancel(id, scope).await {
             Ok(_) => Ok(()),
             // Finished between the read and the cancel: answered as any refused cancel.
             Err(Cancellation::Failed(error)) => Err(error.into()),
@@ -366,7 +460,7 @@ impl Uploads {
         let cutoff = now() - stalled_for;
         let mut expired = 0;
         for id in self.jobs.resumable_uploads().await? {
-            let Some(job) = self.jobs.status(id).await? else {
+            let Some(job) = self.jobs.status(id, Scope::Everything).await? else {
                 continue;
             };
             if job.status == JobState::Receiving
@@ -393,7 +487,7 @@ impl Uploads {
             let live = match job {
                 Some(id) => self
                     .jobs
-                    .status(id)
+                    .status(id, Scope::Everything)
                     .await?
                     .is_some_and(|job| !job.is_terminal()),
                 None => false,
@@ -432,10 +526,17 @@ impl Uploads {
         }
     }
 
-    /// The declared upload `id` and its record, checked as `describe` says.
-    async fn upload(&self, id: JobId) -> Result<(JobStatus, UploadRecord), UploadError> {
-        let (Some(job), Some(record)) = (self.jobs.status(id).await?, self.jobs.upload(id).await?)
-        else {
+    /// The declared upload `id` and its record, checked as `describe` says. A job `scope`
+    /// does not see is `NotFound` before anything else happens to it.
+    async fn upload(
+        &self,
+        id: JobId,
+        scope: Scope,
+    ) -> Result<(JobStatus, UploadRecord), UploadError> {
+        let Some(job) = self.jobs.status(id, scope).await? else {
+            return Err(UploadError::NotFound(id));
+        };
+        let Some(record) = self.jobs.upload(id).await? else {
             return Err(UploadError::NotFound(id));
         };
         let over = |reason: &str| UploadError::Over {
@@ -534,6 +635,8 @@ pub struct WholeFile<'a> {
     job: JobStatus,
     received: Received,
     registration: Registration,
+    /// The owner's storage quota, checked again when the file is stored.
+    max_stored_bytes: Option<u64>,
 }
 
 impl WholeFile<'_> {
@@ -546,12 +649,13 @@ impl WholeFile<'_> {
             mut job,
             received,
             registration,
+            max_stored_bytes,
         } = self;
         job.metadata = metadata;
         let id = job.job_id;
         match uploads
             .jobs
-            .finish_upload(job.clone(), received, registration)
+            .finish_upload(job.clone(), received, registration, max_stored_bytes)
             .await
         {
             Ok(job) => Ok(job),

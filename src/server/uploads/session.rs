@@ -7,6 +7,7 @@ use crate::{
     domain::{JobState, JobStatus},
     server::{
         jobs::AlreadyFinished,
+        quotas::QuotaExceeded,
         receive::{self, Bounds, ChunkChecksum, Partial, ReceiveError, Received, Stopped},
         running::Registration,
         staging::UploadLock,
@@ -24,6 +25,8 @@ pub struct UploadSession<'a> {
     _lock: UploadLock,
     job: JobStatus,
     record: UploadRecord,
+    /// The owner's storage quota, checked when the file is stored.
+    max_stored_bytes: Option<u64>,
 }
 
 impl<'a> UploadSession<'a> {
@@ -33,6 +36,7 @@ impl<'a> UploadSession<'a> {
         registration: Registration,
         job: JobStatus,
         record: UploadRecord,
+        max_stored_bytes: Option<u64>,
     ) -> Self {
         Self {
             uploads,
@@ -40,6 +44,7 @@ impl<'a> UploadSession<'a> {
             _lock: lock,
             job,
             record,
+            max_stored_bytes,
         }
     }
 
@@ -183,9 +188,18 @@ impl<'a> UploadSession<'a> {
             size: new_offset,
             temp,
         };
-        match jobs.finish_upload(job, received, registration).await {
+        match jobs
+            .finish_upload(job.clone(), received, registration, self.max_stored_bytes)
+            .await
+        {
             Ok(_) => {}
             Err(error) if error.is::<AlreadyFinished>() => return Err(UploadError::Cancelled(id)),
+            Err(error) if error.is::<QuotaExceeded>() => {
+                // The whole file is in but may not be kept: nothing of it stays.
+                let refused = UploadError::from(error);
+                uploads.abandon(job, refused.to_string()).await;
+                return Err(refused);
+            }
             Err(error) => return Err(error.into()),
         }
         tracing::info!(job_id = %id, "upload stored");
