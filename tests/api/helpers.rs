@@ -352,6 +352,16 @@ pub async fn start_partial_upload(
     announced: usize,
     sent: usize,
 ) -> tokio::net::TcpStream {
+    start_partial_upload_with(address, TOKEN, announced, sent).await
+}
+
+/// `start_partial_upload` with `credential` (an API key, say) instead of the token.
+pub async fn start_partial_upload_with(
+    address: SocketAddr,
+    credential: &str,
+    announced: usize,
+    sent: usize,
+) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let preamble =
         "--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n\
@@ -359,7 +369,7 @@ pub async fn start_partial_upload(
     let epilogue = "\r\n--XYZ--\r\n";
     let length = preamble.len() + announced + epilogue.len();
     let head = format!(
-        "POST /api/ingest HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "POST /api/ingest HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {credential}\r\n\
          Content-Type: multipart/form-data; boundary=XYZ\r\nContent-Length: {length}\r\n\r\n"
     );
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -541,12 +551,15 @@ pub async fn session_cookie_with(client: &reqwest::Client, base: &str, credentia
     header.split(';').next().unwrap().to_owned()
 }
 
-/// tus requests against a server at `base`, with the token or a session cookie.
+/// tus requests against a server at `base`, with the token (or another bearer credential, an
+/// API key) or a session cookie.
 pub struct Tus<'a> {
     pub client: &'a reqwest::Client,
     pub base: String,
-    /// A session cookie to send instead of the token.
+    /// A session cookie to send instead of the bearer credential.
     pub cookie: Option<String>,
+    /// The `Authorization: Bearer` credential: the token unless told otherwise.
+    pub bearer: String,
 }
 
 impl<'a> Tus<'a> {
@@ -555,6 +568,15 @@ impl<'a> Tus<'a> {
             client,
             base: base.to_owned(),
             cookie: None,
+            bearer: TOKEN.to_owned(),
+        }
+    }
+
+    /// tus requests with `credential` (an API key, say) as the bearer credential.
+    pub fn with_bearer(client: &'a reqwest::Client, base: &str, credential: &str) -> Self {
+        Tus {
+            bearer: credential.to_owned(),
+            ..Tus::new(client, base)
         }
     }
 
@@ -569,7 +591,7 @@ impl<'a> Tus<'a> {
         let request = request.header("Tus-Resumable", "1.0.0");
         match &self.cookie {
             Some(cookie) => request.header("cookie", cookie),
-            None => request.bearer_auth(TOKEN),
+            None => request.bearer_auth(&self.bearer),
         }
     }
 
@@ -624,13 +646,22 @@ impl<'a> Tus<'a> {
         )
     }
 
+    /// `HEAD /api/uploads/{id}`.
+    pub fn head(&self, id: JobId) -> reqwest::RequestBuilder {
+        self.authorized(self.client.head(format!("{}/api/uploads/{id}", self.base)))
+    }
+
+    /// `DELETE /api/uploads/{id}` (tus termination).
+    pub fn terminate(&self, id: JobId) -> reqwest::RequestBuilder {
+        self.authorized(
+            self.client
+                .delete(format!("{}/api/uploads/{id}", self.base)),
+        )
+    }
+
     /// The durable offset HEAD reports.
     pub async fn offset(&self, id: JobId) -> u64 {
-        let head = self
-            .authorized(self.client.head(format!("{}/api/uploads/{id}", self.base)))
-            .send()
-            .await
-            .unwrap();
+        let head = self.head(id).send().await.unwrap();
         assert_eq!(head.status(), 200, "HEAD of upload {id}");
         head.headers()["upload-offset"]
             .to_str()
@@ -655,4 +686,479 @@ impl<'a> Tus<'a> {
 /// memory per byte once parsed.
 pub fn bulky_metadata(size: usize) -> String {
     format!("{{\"note\":\"{}\"}}", "m".repeat(size.saturating_sub(12)))
+}
+
+/// How a caller proves who it is: a bearer credential (the token or an API key), or the
+/// cookie of a browser session.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    Bearer(String),
+    Cookie(String),
+}
+
+/// One caller of a test app, bound to one credential: every request it makes carries it.
+/// Answers come back raw (`reqwest::Response`) or as JSON (`serde_json::Value`), so tests can
+/// compare them byte for byte.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub client: reqwest::Client,
+    pub address: SocketAddr,
+    pub credential: Credential,
+    /// The key's id, when the credential is (or was opened with) an API key.
+    pub key_id: Option<String>,
+    /// Sent as `X-Forwarded-For`, to appear as another client address (behind a trusted proxy).
+    pub forwarded_for: Option<String>,
+}
+
+/// An API key as issued: its id, and the key itself (shown once).
+#[derive(Clone, Debug)]
+pub struct IssuedKey {
+    pub key_id: String,
+    pub key: String,
+}
+
+impl TestApp {
+    /// A new account `name` with `role` ("member" or "admin") and a caller holding a new key of
+    /// it (made over HTTP with the token).
+    pub async fn account(&self, name: &str, role: &str) -> ApiClient {
+        let admin = self.admin();
+        admin.create_account(name, role).await;
+        admin.with_key(admin.issue_key(name).await)
+    }
+
+    /// A new member account `name`, and a caller holding a new key of it.
+    pub async fn member(&self, name: &str) -> ApiClient {
+        self.account(name, "member").await
+    }
+
+    /// A caller holding the token: the built-in admin.
+    pub fn admin(&self) -> ApiClient {
+        self.caller(Credential::Bearer(TOKEN.to_owned()))
+    }
+
+    /// A caller of this app holding `credential`.
+    pub fn caller(&self, credential: Credential) -> ApiClient {
+        ApiClient::at(self.address, credential)
+    }
+}
+
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl ApiClient {
+    /// A caller of the server at `address` holding `credential`.
+    pub fn at(address: SocketAddr, credential: Credential) -> ApiClient {
+        ApiClient {
+            client: reqwest::Client::new(),
+            address,
+            credential,
+            key_id: None,
+            forwarded_for: None,
+        }
+    }
+
+    /// A caller of the same server holding `key`.
+    pub fn with_key(&self, key: IssuedKey) -> ApiClient {
+        ApiClient {
+            key_id: Some(key.key_id),
+            forwarded_for: None,
+            ..ApiClient::at(self.address, Credential::Bearer(key.key))
+        }
+    }
+
+    /// `POST /api/accounts` (an admin's call); panics unless the account is created.
+    pub async fn create_account(&self, name: &str, role: &str) {
+        let response = self
+            .request(reqwest::Method::POST, "/api/accounts")
+            .json(&serde_json::json!({"name": name, "role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "creating account {name}");
+    }
+
+    /// `POST /api/accounts/{name}/keys` (an admin's call); panics unless a key is issued.
+    pub async fn issue_key(&self, name: &str) -> IssuedKey {
+        let path = format!("/api/accounts/{name}/keys");
+        let response = self.send(reqwest::Method::POST, &path).await;
+        assert_eq!(response.status(), 201, "issuing a key for {name}");
+        let body: Value = response.json().await.unwrap();
+        IssuedKey {
+            key_id: body["key_id"].as_str().expect("key_id").to_owned(),
+            key: body["key"].as_str().expect("key").to_owned(),
+        }
+    }
+
+    /// `PUT /api/accounts/{name}/quotas` with `overrides` as the body (an admin's call).
+    pub async fn set_quotas(&self, name: &str, overrides: Value) -> reqwest::Response {
+        self.request(
+            reqwest::Method::PUT,
+            &format!("/api/accounts/{name}/quotas"),
+        )
+        .json(&overrides)
+        .send()
+        .await
+        .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// The bearer credential (the token or a key); panics for a session caller.
+    pub fn bearer(&self) -> &str {
+        match &self.credential {
+            Credential::Bearer(credential) => credential,
+            Credential::Cookie(_) => panic!("a session caller has no bearer credential"),
+        }
+    }
+
+    /// The same caller, appearing to come from `address` (through a trusted proxy).
+    pub fn behind_proxy_as(&self, address: &str) -> ApiClient {
+        ApiClient {
+            forwarded_for: Some(address.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The same account in a browser: a session opened with this caller's key (or token).
+    pub async fn signed_in(&self) -> ApiClient {
+        let base = format!("http://{}", self.address);
+        let cookie = session_cookie_with(&self.client, &base, self.bearer()).await;
+        ApiClient {
+            credential: Credential::Cookie(cookie),
+            ..self.clone()
+        }
+    }
+
+    /// Adds the credential (and the forwarded address) to `request`.
+    pub fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = match &self.forwarded_for {
+            Some(address) => request.header("x-forwarded-for", address),
+            None => request,
+        };
+        match &self.credential {
+            Credential::Bearer(credential) => request.bearer_auth(credential),
+            Credential::Cookie(cookie) => request.header("cookie", cookie),
+        }
+    }
+
+    /// A request to `path` with the credential; the caller adds the rest and sends it.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.authorized(self.client.request(method, self.url(path)))
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.request(method, path)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path).await
+    }
+
+    /// `GET path`, which must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// `GET /api/me`.
+    pub async fn me(&self) -> Value {
+        self.get_json("/api/me").await
+    }
+
+    /// `POST /api/ingest` with a multipart form holding `bytes` as file `name` and `metadata`.
+    pub async fn ingest_file(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        metadata: &str,
+    ) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+            )
+            .text("metadata", metadata.to_owned());
+        self.request(reqwest::Method::POST, "/api/ingest")
+            .multipart(form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Ingests a file and waits until its job is completed; its status as JSON.
+    pub async fn stored_file(&self, name: &str, bytes: Vec<u8>, metadata: &str) -> Value {
+        let id = accepted_id(self.ingest_file(name, bytes, metadata).await).await;
+        self.completed(id).await
+    }
+
+    /// Sends `bytes` as one tus upload (declared with their exact length) and waits until its
+    /// job is completed; its status as JSON.
+    pub async fn stored_upload(&self, bytes: Vec<u8>) -> Value {
+        let tus = self.tus();
+        let id = tus.created(bytes.len() as u64, "{}").await;
+        let sent = tus.patch(id, 0).body(bytes).send().await.unwrap();
+        assert_eq!(sent.status(), 204, "the upload's bytes");
+        self.completed(id).await
+    }
+
+    /// Waits (30 s at most) until job `id` is completed; its status as JSON.
+    pub async fn completed(&self, id: JobId) -> Value {
+        let what = format!("job {id} finished");
+        let job = eventually(&what, Duration::from_secs(30), async || {
+            let job = self.job(id).await;
+            let state: JobState = serde_json::from_value(job["status"].clone()).unwrap();
+            state.is_terminal().then_some(job)
+        })
+        .await;
+        assert_eq!(job["status"], "completed", "{job}");
+        job
+    }
+
+    /// `POST /api/ingest` with a JSON body (a metadata-only job).
+    pub async fn ingest_json(&self, body: Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, "/api/ingest")
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `GET /api/status/{id}`: the raw answer.
+    pub async fn status(&self, id: JobId) -> reqwest::Response {
+        self.get(&format!("/api/status/{id}")).await
+    }
+
+    /// A job's status as JSON; it must be there for this caller.
+    pub async fn job(&self, id: JobId) -> Value {
+        self.get_json(&format!("/api/status/{id}")).await
+    }
+
+    /// `GET /api/jobs?{query}` as JSON; it must answer 200.
+    pub async fn jobs(&self, query: &str) -> Value {
+        self.get_json(&format!("/api/jobs?{query}")).await
+    }
+
+    /// The ids of `GET /api/jobs?{query}` (one page), newest first.
+    pub async fn job_ids(&self, query: &str) -> Vec<String> {
+        let page = self.jobs(query).await;
+        page["jobs"]
+            .as_array()
+            .expect("a page of jobs")
+            .iter()
+            .map(|job| job["job_id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// `POST /api/jobs/{id}/cancel`.
+    pub async fn cancel(&self, id: JobId) -> reqwest::Response {
+        self.send(reqwest::Method::POST, &format!("/api/jobs/{id}/cancel"))
+            .await
+    }
+
+    /// `DELETE /api/jobs/{id}`.
+    pub async fn delete(&self, id: JobId) -> reqwest::Response {
+        self.send(reqwest::Method::DELETE, &format!("/api/jobs/{id}"))
+            .await
+    }
+
+    /// `GET /api/jobs/{id}/content`.
+    pub async fn content(&self, id: JobId) -> reqwest::Response {
+        self.get(&format!("/api/jobs/{id}/content")).await
+    }
+
+    /// A server function (`POST /rpc/{name}`) with `form` as its urlencoded arguments.
+    pub async fn rpc(&self, name: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.request(reqwest::Method::POST, &format!("/rpc/{name}"))
+            .form(form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// tus requests with this caller's credential.
+    pub fn tus(&self) -> Tus<'_> {
+        let base = format!("http://{}", self.address);
+        match &self.credential {
+            Credential::Bearer(credential) => Tus::with_bearer(&self.client, &base, credential),
+            Credential::Cookie(cookie) => Tus::with_cookie(&self.client, &base, cookie.clone()),
+        }
+    }
+
+    /// Opens `/ws/status/{id}` with the credential in a header (`Authorization` or `Cookie`).
+    pub async fn ws(&self, id: JobId) -> Result<WebSocket, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("ws://{}/ws/status/{id}", self.address);
+        let mut request = url.into_client_request().unwrap();
+        let (name, value) = match &self.credential {
+            Credential::Bearer(credential) => ("authorization", format!("Bearer {credential}")),
+            Credential::Cookie(cookie) => ("cookie", cookie.clone()),
+        };
+        request.headers_mut().insert(name, value.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+            .await
+            .map(|(socket, _)| socket)
+    }
+
+    /// The WebSocket handshake for `/ws/status/{id}` sent as a plain HTTP request, so that a
+    /// refusal comes back whole (a WebSocket client keeps only what arrived with its head):
+    /// the credential in a header, or with `token_in_query` as `?token=`.
+    pub async fn ws_handshake(&self, id: JobId, token_in_query: bool) -> reqwest::Response {
+        let request = if token_in_query {
+            let url = self.url(&format!("/ws/status/{id}"));
+            let request = self.client.get(url).query(&[("token", self.bearer())]);
+            match &self.forwarded_for {
+                Some(address) => request.header("x-forwarded-for", address),
+                None => request,
+            }
+        } else {
+            self.request(reqwest::Method::GET, &format!("/ws/status/{id}"))
+        };
+        request
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Opens `/ws/status/{id}?token=…` with the bearer credential in the query (wscat's way).
+    pub async fn ws_with_query_token(
+        &self,
+        id: JobId,
+    ) -> Result<WebSocket, tokio_tungstenite::tungstenite::Error> {
+        let url = format!(
+            "ws://{}/ws/status/{id}?token={}",
+            self.address,
+            self.bearer()
+        );
+        tokio_tungstenite::connect_async(url)
+            .await
+            .map(|(socket, _)| socket)
+    }
+}
+
+/// An answer reduced to what a client can compare: status, headers (without those that differ
+/// on every answer: `date`, `x-request-id`) and body, with each of `ids` replaced by `{id}`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub async fn of(response: reqwest::Response, ids: &[JobId]) -> Answer {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap_or_default();
+        Answer::from_parts(status, &headers, &String::from_utf8_lossy(&body), ids)
+    }
+
+    pub fn from_parts(
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &str,
+        ids: &[JobId],
+    ) -> Answer {
+        Answer {
+            status,
+            headers: comparable_headers(headers, ids),
+            body: without_ids(body, ids),
+        }
+    }
+}
+
+fn comparable_headers(
+    headers: &reqwest::header::HeaderMap,
+    ids: &[JobId],
+) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "date" | "x-request-id"))
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            (name.as_str().to_owned(), without_ids(&value, ids))
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn without_ids(text: &str, ids: &[JobId]) -> String {
+    ids.iter().fold(text.to_owned(), |text, id| {
+        text.replace(&id.to_string(), "{id}")
+    })
+}
+
+/// The multipart framing of `ApiClient::streaming_ingest`: a metadata part, then the file.
+const STREAMING_BOUNDARY: &str = "streaming-boundary-7d1c";
+
+/// A one-shot upload (`POST /api/ingest`, multipart) whose file is fed by hand and whose
+/// length is never told: a chunked body without Content-Length.
+pub struct StreamingUpload {
+    sender: futures::channel::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    answer: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+}
+
+impl ApiClient {
+    /// Starts a one-shot upload of unknown length of file `filename`; its bytes follow with
+    /// `StreamingUpload::send`.
+    pub async fn streaming_ingest(&self, filename: &str) -> StreamingUpload {
+        let (mut sender, body) = futures::channel::mpsc::channel(4);
+        let request = self
+            .request(reqwest::Method::POST, "/api/ingest")
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={STREAMING_BOUNDARY}"),
+            )
+            .body(reqwest::Body::wrap_stream(body));
+        let preamble = format!(
+            "--{STREAMING_BOUNDARY}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{{}}\r\n\
+             --{STREAMING_BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        );
+        futures::SinkExt::send(&mut sender, Ok(preamble.into_bytes()))
+            .await
+            .unwrap();
+        StreamingUpload {
+            sender,
+            answer: tokio::spawn(request.send()),
+        }
+    }
+}
+
+impl StreamingUpload {
+    /// Sends more of the file; `false` once the server takes no more (it has answered, or
+    /// stopped reading for 5 s).
+    pub async fn send(&mut self, bytes: Vec<u8>) -> bool {
+        if self.answer.is_finished() {
+            return false;
+        }
+        let sent = futures::SinkExt::send(&mut self.sender, Ok(bytes));
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), sent).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Ends the file and the form (if the server still reads) and waits, 30 s at most, for
+    /// the answer.
+    pub async fn finish(mut self) -> reqwest::Response {
+        let epilogue = format!("\r\n--{STREAMING_BOUNDARY}--\r\n").into_bytes();
+        self.send(epilogue).await;
+        drop(self.sender);
+        tokio::time::timeout(Duration::from_secs(30), self.answer)
+            .await
+            .expect("the upload is answered within 30 s")
+            .unwrap()
+            .expect("an HTTP answer to the upload")
+    }
 }
