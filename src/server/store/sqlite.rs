@@ -630,10 +630,10 @@ async fn usage(conn: &mut SqliteConnection, owner: AccountId) -> anyhow::Result<
     .bind(owner.get())
     .fetch_one(&mut *conn)
     .await?;
-    // Receiving jobs are few, so the state index leads.
+    // Receiving jobs are few, so the state index leads (`+` keeps SQLite off the owner's index).
     let (uploads, reserved): (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), COALESCE(SUM(MAX(COALESCE(bytes_total, 0), bytes_done)), 0) \
-         FROM jobs WHERE state = 'receiving' AND owner_id = ?",
+         FROM jobs WHERE state = 'receiving' AND +owner_id = ?",
     )
     .bind(owner.get())
     .fetch_one(&mut *conn)
@@ -674,7 +674,7 @@ impl JobStore for SqliteStore {
             "SELECT (SELECT COALESCE(SUM(size), 0) FROM jobs \
                      WHERE owner_id = ?1 AND sha256 IS NOT NULL) \
                   + (SELECT COALESCE(SUM(MAX(COALESCE(bytes_total, 0), bytes_done)), 0) FROM jobs \
-                     WHERE state = 'receiving' AND owner_id = ?1 AND id != ?2)",
+                     WHERE state = 'receiving' AND +owner_id = ?1 AND id != ?2)",
         )
         .bind(owner.get())
         .bind(except.to_string())
@@ -750,25 +750,40 @@ impl JobStore for SqliteStore {
         before: Option<JobId>,
         limit: u32,
     ) -> anyhow::Result<Vec<JobStatus>> {
+        // Only the conditions that apply are written, so SQLite can walk the index that fits
+        // (an account's jobs by `owner_id, seq`) instead of filtering the whole table.
         let account = match filter.scope {
             Scope::Everything => None,
             Scope::Account(account) => Some(account.get()),
         };
-        let rows: Vec<JobRow> = sqlx::query_as(
-            "SELECT * FROM jobs WHERE (?1 IS NULL OR state = ?1) \
-             AND (?2 IS NULL OR seq < (SELECT seq FROM jobs WHERE id = ?2 \
-                                       AND (?4 IS NULL OR owner_id = ?4))) \
-             AND (?4 IS NULL OR owner_id = ?4) \
-             AND (?5 IS NULL OR owner = ?5 COLLATE NOCASE) \
-             ORDER BY seq DESC LIMIT ?3",
-        )
-        .bind(filter.state.map(JobState::as_str))
-        .bind(before.map(|id| id.to_string()))
-        .bind(i64::from(limit))
-        .bind(account)
-        .bind(filter.owner.as_ref().map(AccountName::as_str))
-        .fetch_all(&self.readers)
-        .await?;
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM jobs WHERE 1");
+        if let Some(account) = account {
+            query.push(" AND owner_id = ").push_bind(account);
+        }
+        if let Some(owner) = &filter.owner {
+            query
+                .push(" AND owner = ")
+                .push_bind(owner.as_str().to_owned())
+                .push(" COLLATE NOCASE");
+        }
+        if let Some(state) = filter.state {
+            query.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(before) = before {
+            // A job the scope does not see continues nothing: its page is empty, as for an
+            // unknown id, so `before` tells no one whether another account's job exists.
+            query
+                .push(" AND seq < (SELECT seq FROM jobs WHERE id = ")
+                .push_bind(before.to_string());
+            if let Some(account) = account {
+                query.push(" AND owner_id = ").push_bind(account);
+            }
+            query.push(")");
+        }
+        query
+            .push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows: Vec<JobRow> = query.build_query_as().fetch_all(&self.readers).await?;
         rows.into_iter().map(JobStatus::try_from).collect()
     }
 
