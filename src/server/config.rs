@@ -768,6 +768,38 @@ mod tests {
     }
 
     #[test]
+    fn a_database_url_is_parsed_and_its_password_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = args_with_config(dir.path(), "");
+        args.database_url = Some(
+            "postgres://ingest:s3cret@db.internal:6432/jobs"
+                .parse()
+                .unwrap(),
+        );
+        assert!(!format!("{args:?}").contains("s3cret"));
+        let settings = Settings::resolve(args, None).unwrap();
+        let url = settings.database_url.as_ref().expect("a database URL");
+        assert_eq!(url.to_string(), "postgres://ingest@db.internal:6432/jobs");
+        assert!(!format!("{settings:?}").contains("s3cret"));
+        // From the file too; empty means unset (SQLite).
+        let args = args_with_config(dir.path(), "[server]\ndatabase_url = \"\"\n");
+        assert!(Settings::resolve(args, None)
+            .unwrap()
+            .database_url
+            .is_none());
+        for bad in [
+            "mysql://ingest:s3cret@db/jobs",
+            "postgres://ingest:s3cret@db:port/jobs",
+        ] {
+            let mut args = args_with_config(dir.path(), "");
+            args.database_url = Some(bad.parse().unwrap());
+            let error = Settings::resolve(args, None).unwrap_err().to_string();
+            assert!(error.contains("database_url"), "{error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+    }
+
+    #[test]
     fn without_a_token_one_is_generated() {
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings::resolve(args_with_config(dir.path(), ""), None).unwrap();
