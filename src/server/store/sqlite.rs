@@ -2,9 +2,9 @@
 //! that commits concurrent writes together (group commit), so each fsync durably records many
 //! jobs while every caller still waits for its own write to be on disk.
 use super::{
-    AccountRecord, AccountStore, Admission, Admitted, Claimed, JobStore, KeyRecord, ListFilter,
-    Recovery, Resumable, SessionStore, StoredSession, UploadRecord, CANCELLED_BY_REQUEST,
-    INTERRUPTED_BY_RESTART,
+    from_micros, micros, now, to_i64, AccountRecord, AccountStore, Admission, Admitted, Claimed,
+    JobStore, KeyRecord, ListFilter, Recovery, Resumable, SessionStore, StoredSession,
+    UploadRecord, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
 };
 use crate::{
     api::{QuotaOverrides, Usage},
@@ -1161,27 +1161,4 @@ impl TryFrom<JobRow> for JobStatus {
             updated_at: from_micros(row.updated_us)?,
         })
     }
-}
-
-/// The current time at the precision the store keeps, so a status read back equals the one
-/// that was written.
-pub fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
-        .unwrap_or(now)
-}
-
-fn micros(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1000) as i64
-}
-
-fn from_micros(us: i64) -> anyhow::Result<OffsetDateTime> {
-    Ok(OffsetDateTime::from_unix_timestamp_nanos(
-        i128::from(us) * 1000,
-    )?)
-}
-
-/// SQLite integers are signed; sizes beyond i64 cannot occur (uploads are capped far below).
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
