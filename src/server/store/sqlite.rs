@@ -520,8 +520,9 @@ async fn apply(
             admission,
             resumable,
         } => {
-            // A savepoint inside the batch's (immediate) transaction: the counts, the job and
-            // its upload record are read and written together or not at all.
+            // A savepoint inside the batch's immediate transaction (an admission always runs in
+            // one, even alone: it reads, then writes): the counts, the job and its upload record
+            // are read and written together or not at all.
             let mut tx = conn.begin().await?;
             let admitted = admit(&mut tx, job, *admission, resumable.as_ref(), seq).await?;
             tx.commit().await?;
@@ -624,16 +625,13 @@ async fn admit(
 /// What an account uses: the sizes of its jobs' files (summed from an index alone), and its
 /// uploads in progress with what they declared (or, undeclared, have received so far).
 async fn usage(conn: &mut SqliteConnection, owner: AccountId) -> anyhow::Result<Usage> {
-    let stored: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(size), 0) FROM jobs WHERE owner_id = ? AND sha256 IS NOT NULL",
-    )
-    .bind(owner.get())
-    .fetch_one(&mut *conn)
-    .await?;
-    // Receiving jobs are few, so the state index leads (`+` keeps SQLite off the owner's index).
-    let (uploads, reserved): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(MAX(COALESCE(bytes_total, 0), bytes_done)), 0) \
-         FROM jobs WHERE state = 'receiving' AND +owner_id = ?",
+    // One statement, so a job finishing meanwhile is counted once, either way. Receiving jobs
+    // are few, so the state index leads there (`+` keeps SQLite off the owner's index).
+    let (stored, uploads, reserved): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(SUM(size), 0) FROM jobs \
+                 WHERE owner_id = ?1 AND sha256 IS NOT NULL), \
+                COUNT(*), COALESCE(SUM(MAX(COALESCE(bytes_total, 0), bytes_done)), 0) \
+         FROM jobs WHERE state = 'receiving' AND +owner_id = ?1",
     )
     .bind(owner.get())
     .fetch_one(&mut *conn)
