@@ -1,10 +1,11 @@
 //! The `ingest` binary: read settings, set up logging, serve until SIGINT/SIGTERM; or manage
-//! accounts and keys (`ingest accounts …`, `ingest keys …`) in the configured data dir.
+//! accounts and keys (`ingest accounts …`, `ingest keys …`) in the configured database.
 use clap::Parser;
 use ingest::server::{
     cli::{self, Manage},
     config::{Cli, Command, Settings},
     startup::Application,
+    store::DatabaseUnavailable,
     telemetry,
 };
 use std::process::ExitCode;
@@ -44,7 +45,7 @@ async fn main() -> ExitCode {
     };
     if let Some(command) = manage {
         telemetry::init_audit(settings.log_format);
-        return cli::run(command, &settings.data_dir).await;
+        return cli::run(command, &settings).await;
     }
     telemetry::init(settings.log_format);
     if settings.token_generated {
@@ -66,6 +67,11 @@ async fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // A database that cannot be reached is a setting to fix, refused like a bad setting.
+        Err(error) if error.chain().any(|cause| cause.is::<DatabaseUnavailable>()) => {
+            eprintln!("ingest: {error:#}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             tracing::error!(error = ?error, "ingest stopped with an error");
             eprintln!("ingest: {error:#}");

@@ -31,7 +31,8 @@ impl PartialEq for RawMetadata {
     }
 }
 
-/// Identifies one ingest job. Only ever created fresh or parsed from a canonical UUID.
+/// Identifies one ingest job. Only ever created fresh, parsed from a canonical UUID, or read
+/// back from a database's UUID column.
 /// New ids are UUIDv7: random enough not to be guessed, and ordered by creation time, which
 /// keeps the database's index on them appending instead of writing all over.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -57,6 +58,11 @@ impl JobId {
 
     pub fn as_uuid(&self) -> Uuid {
         self.0
+    }
+
+    /// The job id a database's UUID column holds: every UUID spells exactly one job id.
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
     }
 }
 

@@ -27,6 +27,8 @@ pub enum AccountError {
     Reserved(AccountName),
     #[error("no account named {0}")]
     UnknownAccount(AccountName),
+    #[error("the built-in admin's quotas are the server's defaults (the quota_* settings)")]
+    BuiltInQuotas,
     #[error("no key with id {0}")]
     UnknownKey(KeyId),
     #[error(transparent)]
@@ -209,7 +211,7 @@ impl Accounts {
         quotas: QuotaOverrides,
     ) -> Result<AccountInfo, AccountError> {
         if name.is_reserved() {
-            return Err(AccountError::Reserved(name.clone()));
+            return Err(AccountError::BuiltInQuotas);
         }
         if !self.store.set_quotas(name, quotas).await? {
             return Err(AccountError::UnknownAccount(name.clone()));

@@ -1,17 +1,19 @@
-//! `ingest accounts …` and `ingest keys …`: managing accounts and API keys on the server's host,
-//! against the configured data dir's database (SQLite in WAL mode, so it works while the server
-//! runs; the server sees each change within a second). Output is for people and scripts: a new
-//! key alone on the last line of standard output, never a key in lists. A refusal is one line
-//! on standard error and exit code 2; an internal failure (database busy, I/O) exits 1.
+//! `ingest accounts …` and `ingest keys …`: managing accounts and API keys against the
+//! configured database (the data dir's SQLite file, in WAL mode, or PostgreSQL), which works
+//! while servers run: they see each change within a second. Output is for people and scripts:
+//! a new key alone on the last line of standard output, never a key in lists. A refusal
+//! (including a database that cannot be reached) is one line on standard error and exit code 2;
+//! an internal failure (database busy, I/O) exits 1.
 use super::commands::QuotaValue;
 pub use super::commands::{AccountsCommand, KeysCommand};
 use super::{
     accounts::{AccountError, Accounts},
-    store::SqliteStore,
+    config::Settings,
+    store::{DatabaseUnavailable, Stores},
 };
 use crate::api::KeyInfo;
 use secrecy::ExposeSecret;
-use std::{path::Path, process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
 
 /// A management command.
@@ -21,9 +23,9 @@ pub enum Manage {
     Keys(KeysCommand),
 }
 
-/// Runs a command against the database in `data_dir`.
-pub async fn run(command: Manage, data_dir: &Path) -> ExitCode {
-    match execute(command, data_dir).await {
+/// Runs a command against the configured database.
+pub async fn run(command: Manage, settings: &Settings) -> ExitCode {
+    match execute(command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             let (error, code) = match failure {
@@ -50,15 +52,26 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-async fn execute(command: Manage, data_dir: &Path) -> Result<(), Failure> {
-    let database = data_dir.join("ingest.db");
-    if !database.exists() {
+async fn execute(command: Manage, settings: &Settings) -> Result<(), Failure> {
+    let database = settings.data_dir.join("ingest.db");
+    // A PostgreSQL database is migrated by whoever opens it first; a SQLite file that is
+    // missing means the data dir is not the server's.
+    if settings.database_url.is_none() && !database.exists() {
         return Err(Failure::Refused(anyhow::anyhow!(
             "no database at {}; start the server once, or set --data-dir",
             database.display()
         )));
     }
-    let accounts = Accounts::new(Arc::new(SqliteStore::open(&database).await?));
+    let stores = Stores::open(settings.database_url.as_ref(), &database)
+        .await
+        .map_err(|error| {
+            if error.chain().any(|cause| cause.is::<DatabaseUnavailable>()) {
+                Failure::Refused(error)
+            } else {
+                Failure::Internal(error)
+            }
+        })?;
+    let accounts = Accounts::new(stores.accounts);
     match command {
         Manage::Accounts(AccountsCommand::Add { name, role }) => {
             let account = accounts.add_account(name, role).await.map_err(refusal)?;

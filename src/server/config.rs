@@ -2,13 +2,17 @@
 //! `Leptos.toml` over defaults, resolved once at start-up into a validated `Settings`.
 use super::{
     commands::{AccountsCommand, KeysCommand},
+    store::DatabaseUrl,
     token::ApiToken,
 };
 use clap::Parser;
 use serde::Deserialize;
 use std::{
+    convert::Infallible,
+    fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
+    str::FromStr,
     time::Duration,
 };
 
@@ -27,10 +31,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve,
-    /// Manage accounts in the data dir's database (works while the server runs).
+    /// Manage accounts in the configured database (works while the server runs).
     #[command(subcommand)]
     Accounts(AccountsCommand),
-    /// Manage API keys in the data dir's database (works while the server runs).
+    /// Manage API keys in the configured database (works while the server runs).
     #[command(subcommand)]
     Keys(KeysCommand),
 }
@@ -58,6 +62,10 @@ pub struct SettingsArgs {
     /// Where the database, blobs and temporary uploads live [default: ./data].
     #[arg(long, env = "INGEST_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// `postgres://user:password@host:port/database`: jobs, sessions and accounts live in
+    /// this PostgreSQL database instead of the data dir's SQLite file [default: none].
+    #[arg(long, env = "INGEST_DATABASE_URL", global = true)]
+    pub database_url: Option<UrlText>,
     /// File holding the API token (first line). The token itself is read only from the
     /// INGEST_TOKEN environment variable, never from a flag, so it stays out of `ps`.
     #[arg(long, env = "INGEST_TOKEN_FILE", global = true)]
@@ -182,6 +190,7 @@ impl SettingsArgs {
             site_addr,
             site_root,
             data_dir,
+            database_url,
             token_file,
             max_upload_bytes,
             max_metadata_bytes,
@@ -216,6 +225,26 @@ impl SettingsArgs {
     }
 }
 
+/// A URL setting as given, which may carry a password: kept whole for parsing, never shown
+/// (`Debug` hides it, and a refusal to parse it does not quote it).
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct UrlText(String);
+
+impl FromStr for UrlText {
+    type Err = Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Infallible> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl fmt::Debug for UrlText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UrlText(..)")
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -237,6 +266,9 @@ pub struct Settings {
     pub site_addr: SocketAddr,
     pub site_root: PathBuf,
     pub data_dir: PathBuf,
+    /// The PostgreSQL database jobs, sessions and accounts live in; `None`: the SQLite file
+    /// `ingest.db` in the data dir.
+    pub database_url: Option<DatabaseUrl>,
     pub token: ApiToken,
     /// True when no token was configured and one was made up at start-up (it is logged once).
     pub token_generated: bool,
@@ -373,6 +405,7 @@ impl Settings {
             site_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
             site_root: PathBuf::from("target/site"),
             data_dir,
+            database_url: None,
             token,
             token_generated: false,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
@@ -429,6 +462,11 @@ impl Settings {
         set(&mut s.site_addr, args.site_addr);
         set(&mut s.site_root, args.site_root);
         set(&mut s.log_format, args.log_format);
+        if let Some(UrlText(text)) = args.database_url.filter(|url| !url.0.trim().is_empty()) {
+            let url =
+                DatabaseUrl::parse(text.trim()).map_err(|why| invalid("database_url", why))?;
+            s.database_url = Some(url);
+        }
         let max_upload = within("max_upload_bytes", args.max_upload_bytes, 1..=1 << 50)?;
         set(&mut s.max_upload_bytes, max_upload);
         let max_metadata = within("max_metadata_bytes", args.max_metadata_bytes, 2..=16 << 20)?;
@@ -726,6 +764,38 @@ mod tests {
         ] {
             let args = args_with_config(dir.path(), bad);
             assert!(Settings::resolve(args, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_database_url_is_parsed_and_its_password_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = args_with_config(dir.path(), "");
+        args.database_url = Some(
+            "postgres://ingest:s3cret@db.internal:6432/jobs"
+                .parse()
+                .unwrap(),
+        );
+        assert!(!format!("{args:?}").contains("s3cret"));
+        let settings = Settings::resolve(args, None).unwrap();
+        let url = settings.database_url.as_ref().expect("a database URL");
+        assert_eq!(url.to_string(), "postgres://ingest@db.internal:6432/jobs");
+        assert!(!format!("{settings:?}").contains("s3cret"));
+        // From the file too; empty means unset (SQLite).
+        let args = args_with_config(dir.path(), "[server]\ndatabase_url = \"\"\n");
+        assert!(Settings::resolve(args, None)
+            .unwrap()
+            .database_url
+            .is_none());
+        for bad in [
+            "mysql://ingest:s3cret@db/jobs",
+            "postgres://ingest:s3cret@db:port/jobs",
+        ] {
+            let mut args = args_with_config(dir.path(), "");
+            args.database_url = Some(bad.parse().unwrap());
+            let error = Settings::resolve(args, None).unwrap_err().to_string();
+            assert!(error.contains("database_url"), "{error}");
+            assert!(!error.contains("s3cret"), "{error}");
         }
     }
 

@@ -86,9 +86,9 @@ impl From<anyhow::Error> for ApiError {
 impl From<AccountError> for ApiError {
     fn from(error: AccountError) -> Self {
         match error {
-            AccountError::Duplicate(_) | AccountError::Reserved(_) => {
-                ApiError::Conflict(error.to_string())
-            }
+            AccountError::Duplicate(_)
+            | AccountError::Reserved(_)
+            | AccountError::BuiltInQuotas => ApiError::Conflict(error.to_string()),
             AccountError::UnknownAccount(_) | AccountError::UnknownKey(_) => {
                 ApiError::NotFound(error.to_string())
             }

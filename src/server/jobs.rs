@@ -459,13 +459,7 @@ impl Jobs {
     /// job. A job `scope` does not see is `NotFound`, as if there were none.
     pub async fn cancel(&self, id: JobId, scope: Scope) -> Result<JobStatus, Cancellation> {
         // Whose a job is never changes, so checking before the cancel is enough.
-        if scope != Scope::Everything
-            && self
-                .store
-                .get(id)
-                .await?
-                .is_none_or(|job| !scope.sees(job.owner_id))
-        {
+        if self.hidden_from(id, scope).await? {
             return Err(Cancellation::NotFound);
         }
         // Read first: whether a job is a resumable upload never changes while it exists.
@@ -496,6 +490,20 @@ impl Jobs {
         Ok(cancelled)
     }
 
+    /// Whether job `id` is one `scope` does not see (false for a job that does not exist, which
+    /// every caller answers as unknown anyway). Whose a job is never changes, so this check
+    /// holds for whatever the caller does next.
+    async fn hidden_from(&self, id: JobId, scope: Scope) -> anyhow::Result<bool> {
+        if scope == Scope::Everything {
+            return Ok(false);
+        }
+        let owner = match self.live.current(id) {
+            Some(live) => Some(live.owner_id),
+            None => self.store.get(id).await?.map(|job| job.owner_id),
+        };
+        Ok(owner.is_some_and(|owner| !scope.sees(owner)))
+    }
+
     /// The freshest state of a job `scope` sees: the live snapshot while the job runs, the
     /// stored one otherwise. `None` if there is no such job or `scope` does not see it.
     pub async fn status(&self, id: JobId, scope: Scope) -> anyhow::Result<Option<JobStatus>> {
@@ -523,19 +531,8 @@ impl Jobs {
     /// Follows a job `scope` sees: live snapshots while it runs, its final state once
     /// finished; `None` if there is no such job or `scope` does not see it.
     pub async fn follow(&self, id: JobId, scope: Scope) -> anyhow::Result<Option<Follow>> {
-        if scope != Scope::Everything {
-            // Whose a job is never changes: one read decides before anything is held.
-            let visible = match self.live.current(id) {
-                Some(live) => scope.sees(live.owner_id),
-                None => self
-                    .store
-                    .get(id)
-                    .await?
-                    .is_some_and(|job| scope.sees(job.owner_id)),
-            };
-            if !visible {
-                return Ok(None);
-            }
+        if self.hidden_from(id, scope).await? {
+            return Ok(None);
         }
         if let Some(live) = self.live.subscribe(id) {
             return Ok(Some(Follow::Live(live)));

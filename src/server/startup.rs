@@ -16,7 +16,7 @@ use super::{
     sessions::Sessions,
     staging::{LocalUploadLocks, Staging},
     state::AccountServices,
-    store::SqliteStore,
+    store::Stores,
     tls::Certificates,
     uploads::{UploadLimits, Uploads},
     worker::Worker,
@@ -41,7 +41,9 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens storage under the data dir, recovers from an earlier crash, and binds the address.
+    /// Opens storage (the database: PostgreSQL when a URL is set, else SQLite under the data
+    /// dir; blobs and staging under the data dir), recovers from an earlier crash, and binds
+    /// the address.
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         super::metrics::handle();
         std::fs::create_dir_all(&settings.data_dir)
@@ -52,26 +54,33 @@ impl Application {
             Staging::open(&settings.data_dir, Arc::new(LocalUploadLocks::default()))
                 .context("preparing upload staging")?,
         );
-        let store = Arc::new(SqliteStore::open(&settings.data_dir.join("ingest.db")).await?);
+        let stores = Stores::open(
+            settings.database_url.as_ref(),
+            &settings.data_dir.join("ingest.db"),
+        )
+        .await?;
+        if let Some(url) = &settings.database_url {
+            tracing::info!(database = %url, "jobs, sessions and accounts are kept in PostgreSQL");
+        }
         let sessions = Arc::new(
             Sessions::load(
-                store.clone(),
+                stores.sessions,
                 settings.session_ttl,
                 settings.token.session_key(),
             )
             .await?,
         );
-        let ring = Arc::new(KeyRing::load(store.clone()).await?);
+        let ring = Arc::new(KeyRing::load(stores.accounts.clone()).await?);
         let account_services = AccountServices {
             accounts: Arc::new(Accounts::serving(
-                store.clone(),
+                stores.accounts,
                 ring.clone(),
                 sessions.clone(),
             )),
             keys: ring,
         };
         let jobs = Arc::new(Jobs::new(jobs::Parts {
-            store,
+            store: stores.jobs,
             live: Arc::new(StatusHub::default()),
             blobs,
             cancellations: Arc::new(LocalCancellations::default()),

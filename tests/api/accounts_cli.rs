@@ -201,3 +201,104 @@ async fn the_cli_takes_the_http_expiry_range_and_exits_1_when_the_database_fails
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
 }
+
+#[tokio::test]
+async fn a_quota_set_with_the_cli_applies_on_the_running_server_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let settings = [("RUST_LOG", "info"), ("INGEST_RATE_LIMIT_PER_SECOND", "0")];
+    let server = Server::start_with(&data, "server.log", &settings).await;
+    let client = reqwest::Client::new();
+    succeeded(&ingest(&data, &["accounts", "add", "carol"]));
+    let issued = ingest(&data, &["keys", "add", "carol"]);
+    let key = succeeded(&issued).lines().last().unwrap().to_owned();
+    let key_id = key.split('_').nth(1).unwrap().to_owned();
+    // The audit line of the change goes to standard error, with the key id and never the key.
+    let audit = String::from_utf8_lossy(&issued.stderr).into_owned();
+    assert!(
+        audit.contains("key created") && audit.contains(&key_id),
+        "{audit}"
+    );
+    assert!(!audit.contains(&key), "no key in the audit line: {audit}");
+
+    let set = ingest(
+        &data,
+        &[
+            "accounts",
+            "quota",
+            "carol",
+            "--stored-bytes",
+            "1000",
+            "--uploads",
+            "2",
+        ],
+    );
+    let shown = succeeded(&set);
+    assert!(
+        shown.contains("stored bytes 1000, uploads at once 2, requests per second default"),
+        "{shown}"
+    );
+    assert!(String::from_utf8_lossy(&set.stderr).contains("quotas set"));
+    let quotas = eventually("the server applies the quota", PROPAGATION, async || {
+        let answer = me(&client, &server.base, &key).await;
+        let body: Value = answer.json().await.ok()?;
+        (body["quotas"]["max_stored_bytes"] == 1000).then_some(body["quotas"].clone())
+    })
+    .await;
+    assert_eq!(
+        quotas,
+        json!({"max_stored_bytes": 1000, "max_uploads": 2, "max_requests_per_second": null})
+    );
+
+    // Over it: 413, which quota, and no job.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![7u8; 2000]).file_name("big.bin"),
+    );
+    let refused = client
+        .post(format!("{}/api/ingest", server.base))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
+    assert_eq!(body["error"]["quota"], "stored_bytes", "{body}");
+    let listed: Value = client
+        .get(format!("{}/api/jobs", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["jobs"], json!([]), "a refused upload leaves no job");
+
+    // Back to the default; only what is named changes.
+    let reset = succeeded(&ingest(
+        &data,
+        &["accounts", "quota", "carol", "--stored-bytes", "default"],
+    ));
+    assert!(
+        reset.contains("stored bytes default, uploads at once 2"),
+        "{reset}"
+    );
+    eventually("the default applies again", PROPAGATION, async || {
+        let body: Value = me(&client, &server.base, &key).await.json().await.ok()?;
+        body["quotas"]["max_stored_bytes"].is_null().then_some(())
+    })
+    .await;
+
+    refused_with_one_line(&ingest(
+        &data,
+        &["accounts", "quota", "carol", "--rps", "fast"],
+    ));
+    let unknown = refused_with_one_line(&ingest(
+        &data,
+        &["accounts", "quota", "nobody", "--uploads", "1"],
+    ));
+    assert!(unknown.contains("no account named nobody"), "{unknown}");
+}

@@ -1,5 +1,5 @@
-//! One integration-test binary: a real server on a loopback port, a real SQLite file, real
-//! HTTP and WebSocket clients.
+//! One integration-test binary: a real server on a loopback port, a real SQLite file (or a
+//! real PostgreSQL database), real HTTP and WebSocket clients.
 mod accounts;
 mod accounts_cli;
 mod attacks;
@@ -18,8 +18,10 @@ mod isolation;
 mod limits;
 mod metrics;
 mod multipart_framing;
+mod on_postgres;
 mod openapi;
 mod pending_uploads;
+mod postgres;
 mod queue;
 mod quotas;
 mod refused_patches;
@@ -29,6 +31,7 @@ mod security;
 mod seed_examples;
 mod server_fns;
 mod session;
+mod store_contract;
 mod tls;
 mod tus_uploads;
 mod uploads;

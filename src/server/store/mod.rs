@@ -1,8 +1,11 @@
-//! Storage behind the `JobStore`, `SessionStore` and `AccountStore` traits, so a Postgres
-//! backend can sit beside SQLite.
+//! Storage behind the `JobStore`, `SessionStore` and `AccountStore` traits: SQLite in the data
+//! dir by default, PostgreSQL (shared by a cluster of nodes) when a database URL is set;
+//! `Stores::open` picks one, and the time representation both keep lives here.
+mod postgres;
 mod sqlite;
 
-pub use sqlite::{now, SqliteStore};
+pub use postgres::{DatabaseUrl, PgStore};
+pub use sqlite::SqliteStore;
 
 use crate::{
     api::{QuotaOverrides, Usage},
@@ -11,6 +14,47 @@ use crate::{
     },
 };
 use async_trait::async_trait;
+use std::{path::Path, sync::Arc};
+use time::OffsetDateTime;
+
+/// The three stores, over one database.
+#[derive(Clone)]
+pub struct Stores {
+    pub jobs: Arc<dyn JobStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub accounts: Arc<dyn AccountStore>,
+}
+
+impl Stores {
+    /// Opens (and migrates) the configured database: PostgreSQL at `url` when one is set,
+    /// else the SQLite file at `sqlite`. A PostgreSQL server that cannot be reached is a
+    /// `DatabaseUnavailable` in the error's chain.
+    pub async fn open(url: Option<&DatabaseUrl>, sqlite: &Path) -> anyhow::Result<Self> {
+        Ok(match url {
+            Some(url) => Self::over(PgStore::open(url).await?),
+            None => Self::over(SqliteStore::open(sqlite).await?),
+        })
+    }
+
+    fn over<S: JobStore + SessionStore + AccountStore>(store: S) -> Self {
+        let store = Arc::new(store);
+        Self {
+            jobs: store.clone(),
+            sessions: store.clone(),
+            accounts: store,
+        }
+    }
+}
+
+/// The configured database server did not answer (or refused the connection) at start-up: a
+/// setting to fix, so the server refuses to start (exit 2) instead of failing as it would
+/// while running. Names the database without its password.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to the database {database}: {reason}")]
+pub struct DatabaseUnavailable {
+    pub database: String,
+    pub reason: String,
+}
 
 /// Durable job records and the work queue. Every write returns only once it is on disk.
 #[async_trait]
@@ -245,3 +289,29 @@ pub const CANCELLED_BY_REQUEST: &str = "cancelled by request";
 
 /// The error recorded on uploads that a restart cut off.
 pub const INTERRUPTED_BY_RESTART: &str = "interrupted by server restart";
+
+/// The current time at the precision the stores keep (microseconds), so a status read back
+/// equals the one that was written.
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
+}
+
+/// Times are stored as microseconds since the Unix epoch (a 64-bit integer in both databases):
+/// they sort correctly and round-trip exactly.
+fn micros(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1000) as i64
+}
+
+fn from_micros(us: i64) -> anyhow::Result<OffsetDateTime> {
+    Ok(OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(us) * 1000,
+    )?)
+}
+
+/// Both databases' integers are signed; sizes beyond i64 cannot occur (uploads are capped far
+/// below).
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

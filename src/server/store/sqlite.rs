@@ -2,9 +2,9 @@
 //! that commits concurrent writes together (group commit), so each fsync durably records many
 //! jobs while every caller still waits for its own write to be on disk.
 use super::{
-    AccountRecord, AccountStore, Admission, Admitted, Claimed, JobStore, KeyRecord, ListFilter,
-    Recovery, Resumable, SessionStore, StoredSession, UploadRecord, CANCELLED_BY_REQUEST,
-    INTERRUPTED_BY_RESTART,
+    from_micros, micros, now, to_i64, AccountRecord, AccountStore, Admission, Admitted, Claimed,
+    JobStore, KeyRecord, ListFilter, Recovery, Resumable, SessionStore, StoredSession,
+    UploadRecord, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
 };
 use crate::{
     api::{QuotaOverrides, Usage},
@@ -520,8 +520,9 @@ async fn apply(
             admission,
             resumable,
         } => {
-            // A savepoint inside the batch's (immediate) transaction: the counts, the job and
-            // its upload record are read and written together or not at all.
+            // A savepoint inside the batch's immediate transaction (an admission always runs in
+            // one, even alone: it reads, then writes): the counts, the job and its upload record
+            // are read and written together or not at all.
             let mut tx = conn.begin().await?;
             let admitted = admit(&mut tx, job, *admission, resumable.as_ref(), seq).await?;
             tx.commit().await?;
@@ -624,16 +625,13 @@ async fn admit(
 /// What an account uses: the sizes of its jobs' files (summed from an index alone), and its
 /// uploads in progress with what they declared (or, undeclared, have received so far).
 async fn usage(conn: &mut SqliteConnection, owner: AccountId) -> anyhow::Result<Usage> {
-    let stored: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(size), 0) FROM jobs WHERE owner_id = ? AND sha256 IS NOT NULL",
-    )
-    .bind(owner.get())
-    .fetch_one(&mut *conn)
-    .await?;
-    // Receiving jobs are few, so the state index leads.
-    let (uploads, reserved): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(MAX(COALESCE(bytes_total, 0), bytes_done)), 0) \
-         FROM jobs WHERE state = 'receiving' AND owner_id = ?",
+    // One statement, so a job finishing meanwhile is counted once, either way. Receiving jobs
+    // are few, so the state index leads there (`+` keeps SQLite off the owner's index).
+    let (stored, uploads, reserved): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(SUM(size), 0) FROM jobs \
+                 WHERE owner_id = ?1 AND sha256 IS NOT NULL), \
+                COUNT(*), COALESCE(SUM(MAX(COALESCE(bytes_total, 0), bytes_done)), 0) \
+         FROM jobs WHERE state = 'receiving' AND +owner_id = ?1",
     )
     .bind(owner.get())
     .fetch_one(&mut *conn)
@@ -674,7 +672,7 @@ impl JobStore for SqliteStore {
             "SELECT (SELECT COALESCE(SUM(size), 0) FROM jobs \
                      WHERE owner_id = ?1 AND sha256 IS NOT NULL) \
                   + (SELECT COALESCE(SUM(MAX(COALESCE(bytes_total, 0), bytes_done)), 0) FROM jobs \
-                     WHERE state = 'receiving' AND owner_id = ?1 AND id != ?2)",
+                     WHERE state = 'receiving' AND +owner_id = ?1 AND id != ?2)",
         )
         .bind(owner.get())
         .bind(except.to_string())
@@ -750,25 +748,40 @@ impl JobStore for SqliteStore {
         before: Option<JobId>,
         limit: u32,
     ) -> anyhow::Result<Vec<JobStatus>> {
+        // Only the conditions that apply are written, so SQLite can walk the index that fits
+        // (an account's jobs by `owner_id, seq`) instead of filtering the whole table.
         let account = match filter.scope {
             Scope::Everything => None,
             Scope::Account(account) => Some(account.get()),
         };
-        let rows: Vec<JobRow> = sqlx::query_as(
-            "SELECT * FROM jobs WHERE (?1 IS NULL OR state = ?1) \
-             AND (?2 IS NULL OR seq < (SELECT seq FROM jobs WHERE id = ?2 \
-                                       AND (?4 IS NULL OR owner_id = ?4))) \
-             AND (?4 IS NULL OR owner_id = ?4) \
-             AND (?5 IS NULL OR owner = ?5 COLLATE NOCASE) \
-             ORDER BY seq DESC LIMIT ?3",
-        )
-        .bind(filter.state.map(JobState::as_str))
-        .bind(before.map(|id| id.to_string()))
-        .bind(i64::from(limit))
-        .bind(account)
-        .bind(filter.owner.as_ref().map(AccountName::as_str))
-        .fetch_all(&self.readers)
-        .await?;
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM jobs WHERE 1");
+        if let Some(account) = account {
+            query.push(" AND owner_id = ").push_bind(account);
+        }
+        if let Some(owner) = &filter.owner {
+            query
+                .push(" AND owner = ")
+                .push_bind(owner.as_str().to_owned())
+                .push(" COLLATE NOCASE");
+        }
+        if let Some(state) = filter.state {
+            query.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(before) = before {
+            // A job the scope does not see continues nothing: its page is empty, as for an
+            // unknown id, so `before` tells no one whether another account's job exists.
+            query
+                .push(" AND seq < (SELECT seq FROM jobs WHERE id = ")
+                .push_bind(before.to_string());
+            if let Some(account) = account {
+                query.push(" AND owner_id = ").push_bind(account);
+            }
+            query.push(")");
+        }
+        query
+            .push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows: Vec<JobRow> = query.build_query_as().fetch_all(&self.readers).await?;
         rows.into_iter().map(JobStatus::try_from).collect()
     }
 
@@ -1146,27 +1159,4 @@ impl TryFrom<JobRow> for JobStatus {
             updated_at: from_micros(row.updated_us)?,
         })
     }
-}
-
-/// The current time at the precision the store keeps, so a status read back equals the one
-/// that was written.
-pub fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
-        .unwrap_or(now)
-}
-
-fn micros(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1000) as i64
-}
-
-fn from_micros(us: i64) -> anyhow::Result<OffsetDateTime> {
-    Ok(OffsetDateTime::from_unix_timestamp_nanos(
-        i128::from(us) * 1000,
-    )?)
-}
-
-/// SQLite integers are signed; sizes beyond i64 cannot occur (uploads are capped far below).
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
