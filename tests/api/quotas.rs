@@ -678,7 +678,7 @@ async fn an_accounts_requests_per_second_override_applies_within_seconds_and_spa
 }
 
 #[tokio::test]
-async fn creating_and_revoking_a_key_and_a_quota_refusal_are_audited_by_key_id_never_the_key() {
+async fn key_changes_a_quota_refusal_and_a_failed_sign_in_are_audited_by_key_id_never_the_key() {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
     let env = [
@@ -741,8 +741,26 @@ async fn creating_and_revoking_a_key_and_a_quota_refusal_are_audited_by_key_id_n
         async || (audited().len() > before_revoking).then_some(()),
     )
     .await;
+    let before_signing_in = audited().len();
 
-    for line in audited() {
+    // A sign-in with the revoked key fails, and is audited by its key id too.
+    let failed = admin
+        .client
+        .post(admin.url("/api/session"))
+        .json(&json!({"token": key}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 401);
+    eventually(
+        "the failed sign-in is audited",
+        Duration::from_secs(5),
+        async || (audited().len() > before_signing_in).then_some(()),
+    )
+    .await;
+
+    // The server knows whose key it created, revoked or refused (a sign-in may not).
+    for line in &audited()[..before_signing_in] {
         assert!(
             line.to_string().contains("alice"),
             "an audit line without the account: {line}"
