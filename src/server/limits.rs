@@ -128,11 +128,17 @@ impl Layered for OpenApiRouter<AppState> {
     }
 }
 
-/// Wraps `router` in the two rate limiters (per client address, per account); unchanged when
-/// rate limiting is off (a rate of 0). The buckets of idle addresses are forgotten every minute
-/// (a task in `state.tasks`), so memory does not grow with every address ever seen.
+/// Wraps `router` in the two rate limiters: per account (always: an account's own rate quota
+/// applies even when the server sets no default rate) and per client address (unless the rate
+/// is 0). Each router wrapped here has buckets of its own: the page's server functions and the
+/// API are limited apart, so a script using up its account's API rate does not lock its people
+/// out of the page. The buckets of idle addresses are forgotten every minute (a task in
+/// `state.tasks`), so memory does not grow with every address ever seen.
 pub fn rate_limited<R: Layered>(router: R, state: &AppState) -> R {
     let settings = &state.settings;
+    let rates = Arc::new(AccountRates::new(settings));
+    let by_account = axum::middleware::from_fn_with_state((state.clone(), rates), account_rate);
+    let router = router.wrap(by_account);
     if settings.rate_limit_per_second == 0 {
         return router;
     }
@@ -146,7 +152,7 @@ pub fn rate_limited<R: Layered>(router: R, state: &AppState) -> R {
         })
         .finish();
     let Some(by_address) = by_address else {
-        tracing::error!("invalid rate limit settings; rate limiting is off");
+        tracing::error!("invalid rate limit settings; rate limiting by address is off");
         return router;
     };
     let addresses = by_address.limiter().clone();
@@ -161,12 +167,7 @@ pub fn rate_limited<R: Layered>(router: R, state: &AppState) -> R {
             addresses.retain_recent();
         }
     });
-    // Each router wrapped here has buckets of its own, as the per-address limiter does.
-    let rates = Arc::new(AccountRates::new(settings));
-    let by_account = axum::middleware::from_fn_with_state((state.clone(), rates), account_rate);
-    router
-        .wrap(by_account)
-        .wrap(GovernorLayer::new(by_address).error_handler(too_many_requests))
+    router.wrap(GovernorLayer::new(by_address).error_handler(too_many_requests))
 }
 
 fn too_many_requests(error: GovernorError) -> Response<Body> {

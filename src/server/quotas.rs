@@ -126,9 +126,11 @@ impl AccountRates {
         } else {
             u32::try_from(per_second.saturating_mul(2)).unwrap_or(u32::MAX)
         };
-        let period = Duration::from_secs_f64(1.0 / per_second.max(1) as f64);
+        // At least a nanosecond between requests: any rate above a billion a second is the
+        // same as no limit, and the period is never zero (which the limiter refuses).
+        let period = Duration::from_nanos((1_000_000_000 / per_second.max(1)).max(1));
         let rate = Rate::with_period(period)
-            .expect("a rate of at most u64::MAX per second has a non-zero period")
+            .unwrap_or_else(|| Rate::per_second(NonZeroU32::MAX))
             .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         Arc::new(DefaultDirectRateLimiter::direct(rate))
     }
@@ -185,5 +187,8 @@ mod tests {
             assert!(rates.check(alice, Some(5)).is_ok());
         }
         assert!(rates.check(alice, None).is_ok());
+        // Any rate a setting can hold makes a limiter (the CLI takes up to i64::MAX).
+        assert!(rates.check(bob, Some(i64::MAX as u64)).is_ok());
+        assert!(rates.check(bob, Some(u64::MAX)).is_ok());
     }
 }
