@@ -1,5 +1,8 @@
 //! The HTML shell and the app: a header, and the page the URL names (see `ui::Page`).
-use crate::ui::{HistoryPage, HomePage, Hydrated, JobPage, Page};
+use crate::ui::{
+    AccountsPage, AdminLinks, HistoryPage, HomePage, Hydrated, JobPage, Page, RequireSession,
+    Session, SignedInAs,
+};
 use leptos::prelude::*;
 
 /// The document the server renders around the app. On the server it also sets the page's
@@ -41,10 +44,29 @@ pub fn App() -> impl IntoView {
     // Effects run only in the browser, so this flips once the wasm has taken over the page.
     Effect::new(move |_| hydrated.set(true));
     provide_context(Hydrated(hydrated));
+    // Who is signed in, for the header and every page.
+    Session::provide();
     let page = match Page::current() {
         Page::Home => view! { <HomePage /> }.into_any(),
-        Page::History(query) => view! { <HistoryPage query /> }.into_any(),
-        Page::Job(id) => view! { <JobPage id /> }.into_any(),
+        // The other pages show nothing without a session but the sign-in form.
+        Page::History(query) => view! {
+            <RequireSession>
+                <HistoryPage query=query.clone() />
+            </RequireSession>
+        }
+        .into_any(),
+        Page::Job(id) => view! {
+            <RequireSession>
+                <JobPage id />
+            </RequireSession>
+        }
+        .into_any(),
+        Page::Accounts => view! {
+            <RequireSession>
+                <AccountsPage />
+            </RequireSession>
+        }
+        .into_any(),
         Page::NotFound => {
             #[cfg(feature = "ssr")]
             if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
@@ -69,7 +91,9 @@ pub fn App() -> impl IntoView {
             <nav aria-label="Main">
                 <a href="/">"Start"</a>
                 <a href="/jobs">"History"</a>
+                <AdminLinks />
             </nav>
+            <SignedInAs />
         </header>
         <main data-hydrated=move || hydrated.get().to_string()>{page}</main>
     }

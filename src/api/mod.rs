@@ -1,8 +1,10 @@
 //! The API's wire types and server functions, shared by the REST routes, the server and the browser.
+mod account_fns;
 mod error_code;
 mod server_fns;
 mod types;
 
+pub use account_fns::*;
 pub use error_code::ErrorCode;
 pub use server_fns::*;
 pub use types::*;

@@ -118,7 +118,7 @@ pub async fn cancel_job(id: JobId) -> Result<JobStatus, CallError> {
 
 /// Server-side plumbing shared by the functions above.
 #[cfg(feature = "ssr")]
-mod support {
+pub(super) mod support {
     use crate::{
         api::CallError,
         server::{auth, error::ApiError, state::AppState},

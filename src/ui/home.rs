@@ -1,24 +1,15 @@
 //! The landing page: the sign-in form for visitors without a session, the app for those with one.
 use super::{
-    format::format_bytes,
-    sign_in::{SignInForm, SignOutForm},
-    start::StartIngestForm,
+    format::format_bytes, session::Session, sign_in::SignInForm, start::StartIngestForm,
     CallProblem,
 };
-use crate::api::{get_service_info, has_session, sign_in, sign_out, CallError};
+use crate::api::get_service_info;
 use leptos::prelude::*;
 
 #[component]
 pub fn HomePage() -> impl IntoView {
-    // Plain actions calling the server functions: `ServerAction` would also decode errors a
-    // router puts in the URL after a scriptless post, and this app has no router (~4 KB wasm).
-    let sign_in = Action::new(|token: &String| sign_in(token.clone()));
-    let sign_out = Action::new(|_: &()| sign_out());
-    // Asked again after every sign-in or sign-out.
-    let session = Resource::new(
-        move || (sign_in.version().get(), sign_out.version().get()),
-        |_| has_session(),
-    );
+    // The page's session: the header's sign-out and this sign-in form share it.
+    let session = Session::expect();
     let hydrated = expect_context::<Hydrated>().0;
 
     view! {
@@ -32,12 +23,11 @@ pub fn HomePage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="muted">"Checking your session…"</p> }>
                 {move || {
                     session
+                        .me
                         .get()
-                        .map(|signed_in| match signed_in {
-                            Ok(true) => {
-                                view! { <SignedIn sign_out hydrated /> }.into_any()
-                            }
-                            Ok(false) => view! { <SignInForm action=sign_in /> }.into_any(),
+                        .map(|me| match me {
+                            Ok(Some(_)) => view! { <SignedIn hydrated /> }.into_any(),
+                            Ok(None) => view! { <SignInForm action=session.sign_in /> }.into_any(),
                             Err(error) => view! { <CallProblem error /> }.into_any(),
                         })
                 }}
@@ -50,12 +40,10 @@ pub fn HomePage() -> impl IntoView {
 #[derive(Clone, Copy)]
 pub struct Hydrated(pub RwSignal<bool>);
 
-/// What a signed-in visitor sees: the server's facts and the form to start ingests.
+/// What a signed-in visitor sees: the server's facts and the form to start ingests (signing
+/// out is in the header).
 #[component]
-fn SignedIn(
-    sign_out: Action<(), Result<(), CallError>>,
-    hydrated: RwSignal<bool>,
-) -> impl IntoView {
+fn SignedIn(hydrated: RwSignal<bool>) -> impl IntoView {
     let info = Resource::new(|| (), |_| get_service_info());
     // A round trip to a server function from the hydrated page, without re-rendering it.
     let check = Action::new(|_: &()| get_service_info());
@@ -100,7 +88,6 @@ fn SignedIn(
                     (_, Some(Err(error))) => format!("check failed: {error}"),
                 }}
             </span>
-            <SignOutForm action=sign_out />
         </div>
     }
 }

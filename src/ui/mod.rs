@@ -1,5 +1,6 @@
-//! Pages and components. `page` picks the page from the URL; `browser` (hydrate only) holds what
-//! needs the browser's APIs.
+//! Pages and components. `page` picks the page from the URL; `session` knows who is signed in;
+//! `browser` (hydrate only) holds what needs the browser's APIs.
+mod accounts;
 pub mod backoff;
 #[cfg(feature = "hydrate")]
 mod browser;
@@ -9,13 +10,16 @@ mod home;
 mod job_card;
 mod job_page;
 mod page;
+mod session;
 mod sign_in;
 mod start;
 
+pub use accounts::AccountsPage;
 pub use history::HistoryPage;
 pub use home::{HomePage, Hydrated};
 pub use job_page::JobPage;
 pub use page::{Page, PageKind, PAGES};
+pub use session::{AdminLinks, RequireSession, Session, SignedInAs};
 
 use crate::api::CallError;
 use leptos::prelude::*;

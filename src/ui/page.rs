@@ -9,13 +9,15 @@ pub enum PageKind {
     Home,
     History,
     Job,
+    Accounts,
 }
 
 /// Every page path, in the router's syntax (`{name}` is one path segment), with its kind.
-pub const PAGES: [(&str, PageKind); 3] = [
+pub const PAGES: [(&str, PageKind); 4] = [
     ("/", PageKind::Home),
     ("/jobs", PageKind::History),
     ("/jobs/{job_id}", PageKind::Job),
+    ("/accounts", PageKind::Accounts),
 ];
 
 /// The segments of `path` that fill the `{…}` segments of `pattern`, when it matches. Trailing
@@ -41,6 +43,7 @@ pub enum Page {
     Home,
     History(HistoryQuery),
     Job(JobId),
+    Accounts,
     NotFound,
 }
 
@@ -93,6 +96,7 @@ impl Page {
                 Some(Ok(id)) => Page::Job(id),
                 _ => Page::NotFound,
             },
+            Some((PageKind::Accounts, _)) => Page::Accounts,
             None => Page::NotFound,
         }
     }
@@ -132,6 +136,9 @@ mod tests {
         assert_eq!(Page::from_url(&format!("/jobs/{id}"), ""), Page::Job(id));
         assert_eq!(Page::from_url("/jobs/not-an-id", ""), Page::NotFound);
         assert_eq!(Page::from_url("/elsewhere", ""), Page::NotFound);
+        assert_eq!(Page::from_url("/accounts", ""), Page::Accounts);
+        assert_eq!(Page::from_url("/accounts/", "x=1"), Page::Accounts);
+        assert_eq!(Page::from_url("/accounts/alice", ""), Page::NotFound);
         let query = format!("status=failed&before={id}&x=1");
         let expected = HistoryQuery {
             status: Some(JobState::Failed),

@@ -5,7 +5,7 @@ use crate::api::{CallError, SignIn, SignOut};
 use leptos::{ev::SubmitEvent, html, prelude::*};
 use server_fn::ServerFn;
 
-/// The sign-in form, with the server's reason when the token is refused.
+/// The sign-in form, with the server's reason when the token or key is refused.
 #[component]
 pub fn SignInForm(action: Action<String, Result<(), CallError>>) -> impl IntoView {
     let error = move || match action.value().get() {
@@ -28,7 +28,7 @@ pub fn SignInForm(action: Action<String, Result<(), CallError>>) -> impl IntoVie
                 name="token"
                 autocomplete="current-password"
                 required
-                placeholder="The token the server was started with"
+                placeholder="The server's token, or an API key (ingest_…)"
                 node_ref=token
             />
             <button type="submit" disabled=move || action.pending().get()>

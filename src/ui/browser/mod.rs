@@ -1,8 +1,11 @@
 //! Browser-only plumbing (hydrate builds): timers, the page's own HTTP requests, following a job
-//! over its WebSocket, and sending a file. Components reach it through the few functions here.
+//! over its WebSocket, sending a file, and the clipboard. Components reach it through the few
+//! functions here.
+mod clipboard;
 mod follow;
 mod upload;
 
+pub use clipboard::copy_text;
 pub use follow::Follower;
 pub use upload::{create_upload, remember, resumable, FileUpload};
 

@@ -1,0 +1,149 @@
+//! Server functions of the Accounts page and the header's "Signed in as": who the caller is, and,
+//! for admins, accounts and API keys. They go through the same `Accounts` service, `Admin` check
+//! and error mapping as the REST routes in `server::routes::accounts`, so the page and the API
+//! cannot disagree on a rule.
+use super::{AccountInfo, CallError, IssuedKey, KeyInfo, Me};
+use crate::domain::{AccountName, KeyId, Role};
+use leptos::prelude::*;
+
+/// Who the caller is: account, role, and the key its session was opened with.
+#[server(prefix = "/rpc", endpoint = "who_am_i")]
+pub async fn who_am_i() -> Result<Me, CallError> {
+    use super::server_fns::support;
+    let state = support::state();
+    let request = support::request()?;
+    let caller =
+        crate::server::auth::authenticate(&request.headers, &request.extensions, None, &state)
+            .map_err(support::refuse)?
+            .caller;
+    Ok(Me {
+        account: caller.account,
+        role: caller.role,
+        key_id: caller.key_id,
+    })
+}
+
+/// Every account, by name (admins only). The built-in `admin` of the token is not one of them.
+#[server(prefix = "/rpc", endpoint = "list_accounts")]
+pub async fn list_accounts() -> Result<Vec<AccountInfo>, CallError> {
+    let state = admin::reading().await?;
+    state.accounts.accounts().await.map_err(admin::refused)
+}
+
+/// Creates an account (admins only).
+#[server(prefix = "/rpc", endpoint = "create_account")]
+pub async fn create_account(name: AccountName, role: Role) -> Result<AccountInfo, CallError> {
+    let state = admin::changing().await?;
+    state
+        .accounts
+        .add_account(name, role)
+        .await
+        .map_err(admin::refused)
+}
+
+/// Removes an account and revokes its keys (admins only); its jobs are kept.
+#[server(prefix = "/rpc", endpoint = "remove_account")]
+pub async fn remove_account(name: AccountName) -> Result<(), CallError> {
+    let state = admin::changing().await?;
+    state
+        .accounts
+        .remove_account(&name)
+        .await
+        .map_err(admin::refused)
+}
+
+/// An account's keys, never the keys themselves (admins only).
+#[server(prefix = "/rpc", endpoint = "list_keys")]
+pub async fn list_keys(name: AccountName) -> Result<Vec<KeyInfo>, CallError> {
+    let state = admin::reading().await?;
+    state
+        .accounts
+        .keys(Some(&name))
+        .await
+        .map_err(admin::refused)
+}
+
+/// Makes a key for an account (admins only), usable for `expires_in_days` days or, without it,
+/// until revoked. The answer is the only time the key is ever shown.
+#[server(prefix = "/rpc", endpoint = "create_key")]
+pub async fn create_key(
+    name: AccountName,
+    expires_in_days: Option<u32>,
+) -> Result<IssuedKey, CallError> {
+    use crate::server::{commands::MAX_EXPIRES_IN_DAYS, error::ApiError};
+    use secrecy::ExposeSecret;
+    use time::{Duration, OffsetDateTime};
+    let state = admin::changing().await?;
+    // The same range as the REST route and the `ingest keys add` command.
+    let expires_at = match expires_in_days {
+        None => None,
+        Some(days @ 1..=MAX_EXPIRES_IN_DAYS) => {
+            Some(OffsetDateTime::now_utc() + Duration::days(i64::from(days)))
+        }
+        Some(_) => {
+            return Err(super::server_fns::support::refuse(ApiError::bad_request(
+                super::ErrorCode::InvalidBody,
+                format!("a key expires in 1 to {MAX_EXPIRES_IN_DAYS} days"),
+            )))
+        }
+    };
+    let created = state
+        .accounts
+        .add_key(&name, expires_at)
+        .await
+        .map_err(admin::refused)?;
+    Ok(IssuedKey {
+        key_id: created.key_id,
+        key: created.key.expose_secret().to_owned(),
+        expires_at: created.expires_at,
+    })
+}
+
+/// Revokes a key (admins only): its sessions end and its sockets close at once.
+#[server(prefix = "/rpc", endpoint = "revoke_key")]
+pub async fn revoke_key(key_id: KeyId) -> Result<(), CallError> {
+    let state = admin::changing().await?;
+    state
+        .accounts
+        .revoke_key(&key_id)
+        .await
+        .map(drop)
+        .map_err(admin::refused)
+}
+
+/// The admin check of the functions above.
+#[cfg(feature = "ssr")]
+mod admin {
+    use super::super::server_fns::support;
+    use crate::{
+        api::CallError,
+        server::{accounts::AccountError, auth, state::AppState},
+    };
+    use axum::extract::FromRequestParts;
+
+    /// The state, once the caller is shown to be an admin. A member gets the REST routes' 403
+    /// (the `Admin` extractor is the one rule for both).
+    pub async fn reading() -> Result<AppState, CallError> {
+        let state = support::state();
+        let mut request = support::request()?;
+        auth::Admin::from_request_parts(&mut request, &state)
+            .await
+            .map_err(support::refuse)?;
+        Ok(state)
+    }
+
+    /// Like `reading`, for a change: the request must also come from this server's own pages
+    /// (as `sign_out` checks), so another site cannot make an admin's browser create a key.
+    pub async fn changing() -> Result<AppState, CallError> {
+        let state = support::state();
+        let request = support::request()?;
+        auth::check_origin(&request.headers, &request.extensions, &state)
+            .map_err(support::refuse)?;
+        reading().await
+    }
+
+    /// A refused change in the REST routes' words and status (409, 404, or a logged 500).
+    pub fn refused(error: AccountError) -> CallError {
+        support::refuse(error.into())
+    }
+}
