@@ -6,7 +6,8 @@ use super::{AccountInfo, CallError, IssuedKey, KeyInfo, Me};
 use crate::domain::{AccountName, KeyId, Role};
 use leptos::prelude::*;
 
-/// Who the caller is: account, role, and the key its session was opened with.
+/// Who the caller is: account, role, the key its session was opened with, and (as
+/// `GET /api/me` answers) what the account uses and the quotas in force for it.
 #[server(prefix = "/rpc", endpoint = "who_am_i")]
 pub async fn who_am_i() -> Result<Me, CallError> {
     use super::server_fns::support;
@@ -16,10 +17,17 @@ pub async fn who_am_i() -> Result<Me, CallError> {
         crate::server::auth::authenticate(&request.headers, &request.extensions, None, &state)
             .map_err(support::refuse)?
             .caller;
+    let usage = state
+        .jobs
+        .usage(caller.account_id)
+        .await
+        .map_err(|error| support::refuse(error.into()))?;
     Ok(Me {
+        quotas: caller.quotas(&state.settings),
         account: caller.account,
         role: caller.role,
         key_id: caller.key_id,
+        usage,
     })
 }
 
