@@ -43,6 +43,9 @@ test("an admin makes a member and a key; the member signs in with it, sees only 
   browser,
   signIn,
 }, testInfo) => {
+  // A panic in the wasm (say, a hydration mismatch) would surface here.
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(`admin: ${error.message}`));
   await context.grantPermissions(["clipboard-read", "clipboard-write"]);
   await signIn();
   await expect(page.locator("#signed-in-as")).toHaveText("Signed in as admin (admin)");
@@ -90,6 +93,7 @@ test("an admin makes a member and a key; the member signs in with it, sees only 
   const memberContext = await browser.newContext();
   try {
     const member = await memberContext.newPage();
+    member.on("pageerror", (error) => errors.push(`member: ${error.message}`));
     await signInOn(member, key);
     await expect(member.locator("#signed-in-as")).toHaveText(`Signed in as ${name} (member)`);
     await expect(member.getByRole("button", { name: "Sign out" })).toBeVisible();
@@ -128,6 +132,7 @@ test("an admin makes a member and a key; the member signs in with it, sees only 
     await expect(member.locator("#signed-in-as")).toHaveCount(0);
     await expect(member.locator(".history-row")).toHaveCount(0);
     await member.screenshot({ path: testInfo.outputPath("member-signed-out.png"), fullPage: true });
+    expect(errors).toEqual([]);
   } finally {
     await memberContext.close();
   }

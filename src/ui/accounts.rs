@@ -176,9 +176,12 @@ fn NewAccountForm(changes: Changes) -> impl IntoView {
             Ok(chosen) => chosen,
             Err(error) => return changes.refuse(error.to_string()),
         };
-        name_input.set_value("");
         let created = account.clone();
         changes.run(create_account(account, chosen), move |info| {
+            // Cleared only once created: a refused name stays there to be corrected.
+            if let Some(input) = name.get_untracked() {
+                input.set_value("");
+            }
             format!("Created account {created} ({}).", info.role)
         });
     };
