@@ -60,13 +60,16 @@ pub async fn remove_account(name: AccountName) -> Result<(), CallError> {
         .map_err(admin::refused)
 }
 
-/// An account's keys, never the keys themselves (admins only).
+/// An account's keys (the account must exist), or with `None` every account's, never the keys
+/// themselves (admins only). The Accounts page asks for all at once: one call, where one per
+/// account would be a call after an await, which the server's render cannot make (see
+/// `ui::accounts`).
 #[server(prefix = "/rpc", endpoint = "list_keys")]
-pub async fn list_keys(name: AccountName) -> Result<Vec<KeyInfo>, CallError> {
+pub async fn list_keys(name: Option<AccountName>) -> Result<Vec<KeyInfo>, CallError> {
     let state = admin::reading().await?;
     state
         .accounts
-        .keys(Some(&name))
+        .keys(name.as_ref())
         .await
         .map_err(admin::refused)
 }

@@ -2,64 +2,37 @@
 //! accounts and to create and revoke keys. A new key is shown once, in the page's memory only:
 //! it is gone after a reload or the next change. Members are told the page is not for them
 //! (the server refuses their calls with 403 anyway).
-use super::{format::format_time, session::Session, CallProblem};
+use super::{format::format_time, CallProblem};
 use crate::{
     api::{
         create_account, create_key, list_accounts, list_keys, remove_account, revoke_key,
-        AccountInfo, CallError, IssuedKey, KeyInfo,
+        AccountInfo, CallError, IssuedKey, KeyInfo, Me,
     },
     domain::{AccountName, KeyId, Role},
 };
 use leptos::{ev::SubmitEvent, html, prelude::*};
 use std::future::Future;
 
+/// Shown inside `RequireSession`, which provides the caller.
 #[component]
 pub fn AccountsPage() -> impl IntoView {
-    let session = Session::expect();
+    let admin = use_context::<Me>().map(|me| me.role == Role::Admin);
+    let body = match admin {
+        Some(true) => view! { <ManageAccounts /> }.into_any(),
+        Some(false) => view! {
+            <p class="notice" role="status">
+                "Only admins manage accounts. Ask an admin for a new key or account."
+            </p>
+        }
+        .into_any(),
+        None => ().into_any(),
+    };
     view! {
         <section class="card accounts">
             <h1>"Accounts"</h1>
-            <Suspense fallback=|| view! { <p class="muted">"Checking your session…"</p> }>
-                {move || {
-                    session
-                        .me
-                        .get()
-                        .map(|me| match me {
-                            Ok(Some(me)) if me.role == Role::Admin => {
-                                view! { <ManageAccounts /> }.into_any()
-                            }
-                            Ok(Some(_)) => {
-                                view! {
-                                    <p class="notice" role="status">
-                                        "Only admins manage accounts. Ask an admin for a new key or account."
-                                    </p>
-                                }
-                                    .into_any()
-                            }
-                            Ok(None) => ().into_any(),
-                            Err(error) => view! { <CallProblem error /> }.into_any(),
-                        })
-                }}
-            </Suspense>
+            {body}
         </section>
     }
-}
-
-/// One account as the page lists it, with its keys.
-type Listed = Vec<(AccountInfo, Vec<KeyInfo>)>;
-
-/// Every account with its keys. An account removed between the two calls (by another admin) is
-/// left out rather than failing the page.
-async fn accounts_with_keys() -> Result<Listed, CallError> {
-    let mut listed = Vec::new();
-    for account in list_accounts().await? {
-        match list_keys(account.name.clone()).await {
-            Ok(keys) => listed.push((account, keys)),
-            Err(error) if error.status == 404 => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(listed)
 }
 
 /// What the changes on this page share: the list to reload after each, the key just created,
@@ -124,7 +97,12 @@ impl Changes {
 #[component]
 fn ManageAccounts() -> impl IntoView {
     let changes = Changes::new();
-    let accounts = Resource::new(move || changes.done.get(), |_| accounts_with_keys());
+    // Two calls side by side rather than one per account: on the server a Suspense may render
+    // its children more than once, so a resource's future can outlive the rendering that made
+    // it, and a second call after an await then finds no request context; resources nested in
+    // each card, for their part, were not matched when the browser hydrated the page.
+    let accounts = Resource::new(move || changes.done.get(), |_| list_accounts());
+    let keys = Resource::new(move || changes.done.get(), |_| list_keys(None));
     view! {
         <div class="outcome" aria-live="polite">
             {move || changes.notice.get().map(|text| view! { <p class="notice">{text}</p> })}
@@ -134,26 +112,37 @@ fn ManageAccounts() -> impl IntoView {
         // A transition keeps the list on screen while it reloads after a change.
         <Transition fallback=|| view! { <p class="muted">"Loading accounts…"</p> }>
             {move || {
-                accounts
-                    .get()
-                    .map(|listed| match listed {
-                        Ok(listed) if listed.is_empty() => {
-                            view! {
-                                <p class="muted">
-                                    "No accounts yet. (The token's built-in admin account is not listed.)"
-                                </p>
-                            }
-                                .into_any()
+                // Both read every time, so the transition waits for both.
+                let (accounts, keys) = (accounts.get(), keys.get());
+                let listed = match (accounts?, keys?) {
+                    (Ok(accounts), Ok(keys)) => Ok((accounts, keys)),
+                    (Err(error), _) | (_, Err(error)) => Err(error),
+                };
+                Some(match listed {
+                    Ok((accounts, _)) if accounts.is_empty() => {
+                        view! {
+                            <p class="muted">
+                                "No accounts yet. (The token's built-in admin account is not listed.)"
+                            </p>
                         }
-                        Ok(listed) => {
-                            listed
-                                .into_iter()
-                                .map(|(account, keys)| view! { <AccountCard account keys changes /> })
-                                .collect_view()
-                                .into_any()
-                        }
-                        Err(error) => view! { <CallProblem error /> }.into_any(),
-                    })
+                            .into_any()
+                    }
+                    Ok((accounts, keys)) => {
+                        accounts
+                            .into_iter()
+                            .map(|account| {
+                                let keys = keys
+                                    .iter()
+                                    .filter(|key| key.account == account.name)
+                                    .cloned()
+                                    .collect();
+                                view! { <AccountCard account keys changes /> }
+                            })
+                            .collect_view()
+                            .into_any()
+                    }
+                    Err(error) => view! { <CallProblem error /> }.into_any(),
+                })
             }}
         </Transition>
     }

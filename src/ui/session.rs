@@ -113,7 +113,7 @@ pub fn AdminLinks() -> impl IntoView {
 
 /// Renders `children` for a caller with a session, the sign-in form for anyone else: a page
 /// opened after the session ended (it expired, or its key was revoked) asks to sign in again
-/// instead of showing a refusal.
+/// instead of showing a refusal. The children find the caller as a `Me` in their context.
 #[component]
 pub fn RequireSession(children: ChildrenFn) -> impl IntoView {
     let session = Session::expect();
@@ -124,7 +124,14 @@ pub fn RequireSession(children: ChildrenFn) -> impl IntoView {
                     .me
                     .get()
                     .map(|me| match me {
-                        Ok(Some(_)) => children().into_any(),
+                        Ok(Some(me)) => {
+                            // A page reads the caller from here rather than from the resource:
+                            // a second Suspense on the same resource nested in this one made the
+                            // server create the page's resources more often than the browser
+                            // does, and hydration then missed them (and panicked).
+                            provide_context(me);
+                            children().into_any()
+                        }
                         Ok(None) => {
                             view! {
                                 <section class="card">
