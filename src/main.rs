@@ -2,6 +2,7 @@
 //! accounts and keys (`ingest accounts …`, `ingest keys …`) in the configured database.
 use clap::Parser;
 use ingest::server::{
+    blobs::object::BlobStoreUnavailable,
     cli::{self, Manage},
     config::{Cli, Command, Settings},
     startup::Application,
@@ -67,8 +68,13 @@ async fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        // A database that cannot be reached is a setting to fix, refused like a bad setting.
-        Err(error) if error.chain().any(|cause| cause.is::<DatabaseUnavailable>()) => {
+        // A database or blob store that cannot be reached is a setting to fix, refused like a
+        // bad setting.
+        Err(error)
+            if error.chain().any(|cause| {
+                cause.is::<DatabaseUnavailable>() || cause.is::<BlobStoreUnavailable>()
+            }) =>
+        {
             eprintln!("ingest: {error:#}");
             ExitCode::from(2)
         }

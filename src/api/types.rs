@@ -185,6 +185,8 @@ pub struct Readiness {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadinessChecks {
     pub database: Check,
+    /// Whether the blob store answers (the data dir's folder, or the S3 bucket).
+    pub blob_store: Check,
     pub data_dir: Check,
     pub disk: Check,
     /// Whether the API keys are fresh (refreshed from the store within a few seconds).

@@ -1,6 +1,10 @@
 //! Content-addressed file storage: each stored file is a blob keyed by its SHA-256. The
-//! `BlobStore` trait is the seam object storage fills in a cluster; `LocalBlobs` keeps them in
-//! a folder, `blobs/ab/abcd…`, under the data dir.
+//! `BlobStore` trait is the seam: `LocalBlobs` keeps them in a folder, `blobs/ab/abcd…`, under
+//! the data dir; `ObjectBlobs` (in `object`) in an S3-compatible bucket, for a cluster.
+pub mod object;
+
+pub use object::{ObjectBlobs, S3Credentials, S3Endpoint, S3Location, S3Settings};
+
 use crate::domain::Sha256Digest;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -34,6 +38,10 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn list(&self) -> io::Result<Vec<(Sha256Digest, SystemTime)>>;
     /// Bytes free for more blobs; `None` when the store has no such bound (object storage).
     async fn free_space(&self) -> io::Result<Option<u64>>;
+
+    /// Succeeds when the store answers (for `/readyz`); cheap, since it runs up to once a
+    /// second.
+    async fn probe(&self) -> io::Result<()>;
 
     async fn exists(&self, digest: &Sha256Digest) -> io::Result<bool> {
         Ok(self.stat(digest).await?.is_some())
@@ -146,6 +154,15 @@ impl BlobStore for LocalBlobs {
 
     async fn free_space(&self) -> io::Result<Option<u64>> {
         fs4::available_space(&self.blob_dir).map(Some)
+    }
+
+    async fn probe(&self) -> io::Result<()> {
+        // Whether the disk takes writes is the data-dir check's; here only that the folder is
+        // still there.
+        match tokio::fs::metadata(&self.blob_dir).await? {
+            metadata if metadata.is_dir() => Ok(()),
+            _ => Err(io::Error::other("the blob folder is not a directory")),
+        }
     }
 }
 

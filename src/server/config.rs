@@ -1,6 +1,7 @@
 //! Settings: command-line flags over `INGEST_*`/`LEPTOS_*` environment variables over
 //! `Leptos.toml` over defaults, resolved once at start-up into a validated `Settings`.
 use super::{
+    blobs::{S3Endpoint, S3Location, S3Settings},
     commands::{AccountsCommand, KeysCommand},
     store::DatabaseUrl,
     token::ApiToken,
@@ -66,6 +67,15 @@ pub struct SettingsArgs {
     /// this PostgreSQL database instead of the data dir's SQLite file [default: none].
     #[arg(long, env = "INGEST_DATABASE_URL", global = true)]
     pub database_url: Option<UrlText>,
+    /// `s3://bucket[/prefix]`: stored files live in this S3-compatible bucket instead of the
+    /// data dir's `blobs/` folder; credentials and region come from the standard `AWS_*`
+    /// variables [default: none].
+    #[arg(long, env = "INGEST_BLOB_STORE", global = true)]
+    pub blob_store: Option<UrlText>,
+    /// `http(s)://host[:port]` of a non-AWS S3-compatible server for `blob_store`
+    /// [default: AWS].
+    #[arg(long, env = "INGEST_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<UrlText>,
     /// File holding the API token (first line). The token itself is read only from the
     /// INGEST_TOKEN environment variable, never from a flag, so it stays out of `ps`.
     #[arg(long, env = "INGEST_TOKEN_FILE", global = true)]
@@ -191,6 +201,8 @@ impl SettingsArgs {
             site_root,
             data_dir,
             database_url,
+            blob_store,
+            s3_endpoint,
             token_file,
             max_upload_bytes,
             max_metadata_bytes,
@@ -269,6 +281,8 @@ pub struct Settings {
     /// The PostgreSQL database jobs, sessions and accounts live in; `None`: the SQLite file
     /// `ingest.db` in the data dir.
     pub database_url: Option<DatabaseUrl>,
+    /// The S3-compatible bucket stored files live in; `None`: the data dir's `blobs/` folder.
+    pub blob_store: Option<S3Settings>,
     pub token: ApiToken,
     /// True when no token was configured and one was made up at start-up (it is logged once).
     pub token_generated: bool,
@@ -406,6 +420,7 @@ impl Settings {
             site_root: PathBuf::from("target/site"),
             data_dir,
             database_url: None,
+            blob_store: None,
             token,
             token_generated: false,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
@@ -466,6 +481,32 @@ impl Settings {
             let url =
                 DatabaseUrl::parse(text.trim()).map_err(|why| invalid("database_url", why))?;
             s.database_url = Some(url);
+        }
+        // Empty means unset, as for database_url.
+        let given = |url: Option<UrlText>| {
+            url.map(|url| url.0.trim().to_owned())
+                .filter(|text| !text.is_empty())
+        };
+        let endpoint = given(args.s3_endpoint)
+            .map(|text| S3Endpoint::parse(&text).map_err(|why| invalid("s3_endpoint", why)))
+            .transpose()?;
+        match given(args.blob_store) {
+            Some(text) => {
+                let location =
+                    S3Location::parse(&text).map_err(|why| invalid("blob_store", why))?;
+                s.blob_store = Some(S3Settings {
+                    location,
+                    endpoint,
+                    credentials: None,
+                });
+            }
+            None if endpoint.is_some() => {
+                return Err(invalid(
+                    "s3_endpoint",
+                    "is only used with blob_store = \"s3://bucket\"",
+                ))
+            }
+            None => {}
         }
         let max_upload = within("max_upload_bytes", args.max_upload_bytes, 1..=1 << 50)?;
         set(&mut s.max_upload_bytes, max_upload);
@@ -795,6 +836,40 @@ mod tests {
             args.database_url = Some(bad.parse().unwrap());
             let error = Settings::resolve(args, None).unwrap_err().to_string();
             assert!(error.contains("database_url"), "{error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_blob_store_is_an_s3_url_with_an_optional_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::resolve(args_with_config(dir.path(), ""), None).unwrap();
+        assert!(settings.blob_store.is_none(), "the local folder by default");
+        let mut args = args_with_config(dir.path(), "");
+        args.blob_store = Some("s3://ingest-blobs/node".parse().unwrap());
+        args.s3_endpoint = Some("http://127.0.0.1:9000".parse().unwrap());
+        let s3 = Settings::resolve(args, None).unwrap().blob_store.unwrap();
+        assert_eq!(s3.location.to_string(), "s3://ingest-blobs/node");
+        assert_eq!(s3.endpoint.unwrap().to_string(), "http://127.0.0.1:9000");
+        let file = "[server]\nblob_store = \"s3://from-file\"\n";
+        let from_file = Settings::resolve(args_with_config(dir.path(), file), None).unwrap();
+        assert_eq!(from_file.blob_store.unwrap().location.bucket(), "from-file");
+        for (store, endpoint, refused) in [
+            (Some("/var/blobs"), None, "blob_store"),
+            (Some("s3://key:s3cret@bucket"), None, "blob_store"),
+            (
+                Some("s3://bucket"),
+                Some("http://key:s3cret@host"),
+                "s3_endpoint",
+            ),
+            (None, Some("http://127.0.0.1:9000"), "s3_endpoint"),
+        ] {
+            let mut args = args_with_config(dir.path(), "");
+            args.blob_store = store.map(|text| text.parse().unwrap());
+            args.s3_endpoint = endpoint.map(|text| text.parse().unwrap());
+            assert!(!format!("{args:?}").contains("s3cret"));
+            let error = Settings::resolve(args, None).unwrap_err().to_string();
+            assert!(error.contains(refused), "{error}");
             assert!(!error.contains("s3cret"), "{error}");
         }
     }

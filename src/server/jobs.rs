@@ -127,6 +127,11 @@ impl Jobs {
         self.store.ping().await
     }
 
+    /// Succeeds when the blob store answers.
+    pub async fn probe_blobs(&self) -> std::io::Result<()> {
+        self.blobs.probe().await
+    }
+
     /// A metadata-only job of `owner`, durable and queued when this returns.
     pub async fn submit_metadata(
         &self,

@@ -1,5 +1,5 @@
-//! Readiness: whether the database takes durable writes, the upload directory takes files, and
-//! free disk is above the floor, and the API keys are fresh (a server that cannot see
+//! Readiness: whether the database takes durable writes, the blob store answers, the upload
+//! directory takes files, and free disk is above the floor, and the API keys are fresh (a server that cannot see
 //! revocations refuses keys, and says so here). Checked at most once a second whatever the request rate, so
 //! `/readyz` is cheap to call and cannot be used to load the disk; logged only when it changes.
 use super::{jobs::Jobs, keys::KeyRing, uploads::Uploads};
@@ -61,6 +61,13 @@ impl ReadinessProbe {
                 failed("the database does not take writes")
             }
         };
+        let blob_store = match self.jobs.probe_blobs().await {
+            Ok(()) => passed(),
+            Err(error) => {
+                tracing::debug!(error = %error, "blob store probe failed");
+                failed("the blob store does not answer")
+            }
+        };
         let storage = self.uploads.check_storage().await;
         let as_check = |result: Result<(), String>| match result {
             Ok(()) => passed(),
@@ -77,11 +84,12 @@ impl ReadinessProbe {
                 self.keys.since_refresh().as_secs()
             ))
         };
-        let ready = database.ok && data_dir.ok && disk.ok && keys.ok;
+        let ready = database.ok && blob_store.ok && data_dir.ok && disk.ok && keys.ok;
         Readiness {
             status: if ready { "ready" } else { "unready" }.to_owned(),
             checks: ReadinessChecks {
                 database,
+                blob_store,
                 data_dir,
                 disk,
                 keys,

@@ -6,7 +6,7 @@
 pub use super::state::AppState;
 use super::{
     accounts::Accounts,
-    blobs::LocalBlobs,
+    blobs::{BlobStore, LocalBlobs, ObjectBlobs},
     config::Settings,
     hub::StatusHub,
     jobs::{self, Jobs},
@@ -42,14 +42,28 @@ pub struct Application {
 
 impl Application {
     /// Opens storage (the database: PostgreSQL when a URL is set, else SQLite under the data
-    /// dir; blobs and staging under the data dir), recovers from an earlier crash, and binds
-    /// the address.
+    /// dir; blobs: the S3-compatible bucket when one is set, else under the data dir; staging
+    /// under the data dir), recovers from an earlier crash, and binds the address. A database
+    /// or bucket that does not answer is `DatabaseUnavailable` / `BlobStoreUnavailable` in the
+    /// error's chain.
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         super::metrics::handle();
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating the data dir {}", settings.data_dir.display()))?;
-        let blobs =
-            Arc::new(LocalBlobs::open(&settings.data_dir).context("preparing blob storage")?);
+        let blobs: Arc<dyn BlobStore> = match &settings.blob_store {
+            Some(s3) => {
+                let blobs = ObjectBlobs::connect(s3).await?;
+                tracing::info!(
+                    blob_store = %s3.location,
+                    endpoint = s3.endpoint.as_ref().map(tracing::field::display),
+                    "stored files are kept in object storage"
+                );
+                Arc::new(blobs)
+            }
+            None => {
+                Arc::new(LocalBlobs::open(&settings.data_dir).context("preparing blob storage")?)
+            }
+        };
         let staging = Arc::new(
             Staging::open(&settings.data_dir, Arc::new(LocalUploadLocks::default()))
                 .context("preparing upload staging")?,

@@ -13,7 +13,9 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 /// Text by default, JSON lines when configured; `RUST_LOG` refines the levels.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+        // object_store logs each retry of a request at info: a reachable store's retries are
+        // noise, and an unreachable one is reported by whoever gave up.
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info,object_store=warn"));
     init_with(format, filter);
 }
 

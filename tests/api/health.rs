@@ -11,7 +11,7 @@ async fn a_healthy_server_is_alive_and_ready_without_a_token() {
     let (status, body) = app.get_json("/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ready");
-    for check in ["database", "data_dir", "disk", "keys"] {
+    for check in ["database", "blob_store", "data_dir", "disk", "keys"] {
         assert_eq!(body["checks"][check]["ok"], true, "{body}");
     }
     // Pass or fail only: nothing about the machine (free bytes, paths) is revealed.

@@ -1,11 +1,13 @@
 //! One integration-test binary: a real server on a loopback port, a real SQLite file (or a
-//! real PostgreSQL database), real HTTP and WebSocket clients.
+//! real PostgreSQL database; blobs in a folder or a real S3-compatible bucket), real HTTP and
+//! WebSocket clients.
 mod accounts;
 mod accounts_cli;
 mod attacks;
 mod auth;
 mod bad_input;
 mod binary;
+mod blob_contract;
 mod cancel;
 mod cancel_races;
 mod cli;
@@ -19,6 +21,7 @@ mod limits;
 mod metrics;
 mod multipart_framing;
 mod on_postgres;
+mod on_s3;
 mod openapi;
 mod pending_uploads;
 mod postgres;
@@ -27,6 +30,7 @@ mod quotas;
 mod refused_patches;
 mod restart;
 mod retention;
+mod s3;
 mod security;
 mod seed_examples;
 mod server_fns;
