@@ -11,7 +11,7 @@ use leptos::prelude::*;
 #[server(prefix = "/rpc", endpoint = "who_am_i")]
 pub async fn who_am_i() -> Result<Me, CallError> {
     use super::server_fns::support;
-    let state = support::state();
+    let state = support::state()?;
     let request = support::request()?;
     let caller =
         crate::server::auth::authenticate(&request.headers, &request.extensions, None, &state)
@@ -81,23 +81,10 @@ pub async fn create_key(
     name: AccountName,
     expires_in_days: Option<u32>,
 ) -> Result<IssuedKey, CallError> {
-    use crate::server::{commands::MAX_EXPIRES_IN_DAYS, error::ApiError};
     use secrecy::ExposeSecret;
-    use time::{Duration, OffsetDateTime};
     let state = admin::changing().await?;
-    // The same range as the REST route and the `ingest keys add` command.
-    let expires_at = match expires_in_days {
-        None => None,
-        Some(days @ 1..=MAX_EXPIRES_IN_DAYS) => {
-            Some(OffsetDateTime::now_utc() + Duration::days(i64::from(days)))
-        }
-        Some(_) => {
-            return Err(super::server_fns::support::refuse(ApiError::bad_request(
-                super::ErrorCode::InvalidBody,
-                format!("a key expires in 1 to {MAX_EXPIRES_IN_DAYS} days"),
-            )))
-        }
-    };
+    let expires_at =
+        crate::server::accounts::key_expiry(expires_in_days).map_err(admin::refused)?;
     let created = state
         .accounts
         .add_key(&name, expires_at)
@@ -135,7 +122,7 @@ mod admin {
     /// The state, once the caller is shown to be an admin. A member gets the REST routes' 403
     /// (the `Admin` extractor is the one rule for both).
     pub async fn reading() -> Result<AppState, CallError> {
-        let state = support::state();
+        let state = support::state()?;
         let mut request = support::request()?;
         auth::Admin::from_request_parts(&mut request, &state)
             .await
@@ -146,7 +133,7 @@ mod admin {
     /// Like `reading`, for a change: the request must also come from this server's own pages
     /// (as `sign_out` checks), so another site cannot make an admin's browser create a key.
     pub async fn changing() -> Result<AppState, CallError> {
-        let state = support::state();
+        let state = support::state()?;
         let request = support::request()?;
         auth::check_origin(&request.headers, &request.extensions, &state)
             .map_err(support::refuse)?;

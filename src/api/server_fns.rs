@@ -7,7 +7,7 @@ use leptos::prelude::*;
 /// Facts about this server the page may show: the version and the upload size limit.
 #[server(prefix = "/rpc", endpoint = "service_info")]
 pub async fn get_service_info() -> Result<ServiceInfo, CallError> {
-    let state = expect_context::<crate::server::state::AppState>();
+    let state = support::state()?;
     Ok(ServiceInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         max_upload_bytes: state.settings.max_upload_bytes,
@@ -18,7 +18,7 @@ pub async fn get_service_info() -> Result<ServiceInfo, CallError> {
 /// Whether this request carries a live session: decides between the sign-in form and the app.
 #[server(prefix = "/rpc", endpoint = "session")]
 pub async fn has_session() -> Result<bool, CallError> {
-    let state = support::state();
+    let state = support::state()?;
     let request = support::request()?;
     Ok(crate::server::sessions::cookie_value(&request.headers)
         .is_some_and(|cookie| crate::server::auth::live_session(&state, cookie).is_some()))
@@ -27,14 +27,13 @@ pub async fn has_session() -> Result<bool, CallError> {
 /// Trades the token for a session cookie (HttpOnly: the page never sees it).
 #[server(prefix = "/rpc", endpoint = "sign_in")]
 pub async fn sign_in(token: String) -> Result<(), CallError> {
-    let state = support::state();
+    let state = support::state()?;
     let request = support::request()?;
     let cookie =
         crate::server::auth::sign_in(&state, &request.headers, &request.extensions, &token)
             .await
             .map_err(support::refuse)?;
-    expect_context::<leptos_axum::ResponseOptions>()
-        .insert_header(axum::http::header::SET_COOKIE, cookie);
+    support::response()?.insert_header(axum::http::header::SET_COOKIE, cookie);
     Ok(())
 }
 
@@ -42,7 +41,7 @@ pub async fn sign_in(token: String) -> Result<(), CallError> {
 #[server(prefix = "/rpc", endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), CallError> {
     use crate::server::{auth, client, sessions};
-    let state = support::state();
+    let state = support::state()?;
     let request = support::request()?;
     let (headers, extensions) = (&request.headers, &request.extensions);
     if let Some(cookie) = sessions::cookie_value(headers) {
@@ -54,7 +53,7 @@ pub async fn sign_out() -> Result<(), CallError> {
             .map_err(|error| support::refuse(error.into()))?;
     }
     let secure = client::is_https(headers, extensions, &state.settings);
-    expect_context::<leptos_axum::ResponseOptions>().insert_header(
+    support::response()?.insert_header(
         axum::http::header::SET_COOKIE,
         sessions::clear_cookie(secure),
     );
@@ -126,8 +125,24 @@ pub(super) mod support {
     use axum::http::request::Parts;
     use leptos::prelude::*;
 
-    pub fn state() -> AppState {
-        expect_context::<AppState>()
+    /// The server's state. Absent only when a call outlives the render that started it
+    /// (Leptos may render a Suspense more than once on the server): that is answered as an
+    /// internal error, never a panic that would leave the page's stream hanging.
+    pub fn state() -> Result<AppState, CallError> {
+        use_context::<AppState>().ok_or_else(outside_a_request)
+    }
+
+    /// Where the answer's status and headers go (see `state` for when it is absent).
+    pub fn response() -> Result<leptos_axum::ResponseOptions, CallError> {
+        use_context::<leptos_axum::ResponseOptions>().ok_or_else(outside_a_request)
+    }
+
+    fn outside_a_request() -> CallError {
+        tracing::error!("a server function ran outside a request");
+        CallError {
+            status: 500,
+            message: "internal error".to_owned(),
+        }
     }
 
     /// The request's head: headers, and what the listener recorded about the connection.
@@ -141,7 +156,7 @@ pub(super) mod support {
 
     /// The state and the caller, once it has shown a session cookie (or the token).
     pub async fn caller() -> Result<(AppState, auth::Caller), CallError> {
-        let state = state();
+        let state = state()?;
         let request = request()?;
         let auth = auth::authenticate(&request.headers, &request.extensions, None, &state)
             .map_err(refuse)?;
@@ -152,7 +167,9 @@ pub(super) mod support {
     /// internal (the cause is logged).
     pub fn refuse(error: ApiError) -> CallError {
         let status = error.status();
-        expect_context::<leptos_axum::ResponseOptions>().set_status(status);
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(status);
+        }
         if let ApiError::Internal(cause) = &error {
             tracing::error!(error = ?cause, "server function failed");
         }

@@ -6,6 +6,7 @@
 //! at once: the service applies it to the key ring itself (and ends a revoked key's sessions)
 //! once the store has it, so nothing after the commit can fail the change.
 use super::{
+    commands::MAX_EXPIRES_IN_DAYS,
     keys::{self, KeyRing},
     sessions::Sessions,
     store::{now, AccountRecord, AccountStore, KeyRecord},
@@ -29,10 +30,24 @@ pub enum AccountError {
     UnknownAccount(AccountName),
     #[error("the built-in admin's quotas are the server's defaults (the quota_* settings)")]
     BuiltInQuotas,
+    #[error("a key expires in 1 to {MAX_EXPIRES_IN_DAYS} days, or never")]
+    InvalidExpiry,
     #[error("no key with id {0}")]
     UnknownKey(KeyId),
     #[error(transparent)]
     Store(#[from] anyhow::Error),
+}
+
+/// When a key made now with `days` to live expires: never for `None`; 1 to
+/// `MAX_EXPIRES_IN_DAYS` days (the one rule for the admin routes, the page and the CLI).
+pub fn key_expiry(days: Option<u32>) -> Result<Option<OffsetDateTime>, AccountError> {
+    match days {
+        None => Ok(None),
+        Some(days @ 1..=MAX_EXPIRES_IN_DAYS) => {
+            Ok(Some(now() + time::Duration::days(i64::from(days))))
+        }
+        Some(_) => Err(AccountError::InvalidExpiry),
+    }
 }
 
 /// A key just made: the only time its secret is at hand.

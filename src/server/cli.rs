@@ -7,14 +7,14 @@
 use super::commands::QuotaValue;
 pub use super::commands::{AccountsCommand, KeysCommand};
 use super::{
-    accounts::{AccountError, Accounts},
+    accounts::{self, AccountError, Accounts},
     config::Settings,
     store::{DatabaseUnavailable, Stores},
 };
 use crate::api::KeyInfo;
 use secrecy::ExposeSecret;
 use std::process::ExitCode;
-use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 /// A management command.
 #[derive(Debug)]
@@ -118,8 +118,7 @@ async fn execute(command: Manage, settings: &Settings) -> Result<(), Failure> {
             name,
             expires_in_days,
         }) => {
-            let expires_at = expires_in_days
-                .map(|days| OffsetDateTime::now_utc() + Duration::days(i64::from(days)));
+            let expires_at = accounts::key_expiry(expires_in_days).map_err(refusal)?;
             let created = accounts.add_key(&name, expires_at).await.map_err(refusal)?;
             println!(
                 "key {} for {} (expires: {}); it is shown only now:",

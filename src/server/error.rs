@@ -92,6 +92,9 @@ impl From<AccountError> for ApiError {
             AccountError::UnknownAccount(_) | AccountError::UnknownKey(_) => {
                 ApiError::NotFound(error.to_string())
             }
+            AccountError::InvalidExpiry => {
+                ApiError::bad_request(ErrorCode::InvalidBody, error.to_string())
+            }
             AccountError::Store(cause) => cause.into(),
         }
     }

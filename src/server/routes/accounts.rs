@@ -13,8 +13,8 @@ use crate::{
         QuotaOverrides,
     },
     server::{
+        accounts,
         auth::{Admin, Authenticated},
-        commands::MAX_EXPIRES_IN_DAYS,
         error::ApiError,
         state::AppState,
     },
@@ -26,7 +26,6 @@ use axum::{
     Json,
 };
 use secrecy::ExposeSecret;
-use time::{Duration, OffsetDateTime};
 
 /// Who the caller is: account, role, the key the request (or its session) came with, what
 /// the account uses (counted from its jobs) and the quotas in force for it.
@@ -215,18 +214,7 @@ pub async fn create_key(
             ApiError::bad_request(ErrorCode::InvalidBody, format!("the body: {error}"))
         })?
     };
-    let expires_at = match expires_in_days {
-        None => None,
-        Some(days @ 1..=MAX_EXPIRES_IN_DAYS) => {
-            Some(OffsetDateTime::now_utc() + Duration::days(i64::from(days)))
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                ErrorCode::InvalidBody,
-                format!("expires_in_days is 1 to {MAX_EXPIRES_IN_DAYS}"),
-            ))
-        }
-    };
+    let expires_at = accounts::key_expiry(expires_in_days)?;
     let created = state.accounts.add_key(&name, expires_at).await?;
     Ok((
         StatusCode::CREATED,
