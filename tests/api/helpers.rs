@@ -163,13 +163,7 @@ impl TestApp {
         bytes: Vec<u8>,
         metadata: &str,
     ) -> reqwest::Response {
-        let form = reqwest::multipart::Form::new()
-            .part(
-                "file",
-                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
-            )
-            .text("metadata", metadata.to_owned());
-        self.ingest_form(form).await
+        self.admin().ingest_file(name, bytes, metadata).await
     }
 
     /// `GET {path}` without a token: the status and the JSON body.

@@ -98,11 +98,16 @@ impl TwoMembers {
 /// The data a rendered page hands to the browser for hydration: each
 /// `__RESOLVED_RESOURCES[n] = …;` assignment, in order.
 fn resolved_resources(html: &str) -> String {
-    html.split("__RESOLVED_RESOURCES[")
+    // The distinct values, without their slot numbers: the server renders a page's Suspense
+    // more than once, so how many slots resolve, and in which order, varies between renders
+    // of the same page; what they resolve to does not.
+    let values: std::collections::BTreeSet<&str> = html
+        .split("__RESOLVED_RESOURCES[")
         .skip(1)
         .map(|assignment| assignment.split("</script>").next().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n")
+        .map(|assignment| assignment.split_once("] = ").map_or(assignment, |(_, value)| value))
+        .collect();
+    values.into_iter().collect::<Vec<_>>().join("\n")
 }
 
 fn job_id_of(job: &Value) -> JobId {
