@@ -1,7 +1,7 @@
 //! Server functions the pages call. They run on the server, read its state from context, and
 //! use the same job service, auth and error mapping as the REST routes.
 use super::{CallError, JobPage, ServiceInfo};
-use crate::domain::{JobId, JobState, JobStatus};
+use crate::domain::{AccountName, JobId, JobState, JobStatus};
 use leptos::prelude::*;
 
 /// Facts about this server the page may show: the version and the upload size limit.
@@ -89,13 +89,14 @@ pub async fn get_job_status(id: JobId) -> Result<JobStatus, CallError> {
 #[server(prefix = "/rpc", endpoint = "list_jobs")]
 pub async fn list_jobs(
     status: Option<JobState>,
+    owner: Option<AccountName>,
     before: Option<JobId>,
     limit: Option<u32>,
 ) -> Result<JobPage, CallError> {
     let (state, caller) = support::caller().await?;
     let filter = crate::server::store::ListFilter {
         scope: caller.scope(),
-        owner: None,
+        owner,
         state: status,
     };
     state

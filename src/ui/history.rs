@@ -1,5 +1,6 @@
-//! `/jobs`: recent jobs, newest first, a page at a time, filtered by state; each links to its
-//! own page. Rendered on the server; filters and pages are plain links and a GET form.
+//! `/jobs`: recent jobs, newest first, a page at a time, filtered by state (and, for an admin,
+//! who sees every account's jobs, by owner, each shown with its owner); each links to its own
+//! page. Rendered on the server; filters and pages are plain links and a GET form.
 use super::{
     format::{format_bytes, format_time},
     job_card::describe,
@@ -7,8 +8,8 @@ use super::{
     CallProblem,
 };
 use crate::{
-    api::list_jobs,
-    domain::{JobState, JobStatus},
+    api::{list_jobs, Me},
+    domain::{JobState, JobStatus, Role},
 };
 use leptos::prelude::*;
 
@@ -21,9 +22,15 @@ pub fn HistoryPage(query: HistoryQuery) -> impl IntoView {
             let query = query.clone();
             move || query.clone()
         },
-        |query| list_jobs(query.status, query.before, Some(PAGE_SIZE)),
+        |query| list_jobs(query.status, query.owner, query.before, Some(PAGE_SIZE)),
     );
     let filter = query.status;
+    let admin = use_context::<Me>().is_some_and(|me| me.role == Role::Admin);
+    let owner_filter = query
+        .owner
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     view! {
         <section class="card">
             <h1>"History"</h1>
@@ -48,6 +55,17 @@ pub fn HistoryPage(query: HistoryQuery) -> impl IntoView {
                         })
                         .collect_view()}
                 </select>
+                {admin.then(|| view! {
+                    <label for="owner-filter">"Owner"</label>
+                    <input
+                        id="owner-filter"
+                        name="owner"
+                        type="text"
+                        placeholder="every account"
+                        pattern="[A-Za-z0-9_-]{1,64}"
+                        value=owner_filter
+                    />
+                })}
                 <button type="submit" class="secondary">
                     "Filter"
                 </button>
@@ -75,7 +93,7 @@ pub fn HistoryPage(query: HistoryQuery) -> impl IntoView {
                                     });
                                 view! {
                                     <ol class="history">
-                                        {page.jobs.into_iter().map(|job| view! { <HistoryRow job /> }).collect_view()}
+                                        {page.jobs.into_iter().map(|job| view! { <HistoryRow job admin /> }).collect_view()}
                                     </ol>
                                     <nav class="pages" aria-label="Pages">
                                         {newest.map(|q| view! { <a href=q.href()>"← Newest"</a> })}
@@ -93,7 +111,7 @@ pub fn HistoryPage(query: HistoryQuery) -> impl IntoView {
 }
 
 #[component]
-fn HistoryRow(job: JobStatus) -> impl IntoView {
+fn HistoryRow(job: JobStatus, admin: bool) -> impl IntoView {
     let what = match (&job.filename, job.size.or(job.bytes_total)) {
         (Some(name), Some(size)) => format!("{name} · {}", format_bytes(size)),
         (Some(name), None) => name.clone(),
@@ -107,6 +125,7 @@ fn HistoryRow(job: JobStatus) -> impl IntoView {
             </a>
             <span class="badge">{describe(job.status)}</span>
             <span class="what">{what}</span>
+            {admin.then(|| view! { <span class="owner">{job.owner.to_string()}</span> })}
             <time class="muted">{format_time(&job.created_at)}</time>
         </li>
     }

@@ -1,7 +1,7 @@
 //! Which page a URL shows, and the one table of page paths: the server renders each path in
 //! it, and `Page::from_url` reads a URL against it. Every link is a full page load, so the URL
 //! is read once: from the request on the server, from `window.location` in the browser.
-use crate::domain::{JobId, JobState};
+use crate::domain::{AccountName, JobId, JobState};
 
 /// The kinds of page, one per path in `PAGES`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,10 +47,12 @@ pub enum Page {
     NotFound,
 }
 
-/// `/jobs?status=…&before=…`: the history's filter and where its page starts.
+/// `/jobs?status=…&owner=…&before=…`: the history's filters and where its page starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HistoryQuery {
     pub status: Option<JobState>,
+    /// Only this account's jobs (what an admin may ask; a member sees only its own anyway).
+    pub owner: Option<AccountName>,
     pub before: Option<JobId>,
 }
 
@@ -60,6 +62,10 @@ impl HistoryQuery {
         let mut params = Vec::new();
         if let Some(status) = self.status {
             params.push(format!("status={status}"));
+        }
+        // Account names are letters, digits, `-` and `_`: nothing to escape.
+        if let Some(owner) = &self.owner {
+            params.push(format!("owner={owner}"));
         }
         if let Some(before) = self.before {
             params.push(format!("before={before}"));
@@ -86,6 +92,7 @@ impl Page {
                 for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
                     match key {
                         "status" => history.status = value.parse().ok(),
+                        "owner" => history.owner = AccountName::parse(value).ok(),
                         "before" => history.before = JobId::parse(value).ok(),
                         _ => {}
                     }
@@ -139,18 +146,22 @@ mod tests {
         assert_eq!(Page::from_url("/accounts", ""), Page::Accounts);
         assert_eq!(Page::from_url("/accounts/", "x=1"), Page::Accounts);
         assert_eq!(Page::from_url("/accounts/alice", ""), Page::NotFound);
-        let query = format!("status=failed&before={id}&x=1");
+        let query = format!("status=failed&owner=ci-bot_2&before={id}&x=1");
         let expected = HistoryQuery {
             status: Some(JobState::Failed),
+            owner: Some(AccountName::parse("ci-bot_2").unwrap()),
             before: Some(id),
         };
         assert_eq!(
             Page::from_url("/jobs", &query),
             Page::History(expected.clone())
         );
-        assert_eq!(expected.href(), format!("/jobs?status=failed&before={id}"));
         assert_eq!(
-            Page::from_url("/jobs/", "status=bogus"),
+            expected.href(),
+            format!("/jobs?status=failed&owner=ci-bot_2&before={id}")
+        );
+        assert_eq!(
+            Page::from_url("/jobs/", "status=bogus&owner=not%20a%20name"),
             Page::History(HistoryQuery::default())
         );
     }

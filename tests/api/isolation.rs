@@ -105,7 +105,11 @@ fn resolved_resources(html: &str) -> String {
         .split("__RESOLVED_RESOURCES[")
         .skip(1)
         .map(|assignment| assignment.split("</script>").next().unwrap_or_default())
-        .map(|assignment| assignment.split_once("] = ").map_or(assignment, |(_, value)| value))
+        .map(|assignment| {
+            assignment
+                .split_once("] = ")
+                .map_or(assignment, |(_, value)| value)
+        })
         .collect();
     values.into_iter().collect::<Vec<_>>().join("\n")
 }
