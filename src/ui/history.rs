@@ -34,7 +34,12 @@ pub fn HistoryPage(query: HistoryQuery) -> impl IntoView {
     view! {
         <section class="card">
             <h1>"History"</h1>
-            <form class="filter" method="get" action="/jobs">
+            <form
+                class="filter"
+                method="get"
+                action="/jobs"
+                on:submit=move |_| leave_out_an_empty_owner()
+            >
                 <label for="status-filter">"Status"</label>
                 <select
                     id="status-filter"
@@ -141,9 +146,28 @@ fn submit_form_of(event: &leptos::ev::Event) {
             .and_then(|target| target.dyn_into::<web_sys::HtmlSelectElement>().ok())
             .and_then(|select| select.form())
         {
+            // `submit()` fires no submit event, so the form's own handler does not run.
+            leave_out_an_empty_owner();
             let _ = form.submit();
         }
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = event;
+}
+
+/// An empty owner field is left out of the URL (a disabled field is not sent), so a filter
+/// by state alone reads `/jobs?status=failed`, as it does for members.
+fn leave_out_an_empty_owner() {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        if let Some(owner) = web_sys::window()
+            .and_then(|window| window.document())
+            .and_then(|document| document.get_element_by_id("owner-filter"))
+            .and_then(|element| element.dyn_into::<web_sys::HtmlInputElement>().ok())
+            .filter(|owner| owner.value().is_empty())
+        {
+            owner.set_disabled(true);
+        }
+    }
 }
