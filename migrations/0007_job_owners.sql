@@ -27,15 +27,36 @@ AFTER UPDATE OF role, max_stored_bytes, max_uploads, max_requests_per_second ON 
 BEGIN UPDATE accounts_version SET version = version + 1; END;
 
 -- A key belongs to an account by number; the name stays beside it for the record. Keys of
--- accounts removed before this migration (all revoked) belong to none.
+-- accounts removed before this migration (all revoked) belong to none, including those of an
+-- earlier account whose name was taken again: a key older than its name's account is not its.
 ALTER TABLE api_keys ADD COLUMN account_id INTEGER;
-UPDATE api_keys SET account_id = (SELECT id FROM accounts WHERE accounts.name = api_keys.account);
+UPDATE api_keys SET account_id = (
+    SELECT id FROM accounts
+    WHERE accounts.name = api_keys.account AND accounts.created_us <= api_keys.created_us
+);
 CREATE INDEX api_keys_by_account_id ON api_keys (account_id);
 
--- Every job from before was created with INGEST_TOKEN. `owner` is the name at creation, shown
--- beside the job; isolation compares `owner_id`.
+-- `owner` is the name at creation, shown beside the job; isolation compares `owner_id`. Jobs
+-- from before did not record who made them, so they go to the built-in admin, except the
+-- resumable uploads, whose credential was recorded (`key:<id>`): those go to the key's
+-- account, so a member's unfinished upload can still be continued by it.
 ALTER TABLE jobs ADD COLUMN owner_id INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT 'admin';
+UPDATE jobs
+SET owner_id = (
+        SELECT api_keys.account_id FROM uploads JOIN api_keys
+        ON uploads.owner = 'key:' || api_keys.key_id
+        WHERE uploads.job_id = jobs.id),
+    owner = (
+        SELECT accounts.name FROM uploads JOIN api_keys
+        ON uploads.owner = 'key:' || api_keys.key_id
+        JOIN accounts ON accounts.id = api_keys.account_id
+        WHERE uploads.job_id = jobs.id)
+WHERE id IN (
+    SELECT uploads.job_id FROM uploads JOIN api_keys
+    ON uploads.owner = 'key:' || api_keys.key_id
+    JOIN accounts ON accounts.id = api_keys.account_id
+);
 -- An account's jobs, newest first (its list), and the bytes its files take (its storage usage,
 -- summed from the index alone).
 CREATE INDEX jobs_by_owner ON jobs (owner_id, seq);

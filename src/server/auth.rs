@@ -9,7 +9,6 @@ use super::{
     keys::{self, KeyOwner},
     quotas, sessions,
     state::AppState,
-    uploads::Uploader,
 };
 use crate::{
     api::{QuotaOverrides, Quotas},
@@ -29,19 +28,6 @@ use sha2::{Digest, Sha256};
 pub struct Authenticated {
     pub credential: Credential,
     pub caller: Caller,
-}
-
-impl Authenticated {
-    /// The caller as the uploads service sees it: whose its uploads are, under which quotas,
-    /// and the credential that answers for its unfinished ones.
-    pub fn uploader(&self, settings: &Settings) -> Uploader {
-        Uploader {
-            owner: self.caller.owner(),
-            scope: self.caller.scope(),
-            quotas: self.caller.quotas(settings),
-            credential: self.credential.label(),
-        }
-    }
 }
 
 /// The account a request acts as, and the key it came with.

@@ -213,6 +213,15 @@ impl Jobs {
         self.store.usage(account).await
     }
 
+    /// Bytes an account's files and unfinished uploads take, leaving out upload `except`.
+    pub async fn stored_bytes_besides(
+        &self,
+        account: AccountId,
+        except: JobId,
+    ) -> anyhow::Result<u64> {
+        self.store.stored_bytes_besides(account, except).await
+    }
+
     /// A resumable upload's durable offset and declared digest; `None` if the job is not one.
     pub async fn upload(&self, id: JobId) -> anyhow::Result<Option<UploadRecord>> {
         self.store.upload(id).await
@@ -463,8 +472,7 @@ impl Jobs {
     /// its bytes are removed, processing stops after the current step. Returns the cancelled
     /// job. A job `scope` does not see is `NotFound`, as if there were none.
     pub async fn cancel(&self, id: JobId, scope: Scope) -> Result<JobStatus, Cancellation> {
-        // Whose a job is never changes, so checking before the cancel is enough.
-        if self.hidden_from(id, scope).await? {
+        if !self.visible(id, scope).await? {
             return Err(Cancellation::NotFound);
         }
         // Read first: whether a job is a resumable upload never changes while it exists.
@@ -495,18 +503,11 @@ impl Jobs {
         Ok(cancelled)
     }
 
-    /// Whether job `id` is one `scope` does not see (false for a job that does not exist, which
-    /// every caller answers as unknown anyway). Whose a job is never changes, so this check
-    /// holds for whatever the caller does next.
-    async fn hidden_from(&self, id: JobId, scope: Scope) -> anyhow::Result<bool> {
-        if scope == Scope::Everything {
-            return Ok(false);
-        }
-        let owner = match self.live.current(id) {
-            Some(live) => Some(live.owner_id),
-            None => self.store.get(id).await?.map(|job| job.owner_id),
-        };
-        Ok(owner.is_some_and(|owner| !scope.sees(owner)))
+    /// Whether job `id` exists and `scope` sees it: one read of the store, the same for a job
+    /// of another account as for an unknown id, so neither the answer nor its timing tells
+    /// them apart. Whose a job is never changes, so the check holds for whatever follows.
+    async fn visible(&self, id: JobId, scope: Scope) -> anyhow::Result<bool> {
+        Ok(self.stored(id, scope).await?.is_some())
     }
 
     /// The freshest state of a job `scope` sees: the live snapshot while the job runs, the
@@ -536,7 +537,7 @@ impl Jobs {
     /// Follows a job `scope` sees: live snapshots while it runs, its final state once
     /// finished; `None` if there is no such job or `scope` does not see it.
     pub async fn follow(&self, id: JobId, scope: Scope) -> anyhow::Result<Option<Follow>> {
-        if self.hidden_from(id, scope).await? {
+        if !self.visible(id, scope).await? {
             return Ok(None);
         }
         if let Some(live) = self.live.subscribe(id) {

@@ -18,7 +18,7 @@ use axum::{
     response::{IntoResponse, Response},
     Router,
 };
-use std::{convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
 use tower::{Layer, Service};
 use tower_governor::{
     governor::GovernorConfigBuilder, key_extractor::KeyExtractor, GovernorError, GovernorLayer,
@@ -56,16 +56,18 @@ async fn account_rate(
     request: Request,
     next: Next,
 ) -> Response {
-    // Decoded the way axum's `Query` decodes it for the WebSocket route.
-    let query: Vec<(String, String)> = request
+    // Only the WebSocket route takes a token from the query (its handler reads it this way,
+    // the last `token` winning); elsewhere a `?token=` is ignored by the handler, so it must
+    // not decide whose bucket the request draws on either.
+    let query_token = request
         .uri()
-        .query()
-        .and_then(|query| serde_urlencoded::from_str(query).ok())
-        .unwrap_or_default();
-    let query_token = query
-        .iter()
-        .find(|(name, _)| name == "token")
-        .map(|(_, value)| value.as_str());
+        .path()
+        .starts_with("/ws/")
+        .then(|| request.uri().query())
+        .flatten()
+        .and_then(|query| serde_urlencoded::from_str::<HashMap<String, String>>(query).ok())
+        .and_then(|mut query| query.remove("token"));
+    let query_token = query_token.as_deref();
     let caller = match auth::identify(request.headers(), request.extensions(), query_token, &state)
     {
         Ok(Identity::Token | Identity::Session(_, None)) => Caller::built_in_admin(),

@@ -782,3 +782,96 @@ async fn key_changes_a_quota_refusal_and_a_failed_sign_in_are_audited_by_key_id_
     assert!(!log.contains(secret), "the key is in the log");
     assert!(!log.contains(TOKEN), "the token is in the log");
 }
+
+#[tokio::test]
+async fn an_upload_of_deferred_length_is_held_to_the_quota_as_its_bytes_arrive() {
+    let app = spawn_app_with(|s| s.quota_stored_bytes = 1_000).await;
+    let alice = app.member("alice").await;
+    let created = alice
+        .request(reqwest::Method::POST, "/api/uploads")
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Defer-Length", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = JobId::parse(
+        created.headers()["location"]
+            .to_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    // More bytes than the quota, with the length still unstated: refused as they arrive.
+    let sent = alice
+        .tus()
+        .patch(id, 0)
+        .body(vec![1u8; 2_000])
+        .send()
+        .await
+        .unwrap();
+    assert_refused(sent, 413, "quota_exceeded", "stored_bytes").await;
+    assert_eq!(
+        alice.tus().offset(id).await,
+        0,
+        "nothing of the refused bytes counts"
+    );
+    // Stating a length over the quota is refused too; one that fits goes through.
+    let stated = alice
+        .tus()
+        .patch(id, 0)
+        .header("Upload-Length", "5000")
+        .send()
+        .await
+        .unwrap();
+    assert_refused(stated, 413, "quota_exceeded", "stored_bytes").await;
+    let fits = alice
+        .tus()
+        .patch(id, 0)
+        .header("Upload-Length", "600")
+        .body(vec![2u8; 600])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fits.status(), 204);
+    assert_eq!(alice.tus().offset(id).await, 600);
+    assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
+}
+
+#[tokio::test]
+async fn a_token_in_the_query_does_not_move_a_request_to_another_bucket() {
+    let app = spawn_app().await;
+    let alice = app.member("alice").await;
+    let set = app
+        .admin()
+        .set_quotas("alice", json!({"max_requests_per_second": 1}))
+        .await;
+    assert_eq!(set.status(), 200);
+    // `?token=` counts only on the WebSocket route; elsewhere alice's header decides, so her
+    // rate holds whatever the query says.
+    let refused = eventually(
+        "alice's rate holds with a token in the query",
+        PROPAGATION,
+        async || {
+            for _ in 0..20 {
+                let response = alice.get("/api/jobs?token=not-a-key").await;
+                if response.status() == 429 {
+                    return Some(response);
+                }
+            }
+            None
+        },
+    )
+    .await;
+    assert_refused(refused, 429, "too_many_requests", "requests_per_second").await;
+}
+
+#[tokio::test]
+async fn metrics_are_for_admins_only() {
+    let app = spawn_app().await;
+    let alice = app.member("alice").await;
+    assert_eq!(alice.get("/metrics").await.status(), 403);
+    assert_eq!(app.admin().get("/metrics").await.status(), 200);
+}

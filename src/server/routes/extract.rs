@@ -1,20 +1,34 @@
 //! What route handlers share: the extractors (a job id from the path, and the tus request
 //! headers: version check first, then each header parsed into its type; every rejection is the
-//! JSON 4xx an `ApiError` gives, so a handler never sees an unparsed string), and the links to
-//! follow a new job.
+//! JSON 4xx an `ApiError` gives, so a handler never sees an unparsed string), the caller as the
+//! uploads service sees it, and the links to follow a new job.
 use super::tus_headers::{
     check_tus_version, chunk_checksum, number_header, UploadMetadata, UPLOAD_LENGTH, UPLOAD_OFFSET,
 };
 use crate::{
     api::{ErrorCode, IngestAccepted},
     domain::{AccountName, JobId, JobStatus, KeyId},
-    server::{client, config::Settings, error::ApiError, receive::ChunkChecksum, state::AppState},
+    server::{
+        auth::Authenticated, client, config::Settings, error::ApiError, receive::ChunkChecksum,
+        state::AppState, uploads::Uploader,
+    },
 };
 use axum::{
     extract::{rejection::PathRejection, FromRef, FromRequestParts, Path},
     http::{request::Parts, HeaderMap},
 };
 use std::sync::Arc;
+
+/// The caller as the uploads service sees it: whose its uploads are, what it sees, under which
+/// quotas, and the credential that answers for its unfinished uploads.
+pub fn uploader(auth: &Authenticated, settings: &Settings) -> Uploader {
+    Uploader {
+        owner: auth.caller.owner(),
+        scope: auth.caller.scope(),
+        quotas: auth.caller.quotas(settings),
+        credential: auth.credential.label(),
+    }
+}
 
 /// The `{job_id}` of the route's path, parsed. A missing or malformed id is a 400
 /// `invalid_job_id`.

@@ -3,7 +3,7 @@
 mod framing;
 
 use super::{
-    extract::accepted_body,
+    extract::{self, accepted_body},
     openapi::{CommonErrors, IngestForm, IngestJson, IngestUrlEncoded},
 };
 use crate::{
@@ -135,7 +135,7 @@ async fn ingest_multipart(
         )));
     }
     let slot = state.uploads.slot()?;
-    let uploader = auth.uploader(settings);
+    let uploader = extract::uploader(auth, settings);
     let idle = settings.upload_idle_timeout;
     // The preamble and each part's headers are read under a budget (see `framing`).
     let budget = FramingBudget::default();

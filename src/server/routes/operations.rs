@@ -1,11 +1,11 @@
 //! Operations: `/healthz` (the process answers) and `/readyz` (see `readiness`) for load
 //! balancers and orchestrators, neither needing the token nor revealing more than pass or
-//! fail; and `/metrics`, the Prometheus scrape, behind the token.
+//! fail; and `/metrics`, the Prometheus scrape, for admins (its counts span every account).
 use super::openapi::CommonErrors;
 use crate::{
     api::Readiness,
     domain::JobState,
-    server::{auth::Authenticated, error::ApiError, metrics, readiness::is_ready, state::AppState},
+    server::{auth::Admin, error::ApiError, metrics, readiness::is_ready, state::AppState},
 };
 use axum::{
     extract::State,
@@ -39,17 +39,19 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     (status, Json(readiness))
 }
 
-/// Prometheus text format, behind the token. Gauges that describe the present
-/// (jobs by state, queue depth, open sockets) are read at scrape time.
+/// Prometheus text format, for admins: the counts span every account, so a member would see
+/// other accounts' activity. Gauges that describe the present (jobs by state, queue depth,
+/// open sockets) are read at scrape time.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
         CommonErrors,
+        (status = 403, description = "The caller is not an admin", body = crate::api::ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn scrape(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    Admin(_caller): Admin,
 ) -> Result<Response, ApiError> {
     for job_state in JobState::ALL {
         let count = state.jobs.count_in_state(job_state).await?;

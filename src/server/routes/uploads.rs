@@ -9,7 +9,7 @@
 //! there, across restarts. Between requests an upload lives only in the store, and each
 //! credential may leave at most `max_pending_uploads` of them unfinished.
 use super::{
-    extract::{accepted_body, JobIdPath, TusHeaders},
+    extract::{self, accepted_body, JobIdPath, TusHeaders},
     openapi::{CommonErrors, TusResumable},
     tus_headers::{
         with_tus, PATCH_CONTENT_TYPE, TUS_EXTENSIONS, TUS_VERSION, UPLOAD_LENGTH, UPLOAD_OFFSET,
@@ -143,7 +143,7 @@ pub async fn create(
         metadata: metadata.metadata,
         sha256: metadata.sha256,
     };
-    let uploader = auth.uploader(&state.settings);
+    let uploader = extract::uploader(&auth, &state.settings);
     let job = uploads.declare(declared, &uploader).await?;
     let id = job.job_id;
     let location = upload_url(&job);
@@ -271,7 +271,7 @@ pub async fn append(
     let checksum = tus.checksum()?;
     let JobIdPath(id) = id?;
     let uploads = &state.uploads;
-    let uploader = auth.uploader(&state.settings);
+    let uploader = extract::uploader(&auth, &state.settings);
     uploads.describe(id, uploader.scope).await?;
     uploads.check_free_disk()?;
     let mut session = uploads.open(id, &uploader).await?;

@@ -178,6 +178,30 @@ impl Uploader {
     }
 }
 
+/// A storage quota as it applies to one upload: the owner may store `limit` bytes, and
+/// everything else it stores takes `others`.
+#[derive(Clone, Debug)]
+pub(crate) struct StorageQuota {
+    pub account: crate::domain::AccountName,
+    pub limit: u64,
+    pub others: u64,
+}
+
+impl StorageQuota {
+    /// The largest this upload may be.
+    pub fn allows(&self) -> u64 {
+        self.limit.saturating_sub(self.others)
+    }
+
+    pub fn exceeded(&self) -> UploadError {
+        UploadError::Quota(QuotaExceeded::StoredBytes {
+            account: self.account.clone(),
+            limit: self.limit,
+            used: self.others,
+        })
+    }
+}
+
 /// The fields of a declared (resumable) upload.
 pub struct Declared {
     pub filename: Option<String>,
@@ -388,13 +412,27 @@ impl Uploads {
         };
         let registration = self.jobs.join_running(id);
         let (job, record) = self.upload(id, uploader.scope).await?;
+        // The most this upload may grow to under its owner's storage quota, beside everything
+        // else the owner stores: a length stated later, or bytes arriving before one is, are
+        // held to it as they come, not only once the file is complete.
+        let quota = match uploader.quotas.max_stored_bytes {
+            None => None,
+            Some(limit) => {
+                let others = self.jobs.stored_bytes_besides(owner, id).await?;
+                Some(StorageQuota {
+                    account: uploader.owner.name.clone(),
+                    limit,
+                    others,
+                })
+            }
+        };
         Ok(UploadSession::new(
             self,
             lock,
             registration,
             job,
             record,
-            uploader.quotas.max_stored_bytes,
+            quota,
         ))
     }
 

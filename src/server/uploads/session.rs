@@ -2,7 +2,7 @@
 //! runner registration, appends the request's bytes after the durable offset, records the new
 //! offset (or decides what a request cut short keeps), and stores the file once all of it is
 //! in and matches its declared digest.
-use super::{durable_offset, too_large, UploadError, Uploads, DISK_FULL};
+use super::{durable_offset, too_large, StorageQuota, UploadError, Uploads, DISK_FULL};
 use crate::{
     domain::{JobState, JobStatus},
     server::{
@@ -25,8 +25,8 @@ pub struct UploadSession<'a> {
     _lock: UploadLock,
     job: JobStatus,
     record: UploadRecord,
-    /// The owner's storage quota, checked when the file is stored.
-    max_stored_bytes: Option<u64>,
+    /// The owner's storage quota as it applies to this upload (`None`: no limit).
+    quota: Option<StorageQuota>,
 }
 
 impl<'a> UploadSession<'a> {
@@ -36,7 +36,7 @@ impl<'a> UploadSession<'a> {
         registration: Registration,
         job: JobStatus,
         record: UploadRecord,
-        max_stored_bytes: Option<u64>,
+        quota: Option<StorageQuota>,
     ) -> Self {
         Self {
             uploads,
@@ -44,7 +44,7 @@ impl<'a> UploadSession<'a> {
             _lock: lock,
             job,
             record,
-            max_stored_bytes,
+            quota,
         }
     }
 
@@ -84,6 +84,9 @@ impl<'a> UploadSession<'a> {
                 if length > max {
                     return Err(too_large(max));
                 }
+                if let Some(quota) = self.quota.as_ref().filter(|q| length > q.allows()) {
+                    return Err(quota.exceeded());
+                }
                 let durable = self.offset();
                 if length < durable {
                     return Err(UploadError::InvalidLength(format!(
@@ -119,6 +122,16 @@ impl<'a> UploadSession<'a> {
         // A deferred length allows up to the server's limit until the client states it.
         let length = job.bytes_total;
         let ceiling = length.unwrap_or(uploads.limits.max_bytes);
+        // The storage quota bounds the bytes as they arrive (a deferred length would otherwise
+        // let any amount in until the file is complete).
+        let quota_binds = self
+            .quota
+            .as_ref()
+            .is_some_and(|quota| quota.allows() < ceiling);
+        let ceiling = self
+            .quota
+            .as_ref()
+            .map_or(ceiling, |quota| ceiling.min(quota.allows()));
         let _slot = uploads.slot()?;
         // Its progress is carried live while the bytes arrive, and only then.
         let _live = jobs.watch_live(job.clone()).await?;
@@ -151,6 +164,18 @@ impl<'a> UploadSession<'a> {
         .await;
         let partial = match appended {
             Ok(partial) => partial,
+            Err(Stopped {
+                error: ReceiveError::TooLarge { .. },
+                ..
+            }) if quota_binds => {
+                // This request's bytes are dropped; what was durable stays, for after space
+                // is freed.
+                uploads.jobs.report_received(&job, durable);
+                return Err(self
+                    .quota
+                    .as_ref()
+                    .map_or_else(|| too_large(ceiling), StorageQuota::exceeded));
+            }
             Err(Stopped { error, partial }) => {
                 return Err(self.stopped(error, partial, durable).await);
             }
@@ -189,7 +214,12 @@ impl<'a> UploadSession<'a> {
             temp,
         };
         match jobs
-            .finish_upload(job.clone(), received, registration, self.max_stored_bytes)
+            .finish_upload(
+                job.clone(),
+                received,
+                registration,
+                self.quota.as_ref().map(|quota| quota.limit),
+            )
             .await
         {
             Ok(_) => {}
