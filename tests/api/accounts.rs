@@ -61,16 +61,7 @@ async fn the_token_acts_as_the_built_in_admin_account() {
     let response = me(&app, TOKEN).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(
-        body,
-        json!({
-            "account": "admin",
-            "role": "admin",
-            "key_id": null,
-            "usage": {"stored_bytes": 0, "uploads": 0},
-            "quotas": {"max_stored_bytes": null, "max_uploads": null, "max_requests_per_second": null},
-        })
-    );
+    assert_eq!(body, me_with_nothing_stored("admin", "admin", Value::Null));
     // The name is reserved, in any case: no account can take it.
     for name in ["admin", "Admin", "ADMIN"] {
         let taken = app
@@ -132,13 +123,7 @@ async fn an_admin_manages_accounts_and_keys_over_http_and_a_new_key_works_at_onc
     let answer: Value = me(&app, &key).await.json().await.unwrap();
     assert_eq!(
         answer,
-        json!({
-            "account": "alice",
-            "role": "member",
-            "key_id": key_id,
-            "usage": {"stored_bytes": 0, "uploads": 0},
-            "quotas": {"max_stored_bytes": null, "max_uploads": null, "max_requests_per_second": null},
-        })
+        me_with_nothing_stored("alice", "member", json!(key_id))
     );
     let ingested = app
         .client

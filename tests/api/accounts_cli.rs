@@ -85,13 +85,7 @@ async fn accounts_and_keys_made_with_the_cli_work_on_the_running_server_until_re
     .await;
     assert_eq!(
         answer,
-        json!({
-            "account": "alice",
-            "role": "member",
-            "key_id": key_id,
-            "usage": {"stored_bytes": 0, "uploads": 0},
-            "quotas": {"max_stored_bytes": null, "max_uploads": null, "max_requests_per_second": null},
-        })
+        me_with_nothing_stored("alice", "member", json!(key_id))
     );
     let ingested = client
         .post(format!("{}/api/ingest", server.base))

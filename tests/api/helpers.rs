@@ -328,6 +328,18 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     message.to_owned()
 }
 
+/// What `GET /api/me` answers for a caller whose account has no jobs, under the test
+/// server's default quotas (none).
+pub fn me_with_nothing_stored(account: &str, role: &str, key_id: Value) -> Value {
+    serde_json::json!({
+        "account": account,
+        "role": role,
+        "key_id": key_id,
+        "usage": {"stored_bytes": 0, "uploads": 0},
+        "quotas": {"max_stored_bytes": null, "max_uploads": null, "max_requests_per_second": null},
+    })
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
