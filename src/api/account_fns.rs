@@ -2,33 +2,29 @@
 //! for admins, accounts and API keys. They go through the same `Accounts` service, `Admin` check
 //! and error mapping as the REST routes in `server::routes::accounts`, so the page and the API
 //! cannot disagree on a rule.
-use super::{AccountInfo, CallError, IssuedKey, KeyInfo, Me};
+use super::{AccountInfo, CallError, IssuedKey, KeyInfo, SignedIn};
 use crate::domain::{AccountName, KeyId, Role};
 use leptos::prelude::*;
 
-/// Who the caller is: account, role, the key its session was opened with, and (as
-/// `GET /api/me` answers) what the account uses and the quotas in force for it.
+/// Who this browser's session belongs to, or `None` without a live session (so a visitor's
+/// page renders with 200 and the sign-in form, not a 401). Read from memory: the session and
+/// the key ring, no store.
 #[server(prefix = "/rpc", endpoint = "who_am_i")]
-pub async fn who_am_i() -> Result<Me, CallError> {
+pub async fn who_am_i() -> Result<Option<SignedIn>, CallError> {
     use super::server_fns::support;
+    use crate::server::{auth, sessions};
     let state = support::state()?;
     let request = support::request()?;
-    let caller =
-        crate::server::auth::authenticate(&request.headers, &request.extensions, None, &state)
-            .map_err(support::refuse)?
-            .caller;
-    let usage = state
-        .jobs
-        .usage(caller.account_id)
-        .await
-        .map_err(|error| support::refuse(error.into()))?;
-    Ok(Me {
-        quotas: caller.quotas(&state.settings),
-        account: caller.account,
-        role: caller.role,
-        key_id: caller.key_id,
-        usage,
-    })
+    let session = sessions::cookie_value(&request.headers)
+        .and_then(|cookie| auth::live_session(&state, cookie));
+    Ok(session.map(|owner| {
+        let caller = owner.map_or_else(auth::Caller::built_in_admin, auth::Caller::from);
+        SignedIn {
+            account: caller.account,
+            role: caller.role,
+            key_id: caller.key_id,
+        }
+    }))
 }
 
 /// Every account, by name (admins only). The built-in `admin` of the token is not one of them.

@@ -15,15 +15,6 @@ pub async fn get_service_info() -> Result<ServiceInfo, CallError> {
     })
 }
 
-/// Whether this request carries a live session: decides between the sign-in form and the app.
-#[server(prefix = "/rpc", endpoint = "session")]
-pub async fn has_session() -> Result<bool, CallError> {
-    let state = support::state()?;
-    let request = support::request()?;
-    Ok(crate::server::sessions::cookie_value(&request.headers)
-        .is_some_and(|cookie| crate::server::auth::live_session(&state, cookie).is_some()))
-}
-
 /// Trades the token for a session cookie (HttpOnly: the page never sees it).
 #[server(prefix = "/rpc", endpoint = "sign_in")]
 pub async fn sign_in(token: String) -> Result<(), CallError> {

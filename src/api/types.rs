@@ -288,6 +288,17 @@ pub struct Me {
     pub quotas: Quotas,
 }
 
+/// Who is signed in, as the page shows it ("Signed in as alice (member)"): what `GET /api/me`
+/// answers without usage and quotas, which the page does not show and would cost a read of the
+/// account's jobs on every page view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedIn {
+    pub account: AccountName,
+    pub role: Role,
+    /// The key the session was opened with; `None` for `INGEST_TOKEN`.
+    pub key_id: Option<KeyId>,
+}
+
 /// Everything but the key itself, so the key never reaches a log.
 impl std::fmt::Debug for IssuedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

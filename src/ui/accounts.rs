@@ -6,7 +6,7 @@ use super::{format::format_time, CallProblem};
 use crate::{
     api::{
         create_account, create_key, list_accounts, list_keys, remove_account, revoke_key,
-        AccountInfo, CallError, IssuedKey, KeyInfo, Me,
+        AccountInfo, CallError, IssuedKey, KeyInfo, SignedIn,
     },
     domain::{AccountName, KeyId, Role},
 };
@@ -16,7 +16,7 @@ use std::future::Future;
 /// Shown inside `RequireSession`, which provides the caller.
 #[component]
 pub fn AccountsPage() -> impl IntoView {
-    let admin = use_context::<Me>().map(|me| me.role == Role::Admin);
+    let admin = use_context::<SignedIn>().map(|me| me.role == Role::Admin);
     let body = match admin {
         Some(true) => view! { <ManageAccounts /> }.into_any(),
         Some(false) => view! {

@@ -8,7 +8,7 @@ use super::{
     CallProblem,
 };
 use crate::{
-    api::{list_jobs, Me},
+    api::{list_jobs, SignedIn},
     domain::{JobState, JobStatus, Role},
 };
 use leptos::prelude::*;
@@ -25,7 +25,7 @@ pub fn HistoryPage(query: HistoryQuery) -> impl IntoView {
         |query| list_jobs(query.status, query.owner, query.before, Some(PAGE_SIZE)),
     );
     let filter = query.status;
-    let admin = use_context::<Me>().is_some_and(|me| me.role == Role::Admin);
+    let admin = use_context::<SignedIn>().is_some_and(|me| me.role == Role::Admin);
     let owner_filter = query
         .owner
         .as_ref()

@@ -7,7 +7,7 @@ use super::{
     CallProblem,
 };
 use crate::{
-    api::{has_session, sign_in, sign_out, who_am_i, CallError, Me},
+    api::{sign_in, sign_out, who_am_i, CallError, SignedIn},
     domain::Role,
 };
 use leptos::prelude::*;
@@ -18,7 +18,7 @@ pub struct Session {
     pub sign_out: Action<(), Result<(), CallError>>,
     /// The caller, `None` for a visitor without a session; asked again after every sign-in or
     /// sign-out.
-    pub me: Resource<Result<Option<Me>, CallError>>,
+    pub me: Resource<Result<Option<SignedIn>, CallError>>,
 }
 
 impl Session {
@@ -30,7 +30,7 @@ impl Session {
         let sign_out = Action::new(|_: &()| sign_out());
         let me = Resource::new(
             move || (sign_in.version().get(), sign_out.version().get()),
-            |_| caller(),
+            |_| who_am_i(),
         );
         // The home page turns into the sign-in form by itself; any other page would go on
         // showing what only the session could see, so it is left for the home page.
@@ -50,16 +50,6 @@ impl Session {
 
     pub fn expect() -> Self {
         expect_context::<Self>()
-    }
-}
-
-/// The caller, asking for a name only once a session is known to exist: `who_am_i` without
-/// one would answer 401, and during the server's render that would be the page's status.
-async fn caller() -> Result<Option<Me>, CallError> {
-    if has_session().await? {
-        who_am_i().await.map(Some)
-    } else {
-        Ok(None)
     }
 }
 
@@ -113,7 +103,7 @@ pub fn AdminLinks() -> impl IntoView {
 
 /// Renders `children` for a caller with a session, the sign-in form for anyone else: a page
 /// opened after the session ended (it expired, or its key was revoked) asks to sign in again
-/// instead of showing a refusal. The children find the caller as a `Me` in their context.
+/// instead of showing a refusal. The children find the caller as a `SignedIn` in their context.
 #[component]
 pub fn RequireSession(children: ChildrenFn) -> impl IntoView {
     let session = Session::expect();
