@@ -11,6 +11,8 @@ mod blob_contract;
 mod cancel;
 mod cancel_races;
 mod cli;
+mod cluster;
+mod cluster_nodes;
 mod content;
 mod full_disk;
 mod fuzz;
