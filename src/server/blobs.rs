@@ -3,7 +3,7 @@
 //! the data dir; `ObjectBlobs` (in `object`) in an S3-compatible bucket, for a cluster.
 pub mod object;
 
-pub use object::{ObjectBlobs, S3Credentials, S3Endpoint, S3Location, S3Settings};
+pub use object::{ObjectBlobs, S3Credentials, S3Endpoint, S3Location, S3Settings, StagingKey};
 
 use crate::domain::Sha256Digest;
 use async_trait::async_trait;
@@ -21,13 +21,22 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 /// A blob's bytes as they are read.
 pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
+/// Where a finished upload's bytes wait to be stored under their digest.
+#[derive(Debug)]
+pub enum Staged {
+    /// A fsync'd temp file on this node.
+    File(PathBuf),
+    /// An object in the blob store's own bucket (a resumable upload staged there).
+    Object(object::StagingKey),
+}
+
 /// Where stored files live. Blobs never change once stored; the callers make sure no job
 /// references a blob they delete.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Stores the finished, fsync'd file at `temp` as the blob `digest`, durably; `temp` is
+    /// Stores the finished bytes `staged` as the blob `digest`, durably; what was staged is
     /// gone afterwards. Identical content is stored once.
-    async fn put(&self, temp: &Path, digest: &Sha256Digest) -> io::Result<()>;
+    async fn put(&self, staged: &Staged, digest: &Sha256Digest) -> io::Result<()>;
     /// The blob's size and when it was stored; `None` if it is not stored.
     async fn stat(&self, digest: &Sha256Digest) -> io::Result<Option<BlobInfo>>;
     /// Bytes `range` of a stored blob (which must lie inside it).
@@ -113,7 +122,12 @@ impl LocalBlobs {
 
 #[async_trait]
 impl BlobStore for LocalBlobs {
-    async fn put(&self, temp: &Path, digest: &Sha256Digest) -> io::Result<()> {
+    async fn put(&self, staged: &Staged, digest: &Sha256Digest) -> io::Result<()> {
+        let Staged::File(temp) = staged else {
+            return Err(io::Error::other(
+                "an object staged in a bucket cannot go to a local blob folder",
+            ));
+        };
         let (store, temp, digest) = (self.clone(), temp.to_owned(), *digest);
         tokio::task::spawn_blocking(move || store.commit(&temp, &digest))
             .await
@@ -183,7 +197,10 @@ mod tests {
         for name in ["one.part", "two.part"] {
             let temp = dir.path().join(name);
             fs::write(&temp, b"same").unwrap();
-            store.put(&temp, &digest).await.unwrap();
+            store
+                .put(&Staged::File(temp.clone()), &digest)
+                .await
+                .unwrap();
             assert!(!temp.exists());
         }
         assert_eq!(store.stat(&digest).await.unwrap().unwrap().size, 4);

@@ -12,7 +12,10 @@ use super::{
     receive::Received,
     running::{Cancellations, Registration},
     staging::Staging,
-    store::{now, Admission, Admitted, Claimed, JobStore, ListFilter, Resumable, UploadRecord},
+    store::{
+        now, Admission, Admitted, Claimed, JobStore, ListFilter, Resumable, StagedState,
+        UploadRecord,
+    },
 };
 use crate::{
     api::{JobPage, Usage},
@@ -242,12 +245,17 @@ impl Jobs {
     /// job's progress in one write (HEAD, status readers and a restart read them there), then
     /// the live progress. Fails with `AlreadyFinished` if the job finished meanwhile (a
     /// cancel): then nothing is recorded.
-    pub async fn record_received(&self, job: &JobStatus, offset: u64) -> anyhow::Result<()> {
+    pub async fn record_received(
+        &self,
+        job: &JobStatus,
+        offset: u64,
+        staged: &StagedState,
+    ) -> anyhow::Result<()> {
         let mut received = job.clone();
         received.bytes_done = offset;
         received.progress = Progress::receiving(offset, job.bytes_total);
         received.updated_at = now();
-        if !self.store.save_received(&received).await? {
+        if !self.store.save_received(&received, staged).await? {
             return Err(AlreadyFinished(job.job_id).into());
         }
         self.live.publish(received);
@@ -313,7 +321,7 @@ impl Jobs {
             }
         }
         self.blobs
-            .put(&received.temp, &digest)
+            .put(&received.staged, &digest)
             .await
             .context("storing the upload")?;
         drop(registration);

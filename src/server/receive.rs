@@ -3,10 +3,15 @@
 //! whatever the size. A one-shot upload leaves nothing on disk when it fails; a resumable one
 //! keeps the bytes that arrived before a cut or a full disk, fsync'd, with the hash state to
 //! continue from.
+use super::{blobs::Staged, store::StagedParts};
 use crate::domain::Sha256Digest;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
+use sha2_state::digest::common::hazmat::SerializableState;
+/// The running hash of an upload: the sha2 whose state can be stored (see Cargo.toml).
+pub type RunningHash = sha2_state::Sha256;
+use sha2_state::Digest as _;
 use std::{
     fs::File,
     io::{self, Write},
@@ -29,28 +34,47 @@ const WRITEBACK_WINDOW: u64 = 8 * 1024 * 1024;
 /// needs a few pages of disk too.
 const FULL_DISK_HEADROOM: u64 = 256 * 1024;
 
-/// A fully received, fsync'd upload in its temp file.
+/// A fully received upload, durable where it was staged (an fsync'd temp file, or an object).
 #[derive(Debug)]
 pub struct Received {
-    pub temp: PathBuf,
+    pub staged: Staged,
     pub digest: Sha256Digest,
     pub size: u64,
 }
 
 /// An upload received up to `offset` across requests: its bytes up to there are durable in its
-/// temp file and `hasher` has hashed exactly them.
+/// temp file (or, with `parts`, in the bucket) and `hasher` has hashed exactly them.
 #[derive(Clone)]
 pub struct Partial {
     pub offset: u64,
-    pub hasher: Sha256,
+    pub hasher: RunningHash,
+    /// Where the bytes are when they are staged in object storage; `None` in a temp file.
+    pub parts: Option<StagedParts>,
 }
 
 impl Partial {
     pub fn empty() -> Self {
         Self {
             offset: 0,
-            hasher: Sha256::new(),
+            hasher: RunningHash::new(),
+            parts: None,
         }
+    }
+
+    /// Continues from a stored hash state that covers `offset` bytes; `None` if the state does
+    /// not read back (then the bytes are hashed again).
+    pub fn resume(offset: u64, state: &[u8], parts: Option<StagedParts>) -> Option<Self> {
+        let state = state.try_into().ok()?;
+        Some(Self {
+            offset,
+            hasher: RunningHash::deserialize(state).ok()?,
+            parts,
+        })
+    }
+
+    /// The hash state to store with the offset (about a hundred bytes).
+    pub fn hash_state(&self) -> Vec<u8> {
+        self.hasher.serialize().to_vec()
     }
 
     /// Re-hashes the first `offset` bytes of `temp` (after a restart lost the running hash).
@@ -118,27 +142,27 @@ impl ChecksumAlgorithm {
 }
 
 /// Hashes one request's bytes with the client's algorithm.
-enum ChunkHasher {
+pub(crate) enum ChunkHasher {
     Sha1(sha1::Sha1),
     Sha256(Sha256),
 }
 
 impl ChunkHasher {
-    fn new(algorithm: ChecksumAlgorithm) -> Self {
+    pub(crate) fn new(algorithm: ChecksumAlgorithm) -> Self {
         match algorithm {
             ChecksumAlgorithm::Sha1 => Self::Sha1(sha1::Sha1::new()),
             ChecksumAlgorithm::Sha256 => Self::Sha256(Sha256::new()),
         }
     }
 
-    fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         match self {
             Self::Sha1(hasher) => hasher.update(bytes),
             Self::Sha256(hasher) => hasher.update(bytes),
         }
     }
 
-    fn finish(self) -> Vec<u8> {
+    pub(crate) fn finish(self) -> Vec<u8> {
         match self {
             Self::Sha1(hasher) => hasher.finalize().to_vec(),
             Self::Sha256(hasher) => hasher.finalize().to_vec(),
@@ -233,7 +257,7 @@ where
         Ok(partial) => Ok(Received {
             digest: partial.digest(),
             size: partial.offset,
-            temp,
+            staged: Staged::File(temp),
         }),
         Err(stopped) => {
             remove_if_present(&temp);
@@ -378,6 +402,7 @@ where
         (Ok(()), Ok(Written::All(written)), Some(hasher)) if written == received => Ok(Partial {
             offset: offset + written,
             hasher,
+            parts: None,
         }),
         (
             Err(error @ ReceiveError::Interrupted { .. }),
@@ -388,6 +413,7 @@ where
             partial: Partial {
                 offset: offset + written,
                 hasher,
+                parts: None,
             },
         }),
         (Err(error), _, _) => Err(stop(error, &from)),
@@ -464,10 +490,10 @@ fn joined<T>(outcome: Result<io::Result<T>, tokio::task::JoinError>) -> io::Resu
 /// Hashes every chunk after `hasher`'s state, and this request's bytes alone when a checksum
 /// is to be checked; `None` when abandoned before the end.
 fn hash_chunks(
-    mut hasher: Sha256,
+    mut hasher: RunningHash,
     mut chunk_hasher: Option<ChunkHasher>,
     mut queue: mpsc::Receiver<Chunk>,
-) -> Option<(Sha256, Option<Vec<u8>>)> {
+) -> Option<(RunningHash, Option<Vec<u8>>)> {
     while let Some(chunk) = queue.blocking_recv() {
         match chunk {
             Chunk::Data(bytes) => {

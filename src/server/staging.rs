@@ -1,9 +1,18 @@
 //! Upload bytes at rest between requests: temp files under `tmp/` (named by job id, never by
-//! the client's filename), the running hash of each resumable upload, and the one-sender lock
-//! (behind the `UploadLocks` seam, which a cluster fills). The uploads service owns the rules;
-//! this leaf owns the state, so the job service can release it when a job is cancelled
-//! without depending on the uploads service.
-use super::receive::Partial;
+//! the client's filename), or, when the blob store is a bucket, resumable uploads in that
+//! bucket (`parts`: any node takes the next request); the running hash of each resumable
+//! upload, and the one-sender lock (behind the `UploadLocks` seam: this process's, or
+//! PostgreSQL's for a cluster, `pg_locks`). The uploads service owns the rules; this leaf owns
+//! the state, so the job service can release it when a job is cancelled without depending on
+//! the uploads service.
+pub mod parts;
+pub mod pg_locks;
+
+use super::{
+    blobs::{ObjectBlobs, Staged},
+    receive::Partial,
+    store::JobStore,
+};
 use crate::domain::JobId;
 use async_trait::async_trait;
 use std::{
@@ -95,27 +104,93 @@ impl UploadLocks for LocalUploadLocks {
 /// Where uploads' bytes wait until they are stored under their digest.
 pub struct Staging {
     tmp_dir: PathBuf,
+    /// Where resumable uploads are staged when the blob store is a bucket.
+    bucket: Option<ObjectBlobs>,
+    /// Resumable uploads' records (a bucket-staged upload's multipart id is there).
+    store: Arc<dyn JobStore>,
     locks: Arc<dyn UploadLocks>,
     /// Running hashes of resumable uploads between requests, so a PATCH continues without
-    /// reading back what is on disk (a restart loses them; they are then re-hashed once).
+    /// decoding the stored state (it is the same; this only saves the read).
     partials: Mutex<HashMap<JobId, Partial>>,
 }
 
 impl Staging {
-    /// Creates `tmp/` under `data_dir` if needed.
-    pub fn open(data_dir: &Path, locks: Arc<dyn UploadLocks>) -> io::Result<Self> {
+    /// Creates `tmp/` under `data_dir` if needed. With `bucket`, resumable uploads are staged
+    /// there (one-shot uploads still arrive in `tmp/`).
+    pub fn open(
+        data_dir: &Path,
+        bucket: Option<ObjectBlobs>,
+        store: Arc<dyn JobStore>,
+        locks: Arc<dyn UploadLocks>,
+    ) -> io::Result<Self> {
         let tmp_dir = data_dir.join("tmp");
         fs::create_dir_all(&tmp_dir)?;
         Ok(Self {
             tmp_dir,
+            bucket,
+            store,
             locks,
             partials: Mutex::default(),
         })
     }
 
-    /// Where the bytes of `job`'s upload land while they arrive.
+    /// Where the bytes of `job`'s upload land while they arrive (one-shot uploads, and
+    /// resumable ones without a bucket).
     pub fn temp_path(&self, job: JobId) -> PathBuf {
         self.tmp_dir.join(format!("{job}.part"))
+    }
+
+    /// The bucket resumable uploads are staged in, if they are.
+    pub fn bucket(&self) -> Option<&ObjectBlobs> {
+        self.bucket.as_ref()
+    }
+
+    /// Where a resumable upload is once all its bytes are in.
+    pub fn staged_whole(&self, job: JobId) -> Staged {
+        match &self.bucket {
+            Some(bucket) => Staged::Object(bucket.staged_whole(job)),
+            None => Staged::File(self.temp_path(job)),
+        }
+    }
+
+    /// Removes everything staged for upload `job`: its temp file, and in the bucket its
+    /// multipart upload and objects.
+    pub async fn discard_upload(&self, job: JobId) -> io::Result<()> {
+        self.discard(&self.temp_path(job))?;
+        let Some(bucket) = &self.bucket else {
+            return Ok(());
+        };
+        let record = self.store.upload(job).await.map_err(io::Error::other)?;
+        let upload_id = record
+            .and_then(|record| record.staged.parts)
+            .and_then(|parts| parts.upload_id);
+        if let Some(upload_id) = upload_id {
+            // A completed upload has nothing to abort: its object goes below.
+            if let Err(error) = bucket.abort_parts(job, &upload_id).await {
+                tracing::info!(%error, job_id = %job, "aborting a staged multipart upload failed");
+            }
+        }
+        bucket.remove_staged(job).await
+    }
+
+    /// After a resumable upload is stored as a blob: what is left of its staging (the last
+    /// tail, which the final request read back) goes.
+    pub async fn stored(&self, job: JobId) {
+        if let Some(bucket) = &self.bucket {
+            if let Err(error) = bucket.remove_staged(job).await {
+                tracing::warn!(%error, job_id = %job, "removing a stored upload's staging failed");
+            }
+        }
+    }
+
+    /// After durable offset `offset` is recorded: the tail of the offset before it is not
+    /// needed any more (a failure to remove it leaves it to the final clean-up).
+    pub async fn superseded(&self, job: JobId, previous: u64) {
+        if let Some(bucket) = &self.bucket {
+            if let Err(error) = bucket.remove_tail(job, previous).await {
+                tracing::warn!(%error, job_id = %job, "removing a superseded tail failed");
+            }
+        }
     }
 
     pub fn locks(&self) -> &dyn UploadLocks {
@@ -147,11 +222,10 @@ impl Staging {
         }
     }
 
-    /// Removes `id`'s temp file, logging (not returning) a failure to: the caller's outcome is
-    /// decided already.
-    pub fn discard_quietly(&self, id: JobId) {
-        let temp = self.temp_path(id);
-        if let Err(error) = self.discard(&temp) {
+    /// Removes what is staged for `id`, logging (not returning) a failure to: the caller's
+    /// outcome is decided already.
+    pub async fn discard_quietly(&self, id: JobId) {
+        if let Err(error) = self.discard_upload(id).await {
             tracing::warn!(%error, job_id = %id, "removing an upload's bytes failed");
         }
     }
@@ -162,7 +236,7 @@ impl Staging {
     pub async fn release(&self, id: JobId) {
         self.forget_partial(id);
         match self.locks.lock(id).await {
-            Ok(_sending) => self.discard_quietly(id),
+            Ok(_sending) => self.discard_quietly(id).await,
             Err(error) => {
                 tracing::warn!(error = ?error, job_id = %id, "taking an upload's lock to remove its bytes failed")
             }

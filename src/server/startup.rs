@@ -14,7 +14,7 @@ use super::{
     listener, retention, router,
     running::LocalCancellations,
     sessions::Sessions,
-    staging::{LocalUploadLocks, Staging},
+    staging::{pg_locks::PgUploadLocks, LocalUploadLocks, Staging, UploadLocks},
     state::AccountServices,
     store::Stores,
     tls::Certificates,
@@ -50,7 +50,8 @@ impl Application {
         super::metrics::handle();
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating the data dir {}", settings.data_dir.display()))?;
-        let blobs: Arc<dyn BlobStore> = match &settings.blob_store {
+        // Resumable uploads are staged in the bucket when there is one.
+        let (blobs, bucket): (Arc<dyn BlobStore>, _) = match &settings.blob_store {
             Some(s3) => {
                 let blobs = ObjectBlobs::connect(s3).await?;
                 tracing::info!(
@@ -58,21 +59,32 @@ impl Application {
                     endpoint = s3.endpoint.as_ref().map(tracing::field::display),
                     "stored files are kept in object storage"
                 );
-                Arc::new(blobs)
+                (Arc::new(blobs.clone()), Some(blobs))
             }
-            None => {
-                Arc::new(LocalBlobs::open(&settings.data_dir).context("preparing blob storage")?)
-            }
+            None => (
+                Arc::new(LocalBlobs::open(&settings.data_dir).context("preparing blob storage")?),
+                None,
+            ),
         };
-        let staging = Arc::new(
-            Staging::open(&settings.data_dir, Arc::new(LocalUploadLocks::default()))
-                .context("preparing upload staging")?,
-        );
         let stores = Stores::open(
             settings.database_url.as_ref(),
             &settings.data_dir.join("ingest.db"),
         )
         .await?;
+        // One sender per upload across every node on the database.
+        let upload_locks: Arc<dyn UploadLocks> = match &settings.database_url {
+            Some(url) => Arc::new(PgUploadLocks::new(url)),
+            None => Arc::new(LocalUploadLocks::default()),
+        };
+        let staging = Arc::new(
+            Staging::open(
+                &settings.data_dir,
+                bucket,
+                stores.jobs.clone(),
+                upload_locks,
+            )
+            .context("preparing upload staging")?,
+        );
         if let Some(url) = &settings.database_url {
             tracing::info!(database = %url, "jobs, sessions and accounts are kept in PostgreSQL");
         }

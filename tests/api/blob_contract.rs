@@ -8,7 +8,7 @@ use crate::{
 use futures::StreamExt;
 use ingest::{
     domain::Sha256Digest,
-    server::blobs::{object::PART_SIZE, BlobStore, LocalBlobs, ObjectBlobs},
+    server::blobs::{object::PART_SIZE, BlobStore, LocalBlobs, ObjectBlobs, Staged},
 };
 use sha2::{Digest, Sha256};
 use std::{
@@ -60,7 +60,10 @@ impl Fixture {
 
     async fn put(&self, bytes: &[u8]) -> Sha256Digest {
         let (temp, digest) = self.temp_with(bytes);
-        self.store.put(&temp, &digest).await.expect("put");
+        self.store
+            .put(&Staged::File(temp.clone()), &digest)
+            .await
+            .expect("put");
         assert!(!temp.exists(), "the temp file is gone after a put");
         digest
     }

@@ -11,8 +11,8 @@ use ingest::{
     },
     server::store::{
         now, AccountRecord, AccountStore, Admission, Admitted, JobStore, KeyRecord, ListFilter,
-        PgStore, Recovery, Resumable, SessionStore, SqliteStore, StoredSession,
-        CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
+        PgStore, Recovery, Resumable, SessionStore, SqliteStore, StagedPart, StagedParts,
+        StagedState, StoredSession, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
     },
 };
 use std::{collections::HashSet, sync::Arc};
@@ -599,21 +599,44 @@ async fn save_received_records_the_offset_only_while_receiving(backend: Backend)
         .admit(&job, no_limits(), Some(resumable("token", 10)))
         .await
         .unwrap();
+    let declared = store.upload(job.job_id).await.unwrap().unwrap();
+    assert_eq!(
+        declared.staged,
+        StagedState::default(),
+        "nothing staged yet"
+    );
     job.bytes_done = 40;
     job.progress = 36;
     job.updated_at = now();
-    assert!(store.save_received(&job).await.unwrap());
-    assert_eq!(store.upload(job.job_id).await.unwrap().unwrap().offset, 40);
+    // The hash state and the bucket's parts are written with the offset and read back as is.
+    let staged = StagedState {
+        hash_state: Some((0..=255).collect()),
+        parts: Some(StagedParts {
+            upload_id: Some("multipart-1".to_owned()),
+            parts: vec![StagedPart {
+                etag: "\"etag-1\"".to_owned(),
+                size: 8 << 20,
+            }],
+        }),
+    };
+    assert!(store.save_received(&job, &staged).await.unwrap());
+    let recorded = store.upload(job.job_id).await.unwrap().unwrap();
+    assert_eq!((recorded.offset, &recorded.staged), (40, &staged));
     assert_eq!(store.get(job.job_id).await.unwrap(), Some(job.clone()));
 
     store.cancel(job.job_id).await.unwrap().unwrap();
     let mut late = job.clone();
     late.bytes_done = 80;
-    assert!(!store.save_received(&late).await.unwrap());
-    assert_eq!(store.upload(job.job_id).await.unwrap().unwrap().offset, 40);
+    let later = StagedState {
+        hash_state: Some(vec![1]),
+        parts: None,
+    };
+    assert!(!store.save_received(&late, &later).await.unwrap());
+    let kept = store.upload(job.job_id).await.unwrap().unwrap();
+    assert_eq!((kept.offset, &kept.staged), (40, &staged));
     assert_eq!(store.get(job.job_id).await.unwrap().unwrap().bytes_done, 40);
     let unknown = upload(&admin(), Some(1));
-    assert!(!store.save_received(&unknown).await.unwrap());
+    assert!(!store.save_received(&unknown, &later).await.unwrap());
 }
 
 async fn claim_takes_the_oldest_queued_jobs_first(backend: Backend) {

@@ -1,18 +1,23 @@
 //! Blobs in S3-compatible object storage (`INGEST_BLOB_STORE=s3://bucket[/prefix]`), through
 //! the `object_store` crate: keys `<prefix>/ab/abcd…` like the local layout, large files put
-//! with multipart uploads in bounded memory, ranges read with ranged GETs.
-use super::{BlobInfo, BlobStore, BlobStream};
-use crate::domain::Sha256Digest;
+//! with multipart uploads in bounded memory, ranges read with ranged GETs. Resumable uploads
+//! can be staged in the same bucket, under `<prefix>/staging/<job id>/` (a multipart upload
+//! of the whole file, and the tail short of a part): the operations on them are here, the
+//! rules for them in `staging`.
+use super::{BlobInfo, BlobStore, BlobStream, Staged};
+use crate::domain::{JobId, Sha256Digest};
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{
     aws::{AmazonS3, AmazonS3Builder},
+    multipart::{MultipartStore, PartId},
     path::Path as Key,
     ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutPayload,
     RetryConfig, WriteMultipart,
 };
 use secrecy::{ExposeSecret, SecretString};
-use std::{fmt, io, ops::Range, path::Path, sync::Arc, time::Duration, time::SystemTime};
+use std::{fmt, io, ops::Range, sync::Arc, time::Duration, time::SystemTime};
 use tokio::io::AsyncReadExt;
 
 /// Size of each multipart part: above S3's 5 MiB minimum for every part but the last, and
@@ -262,10 +267,183 @@ impl ObjectBlobs {
     }
 }
 
+/// A staged upload's object in the bucket, complete and ready to be stored under its digest.
+#[derive(Clone, Debug)]
+pub struct StagingKey(Key);
+
+/// Staging resumable uploads in the bucket. Each call is one request to the bucket; none keeps
+/// state here (the uploads table keeps the multipart id and parts).
+impl ObjectBlobs {
+    /// `<prefix>/staging/<job>`: everything staged for one upload is under it.
+    fn staging_dir(&self, job: JobId) -> Key {
+        self.prefix.clone().join("staging").join(job.to_string())
+    }
+
+    /// The staged whole file: the multipart upload's object, or a file short of a part.
+    pub fn staged_whole(&self, job: JobId) -> StagingKey {
+        StagingKey(self.whole_key(job))
+    }
+
+    fn whole_key(&self, job: JobId) -> Key {
+        self.staging_dir(job).join("whole")
+    }
+
+    /// The durable bytes past the parts when `offset` bytes are durable: named by the offset,
+    /// so writing the next one never touches the one the uploads table still points at.
+    fn tail_key(&self, job: JobId, offset: u64) -> Key {
+        self.staging_dir(job).join(format!("tail-{offset}"))
+    }
+
+    /// Starts the multipart upload a staged upload's parts go to; returns its id.
+    pub async fn begin_parts(&self, job: JobId) -> io::Result<String> {
+        self.store
+            .create_multipart(&self.whole_key(job))
+            .await
+            .map_err(to_io)
+    }
+
+    /// Uploads part `index` (from 0) of a staged upload; returns its ETag. Sending the same
+    /// index again replaces the part.
+    pub async fn put_part(
+        &self,
+        job: JobId,
+        upload_id: &str,
+        index: usize,
+        bytes: Bytes,
+    ) -> io::Result<String> {
+        let upload_id = upload_id.to_owned();
+        self.store
+            .put_part(&self.whole_key(job), &upload_id, index, bytes.into())
+            .await
+            .map(|part| part.content_id)
+            .map_err(to_io)
+    }
+
+    /// Completes a staged upload's multipart upload from `etags` (in order).
+    pub async fn complete_parts(
+        &self,
+        job: JobId,
+        upload_id: &str,
+        etags: Vec<String>,
+    ) -> io::Result<StagingKey> {
+        let key = self.whole_key(job);
+        let parts = etags
+            .into_iter()
+            .map(|content_id| PartId { content_id })
+            .collect();
+        self.store
+            .complete_multipart(&key, &upload_id.to_owned(), parts)
+            .await
+            .map_err(to_io)?;
+        Ok(StagingKey(key))
+    }
+
+    /// Drops a staged upload's multipart upload and its parts.
+    pub async fn abort_parts(&self, job: JobId, upload_id: &str) -> io::Result<()> {
+        match self
+            .store
+            .abort_multipart(&self.whole_key(job), &upload_id.to_owned())
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(to_io(error)),
+        }
+    }
+
+    /// Stages a whole file shorter than a part in one PUT.
+    pub async fn put_whole(&self, job: JobId, bytes: Bytes) -> io::Result<StagingKey> {
+        let key = self.whole_key(job);
+        self.store
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map_err(to_io)?;
+        Ok(StagingKey(key))
+    }
+
+    /// Stores the tail of a staged upload with `offset` bytes durable.
+    pub async fn put_tail(&self, job: JobId, offset: u64, bytes: Bytes) -> io::Result<()> {
+        self.store
+            .put(&self.tail_key(job, offset), PutPayload::from(bytes))
+            .await
+            .map(drop)
+            .map_err(to_io)
+    }
+
+    /// The tail of a staged upload with `offset` bytes durable.
+    pub async fn read_tail(&self, job: JobId, offset: u64) -> io::Result<Bytes> {
+        self.store
+            .get(&self.tail_key(job, offset))
+            .await
+            .map_err(to_io)?
+            .bytes()
+            .await
+            .map_err(to_io)
+    }
+
+    /// Removes the tail of a staged upload with `offset` bytes durable, if it is there.
+    pub async fn remove_tail(&self, job: JobId, offset: u64) -> io::Result<()> {
+        match self.store.delete(&self.tail_key(job, offset)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(to_io(error)),
+        }
+    }
+
+    /// Removes every object staged for `job` (not its multipart upload: `abort_parts`).
+    pub async fn remove_staged(&self, job: JobId) -> io::Result<()> {
+        let dir = self.staging_dir(job);
+        let mut listing = self.store.list(Some(&dir));
+        while let Some(meta) = listing.try_next().await.map_err(to_io)? {
+            match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(to_io(error)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Jobs with objects staged in the bucket, with when the newest was written (to find
+    /// those a crash left behind).
+    pub async fn staged_jobs(&self) -> io::Result<Vec<(JobId, SystemTime)>> {
+        let dir = self.prefix.clone().join("staging");
+        let mut listing = self.store.list(Some(&dir));
+        let mut jobs: std::collections::HashMap<JobId, SystemTime> = Default::default();
+        while let Some(meta) = listing.try_next().await.map_err(to_io)? {
+            let job = meta
+                .location
+                .prefix_match(&dir)
+                .and_then(|mut parts| parts.next())
+                .and_then(|part| JobId::parse(part.as_ref()).ok());
+            if let Some(job) = job {
+                let modified = SystemTime::from(meta.last_modified);
+                let newest = jobs.entry(job).or_insert(modified);
+                *newest = (*newest).max(modified);
+            }
+        }
+        Ok(jobs.into_iter().collect())
+    }
+
+    /// Stores a staged object under `digest` (a server-side copy, unless the digest is stored
+    /// already: identical content is stored once), then removes it.
+    async fn put_staged(&self, staged: &StagingKey, digest: &Sha256Digest) -> io::Result<()> {
+        let key = self.key(digest);
+        if self.head(&key).await?.is_none() {
+            self.store.copy(&staged.0, &key).await.map_err(to_io)?;
+        }
+        match self.store.delete(&staged.0).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(to_io(error)),
+        }
+    }
+}
+
 #[async_trait]
 impl BlobStore for ObjectBlobs {
-    #[tracing::instrument(skip(self, temp), fields(digest = %digest.to_hex()))]
-    async fn put(&self, temp: &Path, digest: &Sha256Digest) -> io::Result<()> {
+    #[tracing::instrument(skip(self, staged), fields(digest = %digest.to_hex()))]
+    async fn put(&self, staged: &Staged, digest: &Sha256Digest) -> io::Result<()> {
+        let temp = match staged {
+            Staged::File(temp) => temp,
+            Staged::Object(key) => return self.put_staged(key, digest).await,
+        };
         let key = self.key(digest);
         let mut file = tokio::fs::File::open(temp).await?;
         let size = file.metadata().await?.len();

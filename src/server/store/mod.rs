@@ -110,9 +110,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Succeeds when the database takes a durable write (a full disk fails it).
     async fn ping(&self) -> anyhow::Result<()>;
     /// Records that the first `job.bytes_done` bytes of a resumable upload are durable: its
-    /// offset, and its job's `bytes_done`, `progress` and `updated_at`, in one write. False if
-    /// the job is no longer receiving (it was cancelled, say): nothing is recorded then.
-    async fn save_received(&self, job: &JobStatus) -> anyhow::Result<bool>;
+    /// offset with `staged` (the hash state, the bucket's parts), and its job's `bytes_done`,
+    /// `progress` and `updated_at`, in one write. False if the job is no longer receiving (it
+    /// was cancelled, say): nothing is recorded then.
+    async fn save_received(&self, job: &JobStatus, staged: &StagedState) -> anyhow::Result<bool>;
     /// A resumable upload's record; `None` if the job is not one.
     async fn upload(&self, id: JobId) -> anyhow::Result<Option<UploadRecord>>;
     /// Resumable uploads still receiving.
@@ -173,12 +174,57 @@ pub enum Admitted {
 }
 
 /// What the store keeps about a resumable upload besides its job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadRecord {
-    /// Bytes durable in the temp file.
+    /// Bytes durable in the temp file (or the bucket).
     pub offset: u64,
     /// The digest the client declared for the whole file, checked when it is complete.
     pub expected_sha256: Option<Sha256Digest>,
+    /// Written with the offset, so any node continues from it.
+    pub staged: StagedState,
+}
+
+/// How far a resumable upload's staging got, beside its durable offset: recorded in the same
+/// write, so the two always agree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StagedState {
+    /// The running SHA-256's state after exactly the durable bytes; `None` before the first
+    /// byte (and for uploads recorded before states were kept: their bytes are re-hashed).
+    pub hash_state: Option<Vec<u8>>,
+    /// The bytes' multipart upload in the bucket, when uploads are staged there.
+    pub parts: Option<StagedParts>,
+}
+
+/// A resumable upload staged in object storage: its multipart upload and the parts sent so far
+/// (in order). The durable bytes past the parts are the tail, an object of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StagedParts {
+    /// The multipart upload's id; `None` until the first whole part.
+    pub upload_id: Option<String>,
+    pub parts: Vec<StagedPart>,
+}
+
+impl StagedParts {
+    /// Bytes in the parts; the tail starts here.
+    pub fn in_parts(&self) -> u64 {
+        self.parts.iter().map(|part| part.size).sum()
+    }
+}
+
+/// The parts as the stores keep them: JSON text.
+fn staged_parts_json(staged: &StagedState) -> anyhow::Result<Option<String>> {
+    Ok(staged
+        .parts
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?)
+}
+
+/// One uploaded part: the id the bucket gave it (its ETag) and its size.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StagedPart {
+    pub etag: String,
+    pub size: u64,
 }
 
 /// Browser sessions, by the SHA-256 of their cookie value, with the key that opened each

@@ -3,9 +3,10 @@
 //! PostgreSQL's locks instead: `FOR UPDATE SKIP LOCKED` for claims, a transaction-scoped
 //! advisory lock per account (and credential) for admissions, row locks for the rest.
 use super::{
-    from_micros, micros, now, to_i64, AccountRecord, AccountStore, Admission, Admitted, Claimed,
-    DatabaseUnavailable, JobStore, KeyRecord, ListFilter, Recovery, Resumable, SessionStore,
-    StoredSession, UploadRecord, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
+    from_micros, micros, now, staged_parts_json, to_i64, AccountRecord, AccountStore, Admission,
+    Admitted, Claimed, DatabaseUnavailable, JobStore, KeyRecord, ListFilter, Recovery, Resumable,
+    SessionStore, StagedState, StoredSession, UploadRecord, CANCELLED_BY_REQUEST,
+    INTERRUPTED_BY_RESTART,
 };
 use crate::{
     api::{QuotaOverrides, Usage},
@@ -61,6 +62,11 @@ impl DatabaseUrl {
             options.get_database().unwrap_or(options.get_username()),
         );
         Ok(Self { options, shown })
+    }
+
+    /// For a pool of its own (the cluster's upload locks hold connections for long).
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.options.clone()
     }
 }
 
@@ -539,7 +545,8 @@ impl JobStore for PgStore {
         .await
     }
 
-    async fn save_received(&self, job: &JobStatus) -> anyhow::Result<bool> {
+    async fn save_received(&self, job: &JobStatus, staged: &StagedState) -> anyhow::Result<bool> {
+        let parts = staged_parts_json(staged)?;
         write(async {
             // One statement: the job's progress (only while receiving: bytes that arrive for
             // a job cancelled meanwhile do not count) and, if that matched, its offset.
@@ -548,7 +555,7 @@ impl JobStore for PgStore {
                      UPDATE jobs SET bytes_done = $1, progress = $2, updated_us = $3 \
                      WHERE id = $4 AND state = 'receiving' RETURNING id \
                  ), upload AS ( \
-                     UPDATE uploads SET durable_offset = $1 \
+                     UPDATE uploads SET durable_offset = $1, hash_state = $5, staged_parts = $6 \
                      WHERE job_id IN (SELECT id FROM job) \
                  ) \
                  SELECT COUNT(*) FROM job",
@@ -557,6 +564,8 @@ impl JobStore for PgStore {
             .bind(i64::from(job.progress))
             .bind(micros(job.updated_at))
             .bind(job.job_id.as_uuid())
+            .bind(staged.hash_state.as_deref())
+            .bind(parts.as_deref())
             .fetch_one(&self.pool)
             .await?;
             Ok(saved == 1)
@@ -565,15 +574,21 @@ impl JobStore for PgStore {
     }
 
     async fn upload(&self, id: JobId) -> anyhow::Result<Option<UploadRecord>> {
-        let row: Option<(i64, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT durable_offset, expected_sha256 FROM uploads WHERE job_id = $1")
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|(offset, expected)| {
+        let row: Option<(i64, Option<Vec<u8>>, Option<Vec<u8>>, Option<String>)> = sqlx::query_as(
+            "SELECT durable_offset, expected_sha256, hash_state, staged_parts \
+             FROM uploads WHERE job_id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(offset, expected, hash_state, parts)| {
             Ok(UploadRecord {
                 offset: u64::try_from(offset)?,
                 expected_sha256: expected.as_deref().map(digest).transpose()?,
+                staged: StagedState {
+                    hash_state,
+                    parts: parts.as_deref().map(serde_json::from_str).transpose()?,
+                },
             })
         })
         .transpose()

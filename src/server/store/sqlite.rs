@@ -2,9 +2,9 @@
 //! that commits concurrent writes together (group commit), so each fsync durably records many
 //! jobs while every caller still waits for its own write to be on disk.
 use super::{
-    from_micros, micros, now, to_i64, AccountRecord, AccountStore, Admission, Admitted, Claimed,
-    JobStore, KeyRecord, ListFilter, Recovery, Resumable, SessionStore, StoredSession,
-    UploadRecord, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
+    from_micros, micros, now, staged_parts_json, to_i64, AccountRecord, AccountStore, Admission,
+    Admitted, Claimed, JobStore, KeyRecord, ListFilter, Recovery, Resumable, SessionStore,
+    StagedState, StoredSession, UploadRecord, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
 };
 use crate::{
     api::{QuotaOverrides, Usage},
@@ -61,7 +61,7 @@ enum Change {
         admission: Admission,
         resumable: Option<Resumable>,
     },
-    SaveReceived(Box<JobStatus>),
+    SaveReceived(Box<JobStatus>, Box<StagedState>),
     /// Rewrites the one probe row: a durable write that proves the database takes them.
     Probe(OffsetDateTime),
 }
@@ -189,7 +189,7 @@ impl Statement<'_> {
         matches!(
             self,
             Statement::Change(
-                Change::RemoveAccount(..) | Change::Admit { .. } | Change::SaveReceived(_)
+                Change::RemoveAccount(..) | Change::Admit { .. } | Change::SaveReceived(..)
             )
         )
     }
@@ -528,7 +528,7 @@ async fn apply(
             tx.commit().await?;
             Ok(WriteOutcome::Admitted(admitted))
         }
-        Change::SaveReceived(job) => {
+        Change::SaveReceived(job, staged) => {
             let mut tx = conn.begin().await?;
             // Only while receiving: bytes that arrive for a job cancelled meanwhile do not count.
             let saved = sqlx::query(
@@ -544,11 +544,16 @@ async fn apply(
             if saved.rows_affected() != 1 {
                 return Ok(WriteOutcome::Saved(false));
             }
-            sqlx::query("UPDATE uploads SET durable_offset = ? WHERE job_id = ?")
-                .bind(to_i64(job.bytes_done))
-                .bind(job.job_id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE uploads SET durable_offset = ?, hash_state = ?, staged_parts = ? \
+                 WHERE job_id = ?",
+            )
+            .bind(to_i64(job.bytes_done))
+            .bind(staged.hash_state.as_deref())
+            .bind(staged_parts_json(staged)?)
+            .bind(job.job_id.to_string())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             Ok(WriteOutcome::Saved(true))
         }
@@ -681,26 +686,30 @@ impl JobStore for SqliteStore {
         Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
-    async fn save_received(&self, job: &JobStatus) -> anyhow::Result<bool> {
-        match self
-            .write(WriteOp::Change(Change::SaveReceived(Box::new(job.clone()))))
-            .await?
-        {
+    async fn save_received(&self, job: &JobStatus, staged: &StagedState) -> anyhow::Result<bool> {
+        let save = Change::SaveReceived(Box::new(job.clone()), Box::new(staged.clone()));
+        match self.write(WriteOp::Change(save)).await? {
             WriteOutcome::Saved(saved) => Ok(saved),
             _ => unreachable!("a save answers Saved"),
         }
     }
 
     async fn upload(&self, id: JobId) -> anyhow::Result<Option<UploadRecord>> {
-        let row: Option<(i64, Option<String>)> =
-            sqlx::query_as("SELECT durable_offset, expected_sha256 FROM uploads WHERE job_id = ?")
-                .bind(id.to_string())
-                .fetch_optional(&self.readers)
-                .await?;
-        row.map(|(offset, expected)| {
+        let row: Option<(i64, Option<String>, Option<Vec<u8>>, Option<String>)> = sqlx::query_as(
+            "SELECT durable_offset, expected_sha256, hash_state, staged_parts \
+             FROM uploads WHERE job_id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|(offset, expected, hash_state, parts)| {
             Ok(UploadRecord {
                 offset: u64::try_from(offset)?,
                 expected_sha256: expected.as_deref().map(Sha256Digest::parse).transpose()?,
+                staged: StagedState {
+                    hash_state,
+                    parts: parts.as_deref().map(serde_json::from_str).transpose()?,
+                },
             })
         })
         .transpose()

@@ -16,7 +16,7 @@ use super::{
     receive::{self, caused_by_full_disk, Partial, ReceiveError, Received},
     running::Registration,
     staging::Staging,
-    store::{now, Admission, Resumable, UploadRecord},
+    store::{now, Admission, Resumable, StagedState, UploadRecord},
 };
 use crate::{
     api::Quotas,
@@ -535,6 +535,25 @@ impl Uploads {
                 removed += 1;
             }
         }
+        // In the bucket: what a node that died mid-request, or a failed clean-up, left.
+        let staged = match self.staging.bucket() {
+            Some(bucket) => bucket.staged_jobs().await?,
+            None => Vec::new(),
+        };
+        for (id, modified) in staged {
+            if modified > older_than {
+                continue;
+            }
+            let live = self
+                .jobs
+                .status(id, Scope::Everything)
+                .await?
+                .is_some_and(|job| job.status == JobState::Receiving);
+            if !live {
+                self.staging.discard_upload(id).await?;
+                removed += 1;
+            }
+        }
         Ok(removed)
     }
 
@@ -556,7 +575,7 @@ impl Uploads {
         let Some(_sending) = self.staging.locks().try_lock(job.job_id).await? else {
             return Ok(false);
         };
-        self.staging.discard(&self.staging.temp_path(job.job_id))?;
+        self.staging.discard_upload(job.job_id).await?;
         match self.jobs.fail(job, EXPIRED).await {
             Ok(()) => Ok(true),
             Err(error) if error.is::<AlreadyFinished>() => Ok(false),
@@ -599,15 +618,31 @@ impl Uploads {
         }
     }
 
-    /// Where a declared upload's hash stands at `offset`: kept from the last request, or
-    /// re-read from the temp file after a restart.
-    async fn partial(&self, id: JobId, offset: u64) -> anyhow::Result<Partial> {
-        if let Some(partial) = self.staging.partial(id, offset) {
+    /// Where a declared upload stands at its durable offset: its running hash kept from this
+    /// node's last request, or as `record` stored it (by whichever node); re-read from the temp
+    /// file for an upload recorded before hash states were stored.
+    async fn partial(&self, id: JobId, record: &UploadRecord) -> anyhow::Result<Partial> {
+        let offset = record.offset;
+        let parts = record.staged.parts.clone();
+        if let Some(mut partial) = self.staging.partial(id, offset) {
+            // The parts as recorded: only the hash is taken from memory.
+            partial.parts = parts;
             return Ok(partial);
         }
         if offset == 0 {
-            return Ok(Partial::empty());
+            return Ok(Partial {
+                parts,
+                ..Partial::empty()
+            });
         }
+        let state = record.staged.hash_state.as_deref();
+        if let Some(partial) = state.and_then(|state| Partial::resume(offset, state, parts)) {
+            return Ok(partial);
+        }
+        anyhow::ensure!(
+            self.staging.bucket().is_none(),
+            "upload {id} is staged in the bucket without a hash state"
+        );
         let temp = self.staging.temp_path(id);
         let started = Instant::now();
         let partial = tokio::task::spawn_blocking(move || Partial::rehash(&temp, offset))
@@ -618,18 +653,25 @@ impl Uploads {
         Ok(partial)
     }
 
-    /// Records that a declared upload's bytes up to `partial.offset` are durable, keeping the
-    /// running hash for the next request. Fails with `AlreadyFinished` if the job finished
-    /// meanwhile (a cancel): then nothing is recorded.
-    async fn record(&self, job: &JobStatus, partial: Partial) -> anyhow::Result<()> {
+    /// Records that a declared upload's bytes up to `partial.offset` are durable (they were
+    /// `before`), with the running hash's state and the bucket's parts, and keeps the hash for
+    /// this node's next request. Fails with `AlreadyFinished` if the job finished meanwhile (a
+    /// cancel): then nothing is recorded.
+    async fn record(&self, job: &JobStatus, partial: Partial, before: u64) -> anyhow::Result<()> {
         let id = job.job_id;
         let offset = partial.offset;
+        let staged = StagedState {
+            hash_state: Some(partial.hash_state()),
+            parts: partial.parts.clone(),
+        };
         // Kept before the write: a cancel forgets it after its own write, so a hash kept for a
         // job that the cancel finished cannot stay behind.
         let previous = self.staging.keep_partial(id, partial);
-        let recorded = self.jobs.record_received(job, offset).await;
-        if recorded.is_err() {
-            self.staging.restore_partial(id, previous);
+        let recorded = self.jobs.record_received(job, offset, &staged).await;
+        match &recorded {
+            Err(_) => self.staging.restore_partial(id, previous),
+            Ok(()) if offset != before => self.staging.superseded(id, before).await,
+            Ok(()) => {}
         }
         recorded
     }
@@ -656,7 +698,7 @@ impl Uploads {
 
     /// An upload that cannot go on: its bytes are removed and its job recorded as failed.
     async fn abandon(&self, job: JobStatus, reason: String) {
-        self.staging.discard_quietly(job.job_id);
+        self.staging.discard_quietly(job.job_id).await;
         self.fail_quietly(job, reason).await;
     }
 }
@@ -698,7 +740,7 @@ impl WholeFile<'_> {
         {
             Ok(job) => Ok(job),
             Err(error) if error.is::<AlreadyFinished>() => {
-                uploads.staging.discard_quietly(id);
+                uploads.staging.discard_quietly(id).await;
                 Err(UploadError::Cancelled(id))
             }
             Err(error) => {

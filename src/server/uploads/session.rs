@@ -10,7 +10,7 @@ use crate::{
         quotas::QuotaExceeded,
         receive::{self, Bounds, ChunkChecksum, Partial, ReceiveError, Received, Stopped},
         running::Registration,
-        staging::UploadLock,
+        staging::{parts, UploadLock},
         store::UploadRecord,
     },
 };
@@ -135,7 +135,7 @@ impl<'a> UploadSession<'a> {
         let _slot = uploads.slot()?;
         // Its progress is carried live while the bytes arrive, and only then.
         let _live = jobs.watch_live(job.clone()).await?;
-        let from = match uploads.partial(id, durable).await {
+        let from = match uploads.partial(id, &self.record).await {
             Ok(from) => from,
             Err(error) => {
                 // The stored part cannot be read back (lost or short): it cannot be continued.
@@ -146,7 +146,6 @@ impl<'a> UploadSession<'a> {
                 return Err(UploadError::Lost(id));
             }
         };
-        let temp = uploads.staging.temp_path(id);
         let cancelled = registration.cancelled();
         let bounds = Bounds {
             limit: ceiling.saturating_sub(durable),
@@ -154,14 +153,14 @@ impl<'a> UploadSession<'a> {
             cancelled,
             checksum,
         };
-        let appended = receive::append(
-            body,
-            &temp,
-            from,
-            bounds,
-            uploads.progress_reporter(&job, durable),
-        )
-        .await;
+        let progress = uploads.progress_reporter(&job, durable);
+        let appended = match uploads.staging.bucket() {
+            Some(bucket) => parts::append(bucket, id, body, from, length, bounds, progress).await,
+            None => {
+                let temp = uploads.staging.temp_path(id);
+                receive::append(body, &temp, from, bounds, progress).await
+            }
+        };
         let partial = match appended {
             Ok(partial) => partial,
             Err(Stopped {
@@ -189,9 +188,9 @@ impl<'a> UploadSession<'a> {
         let new_offset = partial.offset;
         if length != Some(new_offset) {
             self.registration = Some(registration);
-            return match uploads.record(&job, partial).await {
+            return match uploads.record(&job, partial, durable).await {
                 Ok(()) => Ok(new_offset),
-                Err(error) => Err(self.not_recorded(error, durable)),
+                Err(error) => Err(self.not_recorded(error, durable).await),
             };
         }
         let digest = partial.digest();
@@ -211,7 +210,7 @@ impl<'a> UploadSession<'a> {
         let received = Received {
             digest,
             size: new_offset,
-            temp,
+            staged: uploads.staging.staged_whole(id),
         };
         match jobs
             .finish_upload(
@@ -232,6 +231,7 @@ impl<'a> UploadSession<'a> {
             }
             Err(error) => return Err(error.into()),
         }
+        uploads.staging.stored(id).await;
         tracing::info!(job_id = %id, "upload stored");
         Ok(new_offset)
     }
@@ -240,10 +240,10 @@ impl<'a> UploadSession<'a> {
     /// cancel removes them too, once this session lets go), or the store failed (they stay
     /// unrecorded, and the next request trims them). The live progress goes back to what is
     /// recorded.
-    fn not_recorded(&self, error: anyhow::Error, durable: u64) -> UploadError {
+    async fn not_recorded(&self, error: anyhow::Error, durable: u64) -> UploadError {
         let id = self.job.job_id;
         if error.is::<AlreadyFinished>() {
-            self.uploads.staging.discard_quietly(id);
+            self.uploads.staging.discard_quietly(id).await;
             return UploadError::Cancelled(id);
         }
         self.uploads.jobs.report_received(&self.job, durable);
@@ -261,8 +261,8 @@ impl<'a> UploadSession<'a> {
         match error {
             ReceiveError::Interrupted { .. } => {
                 let kept = partial.offset;
-                if let Err(error) = uploads.record(job, partial).await {
-                    return self.not_recorded(error, durable);
+                if let Err(error) = uploads.record(job, partial, durable).await {
+                    return self.not_recorded(error, durable).await;
                 }
                 UploadError::Interrupted(format!(
                     "{error}; {kept} bytes are stored, continue from there"
@@ -271,8 +271,8 @@ impl<'a> UploadSession<'a> {
             ReceiveError::DiskFull(_) => {
                 let kept = partial.offset;
                 if kept > durable {
-                    if let Err(error) = uploads.record(job, partial).await {
-                        return match self.not_recorded(error, durable) {
+                    if let Err(error) = uploads.record(job, partial, durable).await {
+                        return match self.not_recorded(error, durable).await {
                             cancelled @ UploadError::Cancelled(_) => cancelled,
                             _ => UploadError::DiskFull(DISK_FULL.to_owned()),
                         };
@@ -300,7 +300,7 @@ impl<'a> UploadSession<'a> {
                 ))
             }
             ReceiveError::Cancelled => {
-                uploads.staging.discard_quietly(id);
+                uploads.staging.discard_quietly(id).await;
                 UploadError::Cancelled(id)
             }
             ReceiveError::Io(cause) => {
