@@ -13,6 +13,7 @@ mod cancel_races;
 mod cli;
 mod cluster;
 mod cluster_nodes;
+mod cluster_uploads;
 mod content;
 mod full_disk;
 mod fuzz;
