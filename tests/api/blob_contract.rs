@@ -5,9 +5,10 @@ use crate::{
     helpers::{random_bytes, sha256_hex},
     s3::TestBucket,
 };
+use bytes::Bytes;
 use futures::StreamExt;
 use ingest::{
-    domain::Sha256Digest,
+    domain::{JobId, Sha256Digest},
     server::blobs::{object::PART_SIZE, BlobStore, LocalBlobs, ObjectBlobs, Staged},
 };
 use sha2::{Digest, Sha256};
@@ -220,4 +221,84 @@ async fn the_store_answers_its_probe(store: Fixture) {
     // Only a folder on a disk has a free-space figure.
     let free = store.store.free_space().await.unwrap();
     assert_eq!(free.is_some(), store._bucket.is_none(), "{free:?}");
+}
+
+/// Resumable uploads staged in the bucket (S3 only: a folder stages nothing, and refuses an
+/// object to store): parts and a tail under the staging prefix, completed into one object,
+/// stored under the digest once, and nothing of the staging left.
+#[tokio::test]
+async fn a_staged_upload_is_stored_under_its_digest_once_and_leaves_no_staging() {
+    let bucket = TestBucket::create().await;
+    let store = ObjectBlobs::connect(&bucket.settings("blobs"))
+        .await
+        .expect("the bucket answers");
+    let bytes = random_bytes(PART_SIZE + 1_000_001);
+    let digest = Sha256Digest::from_bytes(Sha256::digest(&bytes).into());
+    let staged_keys = async || -> Vec<String> {
+        let keys = bucket.keys().await;
+        keys.into_iter()
+            .filter(|key| key.starts_with("blobs/staging/"))
+            .collect()
+    };
+
+    // Once in parts, with a tail kept on the way; once whole (a file short of a part).
+    let job = JobId::new();
+    let upload_id = store.begin_parts(job).await.unwrap();
+    let first = store
+        .put_part(
+            job,
+            &upload_id,
+            0,
+            Bytes::copy_from_slice(&bytes[..PART_SIZE]),
+        )
+        .await
+        .unwrap();
+    let rest = Bytes::copy_from_slice(&bytes[PART_SIZE..]);
+    store
+        .put_tail(job, bytes.len() as u64, rest.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.read_tail(job, bytes.len() as u64).await.unwrap(),
+        rest
+    );
+    let second = store.put_part(job, &upload_id, 1, rest).await.unwrap();
+    let staged = store
+        .complete_parts(job, &upload_id, vec![first, second])
+        .await
+        .unwrap();
+    store.put(&Staged::Object(staged), &digest).await.unwrap();
+    assert_eq!(
+        staged_keys().await.len(),
+        1,
+        "the tail waits for its clean-up"
+    );
+    store.remove_staged(job).await.unwrap();
+    assert_eq!(staged_keys().await, Vec::<String>::new());
+    let stored = store.stat(&digest).await.unwrap().expect("stored");
+    assert_eq!(stored.size, bytes.len() as u64);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = JobId::new();
+    let whole = store
+        .put_whole(again, Bytes::from(bytes.clone()))
+        .await
+        .unwrap();
+    store.put(&Staged::Object(whole), &digest).await.unwrap();
+    assert_eq!(staged_keys().await, Vec::<String>::new());
+    let kept = store.stat(&digest).await.unwrap().unwrap();
+    assert_eq!(kept.modified, stored.modified, "stored once");
+    let mut read = Vec::new();
+    let mut stream = store.read(&digest, 0..bytes.len() as u64).await.unwrap();
+    while let Some(chunk) = stream.next().await {
+        read.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(read == bytes, "the stored bytes");
+
+    let folder = tempfile::tempdir().unwrap();
+    let local = LocalBlobs::open(folder.path()).unwrap();
+    let refused = local
+        .put(&Staged::Object(store.staged_whole(again)), &digest)
+        .await;
+    assert!(refused.is_err(), "a folder does not store bucket objects");
 }

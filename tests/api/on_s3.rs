@@ -91,6 +91,104 @@ async fn one_shot_and_tus_uploads_are_stored_in_the_bucket_and_go_with_their_job
 }
 
 #[tokio::test]
+async fn a_resumable_upload_waits_in_the_bucket_not_on_disk_and_termination_leaves_nothing() {
+    let bucket = TestBucket::create().await;
+    let settings = bucket.settings("node");
+    let app = spawn_app_with(|s| s.blob_store = Some(settings)).await;
+    let tus = app.tus();
+    let file = random_bytes(12 * 1024 * 1024);
+    let upload = tus.created(file.len() as u64, "{}").await;
+    // Multipart uploads in progress, as the bucket lists them (moto answers unsigned requests).
+    let multipart_uploads = async || -> usize {
+        let listing = reqwest::get(format!("{}/{}?uploads", bucket.endpoint, bucket.name))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        listing.matches("<UploadId>").count()
+    };
+    let staged = async || -> Vec<String> {
+        let prefix = format!("node/staging/{upload}/");
+        let keys = bucket.keys().await;
+        keys.into_iter()
+            .filter(|k| k.starts_with(&prefix))
+            .collect()
+    };
+
+    // Short of a part: the bytes wait as the tail, named by the durable offset.
+    let first = 3 * 1024 * 1024;
+    let answer = tus
+        .patch(upload, 0)
+        .body(file[..first].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    assert_eq!(
+        staged().await,
+        vec![format!("node/staging/{upload}/tail-{first}")]
+    );
+    let tmp = app.data_dir.path().join("tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "nothing on disk"
+    );
+
+    // A PATCH whose bytes fail their checksum changes nothing: same offset, same tail.
+    let refused = tus
+        .patch(upload, first as u64)
+        .header(
+            "Upload-Checksum",
+            format!("sha1 {}", "AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        )
+        .body(file[first..first + 1000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 460);
+    assert_eq!(tus.offset(upload).await, first as u64);
+    assert_eq!(
+        staged().await,
+        vec![format!("node/staging/{upload}/tail-{first}")]
+    );
+
+    assert_eq!(multipart_uploads().await, 0, "no part yet");
+
+    // More bytes: a whole part goes to a multipart upload, the rest is the new tail (the old
+    // one goes once the new offset is recorded).
+    let second = 10 * 1024 * 1024;
+    let answer = tus
+        .patch(upload, first as u64)
+        .body(file[first..second].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    assert_eq!(
+        staged().await,
+        vec![format!("node/staging/{upload}/tail-{second}")]
+    );
+
+    assert_eq!(multipart_uploads().await, 1);
+
+    let ended = tus.terminate(upload).send().await.unwrap();
+    assert_eq!(ended.status(), 204);
+    assert_eq!(
+        multipart_uploads().await,
+        0,
+        "termination aborted the parts"
+    );
+    assert_eq!(
+        staged().await,
+        Vec::<String>::new(),
+        "termination removed it"
+    );
+    assert_eq!(bucket.keys().await, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn readyz_fails_while_the_blob_store_is_stopped() {
     let mut moto = Moto::start().await;
     let bucket = TestBucket::create_on(&moto.endpoint).await;
