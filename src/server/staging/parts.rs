@@ -20,19 +20,29 @@ use std::io;
 /// With 10,000 parts at most, a staged upload can reach 78 GiB.
 pub const PART_SIZE: usize = crate::server::blobs::object::PART_SIZE;
 
+/// Where the file ends.
+#[derive(Clone, Copy, Debug)]
+pub enum FileEnd {
+    /// At this length, when it is known (a resumable upload: its requests add up to it).
+    AtLength(Option<u64>),
+    /// With this request's body (a one-shot upload: nothing of it is kept if it is cut).
+    WithTheBody,
+}
+
 /// Appends `body` to upload `job`, staged in `bucket` with `from.offset` bytes durable (its
 /// parts in `from.parts`, the rest in the tail object). Takes at most `bounds.limit` bytes.
-/// When the bytes end the file (`length`), the last part goes up and the multipart upload is
+/// When the bytes end the file (`end`), the last part goes up and the multipart upload is
 /// completed: the file is then staged whole. Otherwise the bytes past the last whole part
-/// become the new tail. A cut keeps what arrived (unless a checksum was given); a refusal, a
-/// cancel or a checksum mismatch keeps nothing of this request. The result's offset, hash and
-/// parts are for the caller to record; the tail `from` pointed at stays until then.
+/// become the new tail. A cut keeps what arrived (unless a checksum was given, or the body was
+/// the whole file); a refusal, a cancel or a checksum mismatch keeps nothing of this request.
+/// The result's offset, hash and parts are for the caller to record; the tail `from` pointed
+/// at stays until then. One part is sent while the next fills: two in memory at most.
 pub async fn append<S, E>(
     bucket: &ObjectBlobs,
     job: JobId,
     mut body: S,
     from: Partial,
-    length: Option<u64>,
+    end: FileEnd,
     bounds: Bounds<'_>,
     mut on_progress: impl FnMut(u64),
 ) -> Result<Partial, Stopped>
@@ -73,7 +83,7 @@ where
         .as_ref()
         .map(|checksum| ChunkHasher::new(checksum.algorithm));
     let mut hasher = from.hasher.clone();
-    let mut parts = recorded.clone();
+    let mut parts = Sending::new(bucket, job, recorded.clone());
     let mut received = 0u64;
     let outcome = loop {
         let next = tokio::select! {
@@ -108,16 +118,21 @@ where
         buffer.extend_from_slice(&chunk);
         if buffer.len() >= PART_SIZE {
             let part = buffer.split_to(PART_SIZE).freeze();
-            if let Err(error) = send_part(bucket, job, &mut parts, part).await {
+            if let Err(error) = parts.send(part).await {
                 break Err(ReceiveError::Io(error));
             }
         }
         on_progress(received);
     };
-    let keep = match &outcome {
-        Ok(()) => true,
-        Err(ReceiveError::Interrupted { .. }) => checksum.is_none(),
-        Err(_) => false,
+    // A part that did not go in leaves a gap: nothing of this request can be kept.
+    let (outcome, mut parts) = match parts.sent().await {
+        Ok(parts) => (outcome, parts),
+        Err((error, parts)) => (Err(ReceiveError::Io(error)), parts),
+    };
+    let keep = match (&outcome, end) {
+        (Ok(()), _) => true,
+        (Err(ReceiveError::Interrupted { .. }), FileEnd::AtLength(_)) => checksum.is_none(),
+        (Err(_), _) => false,
     };
     let matches = match (&checksum, chunk_hasher) {
         (Some(expected), Some(actual)) if keep => expected.expected == actual.finish(),
@@ -129,20 +144,14 @@ where
         (outcome, true) => (outcome, None),
     };
     if let Some(error) = dropped {
-        // Parts sent for nothing: past the recorded ones, they are replaced by the next
-        // request's or left out of the completed upload; a multipart upload this request
-        // began is dropped.
-        if recorded.upload_id.is_none() {
-            if let Some(upload_id) = &parts.upload_id {
-                if let Err(abort) = bucket.abort_parts(job, upload_id).await {
-                    tracing::warn!(error = %abort, job_id = %job, "dropping an unused multipart upload failed");
-                }
-            }
-        }
+        drop_unrecorded(bucket, job, &recorded, &parts).await;
         return Err(stop(error));
     }
     let offset = from.offset + received;
-    let finished = length == Some(offset);
+    let finished = match end {
+        FileEnd::AtLength(length) => length == Some(offset),
+        FileEnd::WithTheBody => true,
+    };
     let kept = if finished {
         finish(bucket, job, &mut parts, buffer.freeze()).await
     } else if buffer.is_empty() {
@@ -151,6 +160,7 @@ where
         bucket.put_tail(job, offset, buffer.freeze()).await
     };
     if let Err(error) = kept {
+        drop_unrecorded(bucket, job, &recorded, &parts).await;
         return Err(stop(ReceiveError::Io(error)));
     }
     let partial = Partial {
@@ -164,27 +174,79 @@ where
     }
 }
 
-/// Sends one whole part, beginning the multipart upload at the first.
-async fn send_part(
+/// Parts sent for nothing: past the recorded ones, they are replaced by the next request's or
+/// left out of the completed upload; a multipart upload this request began is dropped.
+async fn drop_unrecorded(
     bucket: &ObjectBlobs,
     job: JobId,
-    parts: &mut StagedParts,
-    part: Bytes,
-) -> io::Result<()> {
-    let upload_id = match &parts.upload_id {
-        Some(upload_id) => upload_id.clone(),
-        None => {
-            let upload_id = bucket.begin_parts(job).await?;
-            parts.upload_id = Some(upload_id.clone());
-            upload_id
+    recorded: &StagedParts,
+    parts: &StagedParts,
+) {
+    if recorded.upload_id.is_some() {
+        return;
+    }
+    if let Some(upload_id) = &parts.upload_id {
+        if let Err(error) = bucket.abort_parts(job, upload_id).await {
+            tracing::warn!(%error, job_id = %job, "dropping an unused multipart upload failed");
         }
-    };
-    let size = part.len() as u64;
-    let etag = bucket
-        .put_part(job, &upload_id, parts.parts.len(), part)
-        .await?;
-    parts.parts.push(StagedPart { etag, size });
-    Ok(())
+    }
+}
+
+/// Parts on their way: one is sent while the next fills.
+struct Sending<'a> {
+    bucket: &'a ObjectBlobs,
+    job: JobId,
+    /// The parts sent so far (with their ETags), the one in flight not among them.
+    parts: StagedParts,
+    in_flight: Option<tokio::task::JoinHandle<io::Result<StagedPart>>>,
+}
+
+impl<'a> Sending<'a> {
+    fn new(bucket: &'a ObjectBlobs, job: JobId, parts: StagedParts) -> Self {
+        Self {
+            bucket,
+            job,
+            parts,
+            in_flight: None,
+        }
+    }
+
+    /// Sends `part` once the one before it is in, beginning the multipart upload at the first.
+    async fn send(&mut self, part: Bytes) -> io::Result<()> {
+        self.settle().await?;
+        let upload_id = match &self.parts.upload_id {
+            Some(upload_id) => upload_id.clone(),
+            None => {
+                let upload_id = self.bucket.begin_parts(self.job).await?;
+                self.parts.upload_id = Some(upload_id.clone());
+                upload_id
+            }
+        };
+        let (bucket, job, index) = (self.bucket.clone(), self.job, self.parts.parts.len());
+        self.in_flight = Some(tokio::spawn(async move {
+            let size = part.len() as u64;
+            let etag = bucket.put_part(job, &upload_id, index, part).await?;
+            Ok(StagedPart { etag, size })
+        }));
+        Ok(())
+    }
+
+    /// Waits for the part in flight.
+    async fn settle(&mut self) -> io::Result<()> {
+        if let Some(in_flight) = self.in_flight.take() {
+            let part = in_flight.await.map_err(io::Error::other)??;
+            self.parts.parts.push(part);
+        }
+        Ok(())
+    }
+
+    /// Every part sent, once the last is in; on a failure, the parts that did go in.
+    async fn sent(mut self) -> Result<StagedParts, (io::Error, StagedParts)> {
+        match self.settle().await {
+            Ok(()) => Ok(self.parts),
+            Err(error) => Err((error, self.parts)),
+        }
+    }
 }
 
 /// Stages the whole file: the last bytes as the last part and the multipart upload completed,
@@ -200,7 +262,9 @@ async fn finish(
         return Ok(());
     };
     if !last.is_empty() {
-        send_part(bucket, job, parts, last).await?;
+        let mut sending = Sending::new(bucket, job, parts.clone());
+        sending.send(last).await?;
+        *parts = sending.sent().await.map_err(|(error, _)| error)?;
     }
     let etags = parts.parts.iter().map(|part| part.etag.clone()).collect();
     bucket.complete_parts(job, &upload_id, etags).await?;

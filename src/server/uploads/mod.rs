@@ -15,7 +15,7 @@ use super::{
     quotas::QuotaExceeded,
     receive::{self, caused_by_full_disk, Partial, ReceiveError, Received},
     running::Registration,
-    staging::Staging,
+    staging::{parts, Staging},
     store::{now, Admission, Resumable, StagedState, UploadRecord},
 };
 use crate::{
@@ -305,16 +305,9 @@ impl Uploads {
         let limit = quota_ceiling.map_or(self.limits.max_bytes, |ceiling| {
             ceiling.min(self.limits.max_bytes)
         });
-        let temp = self.staging.temp_path(job.job_id);
-        let received = receive::receive(
-            body,
-            temp,
-            limit,
-            self.limits.idle,
-            registration.cancelled(),
-            self.progress_reporter(&job, 0),
-        )
-        .await;
+        let received = self
+            .receive_into_staging(&job, body, limit, &registration)
+            .await;
         let error = match received {
             Ok(received) => {
                 return Ok(WholeFile {
@@ -350,6 +343,45 @@ impl Uploads {
         };
         self.fail_quietly(job, problem.reason()).await;
         Err(problem)
+    }
+
+    /// Receives a whole file: into a temp file, or, when the blob store is a bucket, straight
+    /// into a multipart upload there (hashed on the way; one part in memory, nothing on
+    /// disk). Nothing stays staged when it fails.
+    async fn receive_into_staging<S, E>(
+        &self,
+        job: &JobStatus,
+        body: S,
+        limit: u64,
+        registration: &Registration,
+    ) -> Result<Received, ReceiveError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let id = job.job_id;
+        let progress = self.progress_reporter(job, 0);
+        let Some(bucket) = self.staging.bucket() else {
+            let temp = self.staging.temp_path(id);
+            let cancelled = registration.cancelled();
+            return receive::receive(body, temp, limit, self.limits.idle, cancelled, progress)
+                .await;
+        };
+        let bounds = receive::Bounds {
+            limit,
+            idle: self.limits.idle,
+            cancelled: registration.cancelled(),
+            checksum: None,
+        };
+        let end = parts::FileEnd::WithTheBody;
+        match parts::append(bucket, id, body, Partial::empty(), end, bounds, progress).await {
+            Ok(whole) => Ok(Received {
+                digest: whole.digest(),
+                size: whole.offset,
+                staged: self.staging.staged_whole(id),
+            }),
+            Err(stopped) => Err(stopped.error),
+        }
     }
 
     /// Declares a resumable upload and creates its job (`receiving`, nothing durable yet).

@@ -155,7 +155,10 @@ impl<'a> UploadSession<'a> {
         };
         let progress = uploads.progress_reporter(&job, durable);
         let appended = match uploads.staging.bucket() {
-            Some(bucket) => parts::append(bucket, id, body, from, length, bounds, progress).await,
+            Some(bucket) => {
+                let end = parts::FileEnd::AtLength(length);
+                parts::append(bucket, id, body, from, end, bounds, progress).await
+            }
             None => {
                 let temp = uploads.staging.temp_path(id);
                 receive::append(body, &temp, from, bounds, progress).await
