@@ -98,16 +98,7 @@ async fn a_resumable_upload_waits_in_the_bucket_not_on_disk_and_termination_leav
     let tus = app.tus();
     let file = random_bytes(12 * 1024 * 1024);
     let upload = tus.created(file.len() as u64, "{}").await;
-    // Multipart uploads in progress, as the bucket lists them (moto answers unsigned requests).
-    let multipart_uploads = async || -> usize {
-        let listing = reqwest::get(format!("{}/{}?uploads", bucket.endpoint, bucket.name))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        listing.matches("<UploadId>").count()
-    };
+
     let staged = async || -> Vec<String> {
         let prefix = format!("node/staging/{upload}/");
         let keys = bucket.keys().await;
@@ -154,7 +145,7 @@ async fn a_resumable_upload_waits_in_the_bucket_not_on_disk_and_termination_leav
         vec![format!("node/staging/{upload}/tail-{first}")]
     );
 
-    assert_eq!(multipart_uploads().await, 0, "no part yet");
+    assert_eq!(multipart_uploads(&bucket).await, 0, "no part yet");
 
     // More bytes: a whole part goes to a multipart upload, the rest is the new tail (the old
     // one goes once the new offset is recorded).
@@ -171,12 +162,12 @@ async fn a_resumable_upload_waits_in_the_bucket_not_on_disk_and_termination_leav
         vec![format!("node/staging/{upload}/tail-{second}")]
     );
 
-    assert_eq!(multipart_uploads().await, 1);
+    assert_eq!(multipart_uploads(&bucket).await, 1);
 
     let ended = tus.terminate(upload).send().await.unwrap();
     assert_eq!(ended.status(), 204);
     assert_eq!(
-        multipart_uploads().await,
+        multipart_uploads(&bucket).await,
         0,
         "termination aborted the parts"
     );
@@ -186,6 +177,65 @@ async fn a_resumable_upload_waits_in_the_bucket_not_on_disk_and_termination_leav
         "termination removed it"
     );
     assert_eq!(bucket.keys().await, Vec::<String>::new());
+}
+
+/// Multipart uploads in progress in `bucket`, as moto lists them (it answers unsigned requests).
+async fn multipart_uploads(bucket: &TestBucket) -> usize {
+    let listing = reqwest::get(format!("{}/{}?uploads", bucket.endpoint, bucket.name))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    listing.matches("<UploadId>").count()
+}
+
+#[tokio::test]
+async fn a_one_shot_upload_streams_into_the_bucket_and_a_cut_one_leaves_nothing() {
+    use futures::SinkExt;
+    let bucket = TestBucket::create().await;
+    let settings = bucket.settings("node");
+    let app = spawn_app_with(|s| s.blob_store = Some(settings)).await;
+    let (mut sender, body) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let part =
+        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body)).file_name("stream.bin");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let in_flight = tokio::spawn({
+        let request = app
+            .client
+            .post(app.url("/api/ingest"))
+            .bearer_auth(TOKEN)
+            .multipart(form);
+        async move { request.send().await }
+    });
+    // More than a part: it is in the bucket's multipart upload, and nothing is on disk.
+    for _ in 0..10 {
+        sender.send(Ok(random_bytes(1024 * 1024))).await.unwrap();
+    }
+    eventually(
+        "a part is in the bucket",
+        Duration::from_secs(30),
+        async || (multipart_uploads(&bucket).await == 1).then_some(()),
+    )
+    .await;
+    assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
+
+    // Cut: the job fails and nothing of it stays in the bucket.
+    sender
+        .send(Err(std::io::Error::other("cut")))
+        .await
+        .unwrap();
+    drop(sender);
+    let _ = in_flight.await;
+    eventually(
+        "the upload is dropped",
+        Duration::from_secs(30),
+        async || (multipart_uploads(&bucket).await == 0).then_some(()),
+    )
+    .await;
+    assert_eq!(bucket.keys().await, Vec::<String>::new());
+    let jobs = app.admin().get_json("/api/jobs").await;
+    assert_eq!(jobs["jobs"][0]["status"], "failed", "{jobs}");
 }
 
 #[tokio::test]
