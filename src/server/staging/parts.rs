@@ -115,12 +115,21 @@ where
         if let Some(chunk_hasher) = &mut chunk_hasher {
             chunk_hasher.update(&chunk);
         }
-        buffer.extend_from_slice(&chunk);
-        if buffer.len() >= PART_SIZE {
-            let part = buffer.split_to(PART_SIZE).freeze();
-            if let Err(error) = parts.send(part).await {
-                break Err(ReceiveError::Io(error));
+        // The buffer is filled to exactly a part and replaced, never grown: a request holds
+        // the part filling and the part in flight.
+        let mut rest = &chunk[..];
+        let mut sent = Ok(());
+        while !rest.is_empty() && sent.is_ok() {
+            let taken = rest.len().min(PART_SIZE - buffer.len());
+            buffer.extend_from_slice(&rest[..taken]);
+            rest = &rest[taken..];
+            if buffer.len() == PART_SIZE {
+                let part = std::mem::replace(&mut buffer, BytesMut::with_capacity(PART_SIZE));
+                sent = parts.send(part.freeze()).await;
             }
+        }
+        if let Err(error) = sent {
+            break Err(ReceiveError::Io(error));
         }
         on_progress(received);
     };
