@@ -29,6 +29,9 @@ const MAX_PARTS: u64 = 10_000;
 /// `(PARTS_IN_FLIGHT + 2) × part size` (24 MiB with 8 MiB parts) plus the read buffer.
 const PARTS_IN_FLIGHT: usize = 1;
 const READ_BUFFER: usize = 1024 * 1024;
+/// The largest object S3 copies in one request (CopyObject); larger staged uploads are read
+/// and written again.
+const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 /// How long start-up and `/readyz` wait for the store before calling it unreachable (the
 /// client's own retries would otherwise go on for minutes).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -427,11 +430,46 @@ impl ObjectBlobs {
     async fn put_staged(&self, staged: &StagingKey, digest: &Sha256Digest) -> io::Result<()> {
         let key = self.key(digest);
         if self.head(&key).await?.is_none() {
-            self.store.copy(&staged.0, &key).await.map_err(to_io)?;
+            let size = self.head(&staged.0).await?.map_or(0, |info| info.size);
+            if size <= MAX_COPY {
+                self.store.copy(&staged.0, &key).await.map_err(to_io)?;
+            } else {
+                self.copy_through(&staged.0, &key).await?;
+            }
         }
         match self.store.delete(&staged.0).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(to_io(error)),
+        }
+    }
+}
+
+impl ObjectBlobs {
+    /// Copies an object too large for one server-side copy by reading it and writing it again
+    /// in parts (bounded memory, as `put_in_parts`).
+    async fn copy_through(&self, from: &Key, to: &Key) -> io::Result<()> {
+        let mut source = self.store.get(from).await.map_err(to_io)?.into_stream();
+        let upload = self.store.put_multipart(to).await.map_err(to_io)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let copied: io::Result<()> = async {
+            while let Some(bytes) = source.try_next().await.map_err(to_io)? {
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(to_io)?;
+                writer.write(&bytes);
+            }
+            Ok(())
+        }
+        .await;
+        match copied {
+            Ok(()) => writer.finish().await.map(drop).map_err(to_io),
+            Err(error) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(error = %abort, key = %to, "aborting a failed copy failed");
+                }
+                Err(error)
+            }
         }
     }
 }
