@@ -7,6 +7,7 @@ pub mod auth;
 pub mod blobs;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod error;

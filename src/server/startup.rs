@@ -7,12 +7,13 @@ pub use super::state::AppState;
 use super::{
     accounts::Accounts,
     blobs::{BlobStore, LocalBlobs, ObjectBlobs},
+    cluster::Cluster,
     config::Settings,
-    hub::StatusHub,
+    hub::{LiveStatus, StatusHub},
     jobs::{self, Jobs},
     keys::{self, KeyRing},
     listener, retention, router,
-    running::LocalCancellations,
+    running::{Cancellations, LocalCancellations},
     sessions::Sessions,
     staging::{LocalUploadLocks, Staging},
     state::AccountServices,
@@ -38,6 +39,8 @@ pub struct Application {
     worker: Worker,
     /// The TLS certificate, when the server speaks HTTPS.
     certificates: Option<Arc<Certificates>>,
+    /// What this node tells the others, and hears from them, on a shared database.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Application {
@@ -81,6 +84,7 @@ impl Application {
                 stores.sessions,
                 settings.session_ttl,
                 settings.token.session_key(),
+                stores.shared.is_some(),
             )
             .await?,
         );
@@ -93,11 +97,23 @@ impl Application {
             )),
             keys: ring,
         };
+        // On a shared database, live status and cancels reach the other nodes.
+        let cluster = stores
+            .shared
+            .clone()
+            .map(|pool| Cluster::new(pool, stores.jobs.clone()));
+        let (live, cancellations): (Arc<dyn LiveStatus>, Arc<dyn Cancellations>) = match &cluster {
+            Some(cluster) => (cluster.clone(), cluster.clone()),
+            None => (
+                Arc::new(StatusHub::default()),
+                Arc::new(LocalCancellations::default()),
+            ),
+        };
         let jobs = Arc::new(Jobs::new(jobs::Parts {
             store: stores.jobs,
-            live: Arc::new(StatusHub::default()),
+            live,
             blobs,
-            cancellations: Arc::new(LocalCancellations::default()),
+            cancellations,
             staging: staging.clone(),
         }));
         let uploads = Arc::new(Uploads::new(
@@ -158,6 +174,7 @@ impl Application {
             state,
             worker,
             certificates,
+            cluster,
         })
     }
 
@@ -188,6 +205,10 @@ impl Application {
         // Even when finished jobs are kept forever, stalled uploads, leftovers and expired
         // sessions still need sweeping.
         let tasks = &self.state.tasks;
+        if let Some(cluster) = &self.cluster {
+            tasks.spawn(cluster.clone().listen(shutdown.clone()));
+            tasks.spawn(cluster.clone().send_snapshots(shutdown.clone()));
+        }
         tasks.spawn(retention::run(
             self.state.jobs.clone(),
             self.state.uploads.clone(),

@@ -23,6 +23,9 @@ pub struct Stores {
     pub jobs: Arc<dyn JobStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub accounts: Arc<dyn AccountStore>,
+    /// The PostgreSQL database when it is one: other nodes may share it, and it carries what
+    /// they tell each other (`LISTEN`/`NOTIFY`). `None` for SQLite: one process only.
+    pub shared: Option<sqlx::PgPool>,
 }
 
 impl Stores {
@@ -31,17 +34,25 @@ impl Stores {
     /// `DatabaseUnavailable` in the error's chain.
     pub async fn open(url: Option<&DatabaseUrl>, sqlite: &Path) -> anyhow::Result<Self> {
         Ok(match url {
-            Some(url) => Self::over(PgStore::open(url).await?),
-            None => Self::over(SqliteStore::open(sqlite).await?),
+            Some(url) => {
+                let store = PgStore::open(url).await?;
+                let pool = store.pool();
+                Self::over(store, Some(pool))
+            }
+            None => Self::over(SqliteStore::open(sqlite).await?, None),
         })
     }
 
-    fn over<S: JobStore + SessionStore + AccountStore>(store: S) -> Self {
+    fn over<S: JobStore + SessionStore + AccountStore>(
+        store: S,
+        shared: Option<sqlx::PgPool>,
+    ) -> Self {
         let store = Arc::new(store);
         Self {
             jobs: store.clone(),
             sessions: store.clone(),
             accounts: store,
+            shared,
         }
     }
 }
@@ -191,6 +202,13 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn delete_sessions_of(&self, keys: &[KeyId]) -> anyhow::Result<()>;
     /// Sessions that have not expired at `now`.
     async fn live_sessions(&self, now: time::OffsetDateTime) -> anyhow::Result<Vec<StoredSession>>;
+    /// The session with this hash, if it has not expired at `now`: for nodes that share the
+    /// store, where another node may have opened or ended it.
+    async fn live_session(
+        &self,
+        id_hash: [u8; 32],
+        now: time::OffsetDateTime,
+    ) -> anyhow::Result<Option<StoredSession>>;
     /// Deletes sessions expired at `now`; returns how many.
     async fn prune_sessions(&self, now: time::OffsetDateTime) -> anyhow::Result<u64>;
 }

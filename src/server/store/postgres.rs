@@ -84,6 +84,11 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The connection pool, for what nodes tell each other over the same database.
+    pub fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
     /// Connects, migrates, and opens the pool. A server that cannot be reached, or refuses
     /// the credentials, is a `DatabaseUnavailable`: the first connection is made directly,
     /// under a timeout, because the pool would retry a refused connection until its own
@@ -633,26 +638,29 @@ impl SessionStore for PgStore {
     }
 
     async fn live_sessions(&self, now: OffsetDateTime) -> anyhow::Result<Vec<StoredSession>> {
-        let rows: Vec<(Vec<u8>, i64, i64, Option<String>)> = sqlx::query_as(
+        let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id_hash, created_us, expires_us, key_id FROM sessions WHERE expires_us > $1",
         )
         .bind(micros(now))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(hash, created, expires, key_id)| {
-                Ok(StoredSession {
-                    id_hash: hash32(&hash).context("stored session hash")?,
-                    key_id: key_id
-                        .as_deref()
-                        .map(KeyId::parse)
-                        .transpose()
-                        .context("stored key id")?,
-                    created: from_micros(created)?,
-                    expires: from_micros(expires)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(stored_session).collect()
+    }
+
+    async fn live_session(
+        &self,
+        id_hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Option<StoredSession>> {
+        let row: Option<SessionRow> = sqlx::query_as(
+            "SELECT id_hash, created_us, expires_us, key_id FROM sessions \
+             WHERE id_hash = $1 AND expires_us > $2",
+        )
+        .bind(id_hash.to_vec())
+        .bind(micros(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(stored_session).transpose()
     }
 
     async fn prune_sessions(&self, now: OffsetDateTime) -> anyhow::Result<u64> {
@@ -1010,4 +1018,20 @@ impl TryFrom<JobRow> for JobStatus {
             updated_at: from_micros(row.updated_us)?,
         })
     }
+}
+
+/// A `sessions` row: `id_hash`, `created_us`, `expires_us`, `key_id`.
+type SessionRow = (Vec<u8>, i64, i64, Option<String>);
+
+fn stored_session((hash, created, expires, key_id): SessionRow) -> anyhow::Result<StoredSession> {
+    Ok(StoredSession {
+        id_hash: hash32(&hash).context("stored session hash")?,
+        key_id: key_id
+            .as_deref()
+            .map(KeyId::parse)
+            .transpose()
+            .context("stored key id")?,
+        created: from_micros(created)?,
+        expires: from_micros(expires)?,
+    })
 }

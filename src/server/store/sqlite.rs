@@ -872,26 +872,29 @@ impl SessionStore for SqliteStore {
     }
 
     async fn live_sessions(&self, now: OffsetDateTime) -> anyhow::Result<Vec<StoredSession>> {
-        let rows: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(
+        let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id_hash, created_us, expires_us, key_id FROM sessions WHERE expires_us > ?",
         )
         .bind(micros(now))
         .fetch_all(&self.readers)
         .await?;
-        rows.into_iter()
-            .map(|(hash, created, expires, key_id)| {
-                Ok(StoredSession {
-                    id_hash: decode_hash(&hash).context("stored session hash")?,
-                    key_id: key_id
-                        .as_deref()
-                        .map(KeyId::parse)
-                        .transpose()
-                        .context("stored key id")?,
-                    created: from_micros(created)?,
-                    expires: from_micros(expires)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(stored_session).collect()
+    }
+
+    async fn live_session(
+        &self,
+        id_hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Option<StoredSession>> {
+        let row: Option<SessionRow> = sqlx::query_as(
+            "SELECT id_hash, created_us, expires_us, key_id FROM sessions \
+             WHERE id_hash = ? AND expires_us > ?",
+        )
+        .bind(hex::encode(id_hash))
+        .bind(micros(now))
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(stored_session).transpose()
     }
 
     async fn prune_sessions(&self, now: OffsetDateTime) -> anyhow::Result<u64> {
@@ -1159,4 +1162,20 @@ impl TryFrom<JobRow> for JobStatus {
             updated_at: from_micros(row.updated_us)?,
         })
     }
+}
+
+/// A `sessions` row: `id_hash`, `created_us`, `expires_us`, `key_id`.
+type SessionRow = (String, i64, i64, Option<String>);
+
+fn stored_session((hash, created, expires, key_id): SessionRow) -> anyhow::Result<StoredSession> {
+    Ok(StoredSession {
+        id_hash: decode_hash(&hash).context("stored session hash")?,
+        key_id: key_id
+            .as_deref()
+            .map(KeyId::parse)
+            .transpose()
+            .context("stored key id")?,
+        created: from_micros(created)?,
+        expires: from_micros(expires)?,
+    })
 }
