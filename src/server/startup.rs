@@ -41,6 +41,35 @@ pub struct Application {
     certificates: Option<Arc<Certificates>>,
     /// What this node tells the others, and hears from them, on a shared database.
     cluster: Option<Arc<Cluster>>,
+    /// Held while this process serves the data dir (see `lock_data_dir`).
+    _data_dir_lock: std::fs::File,
+}
+
+/// Another process already serves this data dir: its staging (and, by default, its SQLite
+/// database and blob folder) must have one owner, so this one refuses to start (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("the data dir {0} is in use by another ingest process (each node needs its own)")]
+pub struct DataDirInUse(pub String);
+
+/// Locks `ingest.lock` in the data dir for as long as the returned file is open. The kernel
+/// drops the lock when the process ends, however it ends, so a crash never leaves it behind.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("ingest.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(DataDirInUse(data_dir.display().to_string()).into())
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(anyhow::Error::new(error).context(format!("locking {}", path.display())))
+        }
+    }
 }
 
 impl Application {
@@ -53,6 +82,7 @@ impl Application {
         super::metrics::handle();
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating the data dir {}", settings.data_dir.display()))?;
+        let data_dir_lock = lock_data_dir(&settings.data_dir)?;
         let blobs: Arc<dyn BlobStore> = match &settings.blob_store {
             Some(s3) => {
                 let blobs = ObjectBlobs::connect(s3).await?;
@@ -175,6 +205,7 @@ impl Application {
             worker,
             certificates,
             cluster,
+            _data_dir_lock: data_dir_lock,
         })
     }
 
