@@ -297,10 +297,15 @@ impl LiveStatus for Cluster {
             .current(status.job_id)
             .is_none_or(|known| known.status != status.status);
         self.hub.publish(status);
-        self.unsent
-            .lock()
-            .expect("unsent snapshots")
-            .insert(snapshot.id, snapshot);
+        let mut unsent = self.unsent.lock().expect("unsent snapshots");
+        // A final state not yet sent stays: a runner's last progress report may come after it.
+        match unsent.get(&snapshot.id) {
+            Some(waiting) if waiting.status.is_terminal() && !snapshot.status.is_terminal() => {}
+            _ => {
+                unsent.insert(snapshot.id, snapshot);
+            }
+        }
+        drop(unsent);
         if state_changed {
             self.urgent.notify_one();
         }
@@ -357,6 +362,31 @@ mod tests {
         assert_eq!(applied, Some(later.clone()));
         later.status = JobState::Processing;
         assert_eq!(Snapshot::of(&later).applied_to(&known), None);
+    }
+
+    #[tokio::test]
+    async fn an_unsent_final_state_is_not_replaced_by_a_later_progress_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::server::store::SqliteStore::open(&dir.path().join("ingest.db"))
+            .await
+            .unwrap();
+        // Never connects: publishing only queues.
+        let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
+        let cluster = Cluster::new(pool, Arc::new(store));
+        let receiving = job(JobState::Receiving);
+        cluster.carry(receiving.clone());
+        let mut cancelled = receiving.clone();
+        cancelled.status = JobState::Cancelled;
+        cluster.publish(cancelled.clone());
+        let mut late = receiving.clone();
+        late.bytes_done = 10;
+        late.updated_at += time::Duration::seconds(1);
+        cluster.publish(late);
+        let unsent = cluster.unsent.lock().unwrap();
+        assert_eq!(
+            unsent.get(&receiving.job_id),
+            Some(&Snapshot::of(&cancelled))
+        );
     }
 
     #[test]
