@@ -122,6 +122,11 @@ pub struct SettingsArgs {
     /// Seconds between retention sweeps [default: 3600].
     #[arg(long, env = "INGEST_RETENTION_SWEEP_SECS", global = true)]
     pub retention_sweep_secs: Option<u64>,
+    /// Seconds a node's hold on a job lasts without renewal (renewed every third of it): a
+    /// node that stops for this long has its jobs processed by another node, and its one-shot
+    /// uploads fail [default: 30].
+    #[arg(long, env = "INGEST_LEASE_SECONDS", global = true)]
+    pub lease_seconds: Option<u64>,
     /// Seconds a browser session lasts after sign-in [default: 43200, 12 hours].
     #[arg(long, env = "INGEST_SESSION_TTL_SECS", global = true)]
     pub session_ttl_secs: Option<u64>,
@@ -217,6 +222,7 @@ impl SettingsArgs {
             max_concurrent_uploads,
             retention_days,
             retention_sweep_secs,
+            lease_seconds,
             session_ttl_secs,
             shutdown_grace_secs,
             min_free_disk_bytes,
@@ -309,6 +315,8 @@ pub struct Settings {
     /// How long finished jobs are kept; `None` keeps them forever.
     pub retention: Option<Duration>,
     pub retention_sweep_every: Duration,
+    /// How long a node's lease on a job (processing, or a one-shot upload) lasts unrenewed.
+    pub lease: Duration,
     /// How long a browser session lasts.
     pub session_ttl: Duration,
     /// How long requests in flight may run on after shutdown begins.
@@ -434,6 +442,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(30),
             retention: Some(Duration::from_secs(30 * DAY)),
             retention_sweep_every: Duration::from_secs(3600),
+            lease: Duration::from_secs(30),
             session_ttl: Duration::from_secs(12 * 3600),
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
@@ -555,6 +564,10 @@ impl Settings {
         set(
             &mut s.retention_sweep_every,
             seconds("retention_sweep_secs", args.retention_sweep_secs, 30 * DAY)?,
+        );
+        set(
+            &mut s.lease,
+            seconds("lease_seconds", args.lease_seconds, 3600)?,
         );
         set(
             &mut s.session_ttl,

@@ -11,6 +11,7 @@ use super::{
     hub::StatusHub,
     jobs::{self, Jobs},
     keys::{self, KeyRing},
+    leases::Leases,
     listener, retention, router,
     running::LocalCancellations,
     sessions::Sessions,
@@ -36,6 +37,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     worker: Worker,
+    /// This node's leases (renewed by a task of `run_until_stopped`).
+    leases: Arc<Leases>,
     /// The TLS certificate, when the server speaks HTTPS.
     certificates: Option<Arc<Certificates>>,
 }
@@ -93,12 +96,14 @@ impl Application {
             )),
             keys: ring,
         };
+        let leases = Arc::new(Leases::new(stores.jobs.clone(), settings.lease));
         let jobs = Arc::new(Jobs::new(jobs::Parts {
             store: stores.jobs,
             live: Arc::new(StatusHub::default()),
             blobs,
             cancellations: Arc::new(LocalCancellations::default()),
             staging: staging.clone(),
+            leases: leases.clone(),
         }));
         let uploads = Arc::new(Uploads::new(
             jobs.clone(),
@@ -157,6 +162,7 @@ impl Application {
             router,
             state,
             worker,
+            leases,
             certificates,
         })
     }
@@ -188,10 +194,16 @@ impl Application {
         // Even when finished jobs are kept forever, stalled uploads, leftovers and expired
         // sessions still need sweeping.
         let tasks = &self.state.tasks;
+        // Renewed whether or not the worker runs (one-shot uploads hold leases too), and until
+        // the requests in flight and the worker are done, not just until shutdown begins: an
+        // upload finishing in the grace period must not be taken for a stopped node's.
+        let leases_done = CancellationToken::new();
+        tasks.spawn(self.state.jobs.clone().keep_leases(leases_done.clone()));
         tasks.spawn(retention::run(
             self.state.jobs.clone(),
             self.state.uploads.clone(),
             self.state.sessions.clone(),
+            self.leases.clone(),
             retention::Policy {
                 keep: self.state.settings.retention,
                 upload_expiry: self.state.settings.upload_expiry,
@@ -238,6 +250,7 @@ impl Application {
         if let Some(worker) = worker {
             worker.await.context("the worker task failed")?;
         }
+        leases_done.cancel();
         // Upgraded connections are not the listener's any more (axum#3003): give sockets a
         // moment to send their close frames, and sweeps and upkeep a moment to see the signal.
         let tasks = self.state.tasks.clone();
