@@ -896,9 +896,15 @@ async fn renew_extends_only_the_nodes_own_leases(backend: Backend) {
     let of_a = first.claim_queued(1, &lease_of(&a, zero)).await.unwrap()[0]
         .job
         .job_id;
+    // Renewed at once, so B's claim does not take it over but the next queued job.
+    assert_eq!(
+        first.renew_leases(&lease_of(&a, LONG)).await.unwrap(),
+        vec![of_a]
+    );
     let of_b = second.claim_queued(1, &lease_of(&b, zero)).await.unwrap()[0]
         .job
         .job_id;
+    assert_ne!(of_a, of_b);
     let upload_of_a = upload(&admin(), Some(10));
     first
         .admit(&upload_of_a, no_limits(), None, &lease_of(&a, zero))
