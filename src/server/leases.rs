@@ -96,7 +96,7 @@ impl Leases {
                 let still: HashSet<JobId> = still.into_iter().collect();
                 for (id, lost) in before {
                     if !still.contains(&id) && !lost.is_cancelled() {
-                        tracing::warn!(job_id = %id, "lease lost: another node has the job");
+                        tracing::warn!(job_id = %id, "lease lost: the job finished elsewhere or another node has it");
                         lost.cancel();
                     }
                 }
