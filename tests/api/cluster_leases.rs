@@ -147,3 +147,81 @@ async fn many_jobs_on_two_nodes_are_each_processed_exactly_once() {
         "both nodes took jobs: {by_node:?}"
     );
 }
+
+/// How many times node `index`'s log says it completed job `id`.
+fn completions(cluster: &Cluster, index: usize, id: JobId) -> usize {
+    let log = cluster.node(index).log();
+    let id = id.to_string();
+    log.lines()
+        .filter(|line| line.contains("job completed") && line.contains(&id))
+        .count()
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to node `index`'s process.
+fn signal(cluster: &Cluster, index: usize, signal: &str) {
+    let pid = cluster.node(index).child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
+#[tokio::test]
+async fn a_node_frozen_past_its_lease_loses_the_job_and_writes_nothing_when_it_wakes() {
+    let env = [
+        ("INGEST_LEASE_SECONDS", LEASE_SECONDS),
+        ("INGEST_PROCESSING_DELAY_MS", "4000"),
+    ];
+    let mut cluster = Cluster::start_some(2, 1, &env).await;
+    let id = accepted_id(
+        cluster
+            .admin(0)
+            .ingest_json(serde_json::json!({"metadata": {"n": 1}}))
+            .await,
+    )
+    .await;
+    eventually(
+        "node 0 processes the job",
+        Duration::from_secs(10),
+        async || (cluster.admin(0).job(id).await["status"] == "processing").then_some(()),
+    )
+    .await;
+    cluster.restart(1).await;
+
+    // Node 0 freezes (no renewal, no step) until node 1 has taken the job over.
+    signal(&cluster, 0, "-STOP");
+    let taken = within(LEASE * 5, async || {
+        (processing_starts(&cluster, 1, id) > 0).then_some(())
+    })
+    .await;
+    signal(&cluster, 0, "-CONT");
+    assert!(
+        taken.is_some(),
+        "node 1 never took the job:\n{}",
+        cluster.logs()
+    );
+
+    cluster.admin(1).completed(id).await;
+    // Awake again, node 0 learns at its next renewal (or its final write) that the job is no
+    // longer its own, and stops it without writing.
+    eventually(
+        "node 0 let the job go",
+        Duration::from_secs(15),
+        async || {
+            let log = cluster.node(0).log();
+            let id = id.to_string();
+            log.lines()
+                .any(|line| {
+                    line.contains(&id)
+                        && (line.contains("stopped without writing")
+                            || line.contains("passed to another node"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(completions(&cluster, 0, id), 0, "{}", cluster.logs());
+    assert_eq!(completions(&cluster, 1, id), 1, "{}", cluster.logs());
+    assert_eq!(processing_starts(&cluster, 1, id), 1, "{}", cluster.logs());
+}
