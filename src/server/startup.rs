@@ -191,14 +191,14 @@ impl Application {
             .settings
             .run_worker
             .then(|| tokio::spawn(self.worker.clone().run()));
-        // Even when finished jobs are kept forever, stalled uploads, leftovers and expired
-        // sessions still need sweeping.
         let tasks = &self.state.tasks;
         // Renewed whether or not the worker runs (one-shot uploads hold leases too), and until
         // the requests in flight and the worker are done, not just until shutdown begins: an
         // upload finishing in the grace period must not be taken for a stopped node's.
         let leases_done = CancellationToken::new();
         tasks.spawn(self.state.jobs.clone().keep_leases(leases_done.clone()));
+        // Even when finished jobs are kept forever, stalled uploads, leftovers and expired
+        // sessions still need sweeping.
         tasks.spawn(retention::run(
             self.state.jobs.clone(),
             self.state.uploads.clone(),
