@@ -767,7 +767,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let huge = u64::MAX / 2;
         type Apply = fn(&mut SettingsArgs, u64);
-        let cases: [(&str, Apply); 7] = [
+        let cases: [(&str, Apply); 8] = [
             ("session_ttl_secs", |a, v| a.session_ttl_secs = Some(v)),
             ("upload_expiry_secs", |a, v| a.upload_expiry_secs = Some(v)),
             ("retention_sweep_secs", |a, v| {
@@ -781,6 +781,7 @@ mod tests {
                 a.shutdown_grace_secs = Some(v)
             }),
             ("max_upload_bytes", |a, v| a.max_upload_bytes = Some(v)),
+            ("lease_seconds", |a, v| a.lease_seconds = Some(v)),
         ];
         for (name, apply) in cases {
             let mut args = args_with_config(dir.path(), "");
@@ -885,6 +886,20 @@ mod tests {
             assert!(error.contains(refused), "{error}");
             assert!(!error.contains("s3cret"), "{error}");
         }
+    }
+
+    #[test]
+    fn the_lease_is_30_seconds_unless_set_and_never_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::resolve(args_with_config(dir.path(), ""), None).unwrap();
+        assert_eq!(settings.lease, Duration::from_secs(30));
+        let file = "[server]\nlease_seconds = 2\n";
+        let settings = Settings::resolve(args_with_config(dir.path(), file), None).unwrap();
+        assert_eq!(settings.lease, Duration::from_secs(2));
+        let mut args = args_with_config(dir.path(), "");
+        args.lease_seconds = Some(0);
+        let error = Settings::resolve(args, None).unwrap_err().to_string();
+        assert!(error.contains("lease_seconds"), "{error}");
     }
 
     #[test]
