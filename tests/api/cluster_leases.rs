@@ -106,23 +106,19 @@ async fn a_one_shot_upload_cut_by_kill_9_fails_on_the_other_node_once_its_lease_
 
 #[tokio::test]
 async fn many_jobs_on_two_nodes_are_each_processed_exactly_once() {
-    // Each job takes 2 × 1.5 s, longer than a lease: a node that did not renew would lose its
-    // jobs to the other, which would process them a second time.
+    // Each job takes 2 × 2 s, longer than its 3 s lease: a node that did not renew would lose
+    // its jobs to the other, which would process them a second time. (A lease a little longer
+    // than the others' leaves room for a loaded machine's pauses.)
     let env = [
-        ("INGEST_LEASE_SECONDS", LEASE_SECONDS),
-        ("INGEST_PROCESSING_DELAY_MS", "1500"),
+        ("INGEST_LEASE_SECONDS", "3"),
+        ("INGEST_PROCESSING_DELAY_MS", "2000"),
     ];
     let cluster = Cluster::start_with(2, &env).await;
     let mut ids = Vec::new();
     for n in 0..16 {
         let node = cluster.admin(n % 2);
-        ids.push(
-            accepted_id(
-                node.ingest_json(serde_json::json!({ "metadata": { "n": n } }))
-                    .await,
-            )
-            .await,
-        );
+        let accepted = node.ingest_json(serde_json::json!({ "metadata": { "n": n } }));
+        ids.push(accepted_id(accepted.await).await);
     }
     for id in &ids {
         cluster.admin(0).completed(*id).await;
@@ -133,10 +129,14 @@ async fn many_jobs_on_two_nodes_are_each_processed_exactly_once() {
             processing_starts(&cluster, 0, *id),
             processing_starts(&cluster, 1, *id),
         ];
+        let completed = [completions(&cluster, 0, *id), completions(&cluster, 1, *id)];
         assert_eq!(
-            starts.iter().sum::<usize>(),
-            1,
-            "job {id} started {starts:?} times on the nodes:\n{}",
+            (
+                starts.iter().sum::<usize>(),
+                completed.iter().sum::<usize>()
+            ),
+            (1, 1),
+            "job {id} started {starts:?} and completed {completed:?} times on the nodes:\n{}",
             cluster.logs()
         );
         by_node[0] += starts[0];
