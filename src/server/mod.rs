@@ -14,6 +14,7 @@ pub mod error;
 pub mod hub;
 pub mod jobs;
 pub mod keys;
+pub mod leases;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

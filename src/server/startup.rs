@@ -12,6 +12,7 @@ use super::{
     hub::{LiveStatus, StatusHub},
     jobs::{self, Jobs},
     keys::{self, KeyRing},
+    leases::Leases,
     listener, retention, router,
     running::{Cancellations, LocalCancellations},
     sessions::Sessions,
@@ -37,6 +38,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     worker: Worker,
+    /// This node's leases (renewed by a task of `run_until_stopped`).
+    leases: Arc<Leases>,
     /// The TLS certificate, when the server speaks HTTPS.
     certificates: Option<Arc<Certificates>>,
     /// What this node tells the others, and hears from them, on a shared database.
@@ -127,6 +130,7 @@ impl Application {
             )),
             keys: ring,
         };
+        let leases = Arc::new(Leases::new(stores.jobs.clone(), settings.lease));
         // On a shared database, live status and cancels reach the other nodes.
         let cluster = stores
             .shared
@@ -145,6 +149,7 @@ impl Application {
             blobs,
             cancellations,
             staging: staging.clone(),
+            leases: leases.clone(),
         }));
         let uploads = Arc::new(Uploads::new(
             jobs.clone(),
@@ -203,6 +208,7 @@ impl Application {
             router,
             state,
             worker,
+            leases,
             certificates,
             cluster,
             _data_dir_lock: data_dir_lock,
@@ -233,17 +239,23 @@ impl Application {
             .settings
             .run_worker
             .then(|| tokio::spawn(self.worker.clone().run()));
-        // Even when finished jobs are kept forever, stalled uploads, leftovers and expired
-        // sessions still need sweeping.
         let tasks = &self.state.tasks;
+        // Renewed whether or not the worker runs (one-shot uploads hold leases too), and until
+        // the requests in flight and the worker are done, not just until shutdown begins: an
+        // upload finishing in the grace period must not be taken for a stopped node's.
+        let leases_done = CancellationToken::new();
+        tasks.spawn(self.state.jobs.clone().keep_leases(leases_done.clone()));
         if let Some(cluster) = &self.cluster {
             tasks.spawn(cluster.clone().listen(shutdown.clone()));
             tasks.spawn(cluster.clone().send_snapshots(shutdown.clone()));
         }
+        // Even when finished jobs are kept forever, stalled uploads, leftovers and expired
+        // sessions still need sweeping.
         tasks.spawn(retention::run(
             self.state.jobs.clone(),
             self.state.uploads.clone(),
             self.state.sessions.clone(),
+            self.leases.clone(),
             retention::Policy {
                 keep: self.state.settings.retention,
                 upload_expiry: self.state.settings.upload_expiry,
@@ -290,6 +302,7 @@ impl Application {
         if let Some(worker) = worker {
             worker.await.context("the worker task failed")?;
         }
+        leases_done.cancel();
         // Upgraded connections are not the listener's any more (axum#3003): give sockets a
         // moment to send their close frames, and sweeps and upkeep a moment to see the signal.
         let tasks = self.state.tasks.clone();
