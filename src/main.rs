@@ -5,7 +5,7 @@ use ingest::server::{
     blobs::object::BlobStoreUnavailable,
     cli::{self, Manage},
     config::{Cli, Command, Settings},
-    startup::Application,
+    startup::{Application, DataDirInUse},
     store::DatabaseUnavailable,
     telemetry,
 };
@@ -68,11 +68,13 @@ async fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        // A database or blob store that cannot be reached is a setting to fix, refused like a
-        // bad setting.
+        // A database or blob store that cannot be reached, or a data dir another process
+        // serves, is a setting to fix, refused like a bad setting.
         Err(error)
             if error.chain().any(|cause| {
-                cause.is::<DatabaseUnavailable>() || cause.is::<BlobStoreUnavailable>()
+                cause.is::<DatabaseUnavailable>()
+                    || cause.is::<BlobStoreUnavailable>()
+                    || cause.is::<DataDirInUse>()
             }) =>
         {
             eprintln!("ingest: {error:#}");

@@ -7,8 +7,8 @@ use crate::domain::{AccountName, KeyId, Role};
 use leptos::prelude::*;
 
 /// Who this browser's session belongs to, or `None` without a live session (so a visitor's
-/// page renders with 200 and the sign-in form, not a 401). Read from memory: the session and
-/// the key ring, no store.
+/// page renders with 200 and the sign-in form, not a 401). Read from memory (the session and
+/// the key ring), or on a cluster's node from what the request's middleware read.
 #[server(prefix = "/rpc", endpoint = "who_am_i")]
 pub async fn who_am_i() -> Result<Option<SignedIn>, CallError> {
     use super::server_fns::support;
@@ -16,7 +16,7 @@ pub async fn who_am_i() -> Result<Option<SignedIn>, CallError> {
     let state = support::state()?;
     let request = support::request()?;
     let session = sessions::cookie_value(&request.headers)
-        .and_then(|cookie| auth::live_session(&state, cookie));
+        .and_then(|cookie| auth::live_session(&state, &request.extensions, cookie));
     Ok(session.map(|owner| {
         let caller = owner.map_or_else(auth::Caller::built_in_admin, auth::Caller::from);
         SignedIn {

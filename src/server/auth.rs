@@ -17,8 +17,10 @@ use crate::{
 // Kept reachable here: callers name the token where they name authentication.
 pub use super::token::ApiToken;
 use axum::{
-    extract::FromRequestParts,
+    extract::{FromRequestParts, Request, State},
     http::{request::Parts, Extensions, HeaderMap},
+    middleware::Next,
+    response::Response,
 };
 use sha2::{Digest, Sha256};
 
@@ -228,7 +230,7 @@ pub fn identify<'a>(
     }
     match sessions::cookie_value(headers) {
         Some(cookie) => {
-            let owner = live_session(state, cookie).ok_or(ApiError::Unauthorized(
+            let owner = live_session(state, extensions, cookie).ok_or(ApiError::Unauthorized(
                 "the session has expired or ended; sign in again",
             ))?;
             check_origin(headers, extensions, state)?;
@@ -241,12 +243,50 @@ pub fn identify<'a>(
 }
 
 /// The live session a cookie names: `Some(None)` for one opened with the token, `Some(owner)`
-/// for one opened with a key that is still usable, `None` otherwise.
-pub fn live_session(state: &AppState, cookie: &str) -> Option<Option<KeyOwner>> {
-    match state.sessions.find(cookie)?.key_id {
+/// for one opened with a key that is still usable, `None` otherwise. On a node of a cluster it
+/// is what the store said when the request came in (`read_shared_session`), else memory's.
+pub fn live_session(
+    state: &AppState,
+    extensions: &Extensions,
+    cookie: &str,
+) -> Option<Option<KeyOwner>> {
+    let session = match extensions.get::<SharedSession>() {
+        Some(SharedSession(stored)) => stored.clone(),
+        None => state.sessions.find(cookie),
+    };
+    match session?.key_id {
         None => Some(None),
         Some(key_id) => state.keys.owner(&key_id).map(Some),
     }
+}
+
+/// The session a request's cookie names, as the store shared by the nodes had it.
+#[derive(Clone)]
+struct SharedSession(Option<sessions::SessionInfo>);
+
+/// On a node of a cluster, reads the session a request's cookie names from the store before
+/// anything checks it: another node may have opened it a moment ago (a browser behind a load
+/// balancer signs in on one node and loads the page from another) or ended it. One primary-key
+/// read per request that carries the cookie; static files skip it. A store that fails the read
+/// leaves the request without a session (it fails closed).
+pub async fn read_shared_session(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let wanted = state.sessions.shared() && !request.uri().path().starts_with("/pkg/");
+    if let Some(cookie) = sessions::cookie_value(request.headers()).filter(|_| wanted) {
+        let stored = state
+            .sessions
+            .find_stored(cookie)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(error = ?error, "reading a session from the store failed");
+                None
+            });
+        request.extensions_mut().insert(SharedSession(stored));
+    }
+    next.run(request).await
 }
 
 /// A cookie travels with any request the browser makes to us, whichever page asked for it

@@ -122,6 +122,11 @@ pub struct SettingsArgs {
     /// Seconds between retention sweeps [default: 3600].
     #[arg(long, env = "INGEST_RETENTION_SWEEP_SECS", global = true)]
     pub retention_sweep_secs: Option<u64>,
+    /// Seconds a node's hold on a job lasts without renewal (renewed every third of it): a
+    /// node that stops for this long has its jobs processed by another node, and its one-shot
+    /// uploads fail [default: 30].
+    #[arg(long, env = "INGEST_LEASE_SECONDS", global = true)]
+    pub lease_seconds: Option<u64>,
     /// Seconds a browser session lasts after sign-in [default: 43200, 12 hours].
     #[arg(long, env = "INGEST_SESSION_TTL_SECS", global = true)]
     pub session_ttl_secs: Option<u64>,
@@ -217,6 +222,7 @@ impl SettingsArgs {
             max_concurrent_uploads,
             retention_days,
             retention_sweep_secs,
+            lease_seconds,
             session_ttl_secs,
             shutdown_grace_secs,
             min_free_disk_bytes,
@@ -309,6 +315,8 @@ pub struct Settings {
     /// How long finished jobs are kept; `None` keeps them forever.
     pub retention: Option<Duration>,
     pub retention_sweep_every: Duration,
+    /// How long a node's lease on a job (processing, or a one-shot upload) lasts unrenewed.
+    pub lease: Duration,
     /// How long a browser session lasts.
     pub session_ttl: Duration,
     /// How long requests in flight may run on after shutdown begins.
@@ -434,6 +442,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(30),
             retention: Some(Duration::from_secs(30 * DAY)),
             retention_sweep_every: Duration::from_secs(3600),
+            lease: Duration::from_secs(30),
             session_ttl: Duration::from_secs(12 * 3600),
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
@@ -555,6 +564,10 @@ impl Settings {
         set(
             &mut s.retention_sweep_every,
             seconds("retention_sweep_secs", args.retention_sweep_secs, 30 * DAY)?,
+        );
+        set(
+            &mut s.lease,
+            seconds("lease_seconds", args.lease_seconds, 3600)?,
         );
         set(
             &mut s.session_ttl,
@@ -754,7 +767,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let huge = u64::MAX / 2;
         type Apply = fn(&mut SettingsArgs, u64);
-        let cases: [(&str, Apply); 7] = [
+        let cases: [(&str, Apply); 8] = [
             ("session_ttl_secs", |a, v| a.session_ttl_secs = Some(v)),
             ("upload_expiry_secs", |a, v| a.upload_expiry_secs = Some(v)),
             ("retention_sweep_secs", |a, v| {
@@ -768,6 +781,7 @@ mod tests {
                 a.shutdown_grace_secs = Some(v)
             }),
             ("max_upload_bytes", |a, v| a.max_upload_bytes = Some(v)),
+            ("lease_seconds", |a, v| a.lease_seconds = Some(v)),
         ];
         for (name, apply) in cases {
             let mut args = args_with_config(dir.path(), "");
@@ -872,6 +886,20 @@ mod tests {
             assert!(error.contains(refused), "{error}");
             assert!(!error.contains("s3cret"), "{error}");
         }
+    }
+
+    #[test]
+    fn the_lease_is_30_seconds_unless_set_and_never_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::resolve(args_with_config(dir.path(), ""), None).unwrap();
+        assert_eq!(settings.lease, Duration::from_secs(30));
+        let file = "[server]\nlease_seconds = 2\n";
+        let settings = Settings::resolve(args_with_config(dir.path(), file), None).unwrap();
+        assert_eq!(settings.lease, Duration::from_secs(2));
+        let mut args = args_with_config(dir.path(), "");
+        args.lease_seconds = Some(0);
+        let error = Settings::resolve(args, None).unwrap_err().to_string();
+        assert!(error.contains("lease_seconds"), "{error}");
     }
 
     #[test]

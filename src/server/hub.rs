@@ -60,6 +60,12 @@ impl StatusHub {
         }
     }
 
+    /// The jobs that have an entry now (someone watches or carries them).
+    pub fn live_ids(&self) -> Vec<JobId> {
+        let live = self.live.lock().expect("hub lock poisoned");
+        live.keys().copied().collect()
+    }
+
     #[cfg(test)]
     fn live_jobs(&self) -> usize {
         self.live.lock().expect("hub lock poisoned").len()
@@ -103,7 +109,10 @@ impl LiveStatus for StatusHub {
             return;
         };
         entry.sender.send_if_modified(|current| {
-            let newer = status.updated_at >= current.updated_at && status != *current;
+            // Finished is final, so a final state replaces any unfinished one, however its
+            // time compares: on a cluster it may come from a node whose clock is behind.
+            let newer = (terminal && !current.is_terminal())
+                || (status.updated_at >= current.updated_at && status != *current);
             if newer {
                 *current = status;
             }
@@ -198,6 +207,22 @@ mod tests {
         hub.carry(newer);
         hub.publish(status(id, JobState::Queued));
         assert_eq!(hub.current(id).unwrap().status, JobState::Processing);
+    }
+
+    #[test]
+    fn a_final_state_replaces_an_unfinished_one_stamped_later() {
+        let hub = StatusHub::default();
+        let id = JobId::new();
+        let mut receiving = status(id, JobState::Receiving);
+        receiving.updated_at += time::Duration::seconds(5);
+        hub.carry(receiving);
+        let mut follower = hub.subscribe(id).expect("a carried job can be followed");
+        hub.publish(status(id, JobState::Cancelled));
+        assert!(
+            hub.current(id).is_none(),
+            "the entry goes with the final state"
+        );
+        assert_eq!(follower.borrow_and_update().status, JobState::Cancelled);
     }
 
     #[test]

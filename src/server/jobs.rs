@@ -3,10 +3,12 @@
 //! can trust the store. It stores finished uploads as blobs (under the reference lock that
 //! deletions take), queues them, runs cancellations, and pages through jobs. Receiving bytes is
 //! the uploads service's; REST routes, server functions, the uploads service and the worker
-//! all change jobs through here.
+//! all change jobs through here. Jobs are claimed and one-shot uploads admitted under this
+//! node's lease (`leases`); `keep_leases` renews them and recovers jobs whose lease ran out.
 use super::{
     blobs::{BlobInfo, BlobStore, BlobStream},
     hub::{Follow, LiveStatus, Watch},
+    leases::{HeldLease, Leases},
     metrics,
     quotas::QuotaExceeded,
     receive::Received,
@@ -24,6 +26,7 @@ use crate::{
 use anyhow::Context;
 use std::{ops::Range, sync::Arc};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Why a job could not be deleted.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,8 @@ pub struct Parts {
     pub blobs: Arc<dyn BlobStore>,
     pub cancellations: Arc<dyn Cancellations>,
     pub staging: Arc<Staging>,
+    /// This node's leases, over the same store.
+    pub leases: Arc<Leases>,
 }
 
 pub struct Jobs {
@@ -61,18 +66,28 @@ pub struct Jobs {
     staging: Arc<Staging>,
     /// Held while a blob gains a reference (stored, then recorded on its job) and while one is
     /// checked for references and removed, so a deletion never races a new upload of the same
-    /// content.
+    /// content. It serves this process; the store's `lock_blob`, taken inside it, serves the
+    /// cluster (and keeps this node to one database connection held for it at a time).
     blob_refs: tokio::sync::Mutex<()>,
+    leases: Arc<Leases>,
     /// Wakes the worker when a job is queued.
     queued: Notify,
 }
 
 /// A job just taken from the queue, with its runner's registration (cancelling the job fires
-/// it; it ends when dropped).
+/// it; it ends when dropped) and its lease (which the job's every write is conditioned on).
 pub struct Running {
     pub job: JobStatus,
     pub registration: Registration,
+    pub lease: HeldLease,
 }
+
+/// A write of a job this node was processing found it no longer this node's: it finished
+/// elsewhere (a cancel) or its lease ran out and another node took it over. Nothing was
+/// written; whoever made the change should simply stop.
+#[derive(Debug, thiserror::Error)]
+#[error("job {0} is no longer this node's to process")]
+pub struct NotHeld(pub JobId);
 
 /// Why an upload was not let in (nothing of it was recorded).
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +128,7 @@ impl Jobs {
             blobs,
             cancellations,
             staging,
+            leases,
         } = parts;
         Self {
             store,
@@ -121,6 +137,7 @@ impl Jobs {
             cancellations,
             staging,
             blob_refs: tokio::sync::Mutex::new(()),
+            leases,
             queued: Notify::new(),
         }
     }
@@ -191,7 +208,8 @@ impl Jobs {
     ) -> Result<Option<u64>, Refusal> {
         let max_pending = resumable.as_ref().map_or(0, |r| r.max_pending);
         let account = || job.owner.clone();
-        match self.store.admit(job, admission, resumable).await? {
+        let lease = self.leases.lease();
+        match self.store.admit(job, admission, resumable, lease).await? {
             Admitted::Yes { bytes_left } => {
                 metrics::job_created("file");
                 Ok(bytes_left)
@@ -299,13 +317,35 @@ impl Jobs {
     /// lock every storing takes, so uploads finishing together cannot pass it together.
     pub async fn finish_upload(
         &self,
-        mut job: JobStatus,
+        job: JobStatus,
         received: Received,
         registration: Registration,
         max_stored_bytes: Option<u64>,
     ) -> anyhow::Result<JobStatus> {
-        let digest = received.digest;
         let referencing = self.blob_refs.lock().await;
+        let quota_owner = max_stored_bytes.map(|_| job.owner_id);
+        let cluster = self.store.lock_blob(received.digest, quota_owner).await?;
+        let stored = self
+            .store_received(job, &received, registration, max_stored_bytes)
+            .await;
+        cluster.release().await;
+        drop(referencing);
+        let job = stored?;
+        self.staging.forget_partial(job.job_id);
+        metrics::upload_stored(&job, received.size);
+        self.queued.notify_one();
+        Ok(job)
+    }
+
+    /// `finish_upload` under the blob locks.
+    async fn store_received(
+        &self,
+        mut job: JobStatus,
+        received: &Received,
+        registration: Registration,
+        max_stored_bytes: Option<u64>,
+    ) -> anyhow::Result<JobStatus> {
+        let digest = received.digest;
         if let Some(limit) = max_stored_bytes {
             let others = self
                 .store
@@ -337,14 +377,11 @@ impl Jobs {
             }
             return Err(error);
         }
-        drop(referencing);
-        self.staging.forget_partial(job.job_id);
-        metrics::upload_stored(&job, received.size);
-        self.queued.notify_one();
         Ok(job)
     }
 
-    /// Removes a stored blob unless a job references it. The caller holds `blob_refs`.
+    /// Removes a stored blob unless a job references it. The caller holds `blob_refs` and the
+    /// store's `lock_blob` of `digest`.
     async fn remove_if_unreferenced(&self, digest: Sha256Digest) -> anyhow::Result<bool> {
         if self.store.count_referencing(digest).await? > 0 {
             return Ok(false);
@@ -381,14 +418,24 @@ impl Jobs {
             return Err(Deletion::Running(job.status));
         }
         let _referencing = self.blob_refs.lock().await;
-        if !self.store.delete(id).await? {
-            return Ok(false);
+        let Some(digest) = job.sha256 else {
+            return self.delete_record(id).await.map_err(Deletion::from);
+        };
+        let cluster = self.store.lock_blob(digest, None).await?;
+        let deleted = match self.delete_record(id).await {
+            Ok(true) => self.remove_if_unreferenced(digest).await.map(|_| true),
+            other => other,
+        };
+        cluster.release().await;
+        Ok(deleted?)
+    }
+
+    async fn delete_record(&self, id: JobId) -> anyhow::Result<bool> {
+        let deleted = self.store.delete(id).await?;
+        if deleted {
+            tracing::info!(job_id = %id, "job deleted");
         }
-        if let Some(digest) = job.sha256 {
-            self.remove_if_unreferenced(digest).await?;
-        }
-        tracing::info!(job_id = %id, "job deleted");
-        Ok(true)
+        Ok(deleted)
     }
 
     /// Deletes finished jobs last changed before `cutoff` (and their unreferenced blobs), `page`
@@ -420,13 +467,61 @@ impl Jobs {
         let Running {
             mut job,
             registration,
+            lease,
         } = running;
         drop(registration);
         job.status = JobState::Queued;
         job.progress = Progress::queued(job.has_file());
-        self.update(&mut job).await?;
+        self.save_processing(&mut job, &lease).await?;
         tracing::info!(job_id = %job.job_id, "job re-queued");
         Ok(())
+    }
+
+    /// Stores a change to a job this node is processing, then tells its followers; only while
+    /// the node still holds the job's lease, so no job is processed by two nodes at once.
+    /// Fails with `NotHeld` (nothing written) when the job finished meanwhile or another node
+    /// took it over.
+    pub async fn save_processing(
+        &self,
+        job: &mut JobStatus,
+        lease: &HeldLease,
+    ) -> anyhow::Result<()> {
+        job.updated_at = now();
+        if !self.store.save_held(job, lease.node()).await? {
+            return Err(NotHeld(job.job_id).into());
+        }
+        if job.is_terminal() {
+            metrics::job_finished(job);
+        }
+        self.live.publish(job.clone());
+        Ok(())
+    }
+
+    /// Marks a job this node is processing failed (see `save_processing`).
+    pub async fn fail_processing(
+        &self,
+        mut job: JobStatus,
+        lease: &HeldLease,
+        error: impl Into<String>,
+    ) -> anyhow::Result<()> {
+        job.status = JobState::Failed;
+        job.error = Some(error.into());
+        self.save_processing(&mut job, lease).await
+    }
+
+    /// Lets go of a job this node stopped processing without writing (its lease was lost):
+    /// followers here get the store's state, and this node carries it live no more.
+    pub async fn let_go(&self, running: Running) {
+        let id = running.job.job_id;
+        drop(running);
+        match self.store.get(id).await {
+            Ok(Some(stored)) => self.live.publish(stored),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(error = ?error, job_id = %id, "reading a let-go job failed")
+            }
+        }
+        self.live.forget(id);
     }
 
     /// Removes stored blobs that no job references and that were last written before
@@ -442,7 +537,10 @@ impl Jobs {
                 continue;
             }
             let _referencing = self.blob_refs.lock().await;
-            if self.remove_if_unreferenced(digest).await? {
+            let cluster = self.store.lock_blob(digest, None).await?;
+            let gone = self.remove_if_unreferenced(digest).await;
+            cluster.release().await;
+            if gone? {
                 removed += 1;
             }
         }
@@ -602,14 +700,19 @@ impl Jobs {
     /// are carried live while they run, so their progress reaches status readers as well as
     /// followers.
     pub async fn claim(&self, limit: u32) -> anyhow::Result<Vec<Running>> {
-        let claimed = self.store.claim_queued(limit).await?;
+        let claimed = self.store.claim_queued(limit, self.leases.lease()).await?;
         let mut jobs = Vec::with_capacity(claimed.len());
         for Claimed { job, queued_at } in claimed {
             metrics::job_claimed((job.updated_at - queued_at).as_seconds_f64());
             let registration = self.cancellations.register(job.job_id);
+            let lease = self.leases.hold(job.job_id);
             self.live.carry(job.clone());
             self.live.publish(job.clone());
-            jobs.push(Running { job, registration });
+            jobs.push(Running {
+                job,
+                registration,
+                lease,
+            });
         }
         Ok(jobs)
     }
@@ -620,16 +723,58 @@ impl Jobs {
     }
 
     /// Start-up recovery: re-queues interrupted processing and fails interrupted one-shot
-    /// uploads; returns the resumable uploads that wait for their clients.
+    /// uploads, those of earlier processes the store knows to be dead and those whose lease
+    /// has run out; returns the resumable uploads that wait for their clients.
     pub async fn recover(&self) -> anyhow::Result<Vec<JobId>> {
-        let recovery = self.store.recover_interrupted().await?;
+        let recovery = self.store.recover_interrupted(self.leases.node()).await?;
+        let expired = self.recover_expired().await?;
         let resumable = self.store.resumable_uploads().await?;
         tracing::info!(
+            node = %self.leases.node(),
             failed_uploads = recovery.failed_uploads,
             resumable_uploads = resumable.len(),
             requeued = recovery.requeued,
+            expired_leases = expired,
             "recovered after start-up"
         );
         Ok(resumable)
+    }
+
+    /// Jobs whose lease has run out (their node stopped): one-shot uploads fail, processing
+    /// goes back to the queue. Returns how many changed.
+    pub async fn recover_expired(&self) -> anyhow::Result<usize> {
+        let recovered = self.store.recover_expired().await?;
+        for job in &recovered {
+            if job.is_terminal() {
+                metrics::job_finished(job);
+                self.staging.forget_partial(job.job_id);
+                tracing::warn!(job_id = %job.job_id, "an upload's node stopped; the upload failed");
+            } else {
+                tracing::warn!(job_id = %job.job_id, "a job's node stopped; the job is queued again");
+                self.queued.notify_one();
+            }
+            self.live.publish(job.clone());
+        }
+        Ok(recovered.len())
+    }
+
+    /// Renews this node's leases every third of a lease, and recovers jobs whose lease ran out
+    /// (any node's), until shutdown.
+    pub async fn keep_leases(self: Arc<Self>, shutdown: CancellationToken) {
+        let every = self.leases.renew_every();
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(error) = self.leases.renew().await {
+                tracing::error!(error = ?error, "renewing leases failed");
+            }
+            if let Err(error) = self.recover_expired().await {
+                tracing::error!(error = ?error, "recovering jobs whose lease ran out failed");
+            }
+        }
     }
 }

@@ -577,7 +577,7 @@ mod tests {
         );
         let ring = Arc::new(KeyRing::load(store.clone()).await.unwrap());
         let sessions = Arc::new(
-            Sessions::load(store.clone(), Duration::from_secs(3600), [7; 32])
+            Sessions::load(store.clone(), Duration::from_secs(3600), [7; 32], false)
                 .await
                 .unwrap(),
         );

@@ -1,7 +1,9 @@
 //! Retention: finished jobs older than the retention period are deleted with their blobs,
 //! stalled uploads expire, and leftovers (temp files of no live upload, blobs no job
-//! references) are removed. The policy is here; each service does its own removing.
-use super::{jobs::Jobs, sessions::Sessions, store::now, uploads::Uploads};
+//! references) are removed. The policy is here; each service does its own removing. What
+//! concerns the shared database and blob store runs once per sweep period across the cluster
+//! (a periodic-task claim); each node clears its own temp files.
+use super::{jobs::Jobs, leases::Leases, sessions::Sessions, store::now, uploads::Uploads};
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -34,26 +36,49 @@ pub struct Policy {
     pub leftover_age: Duration,
 }
 
+/// The periodic-task name the shared part of a sweep is claimed under.
+const SHARED_SWEEP: &str = "retention";
+
 /// Deletes finished jobs past `keep`, expires stalled uploads, then removes leftover files.
 pub async fn sweep(jobs: &Jobs, uploads: &Uploads, policy: Policy) -> anyhow::Result<Sweep> {
+    let mut swept = sweep_shared(jobs, uploads, policy).await?;
+    swept.temp_files = sweep_local(uploads, policy).await?;
+    Ok(swept)
+}
+
+/// What one node does for the whole cluster: jobs, stalled uploads and blobs, which live in
+/// the shared database and blob store.
+async fn sweep_shared(jobs: &Jobs, uploads: &Uploads, policy: Policy) -> anyhow::Result<Sweep> {
     let mut swept = Sweep::default();
     if let Some(keep) = policy.keep {
         swept.jobs = jobs.delete_finished_before(now() - keep, PAGE).await?;
     }
     swept.expired_uploads = uploads.expire_stalled(policy.upload_expiry).await?;
-    let old_enough = SystemTime::now()
-        .checked_sub(policy.leftover_age)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    swept.temp_files = uploads.remove_leftovers(old_enough).await?;
-    swept.blobs = jobs.remove_unreferenced_blobs(old_enough).await?;
+    swept.blobs = jobs
+        .remove_unreferenced_blobs(leftovers_before(policy))
+        .await?;
     Ok(swept)
 }
 
-/// Sweeps every `every` until shutdown; expired sessions go too.
+/// What every node does for itself: its own leftover temp files.
+async fn sweep_local(uploads: &Uploads, policy: Policy) -> anyhow::Result<u64> {
+    uploads.remove_leftovers(leftovers_before(policy)).await
+}
+
+fn leftovers_before(policy: Policy) -> SystemTime {
+    SystemTime::now()
+        .checked_sub(policy.leftover_age)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Sweeps every `every` until shutdown; expired sessions go too. The shared part (and the
+/// session pruning) runs on the node that claims it, at most once per `every` across the
+/// cluster.
 pub async fn run(
     jobs: Arc<Jobs>,
     uploads: Arc<Uploads>,
     sessions: Arc<Sessions>,
+    leases: Arc<Leases>,
     policy: Policy,
     every: Duration,
     shutdown: CancellationToken,
@@ -65,13 +90,26 @@ pub async fn run(
             _ = ticks.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        if let Err(error) = sessions.prune().await {
-            tracing::error!(error = ?error, "pruning expired sessions failed");
+        let mut swept = Sweep::default();
+        match leases.claim_periodic(SHARED_SWEEP, every).await {
+            Ok(true) => {
+                if let Err(error) = sessions.prune().await {
+                    tracing::error!(error = ?error, "pruning expired sessions failed");
+                }
+                match sweep_shared(&jobs, &uploads, policy).await {
+                    Ok(shared) => swept = shared,
+                    Err(error) => tracing::error!(error = ?error, "retention sweep failed"),
+                }
+            }
+            Ok(false) => tracing::debug!("another node runs this period's retention sweep"),
+            Err(error) => tracing::error!(error = ?error, "claiming the retention sweep failed"),
         }
-        match sweep(&jobs, &uploads, policy).await {
-            Ok(swept) if swept != Sweep::default() => tracing::info!(?swept, "retention sweep"),
-            Ok(_) => {}
-            Err(error) => tracing::error!(error = ?error, "retention sweep failed"),
+        match sweep_local(&uploads, policy).await {
+            Ok(temp_files) => swept.temp_files = temp_files,
+            Err(error) => tracing::error!(error = ?error, "removing leftover temp files failed"),
+        }
+        if swept != Sweep::default() {
+            tracing::info!(?swept, "retention sweep");
         }
     }
 }

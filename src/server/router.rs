@@ -2,7 +2,7 @@
 //! page's server functions, the pages themselves (from the page table in `ui::page`), static
 //! files, and the layers every answer passes through.
 use super::{
-    error, limits, routes::api_router, security_headers, state::AppState, telemetry,
+    auth, error, limits, routes::api_router, security_headers, state::AppState, telemetry,
     telemetry::request_span,
 };
 use crate::{app::shell, ui::PAGES};
@@ -51,6 +51,10 @@ pub fn app(state: AppState) -> Router {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::read_shared_session,
+        ))
         .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn(limits::head_size))
         .layer(middleware::from_fn_with_state(

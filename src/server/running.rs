@@ -97,6 +97,12 @@ impl Cancellations for LocalCancellations {
 }
 
 impl LocalCancellations {
+    /// The jobs a runner of this process holds now.
+    pub fn running_ids(&self) -> Vec<JobId> {
+        let running = self.running.lock().expect("running lock");
+        running.keys().copied().collect()
+    }
+
     fn insert(&self, running: &mut HashMap<JobId, Entry>, id: JobId) -> Registration {
         let registration = self.registrations.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();

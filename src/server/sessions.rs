@@ -2,7 +2,8 @@
 //! a hash of it, keyed by the token, is kept (in memory for the check on every request, in
 //! SQLite so sessions survive a restart) with the API key that opened it, and it expires.
 //! Rotating the token ends every session: the new key finds none of the old hashes. Revoking an
-//! API key ends the sessions it opened.
+//! API key ends the sessions it opened. Nodes of a cluster share the store, where any of them
+//! may open or end a session, so there a request's session is read from the store instead.
 use super::store::{now, SessionStore, StoredSession};
 use crate::domain::KeyId;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -25,6 +26,8 @@ pub struct Sessions {
     key: [u8; 32],
     live: RwLock<HashMap<[u8; 32], Live>>,
     ttl: Duration,
+    /// Other nodes share the store: memory knows only the sessions this node opened.
+    shared: bool,
 }
 
 /// What is kept in memory of a live session.
@@ -53,6 +56,7 @@ impl Sessions {
         store: Arc<dyn SessionStore>,
         ttl: Duration,
         key: [u8; 32],
+        shared: bool,
     ) -> anyhow::Result<Self> {
         let live = store
             .live_sessions(now())
@@ -71,6 +75,7 @@ impl Sessions {
             key,
             live: RwLock::new(live),
             ttl,
+            shared,
         })
     }
 
@@ -108,6 +113,23 @@ impl Sessions {
             .map(|session| SessionInfo {
                 key_id: session.key_id.clone(),
             })
+    }
+
+    /// Whether other nodes open and end sessions in the same store (so `find` is not enough).
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The live session the cookie value names, as the store has it now (whichever node
+    /// opened it, and unless any node ended it).
+    pub async fn find_stored(&self, cookie_value: &str) -> anyhow::Result<Option<SessionInfo>> {
+        let stored = self
+            .store
+            .live_session(self.fingerprint(cookie_value), now())
+            .await?;
+        Ok(stored.map(|session| SessionInfo {
+            key_id: session.key_id,
+        }))
     }
 
     /// Ends every session opened with one of these keys (they were revoked or expired).

@@ -7,12 +7,14 @@ pub use super::state::AppState;
 use super::{
     accounts::Accounts,
     blobs::{BlobStore, LocalBlobs, ObjectBlobs},
+    cluster::Cluster,
     config::Settings,
-    hub::StatusHub,
+    hub::{LiveStatus, StatusHub},
     jobs::{self, Jobs},
     keys::{self, KeyRing},
+    leases::Leases,
     listener, retention, router,
-    running::LocalCancellations,
+    running::{Cancellations, LocalCancellations},
     sessions::Sessions,
     staging::{pg_locks::PgUploadLocks, LocalUploadLocks, Staging, UploadLocks},
     state::AccountServices,
@@ -36,8 +38,41 @@ pub struct Application {
     router: Router,
     state: AppState,
     worker: Worker,
+    /// This node's leases (renewed by a task of `run_until_stopped`).
+    leases: Arc<Leases>,
     /// The TLS certificate, when the server speaks HTTPS.
     certificates: Option<Arc<Certificates>>,
+    /// What this node tells the others, and hears from them, on a shared database.
+    cluster: Option<Arc<Cluster>>,
+    /// Held while this process serves the data dir (see `lock_data_dir`).
+    _data_dir_lock: std::fs::File,
+}
+
+/// Another process already serves this data dir: its staging (and, by default, its SQLite
+/// database and blob folder) must have one owner, so this one refuses to start (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("the data dir {0} is in use by another ingest process (each node needs its own)")]
+pub struct DataDirInUse(pub String);
+
+/// Locks `ingest.lock` in the data dir for as long as the returned file is open. The kernel
+/// drops the lock when the process ends, however it ends, so a crash never leaves it behind.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("ingest.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(DataDirInUse(data_dir.display().to_string()).into())
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(anyhow::Error::new(error).context(format!("locking {}", path.display())))
+        }
+    }
 }
 
 impl Application {
@@ -50,6 +85,7 @@ impl Application {
         super::metrics::handle();
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating the data dir {}", settings.data_dir.display()))?;
+        let data_dir_lock = lock_data_dir(&settings.data_dir)?;
         // Resumable uploads are staged in the bucket when there is one.
         let (blobs, bucket): (Arc<dyn BlobStore>, _) = match &settings.blob_store {
             Some(s3) => {
@@ -93,6 +129,7 @@ impl Application {
                 stores.sessions,
                 settings.session_ttl,
                 settings.token.session_key(),
+                stores.shared.is_some(),
             )
             .await?,
         );
@@ -105,12 +142,26 @@ impl Application {
             )),
             keys: ring,
         };
+        let leases = Arc::new(Leases::new(stores.jobs.clone(), settings.lease));
+        // On a shared database, live status and cancels reach the other nodes.
+        let cluster = stores
+            .shared
+            .clone()
+            .map(|pool| Cluster::new(pool, stores.jobs.clone()));
+        let (live, cancellations): (Arc<dyn LiveStatus>, Arc<dyn Cancellations>) = match &cluster {
+            Some(cluster) => (cluster.clone(), cluster.clone()),
+            None => (
+                Arc::new(StatusHub::default()),
+                Arc::new(LocalCancellations::default()),
+            ),
+        };
         let jobs = Arc::new(Jobs::new(jobs::Parts {
             store: stores.jobs,
-            live: Arc::new(StatusHub::default()),
+            live,
             blobs,
-            cancellations: Arc::new(LocalCancellations::default()),
+            cancellations,
             staging: staging.clone(),
+            leases: leases.clone(),
         }));
         let uploads = Arc::new(Uploads::new(
             jobs.clone(),
@@ -169,7 +220,10 @@ impl Application {
             router,
             state,
             worker,
+            leases,
             certificates,
+            cluster,
+            _data_dir_lock: data_dir_lock,
         })
     }
 
@@ -197,13 +251,23 @@ impl Application {
             .settings
             .run_worker
             .then(|| tokio::spawn(self.worker.clone().run()));
+        let tasks = &self.state.tasks;
+        // Renewed whether or not the worker runs (one-shot uploads hold leases too), and until
+        // the requests in flight and the worker are done, not just until shutdown begins: an
+        // upload finishing in the grace period must not be taken for a stopped node's.
+        let leases_done = CancellationToken::new();
+        tasks.spawn(self.state.jobs.clone().keep_leases(leases_done.clone()));
+        if let Some(cluster) = &self.cluster {
+            tasks.spawn(cluster.clone().listen(shutdown.clone()));
+            tasks.spawn(cluster.clone().send_snapshots(shutdown.clone()));
+        }
         // Even when finished jobs are kept forever, stalled uploads, leftovers and expired
         // sessions still need sweeping.
-        let tasks = &self.state.tasks;
         tasks.spawn(retention::run(
             self.state.jobs.clone(),
             self.state.uploads.clone(),
             self.state.sessions.clone(),
+            self.leases.clone(),
             retention::Policy {
                 keep: self.state.settings.retention,
                 upload_expiry: self.state.settings.upload_expiry,
@@ -250,6 +314,7 @@ impl Application {
         if let Some(worker) = worker {
             worker.await.context("the worker task failed")?;
         }
+        leases_done.cancel();
         // Upgraded connections are not the listener's any more (axum#3003): give sockets a
         // moment to send their close frames, and sweeps and upkeep a moment to see the signal.
         let tasks = self.state.tasks.clone();

@@ -1,6 +1,10 @@
-//! The background worker: claims queued jobs from the persistent queue (the jobs table) and
-//! processes them, at most `workers` at a time, outside any request.
-use super::jobs::{AlreadyFinished, Jobs, Running};
+//! The background worker: claims queued jobs from the persistent queue (the jobs table) under
+//! this node's lease and processes them, at most `workers` at a time, outside any request. A
+//! job whose lease is lost stops without writing: another node has it.
+use super::{
+    jobs::{Jobs, NotHeld, Running},
+    leases::HeldLease,
+};
 use crate::domain::{JobState, JobStatus, Progress, Sha256Digest};
 use futures::StreamExt;
 use std::{sync::Arc, time::Duration};
@@ -30,6 +34,8 @@ enum Processed {
     Stopped,
     /// The job was cancelled; it is already recorded as such.
     Cancelled,
+    /// The job's lease was lost: another node processes it now.
+    LeaseLost,
 }
 
 impl Worker {
@@ -118,41 +124,52 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(job_id = %running.job.job_id))]
-    async fn process(&self, running: Running) {
-        let Running {
-            mut job,
-            registration,
-        } = running;
-        let cancelled = registration.cancelled().clone();
-        match self.process_steps(&mut job, &cancelled).await {
+    async fn process(&self, mut running: Running) {
+        tracing::info!("processing started");
+        let cancelled = running.registration.cancelled().clone();
+        let outcome = self
+            .process_steps(&mut running.job, &running.lease, &cancelled)
+            .await;
+        match outcome {
             Ok(Processed::Completed | Processed::Cancelled) => {}
-            Err(error) if error.is::<AlreadyFinished>() => {
-                tracing::info!("the job finished elsewhere (cancelled) while processing");
+            Ok(Processed::LeaseLost) => {
+                tracing::warn!("stopped without writing: the job's lease passed to another node");
+                self.jobs.let_go(running).await;
+            }
+            Err(error) if error.is::<NotHeld>() => {
+                tracing::info!(
+                    "the job finished elsewhere (cancelled) or passed to another node while processing"
+                );
+                self.jobs.let_go(running).await;
             }
             Ok(Processed::Stopped) => {
-                if let Err(error) = self.jobs.requeue(Running { job, registration }).await {
+                if let Err(error) = self.jobs.requeue(running).await {
                     tracing::error!(error = ?error, "re-queueing a stopped job failed");
                 }
             }
             Err(error) => {
                 tracing::error!(error = ?error, "processing failed");
                 let message = format!("processing failed: {error}");
-                if let Err(error) = self.jobs.fail(job, message).await {
+                let Running { job, lease, .. } = running;
+                if let Err(error) = self.jobs.fail_processing(job, &lease, message).await {
                     tracing::error!(error = ?error, "recording a processing failure failed");
                 }
             }
         }
     }
 
+    /// The steps, each idempotent (reading the stored file; the one write is the last): a job
+    /// whose node stopped midway is simply processed again by another.
     async fn process_steps(
         &self,
         job: &mut JobStatus,
+        lease: &HeldLease,
         cancelled: &CancellationToken,
     ) -> anyhow::Result<Processed> {
         let has_file = job.has_file();
         job.progress = Progress::processing(0, STEPS, has_file);
         self.jobs.report_progress(job);
-        if let Some(stop) = self.pause(cancelled).await {
+        if let Some(stop) = self.pause(lease, cancelled).await {
             return Ok(stop);
         }
 
@@ -161,13 +178,13 @@ impl Worker {
         }
         job.progress = Progress::processing(1, STEPS, has_file);
         self.jobs.report_progress(job);
-        if let Some(stop) = self.pause(cancelled).await {
+        if let Some(stop) = self.pause(lease, cancelled).await {
             return Ok(stop);
         }
 
         job.status = JobState::Completed;
         job.progress = Progress::DONE;
-        self.jobs.update(job).await?;
+        self.jobs.save_processing(job, lease).await?;
         tracing::info!(sha256 = ?job.sha256, size = job.size, "job completed");
         Ok(Processed::Completed)
     }
@@ -192,17 +209,20 @@ impl Worker {
         Ok(content_type_of(&head).to_owned())
     }
 
-    /// The pause between steps (if configured), cut short by cancellation or shutdown;
-    /// `Some` says processing must stop here.
-    async fn pause(&self, cancelled: &CancellationToken) -> Option<Processed> {
+    /// The pause between steps (if configured), cut short by cancellation, a lost lease or
+    /// shutdown; `Some` says processing must stop here.
+    async fn pause(&self, lease: &HeldLease, cancelled: &CancellationToken) -> Option<Processed> {
         if !self.step_delay.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(self.step_delay) => {}
                 _ = self.shutdown.cancelled() => {}
                 _ = cancelled.cancelled() => {}
+                _ = lease.lost().cancelled() => {}
             }
         }
-        if cancelled.is_cancelled() {
+        if lease.lost().is_cancelled() {
+            Some(Processed::LeaseLost)
+        } else if cancelled.is_cancelled() {
             Some(Processed::Cancelled)
         } else if self.shutdown.is_cancelled() {
             Some(Processed::Stopped)

@@ -130,3 +130,30 @@ fn settings_out_of_range_stop_start_up_instead_of_panicking_later() {
         assert!(line.contains(&name), "{variable}: {line}");
     }
 }
+
+#[tokio::test]
+async fn a_second_process_on_the_same_data_dir_is_refused_and_the_first_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let first = crate::helpers::Server::start_with(&data, "first.log", &[]).await;
+    let data_dir = data.to_str().unwrap();
+    let second = ingest(
+        &[],
+        &[
+            ("INGEST_DATA_DIR", data_dir),
+            ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    let stderr = refused_with_one_line(&second);
+    assert!(
+        stderr.contains("in use by another ingest process"),
+        "{stderr}"
+    );
+    let answer = reqwest::Client::new()
+        .get(format!("{}/readyz", first.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", first.log());
+}

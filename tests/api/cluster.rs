@@ -27,6 +27,12 @@ impl Cluster {
     /// `count` nodes with `env` on top of what every node gets (the shared database and
     /// bucket, the token).
     pub async fn start_with(count: usize, env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_some(count, count, env).await
+    }
+
+    /// Places for `count` nodes with `env`, of which only the first `running` are started
+    /// (the others join later, with `restart`).
+    pub async fn start_some(count: usize, running: usize, env: &[(&str, &str)]) -> Cluster {
         let database = TestDatabase::create().await;
         let bucket = TestBucket::create().await;
         let mut shared = vec![
@@ -58,7 +64,7 @@ impl Cluster {
             cluster.nodes.push(None);
         }
         // One at a time: the first runs the migrations.
-        for index in 0..count {
+        for index in 0..running {
             cluster.restart(index).await;
         }
         cluster

@@ -9,7 +9,12 @@ async fn requests_alternate_between_nodes() {
     let (first, second) = (cluster.admin(0), cluster.admin(1));
 
     // A metadata-only job accepted by one node is seen, processed, by the other.
-    let meta = accepted_id(first.ingest_json(serde_json::json!({"n": 1})).await).await;
+    let meta = accepted_id(
+        first
+            .ingest_json(serde_json::json!({"metadata": {"n": 1}}))
+            .await,
+    )
+    .await;
     let done = second.completed(meta).await;
     assert_eq!(done["metadata"], serde_json::json!({"n": 1}));
 
@@ -114,4 +119,103 @@ async fn signing_out_on_one_node_ends_the_session_on_the_other() {
     })
     .await;
     assert!(ended.is_some(), "{}", cluster.logs());
+}
+
+/// Reads a socket's status messages until the server closes it (30 s at most between two).
+async fn statuses_until_close(
+    mut socket: WebSocket,
+) -> (Vec<ingest::domain::JobStatus>, Option<u16>) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut statuses = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("the server keeps talking or closes");
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                statuses.push(serde_json::from_str(&text).expect("a JobStatus"));
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return (statuses, frame.map(|frame| u16::from(frame.code)));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => panic!("socket error: {error}"),
+            None => return (statuses, None),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_on_one_node_follows_an_upload_received_and_processed_elsewhere() {
+    use ingest::domain::JobState;
+    let cluster = Cluster::start_with(2, &[("INGEST_PROCESSING_DELAY_MS", "300")]).await;
+    let (receiver, follower) = (cluster.admin(0), cluster.admin(1));
+    let mut upload = receiver.streaming_ingest("live.bin").await;
+    let mut sent = random_bytes(64 * 1024);
+    assert!(upload.send(sent.clone()).await);
+    let job = wait_for_receiving_job(&receiver.client, &cluster.node(0).base).await;
+    let socket = follower.ws(job.job_id).await.expect("the socket opens");
+    let reader = tokio::spawn(statuses_until_close(socket));
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let more = random_bytes(64 * 1024);
+        sent.extend_from_slice(&more);
+        assert!(upload.send(more).await);
+    }
+    assert_eq!(upload.finish().await.status(), 202);
+    let (statuses, close) = reader.await.unwrap();
+
+    // The bytes arriving on the first node moved the second node's follower along...
+    let received: Vec<u64> = statuses
+        .iter()
+        .filter(|status| status.status == JobState::Receiving)
+        .map(|status| status.bytes_done)
+        .collect();
+    assert!(
+        received.windows(2).filter(|pair| pair[1] > pair[0]).count() >= 2,
+        "upload progress from the other node: {received:?}\n{}",
+        cluster.logs()
+    );
+    // ...then processing (on either node), then the final state, then a normal close.
+    assert!(
+        statuses
+            .iter()
+            .any(|status| status.status == JobState::Processing),
+        "{statuses:#?}"
+    );
+    let last = statuses.last().expect("statuses");
+    assert_eq!(last.status, JobState::Completed, "{statuses:#?}");
+    assert_eq!(last.sha256.unwrap().to_hex(), sha256_hex(&sent));
+    assert_eq!(last.metadata, serde_json::json!({}));
+    assert_eq!(close, Some(1000));
+}
+
+#[tokio::test]
+async fn a_cancel_on_one_node_stops_an_upload_on_the_other_within_a_second() {
+    use tokio::io::AsyncReadExt;
+    let cluster = Cluster::start(2).await;
+    let node0 = cluster.node(0);
+    let mut upload = start_partial_upload(node0.address(), 10_000_000, 64 * 1024).await;
+    let job = wait_for_receiving_job(&reqwest::Client::new(), &node0.base).await;
+    let at = Instant::now();
+    assert_eq!(cluster.admin(1).cancel(job.job_id).await.status(), 200);
+    // The receiving node answers the cut upload (and stops reading it) at once.
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), upload.read_to_end(&mut answer)).await;
+    let stopped = at.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 409"),
+        "{answer}\n{}",
+        cluster.logs()
+    );
+    assert!(answer.contains("cancelled"), "{answer}");
+    assert!(
+        stopped <= Duration::from_secs(1),
+        "stopped after {stopped:?}"
+    );
+    let cancelled = cluster.admin(0).job(job.job_id).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["sha256"], serde_json::Value::Null);
 }

@@ -12,6 +12,7 @@ mod cancel;
 mod cancel_races;
 mod cli;
 mod cluster;
+mod cluster_leases;
 mod cluster_nodes;
 mod cluster_uploads;
 mod content;

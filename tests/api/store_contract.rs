@@ -10,9 +10,10 @@ use ingest::{
         AccountId, AccountName, JobId, JobState, JobStatus, KeyId, Owner, Role, Scope, Sha256Digest,
     },
     server::store::{
-        now, AccountRecord, AccountStore, Admission, Admitted, JobStore, KeyRecord, ListFilter,
-        PgStore, Recovery, Resumable, SessionStore, SqliteStore, StagedPart, StagedParts,
-        StagedState, StoredSession, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
+        now, AccountRecord, AccountStore, Admission, Admitted, JobStore, KeyRecord, Lease,
+        ListFilter, NodeId, PgStore, Recovery, Resumable, SessionStore, SqliteStore, StagedPart,
+        StagedParts, StagedState, StoredSession, CANCELLED_BY_REQUEST, INTERRUPTED_BY_NODE_LOSS,
+        INTERRUPTED_BY_RESTART,
     },
 };
 use std::{collections::HashSet, sync::Arc};
@@ -113,7 +114,11 @@ contract!(
     save_received_records_the_offset_only_while_receiving,
     claim_takes_the_oldest_queued_jobs_first,
     concurrent_claimers_never_take_the_same_job,
-    recover_interrupted_fails_one_shot_uploads_and_requeues_processing,
+    recover_interrupted_ends_only_earlier_processes_jobs_and_only_on_sqlite,
+    a_claimed_job_is_claimable_again_only_once_its_lease_runs_out,
+    renew_extends_only_the_nodes_own_leases,
+    an_expired_one_shot_upload_fails_and_expired_processing_is_queued_again,
+    a_periodic_task_has_one_holder_at_a_time,
     finished_jobs_before_a_cutoff_and_blob_references_are_counted,
     the_write_probe_succeeds,
     sessions_live_until_deleted_revoked_or_expired,
@@ -178,6 +183,14 @@ fn resumable(credential: &str, max_pending: u64) -> Resumable {
 
 fn no_limits() -> Admission {
     Admission::default()
+}
+
+/// A lease of a node of its own, lasting longer than any scenario.
+fn lease() -> Lease {
+    Lease {
+        node: NodeId::random(),
+        duration: std::time::Duration::from_secs(60),
+    }
 }
 
 fn ids(jobs: &[JobStatus]) -> Vec<JobId> {
@@ -356,7 +369,7 @@ async fn delete_removes_a_job_and_its_upload_record(backend: Backend) {
     let (store, _db) = backend.store().await;
     let job = upload(&admin(), Some(100));
     let admitted = store
-        .admit(&job, no_limits(), Some(resumable("token", 10)))
+        .admit(&job, no_limits(), Some(resumable("token", 10)), &lease())
         .await
         .unwrap();
     assert_eq!(admitted, Admitted::Yes { bytes_left: None });
@@ -382,19 +395,24 @@ async fn admit_refuses_over_the_upload_quota_and_records_nothing(backend: Backen
         max_stored_bytes: None,
     };
     for _ in 0..2 {
-        let admitted = store.admit(&upload(&alice, None), two, None).await;
+        let admitted = store
+            .admit(&upload(&alice, None), two, None, &lease())
+            .await;
         assert_eq!(admitted.unwrap(), Admitted::Yes { bytes_left: None });
     }
     let refused = upload(&alice, None);
     assert_eq!(
-        store.admit(&refused, two, None).await.unwrap(),
+        store.admit(&refused, two, None, &lease()).await.unwrap(),
         Admitted::TooManyUploads { in_progress: 2 }
     );
     assert_eq!(store.get(refused.job_id).await.unwrap(), None);
     assert_eq!(store.count_in_state(JobState::Receiving).await.unwrap(), 2);
     // Another account's quota is its own.
     let bob = owner(2, "bob");
-    let admitted = store.admit(&upload(&bob, None), two, None).await.unwrap();
+    let admitted = store
+        .admit(&upload(&bob, None), two, None, &lease())
+        .await
+        .unwrap();
     assert_eq!(admitted, Admitted::Yes { bytes_left: None });
     assert_eq!(
         store.usage(alice.id).await.unwrap(),
@@ -413,7 +431,7 @@ async fn admit_refuses_over_the_upload_quota_and_records_nothing(backend: Backen
         .unwrap();
     first.status = JobState::Queued;
     assert!(store.save(&first).await.unwrap());
-    let admitted = store.admit(&refused, two, None).await.unwrap();
+    let admitted = store.admit(&refused, two, None, &lease()).await.unwrap();
     assert_eq!(admitted, Admitted::Yes { bytes_left: None });
 }
 
@@ -440,7 +458,7 @@ async fn admit_refuses_over_the_stored_bytes_quota_and_counts_exactly(backend: B
     );
 
     let big = upload(&alice, Some(600));
-    let admitted = store.admit(&big, quota, None).await.unwrap();
+    let admitted = store.admit(&big, quota, None, &lease()).await.unwrap();
     assert_eq!(
         admitted,
         Admitted::Yes {
@@ -449,13 +467,13 @@ async fn admit_refuses_over_the_stored_bytes_quota_and_counts_exactly(backend: B
     );
     let too_big = upload(&alice, Some(200));
     assert_eq!(
-        store.admit(&too_big, quota, None).await.unwrap(),
+        store.admit(&too_big, quota, None, &lease()).await.unwrap(),
         Admitted::OverStorage { used: 900 }
     );
     assert_eq!(store.get(too_big.job_id).await.unwrap(), None);
     let exact = upload(&alice, Some(100));
     assert_eq!(
-        store.admit(&exact, quota, None).await.unwrap(),
+        store.admit(&exact, quota, None, &lease()).await.unwrap(),
         Admitted::Yes {
             bytes_left: Some(0)
         }
@@ -502,7 +520,12 @@ async fn admit_caps_a_credentials_unfinished_resumable_uploads(backend: Backend)
     for _ in 0..2 {
         let job = upload(&alice, Some(10));
         let admitted = store
-            .admit(&job, no_limits(), Some(resumable("key:0123456789ab", 2)))
+            .admit(
+                &job,
+                no_limits(),
+                Some(resumable("key:0123456789ab", 2)),
+                &lease(),
+            )
             .await
             .unwrap();
         assert_eq!(admitted, Admitted::Yes { bytes_left: None });
@@ -514,7 +537,8 @@ async fn admit_caps_a_credentials_unfinished_resumable_uploads(backend: Backend)
             .admit(
                 &refused,
                 no_limits(),
-                Some(resumable("key:0123456789ab", 2))
+                Some(resumable("key:0123456789ab", 2)),
+                &lease()
             )
             .await
             .unwrap(),
@@ -525,12 +549,17 @@ async fn admit_caps_a_credentials_unfinished_resumable_uploads(backend: Backend)
     // The cap is per credential; one-shot uploads do not count towards it.
     let other = upload(&alice, Some(10));
     let admitted = store
-        .admit(&other, no_limits(), Some(resumable("session:00112233", 2)))
+        .admit(
+            &other,
+            no_limits(),
+            Some(resumable("session:00112233", 2)),
+            &lease(),
+        )
         .await
         .unwrap();
     assert_eq!(admitted, Admitted::Yes { bytes_left: None });
     store
-        .admit(&upload(&alice, None), no_limits(), None)
+        .admit(&upload(&alice, None), no_limits(), None, &lease())
         .await
         .unwrap();
     let mut resumable_ids = store.resumable_uploads().await.unwrap();
@@ -545,6 +574,7 @@ async fn admit_caps_a_credentials_unfinished_resumable_uploads(backend: Backend)
             &refused,
             no_limits(),
             Some(resumable("key:0123456789ab", 2)),
+            &lease(),
         )
         .await
         .unwrap();
@@ -566,7 +596,10 @@ async fn concurrent_admissions_cannot_pass_a_quota_together(backend: Backend) {
         tokio::spawn(async move {
             let job = upload(&alice, Some(if i % 4 == 0 { 300 } else { 0 }));
             let credential = (i % 3 == 0).then(|| resumable("token", 4));
-            store.admit(&job, quota, credential).await.unwrap()
+            store
+                .admit(&job, quota, credential, &lease())
+                .await
+                .unwrap()
         })
     });
     let outcomes: Vec<Admitted> = futures::future::join_all(attempts)
@@ -596,7 +629,7 @@ async fn save_received_records_the_offset_only_while_receiving(backend: Backend)
     let (store, _db) = backend.store().await;
     let mut job = upload(&admin(), Some(100));
     store
-        .admit(&job, no_limits(), Some(resumable("token", 10)))
+        .admit(&job, no_limits(), Some(resumable("token", 10)), &lease())
         .await
         .unwrap();
     let declared = store.upload(job.job_id).await.unwrap().unwrap();
@@ -652,7 +685,7 @@ async fn claim_takes_the_oldest_queued_jobs_first(backend: Backend) {
             .await
             .unwrap();
     }
-    let first = store.claim_queued(2).await.unwrap();
+    let first = store.claim_queued(2, &lease()).await.unwrap();
     let claimed: Vec<JobId> = first.iter().map(|claimed| claimed.job.job_id).collect();
     assert_eq!(claimed, ids(&queued[..2]));
     for (claimed, queued) in first.iter().zip(&queued) {
@@ -663,10 +696,10 @@ async fn claim_takes_the_oldest_queued_jobs_first(backend: Backend) {
             Some(&claimed.job)
         );
     }
-    let rest = store.claim_queued(10).await.unwrap();
+    let rest = store.claim_queued(10, &lease()).await.unwrap();
     let claimed: Vec<JobId> = rest.iter().map(|claimed| claimed.job.job_id).collect();
     assert_eq!(claimed, ids(&queued[2..]));
-    assert!(store.claim_queued(10).await.unwrap().is_empty());
+    assert!(store.claim_queued(10, &lease()).await.unwrap().is_empty());
     assert_eq!(store.count_in_state(JobState::Processing).await.unwrap(), 5);
     assert_eq!(store.count_in_state(JobState::Queued).await.unwrap(), 0);
 }
@@ -690,7 +723,7 @@ async fn concurrent_claimers_never_take_the_same_job(backend: Backend) {
         tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let batch = store.claim_queued(3).await.unwrap();
+                let batch = store.claim_queued(3, &lease()).await.unwrap();
                 if batch.is_empty() {
                     return mine;
                 }
@@ -713,45 +746,384 @@ async fn concurrent_claimers_never_take_the_same_job(backend: Backend) {
     );
 }
 
-async fn recover_interrupted_fails_one_shot_uploads_and_requeues_processing(backend: Backend) {
+async fn recover_interrupted_ends_only_earlier_processes_jobs_and_only_on_sqlite(backend: Backend) {
     let (store, _db) = backend.store().await;
+    let (earlier, current) = (lease(), lease());
     let one_shot = upload(&admin(), Some(10));
-    store.insert(&one_shot).await.unwrap();
-    let waiting = upload(&admin(), Some(10));
     store
-        .admit(&waiting, no_limits(), Some(resumable("token", 10)))
+        .admit(&one_shot, no_limits(), None, &earlier)
         .await
         .unwrap();
-    let processing = job(&admin(), JobState::Processing);
-    store.insert(&processing).await.unwrap();
-    let queued = job(&admin(), JobState::Queued);
-    store.insert(&queued).await.unwrap();
+    let waiting = upload(&admin(), Some(10));
+    store
+        .admit(
+            &waiting,
+            no_limits(),
+            Some(resumable("token", 10)),
+            &earlier,
+        )
+        .await
+        .unwrap();
+    let mine = upload(&admin(), Some(10));
+    store
+        .admit(&mine, no_limits(), None, &current)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        store
+            .insert(&job(&admin(), JobState::Queued))
+            .await
+            .unwrap();
+    }
+    let processing = store.claim_queued(1, &earlier).await.unwrap()[0]
+        .job
+        .clone();
+    let processing_here = store.claim_queued(1, &current).await.unwrap()[0]
+        .job
+        .clone();
     let done = stored(&admin(), 1, 1);
     store.insert(&done).await.unwrap();
 
-    assert_eq!(
-        store.recover_interrupted().await.unwrap(),
-        Recovery {
-            failed_uploads: 1,
-            requeued: 1
-        }
-    );
-    let failed = store.get(one_shot.job_id).await.unwrap().unwrap();
-    assert_eq!(failed.status, JobState::Failed);
-    assert_eq!(failed.error.as_deref(), Some(INTERRUPTED_BY_RESTART));
+    let recovery = store.recover_interrupted(&current.node).await.unwrap();
     let state = async |id| store.get(id).await.unwrap().unwrap().status;
+    match backend {
+        // One process per data dir: the earlier process's jobs are recovered at once.
+        Backend::Sqlite => {
+            assert_eq!(
+                recovery,
+                Recovery {
+                    failed_uploads: 1,
+                    requeued: 1
+                }
+            );
+            let failed = store.get(one_shot.job_id).await.unwrap().unwrap();
+            assert_eq!(failed.status, JobState::Failed);
+            assert_eq!(failed.error.as_deref(), Some(INTERRUPTED_BY_RESTART));
+            assert_eq!(state(processing.job_id).await, JobState::Queued);
+        }
+        // Another node may be alive: only time ends its leases.
+        Backend::Postgres => {
+            assert_eq!(recovery, Recovery::default());
+            assert_eq!(state(one_shot.job_id).await, JobState::Receiving);
+            assert_eq!(state(processing.job_id).await, JobState::Processing);
+        }
+    }
     assert_eq!(state(waiting.job_id).await, JobState::Receiving);
-    assert_eq!(state(processing.job_id).await, JobState::Queued);
-    assert_eq!(state(queued.job_id).await, JobState::Queued);
+    assert_eq!(state(mine.job_id).await, JobState::Receiving);
+    assert_eq!(state(processing_here.job_id).await, JobState::Processing);
     assert_eq!(store.get(done.job_id).await.unwrap(), Some(done));
     assert_eq!(
         store.resumable_uploads().await.unwrap(),
         vec![waiting.job_id]
     );
     assert_eq!(
-        store.recover_interrupted().await.unwrap(),
+        store.recover_interrupted(&current.node).await.unwrap(),
         Recovery::default()
     );
+}
+
+/// Two nodes over one database: on PostgreSQL two stores, on SQLite one store serving two node
+/// ids (one process at a time, as after a restart).
+async fn two_nodes(backend: Backend) -> (Arc<dyn Store>, Arc<dyn Store>, Opened) {
+    let opened = backend.open(2).await;
+    (opened.nodes[0].clone(), opened.nodes[1].clone(), opened)
+}
+
+fn lease_of(node: &NodeId, duration: std::time::Duration) -> Lease {
+    Lease {
+        node: node.clone(),
+        duration,
+    }
+}
+
+/// Lets a lease of zero length run out: the clocks move on by at least a microsecond.
+async fn run_out() {
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+}
+
+const LONG: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn a_claimed_job_is_claimable_again_only_once_its_lease_runs_out(backend: Backend) {
+    let (first, second, _db) = two_nodes(backend).await;
+    let (a, b) = (NodeId::random(), NodeId::random());
+    let lasting = job(&admin(), JobState::Queued);
+    first.insert(&lasting).await.unwrap();
+    let claimed = first.claim_queued(1, &lease_of(&a, LONG)).await.unwrap();
+    assert_eq!(claimed[0].job.job_id, lasting.job_id);
+    let lapsing = job(&admin(), JobState::Queued);
+    first.insert(&lapsing).await.unwrap();
+    let zero = std::time::Duration::ZERO;
+    let claimed = first.claim_queued(1, &lease_of(&a, zero)).await.unwrap();
+    assert_eq!(claimed[0].job.job_id, lapsing.job_id);
+    run_out().await;
+
+    // Only the job whose lease ran out is taken, and it is taken once.
+    let taken = second.claim_queued(10, &lease_of(&b, LONG)).await.unwrap();
+    assert_eq!(
+        ids(&taken.iter().map(|c| c.job.clone()).collect::<Vec<_>>()),
+        [lapsing.job_id]
+    );
+    assert_eq!(taken[0].job.status, JobState::Processing);
+    assert!(second
+        .claim_queued(10, &lease_of(&b, LONG))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(first
+        .claim_queued(10, &lease_of(&a, LONG))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The node that lost it writes nothing; the one holding it finishes it, once.
+    let mut done = taken[0].job.clone();
+    done.status = JobState::Completed;
+    done.progress = 100;
+    done.updated_at = now();
+    assert!(!first.save_held(&done, &a).await.unwrap());
+    assert_eq!(
+        first.get(lapsing.job_id).await.unwrap().unwrap().status,
+        JobState::Processing
+    );
+    assert!(second.save_held(&done, &b).await.unwrap());
+    assert_eq!(first.get(lapsing.job_id).await.unwrap(), Some(done.clone()));
+    assert!(
+        !second.save_held(&done, &b).await.unwrap(),
+        "finished is final"
+    );
+    // A job whose lease lives is saved by its holder only.
+    let mut other = claimed_copy(&*first, lasting.job_id).await;
+    other.status = JobState::Queued;
+    assert!(!second.save_held(&other, &b).await.unwrap());
+    assert!(first.save_held(&other, &a).await.unwrap());
+    // Back in the queue it holds no lease: anyone claims it.
+    let again = second.claim_queued(10, &lease_of(&b, LONG)).await.unwrap();
+    assert_eq!(again[0].job.job_id, lasting.job_id);
+}
+
+async fn claimed_copy(store: &dyn Store, id: JobId) -> JobStatus {
+    let mut job = store.get(id).await.unwrap().unwrap();
+    job.updated_at = now();
+    job
+}
+
+async fn renew_extends_only_the_nodes_own_leases(backend: Backend) {
+    let (first, second, _db) = two_nodes(backend).await;
+    let (a, b) = (NodeId::random(), NodeId::random());
+    let zero = std::time::Duration::ZERO;
+    for _ in 0..2 {
+        first
+            .insert(&job(&admin(), JobState::Queued))
+            .await
+            .unwrap();
+    }
+    let of_a = first.claim_queued(1, &lease_of(&a, zero)).await.unwrap()[0]
+        .job
+        .job_id;
+    // Renewed at once, so B's claim does not take it over but the next queued job.
+    assert_eq!(
+        first.renew_leases(&lease_of(&a, LONG)).await.unwrap(),
+        vec![of_a]
+    );
+    let of_b = second.claim_queued(1, &lease_of(&b, zero)).await.unwrap()[0]
+        .job
+        .job_id;
+    assert_ne!(of_a, of_b);
+    let upload_of_a = upload(&admin(), Some(10));
+    first
+        .admit(&upload_of_a, no_limits(), None, &lease_of(&a, zero))
+        .await
+        .unwrap();
+    let resumable_upload = upload(&admin(), Some(10));
+    first
+        .admit(
+            &resumable_upload,
+            no_limits(),
+            Some(resumable("token", 10)),
+            &lease_of(&a, zero),
+        )
+        .await
+        .unwrap();
+
+    let mut renewed = first.renew_leases(&lease_of(&a, LONG)).await.unwrap();
+    renewed.sort();
+    let mut expected = vec![of_a, upload_of_a.job_id];
+    expected.sort();
+    assert_eq!(renewed, expected, "A's processing job and one-shot upload");
+    run_out().await;
+    // B's lease, not renewed, ran out: its job is anyone's; A's are not.
+    let c = NodeId::random();
+    let taken = second.claim_queued(10, &lease_of(&c, LONG)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].job.job_id, of_b);
+    assert!(second
+        .renew_leases(&lease_of(&b, LONG))
+        .await
+        .unwrap()
+        .is_empty());
+    // Nor does the sweep take A's upload, whose lease lives; the resumable one has none.
+    assert!(second.recover_expired().await.unwrap().is_empty());
+    assert_eq!(
+        first.get(upload_of_a.job_id).await.unwrap().unwrap().status,
+        JobState::Receiving
+    );
+}
+
+async fn an_expired_one_shot_upload_fails_and_expired_processing_is_queued_again(backend: Backend) {
+    let (first, second, _db) = two_nodes(backend).await;
+    let a = NodeId::random();
+    let zero = std::time::Duration::ZERO;
+    let cut = upload(&admin(), Some(10));
+    first
+        .admit(&cut, no_limits(), None, &lease_of(&a, zero))
+        .await
+        .unwrap();
+    let waiting = upload(&admin(), Some(10));
+    first
+        .admit(
+            &waiting,
+            no_limits(),
+            Some(resumable("token", 10)),
+            &lease_of(&a, zero),
+        )
+        .await
+        .unwrap();
+    first
+        .insert(&job(&admin(), JobState::Queued))
+        .await
+        .unwrap();
+    let stalled = first.claim_queued(1, &lease_of(&a, zero)).await.unwrap()[0]
+        .job
+        .job_id;
+    let live = upload(&admin(), Some(10));
+    first
+        .admit(&live, no_limits(), None, &lease_of(&a, LONG))
+        .await
+        .unwrap();
+    run_out().await;
+
+    let mut recovered = second.recover_expired().await.unwrap();
+    recovered.sort_by_key(|job| job.job_id);
+    let mut expected = vec![cut.job_id, stalled];
+    expected.sort();
+    assert_eq!(ids(&recovered), expected);
+    let failed = second.get(cut.job_id).await.unwrap().unwrap();
+    assert_eq!(failed.status, JobState::Failed);
+    assert_eq!(failed.error.as_deref(), Some(INTERRUPTED_BY_NODE_LOSS));
+    assert!(recovered.contains(&failed));
+    assert_eq!(
+        second.get(stalled).await.unwrap().unwrap().status,
+        JobState::Queued
+    );
+    let state = async |id| second.get(id).await.unwrap().unwrap().status;
+    assert_eq!(state(waiting.job_id).await, JobState::Receiving);
+    assert_eq!(state(live.job_id).await, JobState::Receiving);
+    assert!(second.recover_expired().await.unwrap().is_empty());
+    // The holder's lease went with it: renewing finds nothing but the live upload.
+    assert_eq!(
+        first.renew_leases(&lease_of(&a, LONG)).await.unwrap(),
+        vec![live.job_id]
+    );
+}
+
+async fn a_periodic_task_has_one_holder_at_a_time(backend: Backend) {
+    let (first, second, _db) = two_nodes(backend).await;
+    let (a, b) = (NodeId::random(), NodeId::random());
+    assert!(first
+        .claim_periodic("sweep", &lease_of(&a, LONG))
+        .await
+        .unwrap());
+    assert!(!second
+        .claim_periodic("sweep", &lease_of(&b, LONG))
+        .await
+        .unwrap());
+    // Its holder may claim it again (its timer may tick a little early); another task is free.
+    assert!(first
+        .claim_periodic("sweep", &lease_of(&a, LONG))
+        .await
+        .unwrap());
+    assert!(second
+        .claim_periodic("other", &lease_of(&b, LONG))
+        .await
+        .unwrap());
+    // Once a claim runs out, another node takes the task, and then holds it.
+    let zero = std::time::Duration::ZERO;
+    assert!(first
+        .claim_periodic("brief", &lease_of(&a, zero))
+        .await
+        .unwrap());
+    run_out().await;
+    assert!(second
+        .claim_periodic("brief", &lease_of(&b, LONG))
+        .await
+        .unwrap());
+    assert!(!first
+        .claim_periodic("brief", &lease_of(&a, LONG))
+        .await
+        .unwrap());
+
+    // Many claimers at once, on both stores: exactly one wins.
+    let claims = (0..8).map(|i| {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tokio::spawn(async move {
+            let node = NodeId::random();
+            store
+                .claim_periodic("raced", &lease_of(&node, LONG))
+                .await
+                .unwrap()
+        })
+    });
+    let won = futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .filter(|claimed| *claimed.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+}
+
+/// PostgreSQL's blob lock excludes across stores (nodes), per digest; SQLite's is the
+/// process's own lock in `Jobs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_blob_locks_exclude_other_nodes_per_digest_and_owner() {
+    let opened = Backend::Postgres.open(2).await;
+    let (first, second) = (&opened.nodes[0], &opened.nodes[1]);
+    let wait = std::time::Duration::from_millis(300);
+    let held = first.lock_blob(digest(1), None).await.unwrap();
+    let blocked = tokio::time::timeout(wait, second.lock_blob(digest(1), None)).await;
+    assert!(blocked.is_err(), "the same digest waits");
+    let other = tokio::time::timeout(wait, second.lock_blob(digest(2), None))
+        .await
+        .expect("another digest does not wait")
+        .unwrap();
+    other.release().await;
+    held.release().await;
+    let after = tokio::time::timeout(wait, second.lock_blob(digest(1), None))
+        .await
+        .expect("released: it is free")
+        .unwrap();
+    // Dropped without release: still let go (the transaction ends with its connection's
+    // return to the pool).
+    drop(after);
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        first.lock_blob(digest(1), None),
+    )
+    .await
+    .expect("a dropped lock is let go")
+    .unwrap();
+    dropped.release().await;
+
+    // With an owner, two nodes' final quota checks of one account exclude each other even
+    // for different content.
+    let alice = Some(AccountId::new(7));
+    let held = first.lock_blob(digest(3), alice).await.unwrap();
+    let blocked = tokio::time::timeout(wait, second.lock_blob(digest(4), alice)).await;
+    assert!(blocked.is_err(), "the same account waits");
+    held.release().await;
 }
 
 async fn finished_jobs_before_a_cutoff_and_blob_references_are_counted(backend: Backend) {

@@ -23,6 +23,9 @@ pub struct Stores {
     pub jobs: Arc<dyn JobStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub accounts: Arc<dyn AccountStore>,
+    /// The PostgreSQL database when it is one: other nodes may share it, and it carries what
+    /// they tell each other (`LISTEN`/`NOTIFY`). `None` for SQLite: one process only.
+    pub shared: Option<sqlx::PgPool>,
 }
 
 impl Stores {
@@ -31,17 +34,25 @@ impl Stores {
     /// `DatabaseUnavailable` in the error's chain.
     pub async fn open(url: Option<&DatabaseUrl>, sqlite: &Path) -> anyhow::Result<Self> {
         Ok(match url {
-            Some(url) => Self::over(PgStore::open(url).await?),
-            None => Self::over(SqliteStore::open(sqlite).await?),
+            Some(url) => {
+                let store = PgStore::open(url).await?;
+                let pool = store.pool();
+                Self::over(store, Some(pool))
+            }
+            None => Self::over(SqliteStore::open(sqlite).await?, None),
         })
     }
 
-    fn over<S: JobStore + SessionStore + AccountStore>(store: S) -> Self {
+    fn over<S: JobStore + SessionStore + AccountStore>(
+        store: S,
+        shared: Option<sqlx::PgPool>,
+    ) -> Self {
         let store = Arc::new(store);
         Self {
             jobs: store.clone(),
             sessions: store.clone(),
             accounts: store,
+            shared,
         }
     }
 }
@@ -65,11 +76,13 @@ pub trait JobStore: Send + Sync + 'static {
     /// the owner uses and recording the job are one write, so concurrent uploads cannot pass a
     /// quota together. A resumable upload also gets its upload record. Nothing is recorded
     /// when the answer is a refusal.
+    /// A one-shot upload (no `resumable`) is held under `lease` while its request sends it.
     async fn admit(
         &self,
         job: &JobStatus,
         admission: Admission,
         resumable: Option<Resumable>,
+        lease: &Lease,
     ) -> anyhow::Result<Admitted>;
     /// What the account uses now, counted from its jobs.
     async fn usage(&self, owner: AccountId) -> anyhow::Result<Usage>;
@@ -87,12 +100,40 @@ pub trait JobStore: Send + Sync + 'static {
         before: Option<JobId>,
         limit: u32,
     ) -> anyhow::Result<Vec<JobStatus>>;
-    /// Moves up to `limit` of the oldest queued jobs to `processing` and returns them, oldest
-    /// first.
-    async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<Claimed>>;
-    /// After a restart: one-shot uploads that were mid-transfer fail (resumable ones wait for
-    /// their client), jobs that were mid-processing go back to the queue.
-    async fn recover_interrupted(&self) -> anyhow::Result<Recovery>;
+    /// Moves up to `limit` jobs to `processing` under `lease` and returns them, oldest first:
+    /// jobs in `processing` whose lease has run out (their node stopped; processing steps can
+    /// run again), then the oldest queued jobs. No job is claimed by two claimers.
+    async fn claim_queued(&self, limit: u32, lease: &Lease) -> anyhow::Result<Vec<Claimed>>;
+    /// Extends every lease `lease.node` holds (processing jobs and one-shot uploads) to
+    /// `lease.duration` from now, in one statement; returns the jobs it holds.
+    async fn renew_leases(&self, lease: &Lease) -> anyhow::Result<Vec<JobId>>;
+    /// Saves a change to a job `node` is processing, only while `node` still holds its lease
+    /// (and the job has not finished meanwhile); a job that leaves `processing` leaves its
+    /// lease too. False if nothing was saved: no job is processed by two nodes at once.
+    async fn save_held(&self, job: &JobStatus, node: &NodeId) -> anyhow::Result<bool>;
+    /// At start-up of node `node`: the jobs of earlier processes this store knows to be dead.
+    /// SQLite serves one process per data dir, so every lease another node id holds is an
+    /// earlier process's: its one-shot uploads fail (`INTERRUPTED_BY_RESTART`), its
+    /// processing goes back to the queue, and its periodic-task claims end. PostgreSQL
+    /// cannot tell a stopped node from a live one, so there leases only run out
+    /// (`recover_expired`).
+    async fn recover_interrupted(&self, node: &NodeId) -> anyhow::Result<Recovery>;
+    /// Jobs whose lease has run out: one-shot uploads fail (`INTERRUPTED_BY_NODE_LOSS`),
+    /// processing goes back to the queue. Returns the changed jobs.
+    async fn recover_expired(&self) -> anyhow::Result<Vec<JobStatus>>;
+    /// Claims periodic task `task` for `lease.node` until `lease.duration` from now, if its
+    /// last claim has run out or is `lease.node`'s own: true if this node runs it now.
+    async fn claim_periodic(&self, task: &str, lease: &Lease) -> anyhow::Result<bool>;
+    /// Held while the references to the blob `digest` change (a job gains or loses it, the
+    /// blob is stored or removed) and, with `owner`, while that account's stored bytes are
+    /// checked against its quota, so that across every process on this database a blob goes
+    /// only when no job references it and uploads finishing together cannot pass a quota
+    /// together. The owner's lock is taken first; released when the guard is.
+    async fn lock_blob(
+        &self,
+        digest: Sha256Digest,
+        owner: Option<AccountId>,
+    ) -> anyhow::Result<BlobLock>;
     async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64>;
     /// Finished jobs (completed, failed, cancelled) last changed before `cutoff`, oldest first.
     async fn list_finished_before(
@@ -237,6 +278,13 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn delete_sessions_of(&self, keys: &[KeyId]) -> anyhow::Result<()>;
     /// Sessions that have not expired at `now`.
     async fn live_sessions(&self, now: time::OffsetDateTime) -> anyhow::Result<Vec<StoredSession>>;
+    /// The session with this hash, if it has not expired at `now`: for nodes that share the
+    /// store, where another node may have opened or ended it.
+    async fn live_session(
+        &self,
+        id_hash: [u8; 32],
+        now: time::OffsetDateTime,
+    ) -> anyhow::Result<Option<StoredSession>>;
     /// Deletes sessions expired at `now`; returns how many.
     async fn prune_sessions(&self, now: time::OffsetDateTime) -> anyhow::Result<u64>;
 }
@@ -335,6 +383,71 @@ pub const CANCELLED_BY_REQUEST: &str = "cancelled by request";
 
 /// The error recorded on uploads that a restart cut off.
 pub const INTERRUPTED_BY_RESTART: &str = "interrupted by server restart";
+
+/// The error recorded on one-shot uploads whose node stopped (its lease ran out) mid-transfer.
+pub const INTERRUPTED_BY_NODE_LOSS: &str =
+    "interrupted: the server receiving it stopped before the upload was complete";
+
+/// One process's identity in the cluster: random, made at start-up, so a restarted process is
+/// a new node and never mistakes an earlier process's leases for its own.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A lease as taken or renewed: held by `node` for `duration` from the database's now.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub node: NodeId,
+    pub duration: std::time::Duration,
+}
+
+impl Lease {
+    fn duration_us(&self) -> i64 {
+        i64::try_from(self.duration.as_micros()).unwrap_or(i64::MAX)
+    }
+}
+
+/// A store's hold on a blob's references (see `JobStore::lock_blob`). `release` lets go at
+/// once; dropping it lets go too, a moment later.
+pub struct BlobLock(Held);
+
+enum Held {
+    /// SQLite serves one process, whose own lock (in `Jobs`) is enough.
+    InProcess,
+    /// A transaction holding transaction-scoped advisory locks: ending it (or the connection)
+    /// releases them, so a lock never outlives its holder, even one that forgets to release.
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl BlobLock {
+    pub async fn release(self) {
+        match self.0 {
+            Held::InProcess => {}
+            Held::Postgres(tx) => {
+                if let Err(error) = tx.rollback().await {
+                    // The connection goes back to the pool (or closes), which ends the
+                    // transaction and its locks anyway.
+                    tracing::warn!(error = ?error, "releasing a blob lock failed");
+                }
+            }
+        }
+    }
+}
 
 /// The current time at the precision the stores keep (microseconds), so a status read back
 /// equals the one that was written.

@@ -1,12 +1,13 @@
 //! PostgreSQL store, for nodes sharing one database: a `PgPool`, its own migrations
 //! (`migrations/postgres/`), and the rules SQLite keeps by having a single writer kept here by
 //! PostgreSQL's locks instead: `FOR UPDATE SKIP LOCKED` for claims, a transaction-scoped
-//! advisory lock per account (and credential) for admissions, row locks for the rest.
+//! advisory lock per account (and credential) for admissions and per blob for its references,
+//! row locks for the rest. Leases are timed by the database's clock, not the nodes'.
 use super::{
     from_micros, micros, now, staged_parts_json, to_i64, AccountRecord, AccountStore, Admission,
-    Admitted, Claimed, DatabaseUnavailable, JobStore, KeyRecord, ListFilter, Recovery, Resumable,
-    SessionStore, StagedState, StoredSession, UploadRecord, CANCELLED_BY_REQUEST,
-    INTERRUPTED_BY_RESTART,
+    Admitted, BlobLock, Claimed, DatabaseUnavailable, Held, JobStore, KeyRecord, Lease, ListFilter,
+    NodeId, Recovery, Resumable, SessionStore, StagedState, StoredSession, UploadRecord,
+    CANCELLED_BY_REQUEST, INTERRUPTED_BY_NODE_LOSS,
 };
 use crate::{
     api::{QuotaOverrides, Usage},
@@ -90,6 +91,11 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The connection pool, for what nodes tell each other over the same database.
+    pub fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
     /// Connects, migrates, and opens the pool. A server that cannot be reached, or refuses
     /// the credentials, is a `DatabaseUnavailable`: the first connection is made directly,
     /// under a timeout, because the pool would retry a refused connection until its own
@@ -184,6 +190,10 @@ async fn insert_job(conn: &mut PgConnection, job: &JobStatus) -> anyhow::Result<
     bind_mutable(query, job).execute(&mut *conn).await?;
     Ok(())
 }
+
+/// The database's clock in microseconds since the Unix epoch: leases are taken and judged by
+/// it alone, so the nodes' clocks need not agree.
+const DB_NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
 
 /// A 64-bit advisory-lock key for `what`, namespaced so it does not meet another
 /// application's locks on the same database; a hash collision only makes two admissions wait
@@ -301,11 +311,24 @@ impl JobStore for PgStore {
         job: &JobStatus,
         admission: Admission,
         resumable: Option<Resumable>,
+        lease: &Lease,
     ) -> anyhow::Result<Admitted> {
         write(async {
             let mut tx = self.pool.begin().await?;
             let admitted = admit(&mut tx, job, admission, resumable.as_ref()).await?;
             if matches!(admitted, Admitted::Yes { .. }) {
+                if resumable.is_none() {
+                    // A one-shot upload is its request's: held under this node's lease.
+                    sqlx::query(&format!(
+                        "UPDATE jobs SET lease_node = $1, lease_until_us = {DB_NOW_US} + $2 \
+                         WHERE id = $3"
+                    ))
+                    .bind(lease.node.as_str())
+                    .bind(lease.duration_us())
+                    .bind(job.job_id.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
             } else {
                 // Nothing is recorded for a refusal; the rollback also releases the locks.
@@ -407,68 +430,173 @@ impl JobStore for PgStore {
         rows.into_iter().map(JobStatus::try_from).collect()
     }
 
-    async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<Claimed>> {
+    async fn claim_queued(&self, limit: u32, lease: &Lease) -> anyhow::Result<Vec<Claimed>> {
         write(async {
-            // SKIP LOCKED: nodes claiming at once each take different rows instead of waiting
-            // on (and then losing) the same ones. A row another claim changed after this
-            // statement's snapshot is re-read under its lock and dropped if no longer queued,
-            // so no job is claimed twice. `queued_us` is read before the update overwrites it.
-            let mut rows: Vec<ClaimedRow> = sqlx::query_as(
-                "WITH next AS ( \
-                     SELECT seq, updated_us AS queued_us FROM jobs WHERE state = 'queued' \
-                     ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED \
-                 ) \
-                 UPDATE jobs SET state = 'processing', updated_us = $2 FROM next \
-                 WHERE jobs.seq = next.seq AND jobs.state = 'queued' \
-                 RETURNING jobs.*, next.queued_us",
-            )
-            .bind(i64::from(limit))
-            .bind(micros(now()))
-            .fetch_all(&self.pool)
-            .await?;
-            // RETURNING keeps no order.
-            rows.sort_by_key(|row| row.job.seq);
-            rows.into_iter()
-                .map(|row| {
-                    Ok(Claimed {
+            // Jobs whose lease ran out first (few: a stopped node's), then the oldest queued:
+            // two statements, each served by the state index in order, where one with an OR
+            // would sort every queued job. SKIP LOCKED: nodes claiming at once each take
+            // different rows instead of waiting on (and then losing) the same ones. A row
+            // another claim changed after this statement's snapshot is re-read under its lock
+            // and dropped if no longer claimable, so no job is claimed twice. `queued_us` is
+            // read before the update overwrites it.
+            let claim = |which: &str| {
+                format!(
+                    "WITH next AS ( \
+                         SELECT seq, updated_us AS queued_us FROM jobs WHERE {which} \
+                         ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED \
+                     ) \
+                     UPDATE jobs SET state = 'processing', updated_us = $2, lease_node = $3, \
+                     lease_until_us = {DB_NOW_US} + $4 FROM next \
+                     WHERE jobs.seq = next.seq AND {which} \
+                     RETURNING jobs.*, next.queued_us"
+                )
+            };
+            let expired = claim(&format!(
+                "jobs.state = 'processing' AND COALESCE(jobs.lease_until_us, 0) < {DB_NOW_US}"
+            ));
+            let queued = claim("jobs.state = 'queued'");
+            let mut claimed = Vec::new();
+            for sql in [expired, queued] {
+                let room = i64::from(limit) - claimed.len() as i64;
+                if room <= 0 {
+                    break;
+                }
+                let mut rows: Vec<ClaimedRow> = sqlx::query_as(&sql)
+                    .bind(room)
+                    .bind(micros(now()))
+                    .bind(lease.node.as_str())
+                    .bind(lease.duration_us())
+                    .fetch_all(&self.pool)
+                    .await?;
+                // RETURNING keeps no order.
+                rows.sort_by_key(|row| row.job.seq);
+                for row in rows {
+                    claimed.push(Claimed {
                         queued_at: from_micros(row.queued_us)?,
                         job: JobStatus::try_from(row.job)?,
-                    })
-                })
-                .collect()
+                    });
+                }
+            }
+            Ok(claimed)
         })
         .await
     }
 
-    /// As on SQLite, this treats every unfinished job as this process's: right for one node
-    /// (the only kind this store serves fully yet), wrong for a cluster, where it would fail
-    /// and requeue other live nodes' work. Per-node leases replace it there (issue 11).
-    async fn recover_interrupted(&self) -> anyhow::Result<Recovery> {
+    async fn renew_leases(&self, lease: &Lease) -> anyhow::Result<Vec<JobId>> {
         write(async {
-            let now = micros(now());
-            let mut tx = self.pool.begin().await?;
-            let failed = sqlx::query(
-                "UPDATE jobs SET state = 'failed', error = $1, updated_us = $2 \
-                 WHERE state = 'receiving' \
-                 AND NOT EXISTS (SELECT 1 FROM uploads WHERE uploads.job_id = jobs.id)",
-            )
-            .bind(INTERRUPTED_BY_RESTART)
-            .bind(now)
-            .execute(&mut *tx)
+            let held: Vec<Uuid> = sqlx::query_scalar(&format!(
+                "UPDATE jobs SET lease_until_us = {DB_NOW_US} + $1 \
+                 WHERE lease_node = $2 AND state IN ('receiving', 'processing') RETURNING id"
+            ))
+            .bind(lease.duration_us())
+            .bind(lease.node.as_str())
+            .fetch_all(&self.pool)
             .await?;
-            let requeued = sqlx::query(
-                "UPDATE jobs SET state = 'queued', updated_us = $1 WHERE state = 'processing'",
-            )
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(Recovery {
-                failed_uploads: failed.rows_affected(),
-                requeued: requeued.rows_affected(),
-            })
+            Ok(held.into_iter().map(JobId::from_uuid).collect())
         })
         .await
+    }
+
+    async fn save_held(&self, job: &JobStatus, node: &NodeId) -> anyhow::Result<bool> {
+        write(async {
+            // Conditioned on the lease: a node whose lease passed to another (it stalled
+            // longer than the lease) writes nothing. A concurrent claim holds the row; this
+            // update then re-reads it and finds another holder.
+            let sql = format!(
+                "UPDATE jobs SET ({MUTABLE_COLUMNS}) = \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11), \
+                 lease_node = CASE WHEN $1 = 'processing' THEN lease_node END, \
+                 lease_until_us = CASE WHEN $1 = 'processing' THEN lease_until_us END \
+                 WHERE id = $12 AND state = 'processing' AND lease_node = $13"
+            );
+            let saved = bind_mutable(sqlx::query(&sql), job)
+                .bind(job.job_id.as_uuid())
+                .bind(node.as_str())
+                .execute(&self.pool)
+                .await?;
+            Ok(saved.rows_affected() == 1)
+        })
+        .await
+    }
+
+    /// Nothing: PostgreSQL cannot tell a stopped node from a live one (a node's own earlier
+    /// process included), so a lease only runs out (`recover_expired`).
+    async fn recover_interrupted(&self, _node: &NodeId) -> anyhow::Result<Recovery> {
+        Ok(Recovery::default())
+    }
+
+    async fn recover_expired(&self) -> anyhow::Result<Vec<JobStatus>> {
+        write(async {
+            let rows: Vec<JobRow> = sqlx::query_as(&format!(
+                "WITH failed AS ( \
+                     UPDATE jobs SET state = 'failed', error = $1, updated_us = $2, \
+                     lease_node = NULL, lease_until_us = NULL \
+                     WHERE state = 'receiving' AND lease_until_us < {DB_NOW_US} \
+                     AND NOT EXISTS (SELECT 1 FROM uploads WHERE uploads.job_id = jobs.id) \
+                     RETURNING * \
+                 ), requeued AS ( \
+                     UPDATE jobs SET state = 'queued', updated_us = $2, \
+                     lease_node = NULL, lease_until_us = NULL \
+                     WHERE state = 'processing' \
+                     AND COALESCE(lease_until_us, 0) < {DB_NOW_US} \
+                     RETURNING * \
+                 ) \
+                 SELECT * FROM failed UNION ALL SELECT * FROM requeued"
+            ))
+            .bind(INTERRUPTED_BY_NODE_LOSS)
+            .bind(micros(now()))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter().map(JobStatus::try_from).collect()
+        })
+        .await
+    }
+
+    async fn claim_periodic(&self, task: &str, lease: &Lease) -> anyhow::Result<bool> {
+        write(async {
+            // One conditional upsert: claimed if the last claim ran out or is this node's.
+            // Two nodes claiming at once meet on the row's lock; the second re-reads it and
+            // finds a live claim that is not its own.
+            let claimed = sqlx::query(&format!(
+                "INSERT INTO periodic_tasks (task, holder, until_us) \
+                 VALUES ($1, $2, {DB_NOW_US} + $3) \
+                 ON CONFLICT (task) DO UPDATE SET holder = excluded.holder, \
+                 until_us = excluded.until_us \
+                 WHERE periodic_tasks.until_us <= {DB_NOW_US} \
+                 OR periodic_tasks.holder = excluded.holder"
+            ))
+            .bind(task)
+            .bind(lease.node.as_str())
+            .bind(lease.duration_us())
+            .execute(&self.pool)
+            .await?;
+            Ok(claimed.rows_affected() == 1)
+        })
+        .await
+    }
+
+    /// Transaction-scoped advisory locks on a transaction of its own, held until the guard
+    /// ends it: a session-level lock would outlive a guard dropped without its unlock, on a
+    /// connection back in the pool.
+    async fn lock_blob(
+        &self,
+        digest: Sha256Digest,
+        owner: Option<AccountId>,
+    ) -> anyhow::Result<BlobLock> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(owner) = owner {
+            // The same key as an admission's, so a final quota check also waits for (and
+            // then counts) uploads being admitted on any node.
+            sqlx::query(LOCK_KEY)
+                .bind(format!("ingest admit owner {}", owner.get()))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(LOCK_KEY)
+            .bind(format!("ingest blob {}", digest.to_hex()))
+            .execute(&mut *tx)
+            .await?;
+        Ok(BlobLock(Held::Postgres(tx)))
     }
 
     async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64> {
@@ -648,26 +776,29 @@ impl SessionStore for PgStore {
     }
 
     async fn live_sessions(&self, now: OffsetDateTime) -> anyhow::Result<Vec<StoredSession>> {
-        let rows: Vec<(Vec<u8>, i64, i64, Option<String>)> = sqlx::query_as(
+        let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id_hash, created_us, expires_us, key_id FROM sessions WHERE expires_us > $1",
         )
         .bind(micros(now))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(hash, created, expires, key_id)| {
-                Ok(StoredSession {
-                    id_hash: hash32(&hash).context("stored session hash")?,
-                    key_id: key_id
-                        .as_deref()
-                        .map(KeyId::parse)
-                        .transpose()
-                        .context("stored key id")?,
-                    created: from_micros(created)?,
-                    expires: from_micros(expires)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(stored_session).collect()
+    }
+
+    async fn live_session(
+        &self,
+        id_hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Option<StoredSession>> {
+        let row: Option<SessionRow> = sqlx::query_as(
+            "SELECT id_hash, created_us, expires_us, key_id FROM sessions \
+             WHERE id_hash = $1 AND expires_us > $2",
+        )
+        .bind(id_hash.to_vec())
+        .bind(micros(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(stored_session).transpose()
     }
 
     async fn prune_sessions(&self, now: OffsetDateTime) -> anyhow::Result<u64> {
@@ -1025,4 +1156,20 @@ impl TryFrom<JobRow> for JobStatus {
             updated_at: from_micros(row.updated_us)?,
         })
     }
+}
+
+/// A `sessions` row: `id_hash`, `created_us`, `expires_us`, `key_id`.
+type SessionRow = (Vec<u8>, i64, i64, Option<String>);
+
+fn stored_session((hash, created, expires, key_id): SessionRow) -> anyhow::Result<StoredSession> {
+    Ok(StoredSession {
+        id_hash: hash32(&hash).context("stored session hash")?,
+        key_id: key_id
+            .as_deref()
+            .map(KeyId::parse)
+            .transpose()
+            .context("stored key id")?,
+        created: from_micros(created)?,
+        expires: from_micros(expires)?,
+    })
 }

@@ -3,8 +3,9 @@
 //! jobs while every caller still waits for its own write to be on disk.
 use super::{
     from_micros, micros, now, staged_parts_json, to_i64, AccountRecord, AccountStore, Admission,
-    Admitted, Claimed, JobStore, KeyRecord, ListFilter, Recovery, Resumable, SessionStore,
-    StagedState, StoredSession, UploadRecord, CANCELLED_BY_REQUEST, INTERRUPTED_BY_RESTART,
+    Admitted, BlobLock, Claimed, Held, JobStore, KeyRecord, Lease, ListFilter, NodeId, Recovery,
+    Resumable, SessionStore, StagedState, StoredSession, UploadRecord, CANCELLED_BY_REQUEST,
+    INTERRUPTED_BY_NODE_LOSS, INTERRUPTED_BY_RESTART,
 };
 use crate::{
     api::{QuotaOverrides, Usage},
@@ -54,12 +55,17 @@ enum Change {
     PruneSessions(OffsetDateTime),
     Cancel(JobId),
     Delete(JobId),
-    Claim(u32),
-    Recover,
+    Claim(u32, Lease),
+    RenewLeases(Lease),
+    SaveHeld(Box<JobStatus>, NodeId),
+    Recover(NodeId),
+    RecoverExpired,
+    ClaimPeriodic(String, Lease),
     Admit {
         job: Box<JobStatus>,
         admission: Admission,
         resumable: Option<Resumable>,
+        lease: Lease,
     },
     SaveReceived(Box<JobStatus>, Box<StagedState>),
     /// Rewrites the one probe row: a durable write that proves the database takes them.
@@ -73,6 +79,8 @@ enum WriteOutcome {
     Cancelled(Option<Box<JobStatus>>),
     Pruned(u64),
     Recovered(Recovery),
+    Renewed(Vec<JobId>),
+    Expired(Vec<JobStatus>),
     Revoked(Option<AccountName>),
     AccountAdded(Option<AccountId>),
     Admitted(Admitted),
@@ -469,21 +477,39 @@ async fn apply(
                 .await?;
             Ok(WriteOutcome::Saved(result.rows_affected() == 1))
         }
-        Change::Claim(limit) => {
+        Change::Claim(limit, lease) => {
             // Read when each job was queued before the update overwrites it. The writer is
-            // the only one changing jobs, so nothing moves between the two statements.
-            let queued: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT id, updated_us FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT ?",
+            // the only one changing jobs, so nothing moves between the statements. Jobs whose
+            // lease ran out come first (few: a stopped process's), then the oldest queued.
+            let now = micros(now());
+            let limit = i64::from(*limit);
+            let mut next: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT id, updated_us FROM jobs WHERE state = 'processing' \
+                 AND COALESCE(lease_until_us, 0) < ? ORDER BY seq LIMIT ?",
             )
-            .bind(i64::from(*limit))
+            .bind(now)
+            .bind(limit)
             .fetch_all(&mut *conn)
             .await?;
-            let mut claimed = Vec::with_capacity(queued.len());
-            for (id, queued_us) in queued {
-                let row: JobRow = sqlx::query_as(
-                    "UPDATE jobs SET state = 'processing', updated_us = ? WHERE id = ? RETURNING *",
+            let room = limit - next.len() as i64;
+            if room > 0 {
+                let queued: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT id, updated_us FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT ?",
                 )
-                .bind(micros(now()))
+                .bind(room)
+                .fetch_all(&mut *conn)
+                .await?;
+                next.extend(queued);
+            }
+            let mut claimed = Vec::with_capacity(next.len());
+            for (id, queued_us) in next {
+                let row: JobRow = sqlx::query_as(
+                    "UPDATE jobs SET state = 'processing', updated_us = ?, lease_node = ?, \
+                     lease_until_us = ? WHERE id = ? RETURNING *",
+                )
+                .bind(now)
+                .bind(lease.node.as_str())
+                .bind(now.saturating_add(lease.duration_us()))
                 .bind(&id)
                 .fetch_one(&mut *conn)
                 .await?;
@@ -494,37 +520,131 @@ async fn apply(
             }
             Ok(WriteOutcome::Claimed(claimed))
         }
-        Change::Recover => {
+        Change::RenewLeases(lease) => {
+            let held: Vec<String> = sqlx::query_scalar(
+                "UPDATE jobs SET lease_until_us = ? \
+                 WHERE lease_node = ? AND state IN ('receiving', 'processing') RETURNING id",
+            )
+            .bind(micros(now()).saturating_add(lease.duration_us()))
+            .bind(lease.node.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Renewed(
+                held.iter()
+                    .map(|id| JobId::parse(id).map_err(anyhow::Error::from))
+                    .collect::<anyhow::Result<_>>()?,
+            ))
+        }
+        Change::SaveHeld(job, node) => {
+            let mut query =
+                QueryBuilder::<Sqlite>::new(format!("UPDATE jobs SET ({MUTABLE_COLUMNS}) = ("));
+            push_mutable_fields(&mut query.separated(", "), job);
+            let keeps_lease = job.status == JobState::Processing;
+            query
+                .push("), lease_node = CASE WHEN ")
+                .push_bind(keeps_lease)
+                .push(" THEN lease_node END, lease_until_us = CASE WHEN ")
+                .push_bind(keeps_lease)
+                .push(" THEN lease_until_us END WHERE id = ")
+                .push_bind(job.job_id.to_string())
+                .push(" AND state = 'processing' AND lease_node = ")
+                .push_bind(node.as_str().to_owned());
+            let result = query.build().execute(&mut *conn).await?;
+            Ok(WriteOutcome::Saved(result.rows_affected() == 1))
+        }
+        Change::Recover(node) => {
             let now = micros(now());
             let failed = sqlx::query(
-                "UPDATE jobs SET state = 'failed', error = ?, updated_us = ? \
-                 WHERE state = 'receiving' AND id NOT IN (SELECT job_id FROM uploads)",
+                "UPDATE jobs SET state = 'failed', error = ?, updated_us = ?, lease_node = NULL, \
+                 lease_until_us = NULL WHERE state = 'receiving' \
+                 AND id NOT IN (SELECT job_id FROM uploads) AND lease_node IS NOT ?",
             )
             .bind(INTERRUPTED_BY_RESTART)
             .bind(now)
+            .bind(node.as_str())
             .execute(&mut *conn)
             .await?;
             let requeued = sqlx::query(
-                "UPDATE jobs SET state = 'queued', updated_us = ? WHERE state = 'processing'",
+                "UPDATE jobs SET state = 'queued', updated_us = ?, lease_node = NULL, \
+                 lease_until_us = NULL WHERE state = 'processing' AND lease_node IS NOT ?",
             )
             .bind(now)
+            .bind(node.as_str())
             .execute(&mut *conn)
             .await?;
+            sqlx::query("DELETE FROM periodic_tasks WHERE holder IS NOT ?")
+                .bind(node.as_str())
+                .execute(&mut *conn)
+                .await?;
             Ok(WriteOutcome::Recovered(Recovery {
                 failed_uploads: failed.rows_affected(),
                 requeued: requeued.rows_affected(),
             }))
         }
+        Change::RecoverExpired => {
+            let now = micros(now());
+            let mut rows: Vec<JobRow> = sqlx::query_as(
+                "UPDATE jobs SET state = 'failed', error = ?, updated_us = ?, lease_node = NULL, \
+                 lease_until_us = NULL WHERE state = 'receiving' AND lease_until_us < ? \
+                 AND id NOT IN (SELECT job_id FROM uploads) RETURNING *",
+            )
+            .bind(INTERRUPTED_BY_NODE_LOSS)
+            .bind(now)
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            let requeued: Vec<JobRow> = sqlx::query_as(
+                "UPDATE jobs SET state = 'queued', updated_us = ?, lease_node = NULL, \
+                 lease_until_us = NULL WHERE state = 'processing' \
+                 AND COALESCE(lease_until_us, 0) < ? RETURNING *",
+            )
+            .bind(now)
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.extend(requeued);
+            Ok(WriteOutcome::Expired(
+                rows.into_iter()
+                    .map(JobStatus::try_from)
+                    .collect::<anyhow::Result<_>>()?,
+            ))
+        }
+        Change::ClaimPeriodic(task, lease) => {
+            let now = micros(now());
+            let claimed = sqlx::query(
+                "INSERT INTO periodic_tasks (task, holder, until_us) VALUES (?, ?, ?) \
+                 ON CONFLICT (task) DO UPDATE SET holder = excluded.holder, \
+                 until_us = excluded.until_us \
+                 WHERE periodic_tasks.until_us <= ? OR periodic_tasks.holder = excluded.holder",
+            )
+            .bind(task)
+            .bind(lease.node.as_str())
+            .bind(now.saturating_add(lease.duration_us()))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            Ok(WriteOutcome::Saved(claimed.rows_affected() == 1))
+        }
         Change::Admit {
             job,
             admission,
             resumable,
+            lease,
         } => {
             // A savepoint inside the batch's immediate transaction (an admission always runs in
             // one, even alone: it reads, then writes): the counts, the job and its upload record
             // are read and written together or not at all.
             let mut tx = conn.begin().await?;
             let admitted = admit(&mut tx, job, *admission, resumable.as_ref(), seq).await?;
+            if resumable.is_none() && matches!(admitted, Admitted::Yes { .. }) {
+                // A one-shot upload is its request's: held under the lease of this process.
+                sqlx::query("UPDATE jobs SET lease_node = ?, lease_until_us = ? WHERE id = ?")
+                    .bind(lease.node.as_str())
+                    .bind(micros(now()).saturating_add(lease.duration_us()))
+                    .bind(job.job_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             Ok(WriteOutcome::Admitted(admitted))
         }
@@ -655,11 +775,13 @@ impl JobStore for SqliteStore {
         job: &JobStatus,
         admission: Admission,
         resumable: Option<Resumable>,
+        lease: &Lease,
     ) -> anyhow::Result<Admitted> {
         let admit = Change::Admit {
             job: Box::new(job.clone()),
             admission,
             resumable,
+            lease: lease.clone(),
         };
         match self.write(WriteOp::Change(admit)).await? {
             WriteOutcome::Admitted(admitted) => Ok(admitted),
@@ -794,18 +916,56 @@ impl JobStore for SqliteStore {
         rows.into_iter().map(JobStatus::try_from).collect()
     }
 
-    async fn claim_queued(&self, limit: u32) -> anyhow::Result<Vec<Claimed>> {
-        match self.write(WriteOp::Change(Change::Claim(limit))).await? {
+    async fn claim_queued(&self, limit: u32, lease: &Lease) -> anyhow::Result<Vec<Claimed>> {
+        let claim = Change::Claim(limit, lease.clone());
+        match self.write(WriteOp::Change(claim)).await? {
             WriteOutcome::Claimed(jobs) => Ok(jobs),
             _ => unreachable!("a claim answers Claimed"),
         }
     }
 
-    async fn recover_interrupted(&self) -> anyhow::Result<Recovery> {
-        match self.write(WriteOp::Change(Change::Recover)).await? {
+    async fn renew_leases(&self, lease: &Lease) -> anyhow::Result<Vec<JobId>> {
+        let renew = Change::RenewLeases(lease.clone());
+        match self.write(WriteOp::Change(renew)).await? {
+            WriteOutcome::Renewed(held) => Ok(held),
+            _ => unreachable!("a renewal answers Renewed"),
+        }
+    }
+
+    async fn save_held(&self, job: &JobStatus, node: &NodeId) -> anyhow::Result<bool> {
+        let save = Change::SaveHeld(Box::new(job.clone()), node.clone());
+        saved(self.write(WriteOp::Change(save)).await?)
+    }
+
+    async fn recover_interrupted(&self, node: &NodeId) -> anyhow::Result<Recovery> {
+        match self
+            .write(WriteOp::Change(Change::Recover(node.clone())))
+            .await?
+        {
             WriteOutcome::Recovered(recovery) => Ok(recovery),
             _ => unreachable!("a recovery answers Recovered"),
         }
+    }
+
+    async fn recover_expired(&self) -> anyhow::Result<Vec<JobStatus>> {
+        match self.write(WriteOp::Change(Change::RecoverExpired)).await? {
+            WriteOutcome::Expired(jobs) => Ok(jobs),
+            _ => unreachable!("a recovery answers Expired"),
+        }
+    }
+
+    async fn claim_periodic(&self, task: &str, lease: &Lease) -> anyhow::Result<bool> {
+        let claim = Change::ClaimPeriodic(task.to_owned(), lease.clone());
+        saved(self.write(WriteOp::Change(claim)).await?)
+    }
+
+    /// One process: the in-process lock `Jobs` takes first is the whole lock.
+    async fn lock_blob(
+        &self,
+        _digest: Sha256Digest,
+        _owner: Option<AccountId>,
+    ) -> anyhow::Result<BlobLock> {
+        Ok(BlobLock(Held::InProcess))
     }
 
     async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64> {
@@ -881,26 +1041,29 @@ impl SessionStore for SqliteStore {
     }
 
     async fn live_sessions(&self, now: OffsetDateTime) -> anyhow::Result<Vec<StoredSession>> {
-        let rows: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(
+        let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id_hash, created_us, expires_us, key_id FROM sessions WHERE expires_us > ?",
         )
         .bind(micros(now))
         .fetch_all(&self.readers)
         .await?;
-        rows.into_iter()
-            .map(|(hash, created, expires, key_id)| {
-                Ok(StoredSession {
-                    id_hash: decode_hash(&hash).context("stored session hash")?,
-                    key_id: key_id
-                        .as_deref()
-                        .map(KeyId::parse)
-                        .transpose()
-                        .context("stored key id")?,
-                    created: from_micros(created)?,
-                    expires: from_micros(expires)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(stored_session).collect()
+    }
+
+    async fn live_session(
+        &self,
+        id_hash: [u8; 32],
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Option<StoredSession>> {
+        let row: Option<SessionRow> = sqlx::query_as(
+            "SELECT id_hash, created_us, expires_us, key_id FROM sessions \
+             WHERE id_hash = ? AND expires_us > ?",
+        )
+        .bind(hex::encode(id_hash))
+        .bind(micros(now))
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(stored_session).transpose()
     }
 
     async fn prune_sessions(&self, now: OffsetDateTime) -> anyhow::Result<u64> {
@@ -1168,4 +1331,20 @@ impl TryFrom<JobRow> for JobStatus {
             updated_at: from_micros(row.updated_us)?,
         })
     }
+}
+
+/// A `sessions` row: `id_hash`, `created_us`, `expires_us`, `key_id`.
+type SessionRow = (String, i64, i64, Option<String>);
+
+fn stored_session((hash, created, expires, key_id): SessionRow) -> anyhow::Result<StoredSession> {
+    Ok(StoredSession {
+        id_hash: decode_hash(&hash).context("stored session hash")?,
+        key_id: key_id
+            .as_deref()
+            .map(KeyId::parse)
+            .transpose()
+            .context("stored key id")?,
+        created: from_micros(created)?,
+        expires: from_micros(expires)?,
+    })
 }
