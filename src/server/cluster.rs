@@ -233,6 +233,12 @@ impl Cluster {
                 }
             }
             Body::Cancel { job } => {
+                // The final state first (the cancel is committed), so that once the runner
+                // stops, nobody reads this node's stale live snapshot; its own notification
+                // may still be on the way.
+                if self.hub.current(job).is_some() {
+                    self.reload(job).await;
+                }
                 // Never fails: the local runners are in memory.
                 let _ = self.runners.cancel(job).await;
             }
