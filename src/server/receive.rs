@@ -8,10 +8,7 @@ use crate::domain::Sha256Digest;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use sha2_state::digest::common::hazmat::SerializableState;
-/// The running hash of an upload: the sha2 whose state can be stored (see Cargo.toml).
-pub type RunningHash = sha2_state::Sha256;
-use sha2_state::Digest as _;
+use sha2_state::{digest::common::hazmat::SerializableState, Digest as _};
 use std::{
     fs::File,
     io::{self, Write},
@@ -20,6 +17,10 @@ use std::{
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// The running hash of an upload: the sha2 whose state can be stored (see Cargo.toml); the
+/// tus checksums (`ChunkHasher`) stay on the other.
+pub type RunningHash = sha2_state::Sha256;
 
 /// Chunks in flight to each of the hashing and writing threads (each chunk is what hyper
 /// hands over, typically ≤ 64 KiB; they are shared, not copied), bounding memory per upload.
@@ -654,6 +655,24 @@ mod tests {
             |_| {},
         )
         .await
+    }
+
+    #[test]
+    fn a_stored_hash_state_continues_where_it_stopped() {
+        let mut first = Partial::empty();
+        first.hasher.update(b"hello ");
+        first.offset = 6;
+        let state = first.hash_state();
+        let mut resumed = Partial::resume(6, &state, None).expect("the state reads back");
+        resumed.hasher.update(b"world");
+        assert_eq!(
+            resumed.digest().to_hex(),
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        assert!(
+            Partial::resume(6, &state[1..], None).is_none(),
+            "a cut state"
+        );
     }
 
     #[tokio::test]
