@@ -14,7 +14,8 @@ pub struct Cluster {
     nodes: Vec<Option<Server>>,
     dirs: Vec<tempfile::TempDir>,
     env: Vec<(String, String)>,
-    pub database: TestDatabase,
+    /// Dropped (with its connections) after the nodes are gone.
+    _database: TestDatabase,
     pub bucket: TestBucket,
 }
 
@@ -54,7 +55,7 @@ impl Cluster {
             nodes: Vec::new(),
             dirs: Vec::new(),
             env: shared,
-            database,
+            _database: database,
             bucket,
         };
         for _ in 0..count {
@@ -73,16 +74,6 @@ impl Cluster {
     /// Node `index` (panics if it was killed and not restarted).
     pub fn node(&self, index: usize) -> &Server {
         self.nodes[index].as_ref().expect("the node is running")
-    }
-
-    /// `http://address/path` of node `index`.
-    pub fn url(&self, index: usize, path: &str) -> String {
-        format!("{}{path}", self.node(index).base)
-    }
-
-    /// `ws://address/path` of node `index`.
-    pub fn ws_url(&self, index: usize, path: &str) -> String {
-        format!("ws://{}{path}", self.node(index).address())
     }
 
     /// Kills node `index` with SIGKILL: no shutdown code runs.

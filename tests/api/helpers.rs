@@ -30,6 +30,9 @@ pub struct TestApp {
     pub worker: Worker,
     pub data_dir: tempfile::TempDir,
     shutdown: CancellationToken,
+    /// The serving task: it ends once the app has let go of everything (the data dir's lock
+    /// among them).
+    served: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -49,6 +52,14 @@ impl TestApp {
             Duration::from_secs(10),
         )
         .await;
+        // And until the app has stopped altogether: it holds the data dir until then.
+        if let Some(served) = self.served.take() {
+            tokio::time::timeout(Duration::from_secs(40), served)
+                .await
+                .expect("the stopped app ends within its shutdown grace")
+                .expect("the serving task")
+                .expect("the app stops cleanly");
+        }
         std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap())
     }
 }
@@ -84,7 +95,7 @@ pub async fn spawn_app_in(
     let address = app.local_addr();
     let state = app.state().clone();
     let worker = app.worker();
-    tokio::spawn(app.run_until_stopped());
+    let served = tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: reqwest::Client::new(),
@@ -92,6 +103,7 @@ pub async fn spawn_app_in(
         worker,
         data_dir,
         shutdown,
+        served: Some(served),
     }
 }
 
