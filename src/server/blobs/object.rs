@@ -429,13 +429,14 @@ impl ObjectBlobs {
     /// already: identical content is stored once), then removes it.
     async fn put_staged(&self, staged: &StagingKey, digest: &Sha256Digest) -> io::Result<()> {
         let key = self.key(digest);
-        if self.head(&key).await?.is_none() {
-            let size = self.head(&staged.0).await?.map_or(0, |info| info.size);
-            if size <= MAX_COPY {
-                self.store.copy(&staged.0, &key).await.map_err(to_io)?;
-            } else {
-                self.copy_through(&staged.0, &key).await?;
-            }
+        // Copied even when the digest is stored already (the same bytes replace the same
+        // bytes): skipping the copy would make a duplicate finish sooner, and that timing would
+        // tell a member that some other account stored this file.
+        let size = self.head(&staged.0).await?.map_or(0, |info| info.size);
+        if size <= MAX_COPY {
+            self.store.copy(&staged.0, &key).await.map_err(to_io)?;
+        } else {
+            self.copy_through(&staged.0, &key).await?;
         }
         match self.store.delete(&staged.0).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
