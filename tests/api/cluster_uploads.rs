@@ -207,3 +207,45 @@ async fn two_patches_of_one_upload_on_two_nodes_at_once_one_is_refused() {
     // Once the first let go, the other node takes the upload's requests again.
     assert_eq!(second.tus().offset(id).await, file.len() as u64);
 }
+
+#[tokio::test]
+async fn a_cancel_on_one_node_stops_a_patch_on_the_other_and_clears_the_bucket() {
+    let cluster = Cluster::start(2).await;
+    let (first, second) = (cluster.admin(0), cluster.admin(1));
+    let file = random_bytes(20 * MIB);
+    let id = first.tus().created(file.len() as u64, "{}").await;
+    let tus = first.tus();
+    let (mut sender, in_flight) = tus.streaming_patch(id, 0, None);
+    // More than a part, so a multipart upload is open in the bucket.
+    for chunk in file[..10 * MIB].chunks(MIB) {
+        sender.send(Ok(chunk.to_vec())).await.unwrap();
+    }
+    eventually(
+        "the first node has a part's worth",
+        Duration::from_secs(30),
+        async || (tus.status(id).await.bytes_done >= 9 * MIB as u64).then_some(()),
+    )
+    .await;
+
+    let at = std::time::Instant::now();
+    assert_eq!(second.cancel(id).await.status(), 200, "{}", cluster.logs());
+    // The PATCH still being sent on the first node is answered, and stops being read.
+    let answer = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("the PATCH is answered after the cancel")
+        .unwrap();
+    let stopped = at.elapsed();
+    assert_eq!(answer.status(), 409, "{}", cluster.logs());
+    assert!(
+        stopped <= Duration::from_secs(1),
+        "stopped after {stopped:?}"
+    );
+    drop(sender);
+    assert_eq!(first.job(id).await["status"], "cancelled");
+    eventually(
+        "the staged parts and tail are gone",
+        Duration::from_secs(10),
+        async || staged_keys(&cluster).await.is_empty().then_some(()),
+    )
+    .await;
+}
