@@ -79,10 +79,14 @@ impl Drop for PgRelease {
     }
 }
 
-#[async_trait]
-impl UploadLocks for PgUploadLocks {
-    async fn try_lock(&self, id: JobId) -> anyhow::Result<Option<UploadLock>> {
-        let key = key(id);
+/// A lock found held is tried again this often, this many times, before it counts as held:
+/// the holder unlocks after it has answered (the unlock is a statement of its own), so a
+/// client's next PATCH can arrive while the previous one's unlock is still on its way.
+const RELEASE_GRACE: Duration = Duration::from_millis(20);
+const RELEASE_TRIES: u32 = 5;
+
+impl PgUploadLocks {
+    async fn take(&self, key: i64) -> anyhow::Result<Option<UploadLock>> {
         let mut connection = self.pool.acquire().await?;
         let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(key)
@@ -94,6 +98,20 @@ impl UploadLocks for PgUploadLocks {
                 key,
             })
         }))
+    }
+}
+
+#[async_trait]
+impl UploadLocks for PgUploadLocks {
+    async fn try_lock(&self, id: JobId) -> anyhow::Result<Option<UploadLock>> {
+        let key = key(id);
+        for _ in 1..RELEASE_TRIES {
+            if let Some(lock) = self.take(key).await? {
+                return Ok(Some(lock));
+            }
+            tokio::time::sleep(RELEASE_GRACE).await;
+        }
+        self.take(key).await
     }
 
     async fn lock(&self, id: JobId) -> anyhow::Result<UploadLock> {
