@@ -196,16 +196,18 @@ impl Cluster {
         Ok(listener)
     }
 
-    /// Handles notifications until the connection is lost, catching up first and after each
-    /// reconnect (`try_recv` answers `None` once when it lost the connection, then reconnects).
+    /// Handles notifications until the connection is lost, catching up first: the listener is
+    /// already listening then, so nothing sent after the catch-up's reads is missed.
     async fn hear(&self, mut listener: PgListener) {
         self.catch_up().await;
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => self.heard(notification.payload()).await,
+                // Lost: `listen` subscribes anew (then catches up) rather than let `try_recv`
+                // reconnect on its own, which would leave no moment to catch up after it.
                 Ok(None) => {
                     tracing::warn!("the cluster's listener lost its connection; reconnecting");
-                    self.catch_up().await;
+                    return;
                 }
                 Err(error) => {
                     tracing::warn!(error = ?error, "the cluster's listener failed");

@@ -15,7 +15,7 @@ pub struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     env: Vec<(String, String)>,
     /// Dropped (with its connections) after the nodes are gone.
-    _database: TestDatabase,
+    database: TestDatabase,
     pub bucket: TestBucket,
 }
 
@@ -55,7 +55,7 @@ impl Cluster {
             nodes: Vec::new(),
             dirs: Vec::new(),
             env: shared,
-            _database: database,
+            database,
             bucket,
         };
         for _ in 0..count {
@@ -104,6 +104,36 @@ impl Cluster {
             .filter_map(|(index, node)| Some(format!("--- node {index}\n{}", node.as_ref()?.log())))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// How many connections of the nodes are `LISTEN`ing (the last statement they ran).
+    pub async fn listeners(&self) -> i64 {
+        self.count_listeners(false).await
+    }
+
+    /// Has PostgreSQL end every node's listening connection, as a restart or a network cut
+    /// would; returns how many it ended.
+    pub async fn drop_listeners(&self) -> i64 {
+        self.count_listeners(true).await
+    }
+
+    async fn count_listeners(&self, terminate: bool) -> i64 {
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(&self.database.url_text())
+            .await
+            .expect("connecting to the cluster's database");
+        let what = if terminate {
+            "count(pg_terminate_backend(pid))"
+        } else {
+            "count(*)"
+        };
+        sqlx::query_scalar(&format!(
+            "SELECT {what} FROM pg_stat_activity WHERE datname = current_database() \
+             AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+        ))
+        .fetch_one(&mut connection)
+        .await
+        .expect("reading pg_stat_activity")
     }
 
     /// A caller of node `index` holding the token (the built-in admin).

@@ -148,8 +148,27 @@ async fn statuses_until_close(
 
 #[tokio::test]
 async fn a_websocket_on_one_node_follows_an_upload_received_and_processed_elsewhere() {
-    use ingest::domain::JobState;
     let cluster = Cluster::start_with(2, &[("INGEST_PROCESSING_DELAY_MS", "300")]).await;
+    follow_an_upload_across_nodes(&cluster).await;
+}
+
+#[tokio::test]
+async fn nodes_listen_again_after_postgresql_drops_their_listeners() {
+    let cluster = Cluster::start_with(2, &[("INGEST_PROCESSING_DELAY_MS", "300")]).await;
+    assert_eq!(cluster.listeners().await, 2, "one listener per node");
+    assert_eq!(cluster.drop_listeners().await, 2);
+    let back = within(Duration::from_secs(5), async || {
+        (cluster.listeners().await == 2).then_some(())
+    })
+    .await;
+    assert!(back.is_some(), "{}", cluster.logs());
+    follow_an_upload_across_nodes(&cluster).await;
+}
+
+/// A WebSocket on node 1 follows a one-shot upload received by node 0: its byte progress,
+/// processing (on either node), the final state and a normal close.
+async fn follow_an_upload_across_nodes(cluster: &Cluster) {
+    use ingest::domain::JobState;
     let (receiver, follower) = (cluster.admin(0), cluster.admin(1));
     let mut upload = receiver.streaming_ingest("live.bin").await;
     let mut sent = random_bytes(64 * 1024);
