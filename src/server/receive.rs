@@ -180,6 +180,44 @@ pub struct Bounds<'a> {
     pub checksum: Option<ChunkChecksum>,
 }
 
+/// The next chunk of a request's body within `bounds`: `None` at its end, or why receiving
+/// stops (cancelled, silent for `idle`, cut short, past `limit`). `received` counts the bytes so
+/// far, this chunk's included.
+pub async fn next_chunk<S, E>(
+    body: &mut S,
+    limit: u64,
+    idle: Duration,
+    cancelled: &CancellationToken,
+    received: &mut u64,
+) -> Result<Option<Bytes>, ReceiveError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let next = tokio::select! {
+        next = tokio::time::timeout(idle, body.next()) => next,
+        _ = cancelled.cancelled() => return Err(ReceiveError::Cancelled),
+    };
+    match next {
+        Err(_) => Err(ReceiveError::Interrupted {
+            received: *received,
+            reason: format!("no data for {} s", idle.as_secs_f64()),
+        }),
+        Ok(None) => Ok(None),
+        Ok(Some(Err(error))) => Err(ReceiveError::Interrupted {
+            received: *received,
+            reason: error.to_string(),
+        }),
+        Ok(Some(Ok(chunk))) => {
+            *received += chunk.len() as u64;
+            if *received > limit {
+                return Err(ReceiveError::TooLarge { limit });
+            }
+            Ok(Some(chunk))
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
     /// The body stopped early: the client went away or the transfer broke.
@@ -324,33 +362,11 @@ where
 
     let mut received = 0u64;
     let outcome = loop {
-        let next = tokio::select! {
-            next = tokio::time::timeout(idle, body.next()) => next,
-            _ = cancelled.cancelled() => break Err(ReceiveError::Cancelled),
+        let chunk = match next_chunk(&mut body, limit, idle, cancelled, &mut received).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
         };
-        let next = match next {
-            Ok(next) => next,
-            Err(_) => {
-                break Err(ReceiveError::Interrupted {
-                    received,
-                    reason: format!("no data for {} s", idle.as_secs_f64()),
-                })
-            }
-        };
-        let chunk = match next {
-            None => break Ok(()),
-            Some(Ok(chunk)) => chunk,
-            Some(Err(error)) => {
-                break Err(ReceiveError::Interrupted {
-                    received,
-                    reason: error.to_string(),
-                })
-            }
-        };
-        received += chunk.len() as u64;
-        if received > limit {
-            break Err(ReceiveError::TooLarge { limit });
-        }
         let chunk = Chunk::Data(chunk);
         if to_writer.send(chunk.clone()).await.is_err() || to_hasher.send(chunk).await.is_err() {
             // A thread stopped early; its own error says why.

@@ -7,12 +7,12 @@ use crate::{
     domain::JobId,
     server::{
         blobs::ObjectBlobs,
-        receive::{Bounds, ChunkHasher, Partial, ReceiveError, Stopped},
+        receive::{next_chunk, Bounds, ChunkHasher, Partial, ReceiveError, Stopped},
         store::{StagedPart, StagedParts},
     },
 };
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use sha2_state::Digest as _;
 use std::io;
 
@@ -86,30 +86,11 @@ where
     let mut parts = Sending::new(bucket, job, recorded.clone());
     let mut received = 0u64;
     let outcome = loop {
-        let next = tokio::select! {
-            next = tokio::time::timeout(idle, body.next()) => next,
-            _ = cancelled.cancelled() => break Err(ReceiveError::Cancelled),
-        };
-        let chunk = match next {
-            Err(_) => {
-                break Err(ReceiveError::Interrupted {
-                    received,
-                    reason: format!("no data for {} s", idle.as_secs_f64()),
-                })
-            }
+        let chunk = match next_chunk(&mut body, limit, idle, cancelled, &mut received).await {
+            Ok(Some(chunk)) => chunk,
             Ok(None) => break Ok(()),
-            Ok(Some(Ok(chunk))) => chunk,
-            Ok(Some(Err(error))) => {
-                break Err(ReceiveError::Interrupted {
-                    received,
-                    reason: error.to_string(),
-                })
-            }
+            Err(error) => break Err(error),
         };
-        received += chunk.len() as u64;
-        if received > limit {
-            break Err(ReceiveError::TooLarge { limit });
-        }
         // Chunks are what hyper hands over (≤ 64 KiB or so): hashing one is brief.
         hasher.update(&chunk);
         if let Some(chunk_hasher) = &mut chunk_hasher {
