@@ -20,14 +20,14 @@ fn processing_starts(cluster: &Cluster, index: usize, id: JobId) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn a_job_whose_node_is_killed_mid_processing_completes_on_the_other_node() {
-    // Processing takes 2 × 4 s, longer than a lease: only renewal keeps the job its node's.
+/// A two-node cluster with only node 0 running, processing a metadata-only job slowly: 2 × 4 s,
+/// longer than a lease, so only renewal keeps the job node 0's.
+async fn a_job_processing_on_node_0() -> (Cluster, JobId) {
     let env = [
         ("INGEST_LEASE_SECONDS", LEASE_SECONDS),
         ("INGEST_PROCESSING_DELAY_MS", "4000"),
     ];
-    let mut cluster = Cluster::start_some(2, 1, &env).await;
+    let cluster = Cluster::start_some(2, 1, &env).await;
     let id = accepted_id(
         cluster
             .admin(0)
@@ -41,6 +41,12 @@ async fn a_job_whose_node_is_killed_mid_processing_completes_on_the_other_node()
         async || (cluster.admin(0).job(id).await["status"] == "processing").then_some(()),
     )
     .await;
+    (cluster, id)
+}
+
+#[tokio::test]
+async fn a_job_whose_node_is_killed_mid_processing_completes_on_the_other_node() {
+    let (mut cluster, id) = a_job_processing_on_node_0().await;
 
     // A second node joins while the first works on the job: the job stays the first's for
     // longer than a lease.
@@ -169,24 +175,7 @@ fn signal(cluster: &Cluster, index: usize, signal: &str) {
 
 #[tokio::test]
 async fn a_node_frozen_past_its_lease_loses_the_job_and_writes_nothing_when_it_wakes() {
-    let env = [
-        ("INGEST_LEASE_SECONDS", LEASE_SECONDS),
-        ("INGEST_PROCESSING_DELAY_MS", "4000"),
-    ];
-    let mut cluster = Cluster::start_some(2, 1, &env).await;
-    let id = accepted_id(
-        cluster
-            .admin(0)
-            .ingest_json(serde_json::json!({"metadata": {"n": 1}}))
-            .await,
-    )
-    .await;
-    eventually(
-        "node 0 processes the job",
-        Duration::from_secs(10),
-        async || (cluster.admin(0).job(id).await["status"] == "processing").then_some(()),
-    )
-    .await;
+    let (mut cluster, id) = a_job_processing_on_node_0().await;
     cluster.restart(1).await;
 
     // Node 0 freezes (no renewal, no step) until node 1 has taken the job over.
