@@ -5,6 +5,8 @@ job is completed; prints the job id and MB/s end to end. Used by scripts/bench.
 Usage: bench_tus.py BASE_URL TOKEN FILE CHUNK_BYTES [STOP_AFTER_BYTES [UPLOAD_URL]]
 With STOP_AFTER_BYTES it stops once that many bytes are stored and prints the upload URL;
 with UPLOAD_URL it continues that upload from the server's offset instead of creating one.
+TUS_PEER_PATH=/files uploads to another tus server (the reference peer) at that path instead:
+no job, so the time ends with the last PATCH's answer.
 """
 import http.client
 import json
@@ -19,6 +21,7 @@ resume_url = sys.argv[6] if len(sys.argv) > 6 else None
 size = os.path.getsize(path)
 host = urllib.parse.urlparse(base).netloc
 conn = http.client.HTTPConnection(host, blocksize=1 << 20)
+peer_path = os.environ.get("TUS_PEER_PATH")
 auth = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
 
 
@@ -34,7 +37,7 @@ if resume_url:
     url = resume_url
     offset = int(request("HEAD", url).getheader("Upload-Offset"))
 else:
-    created = request("POST", "/api/uploads", headers={"Upload-Length": str(size)})
+    created = request("POST", peer_path or "/api/uploads", headers={"Upload-Length": str(size)})
     assert created.status == 201, created.status
     url, offset = created.getheader("Location"), 0
 with open(path, "rb") as file:
@@ -66,7 +69,7 @@ if offset < size:
     print(url)
     sys.exit(0)
 job = url.rsplit("/", 1)[1]
-while True:
+while not peer_path:
     conn.request("GET", f"/api/status/{job}", headers=auth)
     status = json.loads(conn.getresponse().read())["status"]
     if status == "completed":

@@ -5,10 +5,11 @@
 //! `LiveStatus` trait is the seam a cluster fills (a follower on one node, the upload on
 //! another); `StatusHub` is the one-process implementation.
 use crate::domain::{JobId, JobStatus};
+use bytes::Bytes;
 use std::{
     collections::HashMap,
     ops::{Deref, DerefMut},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
 };
 use tokio::sync::watch;
 
@@ -36,8 +37,42 @@ pub trait LiveStatus: Send + Sync + 'static {
 
 type Entries = Arc<Mutex<HashMap<JobId, Entry>>>;
 
+/// A snapshot as its followers get it: the status, and its JSON, made on first use and then
+/// shared by every socket that sends it (10,000 followers of a job cost one serialization).
+#[derive(Debug)]
+pub struct Published {
+    job: JobStatus,
+    json: OnceLock<Bytes>,
+}
+
+impl Published {
+    fn new(status: JobStatus) -> Arc<Self> {
+        Arc::new(Self {
+            job: status,
+            json: OnceLock::new(),
+        })
+    }
+
+    /// The status as JSON text.
+    pub fn json(&self) -> Result<Bytes, serde_json::Error> {
+        if let Some(json) = self.json.get() {
+            return Ok(json.clone());
+        }
+        let made = Bytes::from(serde_json::to_vec(&self.job)?);
+        Ok(self.json.get_or_init(|| made).clone())
+    }
+}
+
+impl Deref for Published {
+    type Target = JobStatus;
+
+    fn deref(&self) -> &JobStatus {
+        &self.job
+    }
+}
+
 struct Entry {
-    sender: watch::Sender<JobStatus>,
+    sender: watch::Sender<Arc<Published>>,
     /// Kept until the job's final state whoever watches (see `carry`). Unpinned entries go as
     /// soon as their last `Watch` does.
     pinned: bool,
@@ -50,7 +85,7 @@ pub struct StatusHub {
 }
 
 impl StatusHub {
-    fn watch(&self, id: JobId, receiver: watch::Receiver<JobStatus>) -> Watch {
+    fn watch(&self, id: JobId, receiver: watch::Receiver<Arc<Published>>) -> Watch {
         Watch {
             receiver,
             _release: Box::new(Unwatch {
@@ -77,7 +112,7 @@ impl LiveStatus for StatusHub {
         let mut live = self.live.lock().expect("hub lock poisoned");
         live.entry(status.job_id)
             .or_insert_with(|| Entry {
-                sender: watch::Sender::new(status),
+                sender: watch::Sender::new(Published::new(status)),
                 pinned: false,
             })
             .pinned = true;
@@ -89,7 +124,7 @@ impl LiveStatus for StatusHub {
         let receiver = live
             .entry(id)
             .or_insert_with(|| Entry {
-                sender: watch::Sender::new(status),
+                sender: watch::Sender::new(Published::new(status)),
                 pinned: false,
             })
             .sender
@@ -112,9 +147,9 @@ impl LiveStatus for StatusHub {
             // Finished is final, so a final state replaces any unfinished one, however its
             // time compares: on a cluster it may come from a node whose clock is behind.
             let newer = (terminal && !current.is_terminal())
-                || (status.updated_at >= current.updated_at && status != *current);
+                || (status.updated_at >= current.updated_at && status != current.job);
             if newer {
-                *current = status;
+                *current = Published::new(status);
             }
             newer
         });
@@ -125,7 +160,7 @@ impl LiveStatus for StatusHub {
 
     fn current(&self, id: JobId) -> Option<JobStatus> {
         let live = self.live.lock().expect("hub lock poisoned");
-        live.get(&id).map(|entry| entry.sender.borrow().clone())
+        live.get(&id).map(|entry| entry.sender.borrow().job.clone())
     }
 
     fn subscribe(&self, id: JobId) -> Option<Watch> {
@@ -138,13 +173,13 @@ impl LiveStatus for StatusHub {
 /// A job's live snapshots, for a follower or a request sending its bytes.
 pub struct Watch {
     // Dropped before `_release` (fields drop in order), so the release sees it gone.
-    receiver: watch::Receiver<JobStatus>,
+    receiver: watch::Receiver<Arc<Published>>,
     /// What the implementation does when this watch goes.
     _release: Box<dyn Send + Sync>,
 }
 
 impl Deref for Watch {
-    type Target = watch::Receiver<JobStatus>;
+    type Target = watch::Receiver<Arc<Published>>;
 
     fn deref(&self) -> &Self::Target {
         &self.receiver
@@ -196,6 +231,29 @@ mod tests {
             serde_json::json!({}),
             time::OffsetDateTime::UNIX_EPOCH,
         )
+    }
+
+    #[test]
+    fn a_snapshots_json_is_made_once_for_all_its_followers() {
+        let hub = StatusHub::default();
+        let id = JobId::new();
+        hub.carry(status(id, JobState::Queued));
+        let first = hub.subscribe(id).unwrap();
+        let second = hub.subscribe(id).unwrap();
+        let (a, b) = (
+            first.borrow().json().unwrap(),
+            second.borrow().json().unwrap(),
+        );
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one serialization, shared");
+        let parsed: JobStatus = serde_json::from_slice(&a).unwrap();
+        assert_eq!(parsed, status(id, JobState::Queued));
+
+        let mut next = status(id, JobState::Processing);
+        next.updated_at += time::Duration::seconds(1);
+        hub.publish(next.clone());
+        let changed = first.borrow().json().unwrap();
+        assert_ne!(changed, a, "a new snapshot has its own JSON");
+        assert_eq!(serde_json::from_slice::<JobStatus>(&changed).unwrap(), next);
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub async fn run(
             _ = ticks.tick() => {}
             _ = shutdown.cancelled() => return,
         }
+        let started = std::time::Instant::now();
         let mut swept = Sweep::default();
         match leases.claim_periodic(SHARED_SWEEP, every).await {
             Ok(true) => {
@@ -109,7 +110,8 @@ pub async fn run(
             Err(error) => tracing::error!(error = ?error, "removing leftover temp files failed"),
         }
         if swept != Sweep::default() {
-            tracing::info!(?swept, "retention sweep");
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(?swept, elapsed_ms, "retention sweep");
         }
     }
 }

@@ -6,13 +6,26 @@ use super::{
 };
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
-use std::sync::Arc;
+use std::{ops::Deref, sync::Arc};
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-/// Everything a handler or server function may reach.
+/// Everything a handler or server function may reach, shared: axum clones the state for every
+/// layer and extractor of every request, so a clone is one reference count, not one per
+/// service (the profile of small ingests showed the per-field clones and drops).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services themselves (see `AppState`).
+pub struct Services {
     pub settings: Arc<Settings>,
     pub jobs: Arc<Jobs>,
     pub leptos_options: LeptosOptions,
@@ -51,7 +64,7 @@ impl AppState {
         leptos_options: LeptosOptions,
         shutdown: CancellationToken,
     ) -> Self {
-        Self {
+        Self(Arc::new(Services {
             readiness: Arc::new(ReadinessProbe::new(
                 jobs.clone(),
                 uploads.clone(),
@@ -68,7 +81,7 @@ impl AppState {
             jobs,
             leptos_options,
             shutdown,
-        }
+        }))
     }
 }
 

@@ -21,6 +21,12 @@ async fn expired_jobs_go_but_content_still_in_use_stays() {
     let alone = random_bytes(4096);
     let old_shared = accepted_id(app.ingest_file("a.bin", shared.clone(), "{}").await).await;
     let old_alone = accepted_id(app.ingest_file("b.bin", alone.clone(), "{}").await).await;
+    // Jobs without a file go a page in one write.
+    let mut metadata_only = Vec::new();
+    for n in 0..3 {
+        let body = format!(r#"{{"metadata": {{"n": {n}}}}}"#);
+        metadata_only.push(accepted_id(app.ingest_json(&body).await).await);
+    }
     app.worker.run_until_idle().await.unwrap();
     // A newer upload of the same content, still waiting in the queue.
     let newer = accepted_id(app.ingest_file("c.bin", shared.clone(), "{}").await).await;
@@ -39,13 +45,13 @@ async fn expired_jobs_go_but_content_still_in_use_stays() {
     assert_eq!(
         swept,
         Sweep {
-            jobs: 2,
+            jobs: 5,
             temp_files: 0,
             blobs: 0,
             expired_uploads: 0,
         }
     );
-    for id in [old_shared, old_alone] {
+    for id in [old_shared, old_alone].into_iter().chain(metadata_only) {
         assert_error(app.status(&id.to_string()).await, 404, "not_found").await;
     }
     assert!(

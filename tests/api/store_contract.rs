@@ -120,6 +120,7 @@ contract!(
     an_expired_one_shot_upload_fails_and_expired_processing_is_queued_again,
     a_periodic_task_has_one_holder_at_a_time,
     finished_jobs_before_a_cutoff_and_blob_references_are_counted,
+    finished_jobs_without_a_file_are_deleted_at_once_and_no_others,
     the_write_probe_succeeds,
     sessions_live_until_deleted_revoked_or_expired,
     account_names_are_unique_without_case,
@@ -1163,6 +1164,30 @@ async fn finished_jobs_before_a_cutoff_and_blob_references_are_counted(backend: 
     assert_eq!(store.count_referencing(digest(4)).await.unwrap(), 1);
 }
 
+async fn finished_jobs_without_a_file_are_deleted_at_once_and_no_others(backend: Backend) {
+    let (store, _db) = backend.store().await;
+    let completed = job(&admin(), JobState::Completed);
+    let failed = job(&owner(1, "alice"), JobState::Failed);
+    let queued = job(&admin(), JobState::Queued);
+    let with_file = stored(&admin(), 5, 4);
+    for job in [&completed, &failed, &queued, &with_file] {
+        store.insert(job).await.unwrap();
+    }
+    let ids = [
+        completed.job_id,
+        failed.job_id,
+        queued.job_id,
+        with_file.job_id,
+    ];
+    assert_eq!(store.delete_finished_without_file(&ids).await.unwrap(), 2);
+    assert_eq!(store.get(completed.job_id).await.unwrap(), None);
+    assert_eq!(store.get(failed.job_id).await.unwrap(), None);
+    assert_eq!(store.get(queued.job_id).await.unwrap(), Some(queued));
+    assert_eq!(store.get(with_file.job_id).await.unwrap(), Some(with_file));
+    assert_eq!(store.delete_finished_without_file(&ids).await.unwrap(), 0);
+    assert_eq!(store.delete_finished_without_file(&[]).await.unwrap(), 0);
+}
+
 async fn the_write_probe_succeeds(backend: Backend) {
     let (store, _db) = backend.store().await;
     store.ping().await.unwrap();
@@ -1449,4 +1474,40 @@ async fn the_accounts_version_moves_on_every_change_but_key_use(backend: Backend
         .await
         .unwrap();
     assert_eq!(other.accounts_version().await.unwrap(), version);
+}
+
+/// SQLite's writer never checkpoints (a checkpoint inside a commit stalls every write behind
+/// it); the checkpointer beside it copies the log back into the database file within moments,
+/// so the log does not grow without bound. Seen from the main file alone, copied without its
+/// log: with no checkpoint it would hold none of the jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_reach_the_database_file_by_checkpoint_without_a_commit_doing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ingest.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let jobs: Vec<JobStatus> = (0..200)
+        .map(|_| job(&admin(), JobState::Completed))
+        .collect();
+    for job in &jobs {
+        store.insert(job).await.unwrap();
+    }
+    let mut attempt = 0;
+    let copied = crate::helpers::within(std::time::Duration::from_secs(5), async || {
+        attempt += 1;
+        // A fresh name each time: no log of an earlier copy may be read with it.
+        let copy = dir.path().join(format!("copy-{attempt}.db"));
+        std::fs::copy(&path, &copy).ok()?;
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&copy);
+        let mut conn = sqlx::ConnectOptions::connect(&options).await.ok()?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&mut conn)
+            .await
+            .ok()?;
+        (count == 200).then_some(())
+    })
+    .await;
+    assert!(
+        copied.is_some(),
+        "the database file alone should hold every job within moments"
+    );
 }

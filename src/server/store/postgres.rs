@@ -614,7 +614,7 @@ impl JobStore for PgStore {
     ) -> anyhow::Result<Vec<JobStatus>> {
         let rows: Vec<JobRow> = sqlx::query_as(
             "SELECT * FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') \
-             AND updated_us < $1 ORDER BY seq LIMIT $2",
+             AND updated_us < $1 ORDER BY updated_us LIMIT $2",
         )
         .bind(micros(cutoff))
         .bind(i64::from(limit))
@@ -647,6 +647,22 @@ impl JobStore for PgStore {
                 .execute(&self.pool)
                 .await?;
             Ok(deleted.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn delete_finished_without_file(&self, ids: &[JobId]) -> anyhow::Result<u64> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(JobId::as_uuid).collect();
+        write(async {
+            // Upload records go with their jobs (ON DELETE CASCADE).
+            let deleted = sqlx::query(
+                "DELETE FROM jobs WHERE id = ANY($1) AND sha256 IS NULL \
+                 AND state IN ('completed', 'failed', 'cancelled')",
+            )
+            .bind(&ids)
+            .execute(&self.pool)
+            .await?;
+            Ok(deleted.rows_affected())
         })
         .await
     }

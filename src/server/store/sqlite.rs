@@ -28,6 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 1024;
 /// Writes waiting for the writer; callers beyond this wait (backpressure, bounded memory).
 const WRITE_QUEUE: usize = 8192;
+/// How often the write-ahead log is copied back into the database, off the writer (see
+/// `checkpoint_loop`).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 pub struct SqliteStore {
     readers: SqlitePool,
@@ -55,6 +58,7 @@ enum Change {
     PruneSessions(OffsetDateTime),
     Cancel(JobId),
     Delete(JobId),
+    DeleteFinishedWithoutFile(Vec<JobId>),
     Claim(u32, Lease),
     RenewLeases(Lease),
     SaveHeld(Box<JobStatus>, NodeId),
@@ -101,7 +105,11 @@ impl SqliteStore {
             // A 2xx promises the job is on disk: every commit reaches stable storage.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
-        let mut writer = SqliteConnection::connect_with(&options)
+        // The writer never checkpoints: by default the commit that takes the log past 1,000
+        // pages copies them all back and fsyncs the database file before it answers, stalling
+        // every write queued behind it. `checkpoint_loop` does that on its own connection.
+        let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
+        let mut writer = SqliteConnection::connect_with(&writer_options)
             .await
             .with_context(|| format!("opening database {}", path.display()))?;
         sqlx::migrate!("./migrations")
@@ -113,9 +121,11 @@ impl SqliteStore {
             .await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let checkpointer = SqliteConnection::connect_with(&options).await?;
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(checkpoint_loop(checkpointer, writes.downgrade()));
         tokio::spawn(write_loop(writer, queue, next_seq));
         Ok(Self { readers, writes })
     }
@@ -151,6 +161,27 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>
                     let _ = write.reply.send(Err(failed));
                 }
             }
+        }
+    }
+}
+
+/// Copies the write-ahead log back into the database every `CHECKPOINT_EVERY` while the store
+/// is open, beside the writer rather than in its commits. PASSIVE: it never waits for the
+/// writer or for readers, and SQLite starts the log over once it is all copied back, so the log
+/// stays small under a steady load.
+async fn checkpoint_loop(mut conn: SqliteConnection, store: mpsc::WeakSender<Write>) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if store.strong_count() == 0 {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut conn)
+            .await
+        {
+            tracing::warn!(error = ?error, "checkpointing the database's log failed");
         }
     }
 }
@@ -476,6 +507,26 @@ async fn apply(
                 .execute(&mut *conn)
                 .await?;
             Ok(WriteOutcome::Saved(result.rows_affected() == 1))
+        }
+        Change::DeleteFinishedWithoutFile(ids) => {
+            let mut uploads = QueryBuilder::<Sqlite>::new("DELETE FROM uploads WHERE job_id IN (");
+            let mut list = uploads.separated(", ");
+            for id in ids {
+                list.push_bind(id.to_string());
+            }
+            uploads.push(
+                ") AND job_id IN (SELECT id FROM jobs WHERE sha256 IS NULL AND state IN \
+                          ('completed', 'failed', 'cancelled'))",
+            );
+            uploads.build().execute(&mut *conn).await?;
+            let mut jobs = QueryBuilder::<Sqlite>::new("DELETE FROM jobs WHERE id IN (");
+            let mut list = jobs.separated(", ");
+            for id in ids {
+                list.push_bind(id.to_string());
+            }
+            jobs.push(") AND sha256 IS NULL AND state IN ('completed', 'failed', 'cancelled')");
+            let result = jobs.build().execute(&mut *conn).await?;
+            Ok(WriteOutcome::Pruned(result.rows_affected()))
         }
         Change::Claim(limit, lease) => {
             // Read when each job was queued before the update overwrites it. The writer is
@@ -983,7 +1034,7 @@ impl JobStore for SqliteStore {
     ) -> anyhow::Result<Vec<JobStatus>> {
         let rows: Vec<JobRow> = sqlx::query_as(
             "SELECT * FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') \
-             AND updated_us < ? ORDER BY seq LIMIT ?",
+             AND updated_us < ? ORDER BY updated_us LIMIT ?",
         )
         .bind(micros(cutoff))
         .bind(i64::from(limit))
@@ -1003,6 +1054,17 @@ impl JobStore for SqliteStore {
         match self.write(WriteOp::Change(Change::Delete(id))).await? {
             WriteOutcome::Saved(found) => Ok(found),
             _ => unreachable!("a delete answers Saved"),
+        }
+    }
+
+    async fn delete_finished_without_file(&self, ids: &[JobId]) -> anyhow::Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let delete = Change::DeleteFinishedWithoutFile(ids.to_vec());
+        match self.write(WriteOp::Change(delete)).await? {
+            WriteOutcome::Pruned(deleted) => Ok(deleted),
+            _ => unreachable!("a delete of many answers Pruned"),
         }
     }
 
