@@ -3,6 +3,7 @@
 use super::{
     accounts::Accounts, config::Settings, jobs::Jobs, keys::KeyRing, readiness::ReadinessProbe,
     sessions::Sessions, throttle::SignInThrottle, uploads::Uploads,
+    webhooks::{admission::AdmissionHook, Webhooks},
 };
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
@@ -32,12 +33,23 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// Managing accounts and keys (the admin routes).
     pub accounts: Arc<Accounts>,
+    /// Accounts' webhook endpoints and their delivery logs.
+    pub webhooks: Arc<Webhooks>,
+    /// The operator's admission hook, asked before each job is accepted; `None`: every job
+    /// that passes the other checks is.
+    pub admission: Option<Arc<AdmissionHook>>,
 }
 
 /// The account services, opened together over one store.
 pub struct AccountServices {
     pub keys: Arc<KeyRing>,
     pub accounts: Arc<Accounts>,
+}
+
+/// The webhook services, opened together.
+pub struct WebhookServices {
+    pub webhooks: Arc<Webhooks>,
+    pub admission: Option<Arc<AdmissionHook>>,
 }
 
 impl AppState {
@@ -48,6 +60,7 @@ impl AppState {
         uploads: Arc<Uploads>,
         sessions: Arc<Sessions>,
         account_services: AccountServices,
+        webhook_services: WebhookServices,
         leptos_options: LeptosOptions,
         shutdown: CancellationToken,
     ) -> Self {
@@ -59,6 +72,8 @@ impl AppState {
             )),
             keys: account_services.keys,
             accounts: account_services.accounts,
+            webhooks: webhook_services.webhooks,
+            admission: webhook_services.admission,
             sign_in_throttle: Arc::new(SignInThrottle::new(settings.sign_in_failures_per_minute)),
             uploads,
             socket_slots: Arc::new(Semaphore::new(settings.max_websockets)),

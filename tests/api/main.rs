@@ -2,6 +2,7 @@
 //! real PostgreSQL database; blobs in a folder or a real S3-compatible bucket), real HTTP and
 //! WebSocket clients.
 mod accounts;
+mod admission;
 mod accounts_cli;
 mod attacks;
 mod auth;
@@ -43,4 +44,6 @@ mod store_contract;
 mod tls;
 mod tus_uploads;
 mod uploads;
+mod webhooks;
+mod webhooks_receiver;
 mod websocket;
