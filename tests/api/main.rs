@@ -45,5 +45,6 @@ mod tls;
 mod tus_uploads;
 mod uploads;
 mod webhooks;
+mod webhooks_cluster;
 mod webhooks_receiver;
 mod websocket;

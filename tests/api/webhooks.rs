@@ -25,7 +25,7 @@ async fn app_with_webhooks(retry_base_ms: u64) -> TestApp {
 }
 
 /// Registers an endpoint; returns its id and secret.
-async fn register(caller: &ApiClient, url: &str, events: Value) -> (String, String) {
+pub async fn register(caller: &ApiClient, url: &str, events: Value) -> (String, String) {
     let response = caller
         .request(Method::POST, "/api/webhooks")
         .json(&json!({"url": url, "events": events, "description": "test receiver"}))
@@ -39,7 +39,7 @@ async fn register(caller: &ApiClient, url: &str, events: Value) -> (String, Stri
     (body["id"].as_str().unwrap().to_owned(), secret)
 }
 
-async fn deliveries(caller: &ApiClient, endpoint: &str) -> Vec<Value> {
+pub async fn deliveries(caller: &ApiClient, endpoint: &str) -> Vec<Value> {
     let log = caller
         .get_json(&format!("/api/webhooks/{endpoint}/deliveries"))
         .await;
@@ -47,7 +47,7 @@ async fn deliveries(caller: &ApiClient, endpoint: &str) -> Vec<Value> {
 }
 
 /// Waits until the endpoint's log has no pending delivery; returns the log.
-async fn settled(caller: &ApiClient, endpoint: &str) -> Vec<Value> {
+pub async fn settled(caller: &ApiClient, endpoint: &str) -> Vec<Value> {
     within(Duration::from_secs(15), async || {
         let log = deliveries(caller, endpoint).await;
         log.iter()
@@ -58,7 +58,7 @@ async fn settled(caller: &ApiClient, endpoint: &str) -> Vec<Value> {
     .expect("every delivery settles")
 }
 
-async fn metadata_job(caller: &ApiClient, metadata: Value) -> JobId {
+pub async fn metadata_job(caller: &ApiClient, metadata: Value) -> JobId {
     let response = caller
         .request(Method::POST, "/api/ingest")
         .json(&json!({ "metadata": metadata }))
@@ -70,7 +70,7 @@ async fn metadata_job(caller: &ApiClient, metadata: Value) -> JobId {
 }
 
 /// The events each job got, by job id: their types in order of arrival.
-fn events_by_job(received: &[Received]) -> BTreeMap<String, Vec<String>> {
+pub fn events_by_job(received: &[Received]) -> BTreeMap<String, Vec<String>> {
     let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for request in received {
         events
