@@ -711,7 +711,10 @@ impl Settings {
             args.webhook_retry_base_ms,
             1..=3_600_000,
         )?;
-        set(&mut s.webhook_retry_base, retry_base.map(Duration::from_millis));
+        set(
+            &mut s.webhook_retry_base,
+            retry_base.map(Duration::from_millis),
+        );
         set(&mut s.webhook_allow_private, args.webhook_allow_private);
         let disable_after = within(
             "webhook_disable_after_failures",

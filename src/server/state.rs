@@ -1,8 +1,14 @@
 //! `AppState`: the services every handler and server function may reach, built once at
 //! start-up. It knows the services, never the routes (the router is wired in `routes`).
 use super::{
-    accounts::Accounts, config::Settings, jobs::Jobs, keys::KeyRing, readiness::ReadinessProbe,
-    sessions::Sessions, throttle::SignInThrottle, uploads::Uploads,
+    accounts::Accounts,
+    config::Settings,
+    jobs::Jobs,
+    keys::KeyRing,
+    readiness::ReadinessProbe,
+    sessions::Sessions,
+    throttle::SignInThrottle,
+    uploads::Uploads,
     webhooks::{admission::AdmissionHook, Webhooks},
 };
 use axum::extract::FromRef;

@@ -13,7 +13,12 @@ use std::{sync::Arc, time::Duration};
 use time::OffsetDateTime;
 
 /// The event types an endpoint may subscribe to; `*` means all of them.
-pub const EVENT_TYPES: [&str; 4] = ["job.created", "job.completed", "job.failed", "job.cancelled"];
+pub const EVENT_TYPES: [&str; 4] = [
+    "job.created",
+    "job.completed",
+    "job.failed",
+    "job.cancelled",
+];
 /// Every event, as an endpoint's subscription.
 pub const ALL_EVENTS: &str = "*";
 /// Endpoints one account may have.
@@ -311,7 +316,10 @@ mod tests {
         let list = |events: &[&str]| {
             checked_events(&events.iter().map(|e| e.to_string()).collect::<Vec<_>>())
         };
-        assert_eq!(list(&["job.completed", "job.completed"]).unwrap(), "job.completed");
+        assert_eq!(
+            list(&["job.completed", "job.completed"]).unwrap(),
+            "job.completed"
+        );
         assert_eq!(list(&["job.failed", "*"]).unwrap(), "*");
         assert!(list(&[]).is_err());
         assert!(list(&["job.exploded"]).is_err());

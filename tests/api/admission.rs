@@ -85,7 +85,10 @@ async fn the_hook_may_replace_the_metadata() {
 
     // With a hook, a multipart metadata part after the file would escape the check.
     let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x"))
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x"),
+        )
         .text("metadata", r#"{"late":1}"#);
     assert_error(app.ingest_form(form).await, 400, "invalid_multipart").await;
 }
@@ -93,7 +96,10 @@ async fn the_hook_may_replace_the_metadata() {
 #[tokio::test]
 async fn a_4xx_refuses_with_the_hooks_message_and_stores_nothing() {
     let receiver = Receiver::start().await;
-    receiver.otherwise(Answer::json(422, json!({"message": "no invoices on Sundays"})));
+    receiver.otherwise(Answer::json(
+        422,
+        json!({"message": "no invoices on Sundays"}),
+    ));
     let app = app_with_hook(&receiver, 2000, OnError::Admit).await;
 
     let message = assert_error(ingest(&app, json!({})).await, 403, "forbidden").await;
@@ -130,14 +136,21 @@ async fn a_hook_that_does_not_answer_in_time_rejects_or_admits_as_configured() {
     let rejecting = app_with_hook(&receiver, 200, OnError::Reject).await;
     let started = std::time::Instant::now();
     let response = ingest(&rejecting, json!({})).await;
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_error(response, 503, "busy").await;
     assert_eq!(job_count(&rejecting).await, 0);
 
     let admitting = app_with_hook(&receiver, 200, OnError::Admit).await;
     let response = ingest(&admitting, json!({"kept": true})).await;
     assert_eq!(response.status(), 202);
-    assert_eq!(admitting.list_jobs("").await.jobs[0].metadata, json!({"kept": true}));
+    assert_eq!(
+        admitting.list_jobs("").await.jobs[0].metadata,
+        json!({"kept": true})
+    );
 
     // A hook that errors (5xx) is treated the same way.
     let failing = Receiver::start().await;

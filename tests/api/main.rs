@@ -2,8 +2,8 @@
 //! real PostgreSQL database; blobs in a folder or a real S3-compatible bucket), real HTTP and
 //! WebSocket clients.
 mod accounts;
-mod admission;
 mod accounts_cli;
+mod admission;
 mod attacks;
 mod auth;
 mod bad_input;

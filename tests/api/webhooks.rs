@@ -7,7 +7,7 @@ use super::{
         accepted_id, assert_error, random_bytes, sha256_hex, spawn_app_with, within, ApiClient,
         Server, TestApp, TOKEN,
     },
-    webhooks_receiver::{verify, Answer, Receiver, Received},
+    webhooks_receiver::{verify, Answer, Received, Receiver},
 };
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ingest::domain::{JobId, JobState};
@@ -34,7 +34,10 @@ pub async fn register(caller: &ApiClient, url: &str, events: Value) -> (String, 
         .unwrap();
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
-    let secret = body["secret"].as_str().expect("the secret, once").to_owned();
+    let secret = body["secret"]
+        .as_str()
+        .expect("the secret, once")
+        .to_owned();
     assert!(secret.starts_with("whsec_"));
     (body["id"].as_str().unwrap().to_owned(), secret)
 }
@@ -114,7 +117,10 @@ async fn every_event_type_comes_once_per_job_signed_as_the_standard_says() {
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let failed = JobId::parse(location.trim_start_matches("/api/uploads/")).unwrap();
     tus.patch(failed, 0).body(file).send().await.unwrap();
-    assert_eq!(app.wait_until_finished(failed).await.status, JobState::Failed);
+    assert_eq!(
+        app.wait_until_finished(failed).await.status,
+        JobState::Failed
+    );
     // cancelled: a resumable upload terminated before its bytes came.
     let cancelled = tus.created(100, "{}").await;
     assert_eq!(tus.terminate(cancelled).send().await.unwrap().status(), 204);
@@ -142,7 +148,10 @@ async fn every_event_type_comes_once_per_job_signed_as_the_standard_says() {
 
     for request in &received {
         assert!(verify(request, &secret), "a signature that does not verify");
-        assert!(!verify(request, &format!("whsec_{}", STANDARD.encode([7u8; 32]))));
+        assert!(!verify(
+            request,
+            &format!("whsec_{}", STANDARD.encode([7u8; 32]))
+        ));
         assert!(request.header("webhook-id").starts_with("msg_"));
         assert_eq!(request.header("content-type"), "application/json");
         let body = request.json();
@@ -171,7 +180,11 @@ async fn every_event_type_comes_once_per_job_signed_as_the_standard_says() {
 async fn a_receiver_answering_503_is_retried_with_growing_gaps_under_one_id() {
     let app = app_with_webhooks(300).await;
     let receiver = Receiver::start().await;
-    receiver.then([Answer::status(503), Answer::status(503), Answer::status(503)]);
+    receiver.then([
+        Answer::status(503),
+        Answer::status(503),
+        Answer::status(503),
+    ]);
     let admin = app.admin();
     let (endpoint, secret) = register(&admin, &receiver.url("/"), json!(["job.created"])).await;
     let job = metadata_job(&admin, json!({})).await;
@@ -211,7 +224,11 @@ async fn a_4xx_answer_is_final_and_a_retry_sends_it_again_with_its_id() {
     assert_eq!(log[0]["attempts"], 1);
     assert_eq!(log[0]["last_response_code"], 410);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(receiver.received().len(), 1, "a final answer is not retried");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "a final answer is not retried"
+    );
 
     let delivery = log[0]["id"].as_str().unwrap();
     let retry = admin
@@ -281,7 +298,10 @@ async fn after_a_rotation_old_and_new_secrets_both_sign() {
 
     metadata_job(&admin, json!({})).await;
     let received = receiver.wait_for(1, Duration::from_secs(10)).await;
-    assert_eq!(received[0].header("webhook-signature").split(' ').count(), 2);
+    assert_eq!(
+        received[0].header("webhook-signature").split(' ').count(),
+        2
+    );
     assert!(verify(&received[0], &new));
     assert!(verify(&received[0], &old));
 }
@@ -315,7 +335,10 @@ async fn an_endpoint_failing_again_and_again_is_disabled_and_says_so() {
     let failures = shown["consecutive_failures"].as_u64().unwrap();
     assert!((3..=4).contains(&failures), "{shown}");
     let sent = receiver.received().len();
-    assert_eq!(sent as u64, failures, "nothing is sent to a disabled endpoint");
+    assert_eq!(
+        sent as u64, failures,
+        "nothing is sent to a disabled endpoint"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), sent);
 
@@ -421,7 +444,10 @@ async fn private_destinations_and_bad_registrations_are_refused() {
             .await
             .unwrap();
         let message = assert_error(response, 400, "invalid_body").await;
-        assert!(message.contains("refused") || message.contains("resolve"), "{url}: {message}");
+        assert!(
+            message.contains("refused") || message.contains("resolve"),
+            "{url}: {message}"
+        );
     }
     for body in [
         json!({"url": "ftp://example.com/", "events": ["*"]}),
@@ -523,6 +549,10 @@ async fn a_slow_receiver_does_not_slow_ingestion() {
         metadata_job(&admin, json!({ "n": n })).await;
     }
     // 50 jobs, each answered once durable, while every delivery waits 2 s for its answer.
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     receiver.wait_for(32, Duration::from_secs(10)).await;
 }

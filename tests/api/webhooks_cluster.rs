@@ -38,7 +38,10 @@ async fn on_postgresql_events_are_recorded_retried_and_pinged() {
     let log = settled(&admin, &endpoint).await;
     assert_eq!(log.len(), 2);
     assert!(log.iter().all(|delivery| delivery["status"] == "delivered"));
-    let retried = log.iter().find(|d| d["event_type"] == "job.created").unwrap();
+    let retried = log
+        .iter()
+        .find(|d| d["event_type"] == "job.created")
+        .unwrap();
     assert_eq!(retried["attempts"], 2);
 
     let ping = admin

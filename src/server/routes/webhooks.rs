@@ -421,9 +421,8 @@ pub async fn retry(
     auth: Authenticated,
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Path((id, delivery)) = ids.map_err(|rejection| {
-        ApiError::bad_request(ErrorCode::BadRequest, rejection.body_text())
-    })?;
+    let Path((id, delivery)) = ids
+        .map_err(|rejection| ApiError::bad_request(ErrorCode::BadRequest, rejection.body_text()))?;
     let id = parse_endpoint_id(&id)?;
     if delivery.len() > 64 {
         return Err(endpoint_error(EndpointError::NoSuchDelivery));

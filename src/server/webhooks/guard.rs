@@ -221,6 +221,10 @@ mod tests {
         ] {
             assert!(parse_url(bad).is_err(), "{bad} parsed");
         }
-        assert!(parse_url(&format!("https://example.com/{}", "a".repeat(MAX_URL_LENGTH))).is_err());
+        assert!(parse_url(&format!(
+            "https://example.com/{}",
+            "a".repeat(MAX_URL_LENGTH)
+        ))
+        .is_err());
     }
 }

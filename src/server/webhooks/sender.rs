@@ -216,10 +216,9 @@ async fn post(client: &Client, delivery: &OutgoingDelivery, allow_private: bool)
             }
             Outcome::Answered(status)
         }
-        Err(error) if error.is_timeout() => Outcome::NoAnswer(format!(
-            "no answer within {} s",
-            ATTEMPT_TIMEOUT.as_secs()
-        )),
+        Err(error) if error.is_timeout() => {
+            Outcome::NoAnswer(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs()))
+        }
         Err(error) if error.is_connect() => {
             let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
             let mut refused = false;

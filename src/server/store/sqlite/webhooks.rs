@@ -5,7 +5,7 @@ use super::{
     super::webhooks::{
         Attempt, DeliveryRecord, DeliveryState, EndpointRecord, OutgoingDelivery, WebhookStore,
     },
-    from_micros, micros, now, Change, JobRow, SqliteStore, WriteOutcome, WriteOp,
+    from_micros, micros, now, Change, JobRow, SqliteStore, WriteOp, WriteOutcome,
 };
 use crate::domain::{AccountId, JobId, JobStatus};
 use anyhow::Context;
@@ -196,8 +196,8 @@ pub(super) async fn apply(
                 .bind(super::to_i64(attempt.disable_after))
                 .bind(now)
                 .bind(attempt.endpoint_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             Ok(WriteOutcome::Done)
@@ -445,7 +445,9 @@ impl WebhookStore for SqliteStore {
 
     async fn add_ping(&self, endpoint: Uuid) -> anyhow::Result<String> {
         match self
-            .write(WriteOp::Change(Change::Webhook(WebhookWrite::Ping(endpoint))))
+            .write(WriteOp::Change(Change::Webhook(WebhookWrite::Ping(
+                endpoint,
+            ))))
             .await?
         {
             WriteOutcome::Webhook(mut ids) => ids.pop().context("the ping was not recorded"),
@@ -476,7 +478,8 @@ impl WebhookStore for SqliteStore {
             return Ok(Vec::new());
         }
         let write = WebhookWrite::Claim(limit, lease.clone());
-        let WriteOutcome::Webhook(ids) = self.write(WriteOp::Change(Change::Webhook(write))).await?
+        let WriteOutcome::Webhook(ids) =
+            self.write(WriteOp::Change(Change::Webhook(write))).await?
         else {
             anyhow::bail!("unexpected write outcome");
         };
