@@ -71,7 +71,7 @@ async fn two_nodes_share_the_outbox_and_send_each_delivery_once() {
     for n in 0..20 {
         jobs.push(metadata_job(&callers[n % 2], json!({ "n": n })).await);
     }
-    let received = receiver.wait_for(40, Duration::from_secs(30)).await;
+    receiver.wait_for(40, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let received = receiver.received();
     assert_eq!(received.len(), 40, "each delivery is sent once");
