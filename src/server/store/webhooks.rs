@@ -1,8 +1,9 @@
 //! What the stores keep for webhooks: endpoints, and the outbox of deliveries that triggers on
 //! `jobs` fill in the same transaction as a job's change of state (migrations 0010 and
 //! postgres/0004), claimed by senders under a lease.
-use super::Lease;
-use crate::domain::{AccountId, JobStatus};
+use super::{from_micros, micros, Lease};
+use crate::domain::{AccountId, JobId, JobStatus};
+use anyhow::Context;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -102,7 +103,7 @@ pub struct DeliveryRecord {
     /// Also the message's `webhook-id`.
     pub id: String,
     pub event_type: String,
-    pub job_id: Option<crate::domain::JobId>,
+    pub job_id: Option<JobId>,
     pub state: DeliveryState,
     pub attempts: u64,
     pub last_status: Option<u16>,
@@ -145,4 +146,118 @@ pub struct Attempt {
     pub next_attempt: Option<OffsetDateTime>,
     /// Failed attempts in a row after which the endpoint is disabled.
     pub disable_after: u64,
+}
+
+impl Attempt {
+    /// Where the delivery stands after this attempt.
+    pub fn state(&self) -> DeliveryState {
+        match (self.delivered, self.next_attempt) {
+            (true, _) => DeliveryState::Delivered,
+            (false, Some(_)) => DeliveryState::Pending,
+            (false, None) => DeliveryState::Failed,
+        }
+    }
+}
+
+/// An endpoint's columns after its id, as both stores select and insert them.
+pub(super) const ENDPOINT_FIELDS: &str = "account_id, all_accounts, url, description, events, \
+     secret, previous_secret, previous_until_us, enabled, disabled_reason, consecutive_failures, \
+     created_us, updated_us";
+
+/// The previous secret and its end, as stored.
+pub(super) fn previous_columns(endpoint: &EndpointRecord) -> (Option<String>, Option<i64>) {
+    match &endpoint.previous_secret {
+        Some((secret, until)) => (Some(secret.clone()), Some(micros(*until))),
+        None => (None, None),
+    }
+}
+
+/// The previous secret if it still signs at `now_us`.
+pub(super) fn still_signing(
+    secret: Option<String>,
+    until_us: Option<i64>,
+    now_us: i64,
+) -> Option<String> {
+    secret.filter(|_| until_us.is_some_and(|until| until > now_us))
+}
+
+/// An endpoint as both stores read it (PostgreSQL's UUID id selected as text).
+#[derive(sqlx::FromRow)]
+pub(super) struct EndpointRow {
+    id: String,
+    account_id: i64,
+    all_accounts: bool,
+    url: String,
+    description: String,
+    events: String,
+    secret: String,
+    previous_secret: Option<String>,
+    previous_until_us: Option<i64>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    consecutive_failures: i64,
+    created_us: i64,
+    updated_us: i64,
+}
+
+impl TryFrom<EndpointRow> for EndpointRecord {
+    type Error = anyhow::Error;
+
+    fn try_from(row: EndpointRow) -> anyhow::Result<Self> {
+        Ok(EndpointRecord {
+            id: uuid::Uuid::parse_str(&row.id).context("stored endpoint id")?,
+            account_id: AccountId::new(row.account_id),
+            all_accounts: row.all_accounts,
+            url: row.url,
+            description: row.description,
+            events: row.events,
+            secret: row.secret,
+            previous_secret: match (row.previous_secret, row.previous_until_us) {
+                (Some(secret), Some(until)) => Some((secret, from_micros(until)?)),
+                _ => None,
+            },
+            enabled: row.enabled,
+            disabled_reason: row.disabled_reason,
+            consecutive_failures: row.consecutive_failures.max(0) as u64,
+            created_at: from_micros(row.created_us)?,
+            updated_at: from_micros(row.updated_us)?,
+        })
+    }
+}
+
+/// A delivery with its event's type and job, as both stores read it (job ids as text).
+#[derive(sqlx::FromRow)]
+pub(super) struct DeliveryRow {
+    id: String,
+    event_type: String,
+    job_id: Option<String>,
+    state: String,
+    attempts: i64,
+    next_attempt_us: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    created_us: i64,
+    updated_us: i64,
+}
+
+impl TryFrom<DeliveryRow> for DeliveryRecord {
+    type Error = anyhow::Error;
+
+    fn try_from(row: DeliveryRow) -> anyhow::Result<Self> {
+        let state = DeliveryState::parse(&row.state)?;
+        Ok(DeliveryRecord {
+            id: row.id,
+            event_type: row.event_type,
+            job_id: row.job_id.as_deref().map(JobId::parse).transpose()?,
+            state,
+            attempts: row.attempts.max(0) as u64,
+            last_status: row.last_status.and_then(|code| u16::try_from(code).ok()),
+            last_error: row.last_error,
+            next_attempt_at: (state == DeliveryState::Pending)
+                .then(|| from_micros(row.next_attempt_us))
+                .transpose()?,
+            created_at: from_micros(row.created_us)?,
+            updated_at: from_micros(row.updated_us)?,
+        })
+    }
 }

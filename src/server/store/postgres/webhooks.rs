@@ -3,97 +3,15 @@
 //! so each is sent by one node at a time, and a node that stops leaves its claims to expire.
 use super::{
     super::webhooks::{
-        Attempt, DeliveryRecord, DeliveryState, EndpointRecord, OutgoingDelivery, WebhookStore,
+        previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
+        EndpointRow, OutgoingDelivery, WebhookStore, ENDPOINT_FIELDS,
     },
     count, from_micros, micros, now, to_i64, JobRow, Lease, PgStore, DB_NOW_US, LOCK_KEY,
 };
-use crate::domain::{AccountId, JobId, JobStatus};
+use crate::domain::{AccountId, JobStatus};
 use anyhow::Context;
 use async_trait::async_trait;
 use uuid::Uuid;
-
-const ENDPOINT_COLUMNS: &str = "id, account_id, all_accounts, url, description, events, secret, \
-     previous_secret, previous_until_us, enabled, disabled_reason, consecutive_failures, \
-     created_us, updated_us";
-
-#[derive(sqlx::FromRow)]
-struct EndpointRow {
-    id: Uuid,
-    account_id: i64,
-    all_accounts: bool,
-    url: String,
-    description: String,
-    events: String,
-    secret: String,
-    previous_secret: Option<String>,
-    previous_until_us: Option<i64>,
-    enabled: bool,
-    disabled_reason: Option<String>,
-    consecutive_failures: i64,
-    created_us: i64,
-    updated_us: i64,
-}
-
-impl TryFrom<EndpointRow> for EndpointRecord {
-    type Error = anyhow::Error;
-
-    fn try_from(row: EndpointRow) -> anyhow::Result<Self> {
-        Ok(EndpointRecord {
-            id: row.id,
-            account_id: AccountId::new(row.account_id),
-            all_accounts: row.all_accounts,
-            url: row.url,
-            description: row.description,
-            events: row.events,
-            secret: row.secret,
-            previous_secret: match (row.previous_secret, row.previous_until_us) {
-                (Some(secret), Some(until)) => Some((secret, from_micros(until)?)),
-                _ => None,
-            },
-            enabled: row.enabled,
-            disabled_reason: row.disabled_reason,
-            consecutive_failures: count(row.consecutive_failures),
-            created_at: from_micros(row.created_us)?,
-            updated_at: from_micros(row.updated_us)?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    id: String,
-    event_type: String,
-    job_id: Option<Uuid>,
-    state: String,
-    attempts: i64,
-    next_attempt_us: i64,
-    last_status: Option<i64>,
-    last_error: Option<String>,
-    created_us: i64,
-    updated_us: i64,
-}
-
-impl TryFrom<DeliveryRow> for DeliveryRecord {
-    type Error = anyhow::Error;
-
-    fn try_from(row: DeliveryRow) -> anyhow::Result<Self> {
-        let state = DeliveryState::parse(&row.state)?;
-        Ok(DeliveryRecord {
-            id: row.id,
-            event_type: row.event_type,
-            job_id: row.job_id.map(JobId::from_uuid),
-            state,
-            attempts: count(row.attempts),
-            last_status: row.last_status.and_then(|code| u16::try_from(code).ok()),
-            last_error: row.last_error,
-            next_attempt_at: (state == DeliveryState::Pending)
-                .then(|| from_micros(row.next_attempt_us))
-                .transpose()?,
-            created_at: from_micros(row.created_us)?,
-            updated_at: from_micros(row.updated_us)?,
-        })
-    }
-}
 
 #[derive(sqlx::FromRow)]
 struct OutgoingRow {
@@ -168,22 +86,13 @@ impl OutgoingRow {
             endpoint_id: self.endpoint_id,
             url: self.url,
             secret: self.secret,
-            previous_secret: self
-                .previous_secret
-                .filter(|_| self.previous_until_us.is_some_and(|until| until > now_us)),
+            previous_secret: still_signing(self.previous_secret, self.previous_until_us, now_us),
             event_type: self.event_type,
             occurred_at: from_micros(self.occurred_us)?,
             job,
             attempts: count(self.attempts),
             created_at: from_micros(self.delivery_created_us)?,
         })
-    }
-}
-
-fn previous_columns(endpoint: &EndpointRecord) -> (Option<String>, Option<i64>) {
-    match &endpoint.previous_secret {
-        Some((secret, until)) => (Some(secret.clone()), Some(micros(*until))),
-        None => (None, None),
     }
 }
 
@@ -210,7 +119,7 @@ impl WebhookStore for PgStore {
         }
         let (previous, previous_until) = previous_columns(endpoint);
         sqlx::query(&format!(
-            "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
+            "INSERT INTO webhook_endpoints (id, {ENDPOINT_FIELDS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(endpoint.id)
@@ -235,7 +144,7 @@ impl WebhookStore for PgStore {
 
     async fn endpoints(&self, account: Option<AccountId>) -> anyhow::Result<Vec<EndpointRecord>> {
         let rows: Vec<EndpointRow> = sqlx::query_as(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+            "SELECT id::text AS id, {ENDPOINT_FIELDS} FROM webhook_endpoints \
              WHERE $1::BIGINT IS NULL OR account_id = $1 ORDER BY created_us, id"
         ))
         .bind(account.map(AccountId::get))
@@ -246,7 +155,7 @@ impl WebhookStore for PgStore {
 
     async fn endpoint(&self, id: Uuid) -> anyhow::Result<Option<EndpointRecord>> {
         let row: Option<EndpointRow> = sqlx::query_as(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
+            "SELECT id::text AS id, {ENDPOINT_FIELDS} FROM webhook_endpoints WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -289,7 +198,7 @@ impl WebhookStore for PgStore {
 
     async fn deliveries(&self, endpoint: Uuid, limit: u32) -> anyhow::Result<Vec<DeliveryRecord>> {
         let rows: Vec<DeliveryRow> = sqlx::query_as(
-            "SELECT d.id, ev.type AS event_type, ev.job_id, d.state, d.attempts, \
+            "SELECT d.id, ev.type AS event_type, ev.job_id::text AS job_id, d.state, d.attempts, \
              d.next_attempt_us, d.last_status, d.last_error, d.created_us, d.updated_us \
              FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
              WHERE d.endpoint_id = $1 ORDER BY d.created_us DESC, d.id DESC LIMIT $2",
@@ -377,11 +286,7 @@ impl WebhookStore for PgStore {
     }
 
     async fn record_attempt(&self, attempt: &Attempt, lease: &Lease) -> anyhow::Result<()> {
-        let state = match (attempt.delivered, attempt.next_attempt) {
-            (true, _) => DeliveryState::Delivered,
-            (false, Some(_)) => DeliveryState::Pending,
-            (false, None) => DeliveryState::Failed,
-        };
+        let state = attempt.state();
         let now = micros(now());
         let mut tx = self.pool.begin().await?;
         let recorded = sqlx::query(

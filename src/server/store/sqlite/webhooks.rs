@@ -3,11 +3,12 @@
 //! another node id was held by an earlier, dead process and may be claimed again at once.
 use super::{
     super::webhooks::{
-        Attempt, DeliveryRecord, DeliveryState, EndpointRecord, OutgoingDelivery, WebhookStore,
+        previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
+        EndpointRow, OutgoingDelivery, WebhookStore, ENDPOINT_FIELDS,
     },
     from_micros, micros, now, Change, JobRow, SqliteStore, WriteOp, WriteOutcome,
 };
-use crate::domain::{AccountId, JobId, JobStatus};
+use crate::domain::{AccountId, JobStatus};
 use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::{Connection, SqliteConnection};
@@ -158,11 +159,7 @@ pub(super) async fn apply(
         }
         WebhookWrite::Record(attempt, lease) => {
             let now = micros(now());
-            let state = match (attempt.delivered, attempt.next_attempt) {
-                (true, _) => DeliveryState::Delivered,
-                (false, Some(_)) => DeliveryState::Pending,
-                (false, None) => DeliveryState::Failed,
-            };
+            let state = attempt.state();
             let mut tx = conn.begin().await?;
             let recorded = sqlx::query(
                 "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, \
@@ -202,92 +199,6 @@ pub(super) async fn apply(
             tx.commit().await?;
             Ok(WriteOutcome::Done)
         }
-    }
-}
-
-fn previous_columns(endpoint: &EndpointRecord) -> (Option<String>, Option<i64>) {
-    match &endpoint.previous_secret {
-        Some((secret, until)) => (Some(secret.clone()), Some(micros(*until))),
-        None => (None, None),
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct EndpointRow {
-    id: String,
-    account_id: i64,
-    all_accounts: bool,
-    url: String,
-    description: String,
-    events: String,
-    secret: String,
-    previous_secret: Option<String>,
-    previous_until_us: Option<i64>,
-    enabled: bool,
-    disabled_reason: Option<String>,
-    consecutive_failures: i64,
-    created_us: i64,
-    updated_us: i64,
-}
-
-impl TryFrom<EndpointRow> for EndpointRecord {
-    type Error = anyhow::Error;
-
-    fn try_from(row: EndpointRow) -> anyhow::Result<Self> {
-        Ok(EndpointRecord {
-            id: Uuid::parse_str(&row.id).context("stored endpoint id")?,
-            account_id: AccountId::new(row.account_id),
-            all_accounts: row.all_accounts,
-            url: row.url,
-            description: row.description,
-            events: row.events,
-            secret: row.secret,
-            previous_secret: match (row.previous_secret, row.previous_until_us) {
-                (Some(secret), Some(until)) => Some((secret, from_micros(until)?)),
-                _ => None,
-            },
-            enabled: row.enabled,
-            disabled_reason: row.disabled_reason,
-            consecutive_failures: row.consecutive_failures.max(0) as u64,
-            created_at: from_micros(row.created_us)?,
-            updated_at: from_micros(row.updated_us)?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    id: String,
-    event_type: String,
-    job_id: Option<String>,
-    state: String,
-    attempts: i64,
-    next_attempt_us: i64,
-    last_status: Option<i64>,
-    last_error: Option<String>,
-    created_us: i64,
-    updated_us: i64,
-}
-
-impl TryFrom<DeliveryRow> for DeliveryRecord {
-    type Error = anyhow::Error;
-
-    fn try_from(row: DeliveryRow) -> anyhow::Result<Self> {
-        let state = DeliveryState::parse(&row.state)?;
-        Ok(DeliveryRecord {
-            id: row.id,
-            event_type: row.event_type,
-            job_id: row.job_id.as_deref().map(JobId::parse).transpose()?,
-            state,
-            attempts: row.attempts.max(0) as u64,
-            last_status: row.last_status.and_then(|code| u16::try_from(code).ok()),
-            last_error: row.last_error,
-            next_attempt_at: (state == DeliveryState::Pending)
-                .then(|| from_micros(row.next_attempt_us))
-                .transpose()?,
-            created_at: from_micros(row.created_us)?,
-            updated_at: from_micros(row.updated_us)?,
-        })
     }
 }
 
@@ -365,9 +276,7 @@ impl OutgoingRow {
             endpoint_id: Uuid::parse_str(&self.endpoint_id).context("stored endpoint id")?,
             url: self.url,
             secret: self.secret,
-            previous_secret: self
-                .previous_secret
-                .filter(|_| self.previous_until_us.is_some_and(|until| until > now_us)),
+            previous_secret: still_signing(self.previous_secret, self.previous_until_us, now_us),
             event_type: self.event_type,
             occurred_at: from_micros(self.occurred_us)?,
             job,
@@ -376,10 +285,6 @@ impl OutgoingRow {
         })
     }
 }
-
-const ENDPOINT_COLUMNS: &str = "id, account_id, all_accounts, url, description, events, secret, \
-     previous_secret, previous_until_us, enabled, disabled_reason, consecutive_failures, \
-     created_us, updated_us";
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
@@ -394,7 +299,7 @@ impl WebhookStore for SqliteStore {
 
     async fn endpoints(&self, account: Option<AccountId>) -> anyhow::Result<Vec<EndpointRecord>> {
         let rows: Vec<EndpointRow> = sqlx::query_as(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+            "SELECT id, {ENDPOINT_FIELDS} FROM webhook_endpoints \
              WHERE ? IS NULL OR account_id = ? ORDER BY created_us, id"
         ))
         .bind(account.map(AccountId::get))
@@ -406,7 +311,7 @@ impl WebhookStore for SqliteStore {
 
     async fn endpoint(&self, id: Uuid) -> anyhow::Result<Option<EndpointRecord>> {
         let row: Option<EndpointRow> = sqlx::query_as(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?"
+            "SELECT id, {ENDPOINT_FIELDS} FROM webhook_endpoints WHERE id = ?"
         ))
         .bind(id.to_string())
         .fetch_optional(&self.readers)
