@@ -68,6 +68,8 @@ CREATE TABLE webhook_deliveries (
 ) STRICT;
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_us) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, created_us);
+-- An event's deliveries: the triggers' duplicate check and pruning look them up.
+CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (event_id, endpoint_id);
 
 -- The outbox, filled inside the job's own write. The WHEN clause keeps a server without
 -- endpoints at one index probe per job.

@@ -58,6 +58,8 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_us) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, created_us);
+-- An event's deliveries, for pruning.
+CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (event_id);
 
 CREATE FUNCTION jobs_webhook_event() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE

@@ -47,4 +47,5 @@ mod uploads;
 mod webhooks;
 mod webhooks_cluster;
 mod webhooks_receiver;
+mod webhooks_store;
 mod websocket;

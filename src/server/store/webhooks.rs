@@ -46,6 +46,9 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Records an attempt of a delivery `lease.node` holds, and the endpoint's run of failures
     /// (disabling it at `disable_after` in a row). Releases the lease.
     async fn record_attempt(&self, attempt: &Attempt, lease: &Lease) -> anyhow::Result<()>;
+    /// Removes deliveries finished (delivered or failed) before `before`, and events left with
+    /// no delivery; returns how many deliveries went.
+    async fn prune_deliveries(&self, before: OffsetDateTime) -> anyhow::Result<u64>;
 }
 
 /// An endpoint as stored.
@@ -261,3 +264,10 @@ impl TryFrom<DeliveryRow> for DeliveryRecord {
         })
     }
 }
+
+/// Deletes the events older than the cutoff (bound first) that no delivery refers to any more.
+pub(super) const PRUNE_EVENTS_SQL: &str = "DELETE FROM webhook_events WHERE occurred_us < $1 \
+     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)";
+/// Deletes the deliveries finished before the cutoff (bound first).
+pub(super) const PRUNE_DELIVERIES_SQL: &str = "DELETE FROM webhook_deliveries \
+     WHERE state IN ('delivered', 'failed') AND updated_us < $1";

@@ -26,6 +26,10 @@ pub const MAX_IN_FLIGHT: usize = 32;
 const MAX_ANSWER_BYTES: usize = 4 * 1024;
 /// How often an idle sender looks for due deliveries.
 const POLL_EVERY: Duration = Duration::from_millis(100);
+/// How long finished deliveries stay in the log.
+pub const DELIVERY_LOG_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often finished deliveries older than that are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// A claim's lease: past one attempt's timeout, so a live sender is never overtaken; a node
 /// that stops leaves its claims to others after this.
 const CLAIM_LEASE: Duration = Duration::from_secs(60);
@@ -76,7 +80,19 @@ pub async fn run(
     };
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let in_flight = TaskTracker::new();
+    let mut next_prune = tokio::time::Instant::now();
     while !shutdown.is_cancelled() {
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune += PRUNE_EVERY;
+            match store
+                .prune_deliveries(OffsetDateTime::now_utc() - DELIVERY_LOG_KEEP)
+                .await
+            {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "old webhook deliveries pruned"),
+                Err(error) => tracing::warn!(error = ?error, "pruning webhook deliveries failed"),
+            }
+        }
         let free = slots.available_permits();
         let claimed = if free == 0 {
             Vec::new()

@@ -4,7 +4,8 @@
 use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
-        EndpointRow, OutgoingDelivery, WebhookStore, ENDPOINT_FIELDS,
+        EndpointRow, OutgoingDelivery, WebhookStore, ENDPOINT_FIELDS, PRUNE_DELIVERIES_SQL,
+        PRUNE_EVENTS_SQL,
     },
     count, from_micros, micros, now, to_i64, JobRow, Lease, PgStore, DB_NOW_US, LOCK_KEY,
 };
@@ -283,6 +284,20 @@ impl WebhookStore for PgStore {
             .map(|row| row.into_delivery(now_us))
             .collect::<anyhow::Result<_>>()
             .context("reading claimed deliveries")
+    }
+
+    async fn prune_deliveries(&self, before: time::OffsetDateTime) -> anyhow::Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let pruned = sqlx::query(PRUNE_DELIVERIES_SQL)
+            .bind(micros(before))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(PRUNE_EVENTS_SQL)
+            .bind(micros(before))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(pruned.rows_affected())
     }
 
     async fn record_attempt(&self, attempt: &Attempt, lease: &Lease) -> anyhow::Result<()> {

@@ -4,7 +4,8 @@
 use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
-        EndpointRow, OutgoingDelivery, WebhookStore, ENDPOINT_FIELDS,
+        EndpointRow, OutgoingDelivery, WebhookStore, ENDPOINT_FIELDS, PRUNE_DELIVERIES_SQL,
+        PRUNE_EVENTS_SQL,
     },
     from_micros, micros, now, Change, JobRow, SqliteStore, WriteOp, WriteOutcome,
 };
@@ -22,6 +23,7 @@ pub(super) enum WebhookWrite {
     Ping(Uuid),
     Claim(u32, super::Lease),
     Record(Box<Attempt>, super::Lease),
+    Prune(i64),
 }
 
 pub(super) async fn apply(
@@ -198,6 +200,19 @@ pub(super) async fn apply(
             }
             tx.commit().await?;
             Ok(WriteOutcome::Done)
+        }
+        WebhookWrite::Prune(before_us) => {
+            let mut tx = conn.begin().await?;
+            let pruned = sqlx::query(PRUNE_DELIVERIES_SQL)
+                .bind(before_us)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(PRUNE_EVENTS_SQL)
+                .bind(before_us)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(WriteOutcome::Pruned(pruned.rows_affected()))
         }
     }
 }
@@ -405,6 +420,14 @@ impl WebhookStore for SqliteStore {
             claimed.push(row.into_delivery(now_us)?);
         }
         Ok(claimed)
+    }
+
+    async fn prune_deliveries(&self, before: time::OffsetDateTime) -> anyhow::Result<u64> {
+        let write = WebhookWrite::Prune(micros(before));
+        match self.write(WriteOp::Change(Change::Webhook(write))).await? {
+            WriteOutcome::Pruned(count) => Ok(count),
+            _ => anyhow::bail!("unexpected write outcome"),
+        }
     }
 
     async fn record_attempt(&self, attempt: &Attempt, lease: &super::Lease) -> anyhow::Result<()> {
