@@ -191,6 +191,32 @@ pub struct SettingsArgs {
     /// PEM private key for `tls_cert` [default: none].
     #[arg(long, env = "INGEST_TLS_KEY", global = true)]
     pub tls_key: Option<PathBuf>,
+    /// Milliseconds before a failed webhook delivery's first retry; each later one waits
+    /// twice as long (with jitter), up to an hour [default: 5000].
+    #[arg(long, env = "INGEST_WEBHOOK_RETRY_BASE_MS", global = true)]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// Let webhooks go to loopback, private and link-local addresses (tests, closed
+    /// networks) [default: false].
+    #[arg(long, env = "INGEST_WEBHOOK_ALLOW_PRIVATE", global = true)]
+    pub webhook_allow_private: Option<bool>,
+    /// Failed webhook attempts in a row after which an endpoint is disabled [default: 100].
+    #[arg(long, env = "INGEST_WEBHOOK_DISABLE_AFTER_FAILURES", global = true)]
+    pub webhook_disable_after_failures: Option<u64>,
+    /// `http(s)://…` asked before every job is accepted (see README "Webhooks")
+    /// [default: none].
+    #[arg(long, env = "INGEST_ADMISSION_URL", global = true)]
+    pub admission_url: Option<String>,
+    /// The admission hook's signing secret, `whsec_<base64>`; required with admission_url.
+    /// Environment or settings file only.
+    #[arg(skip)]
+    pub admission_secret: Option<UrlText>,
+    /// Milliseconds the admission hook has to answer [default: 2000].
+    #[arg(long, env = "INGEST_ADMISSION_TIMEOUT_MS", global = true)]
+    pub admission_timeout_ms: Option<u64>,
+    /// When the admission hook does not answer usably: `reject` (503) or `admit`
+    /// [default: reject].
+    #[arg(long, env = "INGEST_ADMISSION_ON_ERROR", global = true)]
+    pub admission_on_error: Option<OnError>,
 }
 
 impl SettingsArgs {
@@ -239,6 +265,13 @@ impl SettingsArgs {
             public_url,
             tls_cert,
             tls_key,
+            webhook_retry_base_ms,
+            webhook_allow_private,
+            webhook_disable_after_failures,
+            admission_url,
+            admission_secret,
+            admission_timeout_ms,
+            admission_on_error,
         )
     }
 }
@@ -345,6 +378,35 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// Whether the background worker runs; tests that drive jobs by hand turn it off.
     pub run_worker: bool,
+    /// The first retry's delay of a failed webhook delivery.
+    pub webhook_retry_base: Duration,
+    /// Webhooks may go to non-public addresses.
+    pub webhook_allow_private: bool,
+    /// Failed webhook attempts in a row that disable an endpoint.
+    pub webhook_disable_after_failures: u64,
+    /// The admission hook, when one is configured.
+    pub admission: Option<AdmissionSettings>,
+}
+
+/// What to do when the admission hook gives no usable answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Refuse the job (503): nothing gets in unchecked.
+    #[default]
+    Reject,
+    /// Accept the job as it is.
+    Admit,
+}
+
+/// The operator's admission hook.
+#[derive(Clone, Debug)]
+pub struct AdmissionSettings {
+    pub url: object_store_reqwest::Url,
+    /// `whsec_<base64>`.
+    pub secret: secrecy::SecretString,
+    pub timeout: Duration,
+    pub on_error: OnError,
 }
 
 /// The PEM files the server's certificate and key are read (and re-read) from.
@@ -463,6 +525,10 @@ impl Settings {
             public_url: None,
             tls: None,
             run_worker: true,
+            webhook_retry_base: Duration::from_secs(5),
+            webhook_allow_private: false,
+            webhook_disable_after_failures: 100,
+            admission: None,
         }
     }
 
@@ -640,8 +706,75 @@ impl Settings {
             (None, None) => None,
             _ => return Err(invalid("tls_cert", "tls_cert and tls_key go together")),
         };
+        let retry_base = within(
+            "webhook_retry_base_ms",
+            args.webhook_retry_base_ms,
+            1..=3_600_000,
+        )?;
+        set(
+            &mut s.webhook_retry_base,
+            retry_base.map(Duration::from_millis),
+        );
+        set(&mut s.webhook_allow_private, args.webhook_allow_private);
+        let disable_after = within(
+            "webhook_disable_after_failures",
+            args.webhook_disable_after_failures,
+            1..=1_000_000,
+        )?;
+        set(&mut s.webhook_disable_after_failures, disable_after);
+        s.admission = admission_settings(
+            given(args.admission_url.map(UrlText)),
+            args.admission_secret
+                .or_else(|| std::env::var("INGEST_ADMISSION_SECRET").ok().map(UrlText)),
+            args.admission_timeout_ms,
+            args.admission_on_error,
+        )?;
         Ok(settings)
     }
+}
+
+/// The admission hook's settings: none without a URL; with one, an http(s) URL and a
+/// `whsec_` secret are required (a hook that cannot be verified is no check at all).
+fn admission_settings(
+    url: Option<String>,
+    secret: Option<UrlText>,
+    timeout_ms: Option<u64>,
+    on_error: Option<OnError>,
+) -> Result<Option<AdmissionSettings>, ConfigError> {
+    let timeout = within("admission_timeout_ms", timeout_ms, 1..=60_000)?.unwrap_or(2000);
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let url = object_store_reqwest::Url::parse(&url)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+        .ok_or_else(|| invalid("admission_url", "must be an http:// or https:// URL"))?;
+    let secret = secret
+        .map(|UrlText(text)| text.trim().to_owned())
+        .filter(|text| !text.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "admission_secret",
+                "INGEST_ADMISSION_SECRET (whsec_<base64 of 24 to 64 bytes>) is required with admission_url",
+            )
+        })?;
+    use base64::Engine;
+    let key_length = secret
+        .strip_prefix("whsec_")
+        .and_then(|key| base64::engine::general_purpose::STANDARD.decode(key).ok())
+        .map(|key| key.len());
+    if !key_length.is_some_and(|length| (24..=64).contains(&length)) {
+        return Err(invalid(
+            "admission_secret",
+            "must be whsec_ followed by the base64 of 24 to 64 bytes",
+        ));
+    }
+    Ok(Some(AdmissionSettings {
+        url,
+        secret: secret.into(),
+        timeout: Duration::from_millis(timeout),
+        on_error: on_error.unwrap_or_default(),
+    }))
 }
 
 /// Overrides a default with a configured value.

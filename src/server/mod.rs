@@ -36,4 +36,5 @@ pub mod throttle;
 pub mod tls;
 pub mod token;
 pub mod uploads;
+pub mod webhooks;
 pub mod worker;

@@ -17,10 +17,11 @@ use super::{
     running::{Cancellations, LocalCancellations},
     sessions::Sessions,
     staging::{pg_locks::PgUploadLocks, LocalUploadLocks, Staging, UploadLocks},
-    state::AccountServices,
-    store::Stores,
+    state::{AccountServices, WebhookServices},
+    store::{Stores, WebhookStore},
     tls::Certificates,
     uploads::{UploadLimits, Uploads},
+    webhooks::{admission::AdmissionHook, sender, Webhooks},
     worker::Worker,
 };
 use anyhow::Context;
@@ -44,6 +45,8 @@ pub struct Application {
     certificates: Option<Arc<Certificates>>,
     /// What this node tells the others, and hears from them, on a shared database.
     cluster: Option<Arc<Cluster>>,
+    /// The outbox the webhook sender delivers from.
+    webhook_outbox: Arc<dyn WebhookStore>,
     /// Held while this process serves the data dir (see `lock_data_dir`).
     _data_dir_lock: std::fs::File,
 }
@@ -143,6 +146,20 @@ impl Application {
             keys: ring,
         };
         let leases = Arc::new(Leases::new(stores.jobs.clone(), settings.lease));
+        let webhook_services = WebhookServices {
+            webhooks: Arc::new(Webhooks::new(
+                stores.webhooks.clone(),
+                settings.webhook_allow_private,
+            )),
+            admission: settings
+                .admission
+                .clone()
+                .map(|hook| AdmissionHook::new(hook, settings.max_metadata_bytes))
+                .transpose()
+                .context("preparing the admission hook")?
+                .map(Arc::new),
+        };
+        let webhook_outbox = stores.webhooks.clone();
         // On a shared database, live status and cancels reach the other nodes.
         let cluster = stores
             .shared
@@ -211,6 +228,7 @@ impl Application {
             uploads,
             sessions,
             account_services,
+            webhook_services,
             leptos_options,
             shutdown,
         );
@@ -223,6 +241,7 @@ impl Application {
             leases,
             certificates,
             cluster,
+            webhook_outbox,
             _data_dir_lock: data_dir_lock,
         })
     }
@@ -274,6 +293,17 @@ impl Application {
                 leftover_age: retention::LEFTOVER_MIN_AGE,
             },
             self.state.settings.retention_sweep_every,
+            shutdown.clone(),
+        ));
+        // Deliveries go out on their own tasks, whatever the requests are doing.
+        tasks.spawn(sender::run(
+            self.webhook_outbox.clone(),
+            sender::SenderSettings {
+                retry_base: self.state.settings.webhook_retry_base,
+                allow_private: self.state.settings.webhook_allow_private,
+                disable_after: self.state.settings.webhook_disable_after_failures,
+            },
+            self.leases.node().clone(),
             shutdown.clone(),
         ));
         tasks.spawn(keys::keep_fresh(

@@ -1,8 +1,15 @@
 //! `AppState`: the services every handler and server function may reach, built once at
 //! start-up. It knows the services, never the routes (the router is wired in `routes`).
 use super::{
-    accounts::Accounts, config::Settings, jobs::Jobs, keys::KeyRing, readiness::ReadinessProbe,
-    sessions::Sessions, throttle::SignInThrottle, uploads::Uploads,
+    accounts::Accounts,
+    config::Settings,
+    jobs::Jobs,
+    keys::KeyRing,
+    readiness::ReadinessProbe,
+    sessions::Sessions,
+    throttle::SignInThrottle,
+    uploads::Uploads,
+    webhooks::{admission::AdmissionHook, Webhooks},
 };
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
@@ -45,6 +52,11 @@ pub struct Services {
     pub keys: Arc<KeyRing>,
     /// Managing accounts and keys (the admin routes).
     pub accounts: Arc<Accounts>,
+    /// Accounts' webhook endpoints and their delivery logs.
+    pub webhooks: Arc<Webhooks>,
+    /// The operator's admission hook, asked before each job is accepted; `None`: every job
+    /// that passes the other checks is.
+    pub admission: Option<Arc<AdmissionHook>>,
 }
 
 /// The account services, opened together over one store.
@@ -53,14 +65,23 @@ pub struct AccountServices {
     pub accounts: Arc<Accounts>,
 }
 
+/// The webhook services, opened together.
+pub struct WebhookServices {
+    pub webhooks: Arc<Webhooks>,
+    pub admission: Option<Arc<AdmissionHook>>,
+}
+
 impl AppState {
     /// The state over opened services; the caps and the throttle are sized from `settings`.
+    // One argument per service start-up opened; a struct around them would only move the list.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: Settings,
         jobs: Arc<Jobs>,
         uploads: Arc<Uploads>,
         sessions: Arc<Sessions>,
         account_services: AccountServices,
+        webhook_services: WebhookServices,
         leptos_options: LeptosOptions,
         shutdown: CancellationToken,
     ) -> Self {
@@ -72,6 +93,8 @@ impl AppState {
             )),
             keys: account_services.keys,
             accounts: account_services.accounts,
+            webhooks: webhook_services.webhooks,
+            admission: webhook_services.admission,
             sign_in_throttle: Arc::new(SignInThrottle::new(settings.sign_in_failures_per_minute)),
             uploads,
             socket_slots: Arc::new(Semaphore::new(settings.max_websockets)),

@@ -3,6 +3,7 @@
 //! WebSocket clients.
 mod accounts;
 mod accounts_cli;
+mod admission;
 mod attacks;
 mod auth;
 mod bad_input;
@@ -43,4 +44,8 @@ mod store_contract;
 mod tls;
 mod tus_uploads;
 mod uploads;
+mod webhooks;
+mod webhooks_cluster;
+mod webhooks_receiver;
+mod webhooks_store;
 mod websocket;

@@ -6,7 +6,7 @@ use serde_json::Value;
 /// `(path, method)` of every API operation clients rely on. The server builds its router and
 /// the document from one list, so this is the contract both must keep: removing a route from
 /// that list takes it out of both, and fails here.
-const API: [(&str, &str); 25] = [
+const API: [(&str, &str); 33] = [
     ("/api/ingest", "post"),
     ("/api/uploads", "options"),
     ("/api/uploads", "post"),
@@ -32,6 +32,14 @@ const API: [(&str, &str); 25] = [
     ("/api/accounts/{name}/keys", "post"),
     ("/api/accounts/{name}/keys", "get"),
     ("/api/keys/{key_id}", "delete"),
+    ("/api/webhooks", "post"),
+    ("/api/webhooks", "get"),
+    ("/api/webhooks/{id}", "get"),
+    ("/api/webhooks/{id}", "patch"),
+    ("/api/webhooks/{id}", "delete"),
+    ("/api/webhooks/{id}/deliveries", "get"),
+    ("/api/webhooks/{id}/deliveries/{delivery_id}/retry", "post"),
+    ("/api/webhooks/{id}/ping", "post"),
 ];
 
 const METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "options", "head"];

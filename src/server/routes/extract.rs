@@ -153,6 +153,43 @@ pub fn accepted_body(state: &AppState, request: &Parts, job: &JobStatus) -> Inge
     }
 }
 
+/// Asks the operator's admission hook, when there is one, about a job about to be accepted
+/// (before anything of it is stored): `Some` metadata to record instead of what was sent (the
+/// hook's replacement, or the same), `None` when no hook is configured; a refusal is the 403
+/// that carries the hook's message, a hook that did not answer (and `admission_on_error =
+/// reject`) a 503.
+pub async fn admission(
+    state: &AppState,
+    auth: &Authenticated,
+    filename: Option<&str>,
+    size: Option<u64>,
+    content_type: Option<&str>,
+    metadata: &serde_json::Value,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    use crate::server::webhooks::admission::{Candidate, Decision};
+    let Some(hook) = &state.admission else {
+        return Ok(None);
+    };
+    let candidate = Candidate {
+        account: auth.caller.account.as_str(),
+        filename,
+        size,
+        content_type,
+        metadata,
+    };
+    match hook.decide(&candidate).await {
+        Decision::Admit(replacement) => Ok(Some(replacement.unwrap_or_else(|| metadata.clone()))),
+        Decision::Refuse(message) => {
+            tracing::info!("the admission hook refused a job");
+            Err(ApiError::Forbidden(message))
+        }
+        Decision::Unavailable => Err(ApiError::Busy {
+            message: "the admission check did not answer; try again later".to_owned(),
+            retry_after: 5,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,7 +59,6 @@ pub async fn ingest(
     auth: Authenticated,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let owner = auth.caller.owner();
     let (head, body) = request.into_parts();
     let headers = head.headers.clone();
     let request = Request::from_parts(head.clone(), body);
@@ -85,18 +84,18 @@ pub async fn ingest(
                      application/x-www-form-urlencoded or multipart/form-data",
                 ));
             }
-            state.jobs.submit_metadata(&owner, empty_metadata()).await?
+            submit_admitted(&state, &auth, empty_metadata()).await?
         }
         Some(mime) if mime.essence_str() == "application/json" => {
             // JSON escapes can double the size of a metadata string.
             let body = read_capped(request.into_body(), limit * 2 + 1024, idle).await?;
             let metadata = metadata_from_json_body(&body, limit)?;
-            state.jobs.submit_metadata(&owner, metadata).await?
+            submit_admitted(&state, &auth, metadata).await?
         }
         Some(mime) if mime.essence_str() == "application/x-www-form-urlencoded" => {
             let body = read_capped(request.into_body(), limit * 3 + 1024, idle).await?;
             let metadata = metadata_from_form(&body, limit)?;
-            state.jobs.submit_metadata(&owner, metadata).await?
+            submit_admitted(&state, &auth, metadata).await?
         }
         Some(mime) if mime.essence_str() == "multipart/form-data" => {
             ingest_multipart(&state, &auth, &headers, request).await?
@@ -111,6 +110,21 @@ pub async fn ingest(
     };
     tracing::info!(job_id = %job.job_id, has_file = job.sha256.is_some(), "job accepted");
     Ok(accepted(&state, &head, &job))
+}
+
+/// A metadata-only job, once the admission hook (if any) lets it in.
+async fn submit_admitted(
+    state: &AppState,
+    auth: &Authenticated,
+    metadata: Value,
+) -> Result<JobStatus, ApiError> {
+    let metadata = extract::admission(state, auth, None, None, None, &metadata)
+        .await?
+        .unwrap_or(metadata);
+    Ok(state
+        .jobs
+        .submit_metadata(&auth.caller.owner(), metadata)
+        .await?)
 }
 
 /// Streams the parts in order: `metadata` is read (capped), `file` goes to storage as it
@@ -149,6 +163,8 @@ async fn ingest_multipart(
 
     let mut metadata: Option<Value> = None;
     let mut upload: Option<WholeFile> = None;
+    // Set once the admission hook has judged the file with the metadata sent before it.
+    let mut admitted = false;
     loop {
         budget.arm();
         let next = tokio::time::timeout(idle, multipart.next_field()).await;
@@ -190,6 +206,13 @@ async fn ingest_multipart(
                             "the metadata part appears more than once",
                         ));
                     }
+                    if admitted {
+                        return Err(ApiError::bad_request(
+                            ErrorCode::InvalidMultipart,
+                            "this server checks uploads before accepting them: the metadata \
+                             part must come before the file part",
+                        ));
+                    }
                     Ok(parse_metadata(&text, settings.max_metadata_bytes)?)
                 });
                 match parsed {
@@ -209,6 +232,21 @@ async fn ingest_multipart(
                     .file_name()
                     .and_then(UploadName::sanitize)
                     .map(UploadName::into_string);
+                let sent = metadata.clone().unwrap_or_else(empty_metadata);
+                let content_type = field.content_type().map(str::to_owned);
+                if let Some(admitted_metadata) = extract::admission(
+                    state,
+                    auth,
+                    filename.as_deref(),
+                    None,
+                    content_type.as_deref(),
+                    &sent,
+                )
+                .await?
+                {
+                    metadata = Some(admitted_metadata);
+                    admitted = true;
+                }
                 let whole = state
                     .uploads
                     .receive_whole(
@@ -238,10 +276,7 @@ async fn ingest_multipart(
     let metadata = metadata.unwrap_or_else(empty_metadata);
     match upload {
         Some(whole) => Ok(whole.finish(metadata).await?),
-        None => Ok(state
-            .jobs
-            .submit_metadata(&uploader.owner, metadata)
-            .await?),
+        None => submit_admitted(state, auth, metadata).await,
     }
 }
 

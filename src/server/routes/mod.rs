@@ -12,6 +12,7 @@ mod operations;
 mod session;
 mod tus_headers;
 mod uploads;
+mod webhooks;
 mod ws;
 
 use super::{error::ApiError, limits, metrics, state::AppState};
@@ -55,6 +56,11 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::set_quotas).map(with_json_405))
         .routes(routes!(accounts::create_key, accounts::list_keys).map(with_json_405))
         .routes(routes!(accounts::revoke_key).map(with_json_405))
+        .routes(routes!(webhooks::create, webhooks::list).map(with_json_405))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete).map(with_json_405))
+        .routes(routes!(webhooks::deliveries).map(with_json_405))
+        .routes(routes!(webhooks::retry).map(with_json_405))
+        .routes(routes!(webhooks::ping).map(with_json_405))
         .route("/api/{*rest}", any(unknown_api_path))
         .route("/api", any(unknown_api_path))
         .route_layer(middleware::from_fn({

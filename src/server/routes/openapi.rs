@@ -25,6 +25,7 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
         (name = "operations", description = "Health and metrics"),
         (name = "session", description = "Browser sign-in with a session cookie"),
         (name = "accounts", description = "Who you are, and (for admins) accounts and their API keys"),
+        (name = "webhooks", description = "Signed messages (Standard Webhooks) to your endpoints when your jobs are created and finish, with a delivery log and replay"),
     )
 )]
 pub struct ApiDoc;

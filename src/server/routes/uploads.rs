@@ -137,10 +137,20 @@ pub async fn create(
     };
     let metadata = tus.metadata()?;
     let uploads = &state.uploads;
+    // Asked before anything is recorded, so a refused upload leaves nothing behind.
+    let admitted = extract::admission(
+        &state,
+        &auth,
+        metadata.filename.as_deref(),
+        length,
+        None,
+        &metadata.metadata,
+    )
+    .await?;
     let declared = Declared {
         filename: metadata.filename,
         length,
-        metadata: metadata.metadata,
+        metadata: admitted.unwrap_or(metadata.metadata),
         sha256: metadata.sha256,
     };
     let uploader = extract::uploader(&auth, &state.settings);

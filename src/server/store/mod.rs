@@ -3,9 +3,13 @@
 //! `Stores::open` picks one, and the time representation both keep lives here.
 mod postgres;
 mod sqlite;
+mod webhooks;
 
 pub use postgres::{DatabaseUrl, PgStore};
 pub use sqlite::SqliteStore;
+pub use webhooks::{
+    Attempt, DeliveryRecord, DeliveryState, EndpointRecord, OutgoingDelivery, WebhookStore,
+};
 
 use crate::{
     api::{QuotaOverrides, Usage},
@@ -23,6 +27,8 @@ pub struct Stores {
     pub jobs: Arc<dyn JobStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub accounts: Arc<dyn AccountStore>,
+    /// Webhook endpoints and the outbox of their deliveries.
+    pub webhooks: Arc<dyn WebhookStore>,
     /// The PostgreSQL database when it is one: other nodes may share it, and it carries what
     /// they tell each other (`LISTEN`/`NOTIFY`). `None` for SQLite: one process only.
     pub shared: Option<sqlx::PgPool>,
@@ -43,7 +49,7 @@ impl Stores {
         })
     }
 
-    fn over<S: JobStore + SessionStore + AccountStore>(
+    fn over<S: JobStore + SessionStore + AccountStore + WebhookStore>(
         store: S,
         shared: Option<sqlx::PgPool>,
     ) -> Self {
@@ -51,7 +57,8 @@ impl Stores {
         Self {
             jobs: store.clone(),
             sessions: store.clone(),
-            accounts: store,
+            accounts: store.clone(),
+            webhooks: store,
             shared,
         }
     }

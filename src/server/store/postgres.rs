@@ -26,6 +26,8 @@ use std::{fmt, str::FromStr, time::Duration};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+mod webhooks;
+
 /// Connections one node keeps open. The workers' claims and saves and the requests in flight
 /// share them; each statement holds one only briefly. PostgreSQL's default `max_connections`
 /// (100) leaves room for several nodes and the CLI.

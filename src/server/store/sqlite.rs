@@ -24,6 +24,8 @@ use std::{path::Path, str::FromStr, time::Duration};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+mod webhooks;
+
 /// Most writes committed in one transaction; bounds the latency a batch adds.
 const MAX_BATCH: usize = 1024;
 /// Writes waiting for the writer; callers beyond this wait (backpressure, bounded memory).
@@ -74,6 +76,7 @@ enum Change {
     SaveReceived(Box<JobStatus>, Box<StagedState>),
     /// Rewrites the one probe row: a durable write that proves the database takes them.
     Probe(OffsetDateTime),
+    Webhook(webhooks::WebhookWrite),
 }
 
 enum WriteOutcome {
@@ -88,6 +91,8 @@ enum WriteOutcome {
     Revoked(Option<AccountName>),
     AccountAdded(Option<AccountId>),
     Admitted(Admitted),
+    /// Delivery ids a webhook write claimed or made.
+    Webhook(Vec<String>),
 }
 
 struct Write {
@@ -738,6 +743,7 @@ async fn apply(
             .await?;
             Ok(WriteOutcome::Done)
         }
+        Change::Webhook(write) => webhooks::apply(conn, write).await,
     }
 }
 

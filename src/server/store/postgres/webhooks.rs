@@ -1,0 +1,345 @@
+//! The PostgreSQL side of `WebhookStore`. Several nodes' senders share the outbox: a claim
+//! takes due deliveries with `FOR UPDATE SKIP LOCKED` and leases them by the database's clock,
+//! so each is sent by one node at a time, and a node that stops leaves its claims to expire.
+use super::{
+    super::webhooks::{
+        previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
+        EndpointRow, OutgoingDelivery, WebhookStore, ENDPOINT_FIELDS, PRUNE_DELIVERIES_SQL,
+        PRUNE_EVENTS_SQL,
+    },
+    count, from_micros, micros, now, to_i64, JobRow, Lease, PgStore, DB_NOW_US, LOCK_KEY,
+};
+use crate::domain::{AccountId, JobStatus};
+use anyhow::Context;
+use async_trait::async_trait;
+use uuid::Uuid;
+
+#[derive(sqlx::FromRow)]
+struct OutgoingRow {
+    delivery_id: String,
+    endpoint_id: Uuid,
+    url: String,
+    secret: String,
+    previous_secret: Option<String>,
+    previous_until_us: Option<i64>,
+    event_type: String,
+    occurred_us: i64,
+    attempts: i64,
+    delivery_created_us: i64,
+    id: Option<Uuid>,
+    owner_id: Option<i64>,
+    owner: Option<String>,
+    state: Option<String>,
+    progress: Option<i64>,
+    bytes_done: Option<i64>,
+    bytes_total: Option<i64>,
+    filename: Option<String>,
+    size: Option<i64>,
+    sha256: Option<Vec<u8>>,
+    content_type: Option<String>,
+    metadata: Option<String>,
+    error: Option<String>,
+    created_us: Option<i64>,
+    updated_us: Option<i64>,
+}
+
+impl OutgoingRow {
+    fn into_delivery(self, now_us: i64) -> anyhow::Result<OutgoingDelivery> {
+        let job = match (
+            self.id,
+            self.owner_id,
+            self.owner,
+            self.state,
+            self.metadata,
+            self.created_us,
+            self.updated_us,
+        ) {
+            (
+                Some(id),
+                Some(owner_id),
+                Some(owner),
+                Some(state),
+                Some(metadata),
+                Some(created_us),
+                Some(updated_us),
+            ) => Some(JobStatus::try_from(JobRow {
+                seq: 0,
+                id,
+                owner_id,
+                owner,
+                state,
+                progress: self.progress.unwrap_or(0),
+                bytes_done: self.bytes_done.unwrap_or(0),
+                bytes_total: self.bytes_total,
+                filename: self.filename,
+                size: self.size,
+                sha256: self.sha256,
+                content_type: self.content_type,
+                metadata,
+                error: self.error,
+                created_us,
+                updated_us,
+            })?),
+            _ => None,
+        };
+        Ok(OutgoingDelivery {
+            id: self.delivery_id,
+            endpoint_id: self.endpoint_id,
+            url: self.url,
+            secret: self.secret,
+            previous_secret: still_signing(self.previous_secret, self.previous_until_us, now_us),
+            event_type: self.event_type,
+            occurred_at: from_micros(self.occurred_us)?,
+            job,
+            attempts: count(self.attempts),
+            created_at: from_micros(self.delivery_created_us)?,
+        })
+    }
+}
+
+#[async_trait]
+impl WebhookStore for PgStore {
+    async fn add_endpoint(
+        &self,
+        endpoint: &EndpointRecord,
+        max_per_account: u32,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // Counted and inserted under the account's lock: two registrations cannot both pass.
+        sqlx::query(LOCK_KEY)
+            .bind(format!("ingest webhooks {}", endpoint.account_id.get()))
+            .execute(&mut *tx)
+            .await?;
+        let existing: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_endpoints WHERE account_id = $1")
+                .bind(endpoint.account_id.get())
+                .fetch_one(&mut *tx)
+                .await?;
+        if count(existing) >= u64::from(max_per_account) {
+            return Ok(false);
+        }
+        let (previous, previous_until) = previous_columns(endpoint);
+        sqlx::query(&format!(
+            "INSERT INTO webhook_endpoints (id, {ENDPOINT_FIELDS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .bind(endpoint.id)
+        .bind(endpoint.account_id.get())
+        .bind(endpoint.all_accounts)
+        .bind(&endpoint.url)
+        .bind(&endpoint.description)
+        .bind(&endpoint.events)
+        .bind(&endpoint.secret)
+        .bind(previous)
+        .bind(previous_until)
+        .bind(endpoint.enabled)
+        .bind(&endpoint.disabled_reason)
+        .bind(to_i64(endpoint.consecutive_failures))
+        .bind(micros(endpoint.created_at))
+        .bind(micros(endpoint.updated_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn endpoints(&self, account: Option<AccountId>) -> anyhow::Result<Vec<EndpointRecord>> {
+        let rows: Vec<EndpointRow> = sqlx::query_as(&format!(
+            "SELECT id::text AS id, {ENDPOINT_FIELDS} FROM webhook_endpoints \
+             WHERE $1::BIGINT IS NULL OR account_id = $1 ORDER BY created_us, id"
+        ))
+        .bind(account.map(AccountId::get))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(EndpointRecord::try_from).collect()
+    }
+
+    async fn endpoint(&self, id: Uuid) -> anyhow::Result<Option<EndpointRecord>> {
+        let row: Option<EndpointRow> = sqlx::query_as(&format!(
+            "SELECT id::text AS id, {ENDPOINT_FIELDS} FROM webhook_endpoints WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(EndpointRecord::try_from).transpose()
+    }
+
+    async fn update_endpoint(&self, endpoint: &EndpointRecord) -> anyhow::Result<bool> {
+        let (previous, previous_until) = previous_columns(endpoint);
+        let updated = sqlx::query(
+            "UPDATE webhook_endpoints SET all_accounts = $1, url = $2, description = $3, \
+             events = $4, secret = $5, previous_secret = $6, previous_until_us = $7, \
+             enabled = $8, disabled_reason = $9, consecutive_failures = $10, updated_us = $11 \
+             WHERE id = $12",
+        )
+        .bind(endpoint.all_accounts)
+        .bind(&endpoint.url)
+        .bind(&endpoint.description)
+        .bind(&endpoint.events)
+        .bind(&endpoint.secret)
+        .bind(previous)
+        .bind(previous_until)
+        .bind(endpoint.enabled)
+        .bind(&endpoint.disabled_reason)
+        .bind(to_i64(endpoint.consecutive_failures))
+        .bind(micros(endpoint.updated_at))
+        .bind(endpoint.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn delete_endpoint(&self, id: Uuid) -> anyhow::Result<bool> {
+        let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn deliveries(&self, endpoint: Uuid, limit: u32) -> anyhow::Result<Vec<DeliveryRecord>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
+            "SELECT d.id, ev.type AS event_type, ev.job_id::text AS job_id, d.state, d.attempts, \
+             d.next_attempt_us, d.last_status, d.last_error, d.created_us, d.updated_us \
+             FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
+             WHERE d.endpoint_id = $1 ORDER BY d.created_us DESC, d.id DESC LIMIT $2",
+        )
+        .bind(endpoint)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(DeliveryRecord::try_from).collect()
+    }
+
+    async fn retry_delivery(&self, endpoint: Uuid, delivery: &str) -> anyhow::Result<bool> {
+        let retried = sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET state = 'pending', next_attempt_us = {DB_NOW_US}, \
+             updated_us = {DB_NOW_US}, lease_node = NULL, lease_until_us = NULL \
+             WHERE id = $1 AND endpoint_id = $2"
+        ))
+        .bind(delivery)
+        .bind(endpoint)
+        .execute(&self.pool)
+        .await?;
+        Ok(retried.rows_affected() == 1)
+    }
+
+    async fn add_ping(&self, endpoint: Uuid) -> anyhow::Result<String> {
+        let now = micros(now());
+        let mut tx = self.pool.begin().await?;
+        let event: i64 = sqlx::query_scalar(
+            "INSERT INTO webhook_events (type, occurred_us) VALUES ('webhook.ping', $1) \
+             RETURNING id",
+        )
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: String = sqlx::query_scalar(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, state, \
+             next_attempt_us, created_us, updated_us) \
+             VALUES ('msg_' || replace(gen_random_uuid()::text, '-', ''), $1, $2, 'pending', \
+             $3, $3, $3) RETURNING id",
+        )
+        .bind(endpoint)
+        .bind(event)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        limit: u32,
+        lease: &Lease,
+    ) -> anyhow::Result<Vec<OutgoingDelivery>> {
+        let lease_us = lease.duration_us();
+        let rows: Vec<OutgoingRow> = sqlx::query_as(&format!(
+            "WITH due AS ( \
+               SELECT d.id FROM webhook_deliveries d \
+               JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+               WHERE d.state = 'pending' AND d.next_attempt_us <= {DB_NOW_US} AND e.enabled \
+               AND (d.lease_until_us IS NULL OR d.lease_until_us < {DB_NOW_US}) \
+               ORDER BY d.next_attempt_us LIMIT $1 FOR UPDATE OF d SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE webhook_deliveries d SET lease_node = $2, \
+               lease_until_us = {DB_NOW_US} + $3 FROM due WHERE d.id = due.id \
+               RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.created_us) \
+             SELECT c.id AS delivery_id, c.endpoint_id, e.url, e.secret, e.previous_secret, \
+             e.previous_until_us, ev.type AS event_type, ev.occurred_us, c.attempts, \
+             c.created_us AS delivery_created_us, ev.job_id AS id, ev.owner_id, ev.owner, \
+             ev.state, ev.progress, ev.bytes_done, ev.bytes_total, ev.filename, ev.size, \
+             ev.sha256, ev.content_type, ev.metadata, ev.error, ev.created_us, ev.updated_us \
+             FROM claimed c JOIN webhook_endpoints e ON e.id = c.endpoint_id \
+             JOIN webhook_events ev ON ev.id = c.event_id"
+        ))
+        .bind(i64::from(limit))
+        .bind(lease.node.as_str())
+        .bind(lease_us)
+        .fetch_all(&self.pool)
+        .await?;
+        let now_us = micros(now());
+        rows.into_iter()
+            .map(|row| row.into_delivery(now_us))
+            .collect::<anyhow::Result<_>>()
+            .context("reading claimed deliveries")
+    }
+
+    async fn prune_deliveries(&self, before: time::OffsetDateTime) -> anyhow::Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let pruned = sqlx::query(PRUNE_DELIVERIES_SQL)
+            .bind(micros(before))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(PRUNE_EVENTS_SQL)
+            .bind(micros(before))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(pruned.rows_affected())
+    }
+
+    async fn record_attempt(&self, attempt: &Attempt, lease: &Lease) -> anyhow::Result<()> {
+        let state = attempt.state();
+        let now = micros(now());
+        let mut tx = self.pool.begin().await?;
+        let recorded = sqlx::query(
+            "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, \
+             next_attempt_us = COALESCE($2, next_attempt_us), last_status = $3, \
+             last_error = $4, updated_us = $5, lease_node = NULL, lease_until_us = NULL \
+             WHERE id = $6 AND lease_node = $7",
+        )
+        .bind(state.as_str())
+        .bind(attempt.next_attempt.map(micros))
+        .bind(attempt.status.map(i64::from))
+        .bind(&attempt.error)
+        .bind(now)
+        .bind(&attempt.delivery_id)
+        .bind(lease.node.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if recorded.rows_affected() == 1 {
+            // Old values on the right: the run of failures before this attempt.
+            sqlx::query(
+                "UPDATE webhook_endpoints SET \
+                 consecutive_failures = CASE WHEN $1 THEN 0 ELSE consecutive_failures + 1 END, \
+                 disabled_reason = CASE WHEN NOT $1 AND enabled \
+                   AND consecutive_failures + 1 >= $2 \
+                   THEN 'disabled after ' || $2 || ' failed attempts in a row' \
+                   ELSE disabled_reason END, \
+                 enabled = CASE WHEN NOT $1 AND consecutive_failures + 1 >= $2 THEN FALSE \
+                   ELSE enabled END, \
+                 updated_us = $3 WHERE id = $4",
+            )
+            .bind(attempt.delivered)
+            .bind(to_i64(attempt.disable_after))
+            .bind(now)
+            .bind(attempt.endpoint_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

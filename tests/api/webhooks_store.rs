@@ -1,0 +1,169 @@
+//! The webhook outbox at the store level, the same scenarios on SQLite and PostgreSQL: the
+//! triggers record an event with the job as it was, in the job's own write, only for
+//! subscribed endpoints of its account; a claim holds until recorded; a job's snapshot
+//! reads back exactly; old finished deliveries are pruned.
+use super::postgres::TestDatabase;
+use ingest::{
+    domain::{AccountId, AccountName, JobId, JobState, JobStatus, Owner},
+    server::store::{
+        now, Attempt, DeliveryState, EndpointRecord, JobStore, Lease, NodeId, PgStore, SqliteStore,
+        WebhookStore,
+    },
+};
+use std::{sync::Arc, time::Duration};
+
+trait Store: JobStore + WebhookStore {}
+impl<S: JobStore + WebhookStore> Store for S {}
+
+/// A store over a fresh database, and what keeps it alive.
+async fn open(postgres: bool) -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
+    if postgres {
+        let database = TestDatabase::create().await;
+        let store = PgStore::open(&database.url).await.unwrap();
+        (Arc::new(store), Box::new(database))
+    } else {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ingest.db"))
+            .await
+            .unwrap();
+        (Arc::new(store), Box::new(dir))
+    }
+}
+
+fn endpoint(account: i64, events: &str) -> EndpointRecord {
+    let at = now();
+    EndpointRecord {
+        id: uuid::Uuid::now_v7(),
+        account_id: AccountId::new(account),
+        all_accounts: false,
+        url: "http://127.0.0.1:9/hook".to_owned(),
+        description: String::new(),
+        events: events.to_owned(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+        previous_secret: None,
+        enabled: true,
+        disabled_reason: None,
+        consecutive_failures: 0,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn job(account: i64) -> JobStatus {
+    let owner = Owner {
+        id: AccountId::new(account),
+        name: AccountName::parse(&format!("account{account}")).unwrap(),
+    };
+    JobStatus::new(
+        JobId::new(),
+        &owner,
+        JobState::Queued,
+        serde_json::json!({"x": 1.5}),
+        now(),
+    )
+}
+
+fn lease() -> Lease {
+    Lease {
+        node: NodeId::random(),
+        duration: Duration::from_secs(60),
+    }
+}
+
+async fn the_outbox_on(postgres: bool) {
+    let (store, _keep) = open(postgres).await;
+    let mine = endpoint(1, "job.created job.cancelled");
+    assert!(store.add_endpoint(&mine, 20).await.unwrap());
+    assert!(store.add_endpoint(&endpoint(2, "*"), 20).await.unwrap());
+    // A second endpoint of account 1, over a cap of 1.
+    assert!(!store.add_endpoint(&endpoint(1, "*"), 1).await.unwrap());
+
+    let first = job(1);
+    store.insert(&first).await.unwrap();
+    assert!(store.cancel(first.job_id).await.unwrap().is_some());
+    // Completed is not subscribed to; account 3 has no endpoint.
+    let mut second = job(1);
+    store.insert(&second).await.unwrap();
+    second.status = JobState::Completed;
+    assert!(store.save(&second).await.unwrap());
+    store.insert(&job(3)).await.unwrap();
+
+    let sender = lease();
+    let claimed = store.claim_deliveries(10, &sender).await.unwrap();
+    let mut seen: Vec<(String, JobId)> = claimed
+        .iter()
+        .map(|d| (d.event_type.clone(), d.job.as_ref().unwrap().job_id))
+        .collect();
+    seen.sort();
+    let mut expected = vec![
+        ("job.created".to_owned(), first.job_id),
+        ("job.cancelled".to_owned(), first.job_id),
+        ("job.created".to_owned(), second.job_id),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert!(claimed.iter().all(|d| d.endpoint_id == mine.id));
+    // The job as it was at its event: created as queued, exactly as written.
+    let created = claimed
+        .iter()
+        .find(|d| d.event_type == "job.created" && d.job.as_ref().unwrap().job_id == first.job_id)
+        .unwrap();
+    assert_eq!(created.job.as_ref().unwrap(), &first);
+    // Held: the sender does not take them twice; on PostgreSQL no other node takes them
+    // either (SQLite serves one process, so another node id there is an earlier, dead one's).
+    assert!(store
+        .claim_deliveries(10, &sender)
+        .await
+        .unwrap()
+        .is_empty());
+    if postgres {
+        assert!(store
+            .claim_deliveries(10, &lease())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    for delivery in &claimed {
+        let attempt = Attempt {
+            delivery_id: delivery.id.clone(),
+            endpoint_id: delivery.endpoint_id,
+            status: Some(204),
+            error: None,
+            delivered: true,
+            next_attempt: None,
+            disable_after: 100,
+        };
+        store.record_attempt(&attempt, &sender).await.unwrap();
+    }
+    let log = store.deliveries(mine.id, 50).await.unwrap();
+    assert_eq!(log.len(), 3);
+    assert!(log
+        .iter()
+        .all(|d| d.state == DeliveryState::Delivered && d.attempts == 1));
+    assert!(store
+        .claim_deliveries(10, &lease())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Finished deliveries older than the cutoff go; a new one stays.
+    store.add_ping(mine.id).await.unwrap();
+    let cutoff = now() + time::Duration::seconds(1);
+    assert_eq!(store.prune_deliveries(cutoff).await.unwrap(), 3);
+    let left = store.deliveries(mine.id, 50).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event_type, "webhook.ping");
+    assert!(store.delete_endpoint(mine.id).await.unwrap());
+    assert!(store.endpoint(mine.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_outbox_on_sqlite() {
+    the_outbox_on(false).await;
+}
+
+#[tokio::test]
+async fn the_outbox_on_postgres() {
+    the_outbox_on(true).await;
+}
