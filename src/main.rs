@@ -39,7 +39,9 @@ async fn main() -> ExitCode {
             Err(error) => refuse_arguments(error),
         };
     }
-    if let Some(name) = named(2).filter(|name| named(1) == Some("help") && client::is_client_command(name)) {
+    if let Some(name) =
+        named(2).filter(|name| named(1) == Some("help") && client::is_client_command(name))
+    {
         return refuse_arguments(
             ClientCli::try_parse_from(["ingest", name, "--help"]).unwrap_err(),
         );
@@ -48,7 +50,10 @@ async fn main() -> ExitCode {
         Ok(matches) => matches,
         Err(error) => return refuse_arguments(error),
     };
-    if let Some(name) = matches.subcommand_name().filter(|name| client::is_client_command(name)) {
+    if let Some(name) = matches
+        .subcommand_name()
+        .filter(|name| client::is_client_command(name))
+    {
         eprintln!("ingest: `{name}` comes first, its options after it: ingest {name} [OPTIONS] …");
         return ExitCode::from(2);
     }

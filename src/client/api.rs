@@ -84,8 +84,9 @@ impl Api {
     }
 
     pub fn bearer(&self) -> header::HeaderValue {
-        let mut value = header::HeaderValue::from_str(&format!("Bearer {}", self.token.expose_secret()))
-            .unwrap_or_else(|_| header::HeaderValue::from_static("Bearer -"));
+        let mut value =
+            header::HeaderValue::from_str(&format!("Bearer {}", self.token.expose_secret()))
+                .unwrap_or_else(|_| header::HeaderValue::from_static("Bearer -"));
         value.set_sensitive(true);
         value
     }
@@ -115,7 +116,9 @@ impl Api {
 
     pub async fn status(&self, id: JobId) -> Result<JobStatus, ClientError> {
         let url = self.url(&format!("/api/status/{id}"));
-        let response = self.send(|| self.request(http_client::Method::GET, url.clone())).await?;
+        let response = self
+            .send(|| self.request(http_client::Method::GET, url.clone()))
+            .await?;
         json_answer(response).await
     }
 
@@ -126,7 +129,9 @@ impl Api {
         if let Some(status) = status {
             url.query_pairs_mut().append_pair("status", status.as_str());
         }
-        let response = self.send(|| self.request(http_client::Method::GET, url.clone())).await?;
+        let response = self
+            .send(|| self.request(http_client::Method::GET, url.clone()))
+            .await?;
         json_answer(response).await
     }
 }
@@ -202,10 +207,14 @@ pub async fn capped_body(mut response: Response) -> Result<Vec<u8>, ClientError>
     Ok(body)
 }
 
-pub async fn json_answer<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, ClientError> {
+pub async fn json_answer<T: serde::de::DeserializeOwned>(
+    response: Response,
+) -> Result<T, ClientError> {
     let body = capped_body(response).await?;
     serde_json::from_slice(&body).map_err(|error| {
-        ClientError::Failed(format!("the server's answer is not what the API gives: {error}"))
+        ClientError::Failed(format!(
+            "the server's answer is not what the API gives: {error}"
+        ))
     })
 }
 
@@ -249,7 +258,10 @@ impl Backoff {
 }
 
 fn key_from_environment() -> Result<SecretString, ClientError> {
-    if let Some(token) = std::env::var("INGEST_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+    if let Some(token) = std::env::var("INGEST_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
         return Ok(SecretString::from(token.trim().to_owned()));
     }
     let Some(path) = std::env::var_os("INGEST_TOKEN_FILE").filter(|p| !p.is_empty()) else {
@@ -265,7 +277,9 @@ fn key_from_environment() -> Result<SecretString, ClientError> {
     })?;
     let token = text.trim();
     if token.is_empty() {
-        return Err(ClientError::Usage("INGEST_TOKEN_FILE names an empty file".to_owned()));
+        return Err(ClientError::Usage(
+            "INGEST_TOKEN_FILE names an empty file".to_owned(),
+        ));
     }
     Ok(SecretString::from(token.to_owned()))
 }

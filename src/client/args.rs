@@ -22,16 +22,24 @@ pub enum ClientCommand {
     #[command(after_help = UPLOAD_EXAMPLES)]
     Upload(UploadArgs),
     /// Show a job's status.
-    #[command(after_help = "Examples:\n  ingest status 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44\n  ingest status --json 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44 | jq .sha256")]
+    #[command(
+        after_help = "Examples:\n  ingest status 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44\n  ingest status --json 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44 | jq .sha256"
+    )]
     Status(JobArgs),
     /// Follow a job live until it is finished (exit 0 completed, 1 failed or cancelled).
-    #[command(after_help = "Examples:\n  ingest watch 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44 && echo stored")]
+    #[command(
+        after_help = "Examples:\n  ingest watch 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44 && echo stored"
+    )]
     Watch(JobArgs),
     /// List jobs, newest first.
-    #[command(after_help = "Examples:\n  ingest ls\n  ingest ls --status failed --limit 5\n  ingest ls --json | jq -r .job_id")]
+    #[command(
+        after_help = "Examples:\n  ingest ls\n  ingest ls --status failed --limit 5\n  ingest ls --json | jq -r .job_id"
+    )]
     Ls(ListArgs),
     /// Download a job's stored file; an interrupted download continues where it stopped.
-    #[command(after_help = "Examples:\n  ingest download 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44\n  ingest download 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44 -o report.pdf\n  ingest download 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44 -o - | tar x")]
+    #[command(
+        after_help = "Examples:\n  ingest download 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44\n  ingest download 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44 -o report.pdf\n  ingest download 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44 -o - | tar x"
+    )]
     Download(DownloadArgs),
     /// Cancel an unfinished job.
     #[command(after_help = "Examples:\n  ingest cancel 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44")]
@@ -40,7 +48,9 @@ pub enum ClientCommand {
     #[command(after_help = "Examples:\n  ingest rm 0193a7c2-5f1e-7cc2-9d7e-2b6f0e9d1a44")]
     Rm(JobArgs),
     /// Print a shell completion script for the whole `ingest` command.
-    #[command(after_help = "Examples:\n  ingest completions bash > ~/.local/share/bash-completion/completions/ingest\n  ingest completions zsh > ~/.zfunc/_ingest\n  ingest completions fish > ~/.config/fish/completions/ingest.fish")]
+    #[command(
+        after_help = "Examples:\n  ingest completions bash > ~/.local/share/bash-completion/completions/ingest\n  ingest completions zsh > ~/.zfunc/_ingest\n  ingest completions fish > ~/.config/fish/completions/ingest.fish"
+    )]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -171,7 +181,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        _ => return Err(format!("{text:?}: units are B, KiB, MiB, GiB, KB, MB or GB")),
+        _ => {
+            return Err(format!(
+                "{text:?}: units are B, KiB, MiB, GiB, KB, MB or GB"
+            ))
+        }
     };
     let size = number
         .parse::<u64>()
@@ -210,7 +224,15 @@ mod tests {
 
     #[test]
     fn sizes_out_of_range_or_malformed_are_refused() {
-        for text in ["", "MiB", "8 parsecs", "-1", "1", "5GiB", "99999999999999999999GiB"] {
+        for text in [
+            "",
+            "MiB",
+            "8 parsecs",
+            "-1",
+            "1",
+            "5GiB",
+            "99999999999999999999GiB",
+        ] {
             assert!(parse_size(text).is_err(), "{text:?}");
         }
     }

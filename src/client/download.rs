@@ -56,11 +56,25 @@ pub async fn run(args: DownloadArgs) -> Result<(), ClientError> {
     let display = Display::new(args.quiet);
     let item = display.item(&args.id.to_string());
     let got = match &target {
-        Target::Stdout => fetch(&api, args.id, 0, Sha256::new(), size, &mut tokio::io::stdout(), &item).await?,
+        Target::Stdout => {
+            fetch(
+                &api,
+                args.id,
+                0,
+                Sha256::new(),
+                size,
+                &mut tokio::io::stdout(),
+                &item,
+            )
+            .await?
+        }
         Target::File { partial, .. } => {
             let (have, hasher) = hash_partial(partial.clone(), size).await?;
             if have > 0 {
-                display.note(&format!("ingest: continuing {} from byte {have}", partial.display()));
+                display.note(&format!(
+                    "ingest: continuing {} from byte {have}",
+                    partial.display()
+                ));
             }
             let mut out = tokio::fs::OpenOptions::new()
                 .create(true)
@@ -122,7 +136,10 @@ async fn fetch(
                 retry_after: super::api::retry_after(&response),
             },
             Ok(response)
-                if matches!(response.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT) =>
+                if matches!(
+                    response.status(),
+                    StatusCode::OK | StatusCode::PARTIAL_CONTENT
+                ) =>
             {
                 if response.status() == StatusCode::OK && have > 0 {
                     // The whole file came instead of the rest: this copy must start over.
@@ -151,9 +168,9 @@ async fn fetch(
                         }
                     }
                 }
-                out.flush()
-                    .await
-                    .map_err(|error| ClientError::Failed(format!("cannot write the file: {error}")))?;
+                out.flush().await.map_err(|error| {
+                    ClientError::Failed(format!("cannot write the file: {error}"))
+                })?;
                 match cut {
                     None if have >= size => break,
                     None => Transient {

@@ -62,3 +62,40 @@ pub fn one_line(text: &str) -> String {
         .collect();
     line.trim().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_map_to_the_exit_codes_scripts_rely_on() {
+        let body = br#"{"error":{"code":"unauthorized","message":"wrong token"}}"#;
+        let refused = ClientError::from_answer(401, body);
+        assert_eq!(refused.exit_code(), 3);
+        assert!(refused.to_string().contains("wrong token"), "{refused}");
+        assert_eq!(ClientError::from_answer(403, b"").exit_code(), 3);
+        assert_eq!(ClientError::from_answer(404, b"not json").exit_code(), 1);
+        assert_eq!(ClientError::from_answer(503, b"").exit_code(), 4);
+        assert_eq!(ClientError::from_answer(429, b"").exit_code(), 4);
+    }
+
+    #[test]
+    fn the_most_telling_exit_code_wins() {
+        let failed = || ClientError::Failed(String::new());
+        let unreachable = || ClientError::Unreachable(String::new());
+        assert_eq!(combined_exit(&[]), ExitCode::SUCCESS);
+        assert_eq!(combined_exit(&[failed(), unreachable()]), ExitCode::from(4));
+        assert_eq!(
+            combined_exit(&[failed(), ClientError::AuthRefused(String::new())]),
+            ExitCode::from(3)
+        );
+        assert_eq!(combined_exit(&[failed()]), ExitCode::from(1));
+    }
+
+    #[test]
+    fn messages_from_elsewhere_become_one_bounded_line() {
+        let line = one_line(&format!("a\nb\r\x1b[31m{}", "x".repeat(1000)));
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.chars().count() <= 300);
+    }
+}

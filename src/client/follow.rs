@@ -105,8 +105,8 @@ async fn over_socket(api: &Api, id: JobId, item: &Item) -> Result<Option<JobStat
         };
         match message {
             Message::Text(text) => {
-                let job: JobStatus = serde_json::from_str(text.as_str())
-                    .map_err(|_| Lost::Socket)?;
+                let job: JobStatus =
+                    serde_json::from_str(text.as_str()).map_err(|_| Lost::Socket)?;
                 item.job(&job);
                 let finished = job.is_terminal();
                 last = Some(job);

@@ -20,7 +20,10 @@ use std::process::ExitCode;
 /// Whether the command line names one of the client's commands (then `ClientCli` parses it).
 pub fn is_client_command(first_argument: &str) -> bool {
     use clap::CommandFactory;
-    first_argument != "help" && ClientCli::command().find_subcommand(first_argument).is_some()
+    first_argument != "help"
+        && ClientCli::command()
+            .find_subcommand(first_argument)
+            .is_some()
 }
 
 /// Runs a client command. `whole_command` is the binary's full command line, server commands
@@ -64,7 +67,10 @@ fn show_job(job: &JobStatus, json: bool) {
     }
     let size = job.size.map_or("-".to_owned(), |size| size.to_string());
     let digest = job.sha256.map_or("-".to_owned(), |digest| digest.to_hex());
-    let name = job.filename.as_deref().map_or("-".to_owned(), error::one_line);
+    let name = job
+        .filename
+        .as_deref()
+        .map_or("-".to_owned(), error::one_line);
     let mut line = format!(
         "{}\t{}\t{}%\t{size}\t{digest}\t{name}",
         job.job_id, job.status, job.progress
@@ -84,7 +90,10 @@ fn job_outcome(job: &JobStatus) -> Result<(), ClientError> {
             job.job_id,
             job.error.as_deref().map_or(String::new(), error::one_line)
         ))),
-        JobState::Cancelled => Err(ClientError::Failed(format!("job {} was cancelled", job.job_id))),
+        JobState::Cancelled => Err(ClientError::Failed(format!(
+            "job {} was cancelled",
+            job.job_id
+        ))),
         _ => Ok(()),
     }
 }
@@ -127,12 +136,15 @@ async fn cancel(args: JobArgs) -> Result<(), ClientError> {
 async fn remove(args: JobArgs) -> Result<(), ClientError> {
     let api = api::Api::new(&args.connection)?;
     let url = api.url(&format!("/api/jobs/{}", args.id));
-    api.send(|| api.request(Method::DELETE, url.clone())).await?;
+    api.send(|| api.request(Method::DELETE, url.clone()))
+        .await?;
     if args.output.json {
-        println!("{}", serde_json::json!({ "job_id": args.id, "removed": true }));
+        println!(
+            "{}",
+            serde_json::json!({ "job_id": args.id, "removed": true })
+        );
     } else if !args.output.quiet {
         eprintln!("ingest: job {} removed", args.id);
     }
     Ok(())
 }
-

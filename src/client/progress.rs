@@ -173,11 +173,7 @@ impl Item {
 }
 
 fn percent(position: u64, total: u64) -> u64 {
-    if total == 0 {
-        100
-    } else {
-        position.saturating_mul(100) / total
-    }
+    position.saturating_mul(100).checked_div(total).unwrap_or(100)
 }
 
 fn bytes_style() -> ProgressStyle {

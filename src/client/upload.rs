@@ -129,7 +129,9 @@ async fn upload_one(plan: &Plan<'_>, file: &Path) -> Result<JobStatus, Failure> 
     if let Some(theirs) = job.sha256 {
         if theirs != ours {
             return Err(failed(
-                format!("the server stored SHA-256 {theirs} for job {id}, but the file's is {ours}"),
+                format!(
+                    "the server stored SHA-256 {theirs} for job {id}, but the file's is {ours}"
+                ),
                 job,
             ));
         }
@@ -154,11 +156,15 @@ async fn send_file(
     file: &Path,
     item: &Item,
 ) -> Result<(JobId, Sha256Digest), ClientError> {
-    let unreadable = |error: std::io::Error| ClientError::Usage(format!("{}: {error}", file.display()));
+    let unreadable =
+        |error: std::io::Error| ClientError::Usage(format!("{}: {error}", file.display()));
     let path = tokio::fs::canonicalize(file).await.map_err(unreadable)?;
     let metadata = tokio::fs::metadata(&path).await.map_err(unreadable)?;
     if !metadata.is_file() {
-        return Err(ClientError::Usage(format!("{}: not a file", file.display())));
+        return Err(ClientError::Usage(format!(
+            "{}: not a file",
+            file.display()
+        )));
     }
     let size = metadata.len();
     let modified_ns = metadata
@@ -167,7 +173,9 @@ async fn send_file(
         .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |since| since.as_nanos());
     item.phase("hashing", Some(size), 0);
-    let sha256 = hash_file(path.clone(), size, item.clone()).await.map_err(unreadable)?;
+    let sha256 = hash_file(path.clone(), size, item.clone())
+        .await
+        .map_err(unreadable)?;
     let identity = FileIdentity {
         size,
         modified_ns,
@@ -274,7 +282,8 @@ async fn resumable(
     // The file changed since its upload began: never mix the two. Its old upload goes.
     terminate(plan.api, id).await;
     plan.records.forget(server, path);
-    let same_look = record.file.size == identity.size && record.file.modified_ns == identity.modified_ns;
+    let same_look =
+        record.file.size == identity.size && record.file.modified_ns == identity.modified_ns;
     if same_look {
         // Same size and time, other bytes: something rewrote it behind our back. Refuse, so
         // that a person looks, rather than guess which content is meant.
@@ -402,7 +411,10 @@ enum Patch {
     Again(Transient),
     /// 409: the offset moved or another request is sending; look again.
     Conflict(String),
-    Refused { status: u16, error: ClientError },
+    Refused {
+        status: u16,
+        error: ClientError,
+    },
 }
 
 /// `PATCH` of `body` at `offset`; `length` declares the whole upload's size (standard input's
@@ -519,12 +531,11 @@ async fn file_body(
     let mut file = tokio::fs::File::open(path).await?;
     file.seek(std::io::SeekFrom::Start(start)).await?;
     let mut sent = start;
-    let stream = ReaderStream::with_capacity(file.take(end - start), READ_BUFFER).inspect_ok(
-        move |bytes| {
+    let stream =
+        ReaderStream::with_capacity(file.take(end - start), READ_BUFFER).inspect_ok(move |bytes| {
             sent += bytes.len() as u64;
             item.position("uploading", sent, Some(size));
-        },
-    );
+        });
     Ok(Body::wrap_stream(stream))
 }
 

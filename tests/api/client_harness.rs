@@ -129,7 +129,11 @@ impl Proxy {
         let upstream_bytes = Arc::new(AtomicU64::new(0));
         let downstream_bytes = Arc::new(AtomicU64::new(0));
         let rate = Arc::new(AtomicU64::new(bytes_per_second.unwrap_or(0)));
-        let (up, down, limit) = (upstream_bytes.clone(), downstream_bytes.clone(), rate.clone());
+        let (up, down, limit) = (
+            upstream_bytes.clone(),
+            downstream_bytes.clone(),
+            rate.clone(),
+        );
         let accepting = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (up, down, limit) = (up.clone(), down.clone(), limit.clone());
@@ -200,7 +204,9 @@ async fn pipe(
             break;
         }
         counter.fetch_add(read as u64, Ordering::SeqCst);
-        let rate = bytes_per_second.as_ref().map_or(0, |rate| rate.load(Ordering::SeqCst));
+        let rate = bytes_per_second
+            .as_ref()
+            .map_or(0, |rate| rate.load(Ordering::SeqCst));
         if rate > 0 {
             tokio::time::sleep(Duration::from_secs_f64(read as f64 / rate as f64)).await;
         }

@@ -8,16 +8,51 @@ use std::{process::Child, time::Duration};
 /// The upload's first bytes are on the server: a job in `receiving` with some bytes done.
 async fn wait_until_part_is_in(base: &str, at_least: u64) -> JobStatus {
     let client = reqwest::Client::new();
-    eventually("part of the upload is on the server", Duration::from_secs(30), async || {
-        let page = list_jobs(&client, base, "status=receiving").await;
-        page.jobs.into_iter().find(|job| job.bytes_done >= at_least)
-    })
+    eventually(
+        "part of the upload is on the server",
+        Duration::from_secs(30),
+        async || {
+            let page = list_jobs(&client, base, "status=receiving").await;
+            page.jobs.into_iter().find(|job| job.bytes_done >= at_least)
+        },
+    )
     .await
 }
 
 fn kill_9(mut child: Child) {
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// The arguments of every run here: small chunks, followed to the end, JSON out.
+fn upload_args(file: &str) -> [&str; 6] {
+    [
+        "upload",
+        "--follow",
+        "--json",
+        "--chunk-size",
+        "256KiB",
+        file,
+    ]
+}
+
+/// Starts uploading `file` through a proxy that lets 2 MiB/s through (4 MiB: about two seconds),
+/// kills the client with SIGKILL once a quarter of `size` is on the server, and waits until what
+/// the dead client had handed to the kernel is through. The proxy (now at full speed, its URL the
+/// server's for the client) and the job.
+async fn killed_mid_upload(
+    app: &TestApp,
+    user: &ClientUser,
+    file: &str,
+    size: usize,
+) -> (Proxy, JobStatus) {
+    let slow = Proxy::start(app.address, Some(2 * 1024 * 1024)).await;
+    let client = spawn_quietly(user.command(&slow.url, &upload_args(file)));
+    let job = wait_until_part_is_in(&app.url(""), size as u64 / 4).await;
+    kill_9(client);
+    slow.unthrottle();
+    slow.wait_until_quiet().await;
+    (slow, job)
 }
 
 async fn server_offset(base: &str, id: JobId) -> u64 {
@@ -32,18 +67,13 @@ async fn an_upload_killed_mid_way_continues_the_same_job_from_the_servers_offset
     let size = 4 * 1024 * 1024;
     let (file, bytes) = user.file("big.bin", size);
     let file = file.to_str().unwrap();
-    // 4 MiB at 2 MiB/s: about two seconds, so the kill lands mid-upload.
-    let slow = Proxy::start(app.address, Some(2 * 1024 * 1024)).await;
-    let args = ["upload", "--follow", "--json", "--chunk-size", "256KiB", file];
-
-    let first = spawn_quietly(user.command(&slow.url, &args));
-    let job = wait_until_part_is_in(&app.url(""), size as u64 / 4).await;
-    kill_9(first);
-    // What the killed client had handed to the kernel still reaches the server: let it.
-    slow.unthrottle();
-    slow.wait_until_quiet().await;
+    let args = upload_args(file);
+    let (slow, job) = killed_mid_upload(&app, &user, file, size).await;
     let offset = server_offset(&app.url(""), job.job_id).await;
-    assert!(offset > 0 && offset < size as u64, "killed mid-upload: {offset}");
+    assert!(
+        offset > 0 && offset < size as u64,
+        "killed mid-upload: {offset}"
+    );
     assert_eq!(user.cache_records().len(), 1, "the upload is remembered");
     let sent_before = slow.sent();
 
@@ -63,7 +93,10 @@ async fn an_upload_killed_mid_way_continues_the_same_job_from_the_servers_offset
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&bytes));
     // The second run sent what the server lacked (and headers), not the file again.
     let remaining = size as u64 - offset;
-    assert!(sent_again < remaining + 64 * 1024, "{sent_again} for {remaining}");
+    assert!(
+        sent_again < remaining + 64 * 1024,
+        "{sent_again} for {remaining}"
+    );
     assert!(sent_before + sent_again < 2 * size as u64);
     assert_eq!(app.list_jobs("").await.jobs.len(), 1, "no second job");
     assert!(user.cache_records().is_empty(), "forgotten once in");
@@ -86,7 +119,14 @@ async fn an_upload_survives_a_server_restart_mid_way() {
 
     let client = spawn_quietly(user.command(
         &slow.url,
-        &["upload", "--follow", "--json", "--chunk-size", "256KiB", file.to_str().unwrap()],
+        &[
+            "upload",
+            "--follow",
+            "--json",
+            "--chunk-size",
+            "256KiB",
+            file.to_str().unwrap(),
+        ],
     ));
     let job = wait_until_part_is_in(&server.base, size as u64 / 4).await;
     server.kill_9();
@@ -98,7 +138,13 @@ async fn an_upload_survives_a_server_restart_mid_way() {
         .await
         .unwrap();
 
-    assert_eq!(exit_code(&output), 0, "{}\n{}", stderr(&output), server.log());
+    assert_eq!(
+        exit_code(&output),
+        0,
+        "{}\n{}",
+        stderr(&output),
+        server.log()
+    );
     let done = &json_jobs(&output)[0];
     assert_eq!(done.job_id, job.job_id, "the same job");
     assert_eq!(done.status, JobState::Completed);
@@ -112,14 +158,8 @@ async fn a_file_changed_between_runs_is_refused_not_mixed() {
     let size = 4 * 1024 * 1024;
     let (path, _) = user.file("data.bin", size);
     let file = path.to_str().unwrap();
-    let slow = Proxy::start(app.address, Some(2 * 1024 * 1024)).await;
-    let args = ["upload", "--follow", "--json", "--chunk-size", "256KiB", file];
-
-    let first = spawn_quietly(user.command(&slow.url, &args));
-    let job = wait_until_part_is_in(&app.url(""), size as u64 / 4).await;
-    kill_9(first);
-    slow.unthrottle();
-    slow.wait_until_quiet().await;
+    let args = upload_args(file);
+    let (slow, job) = killed_mid_upload(&app, &user, file, size).await;
     // Rewritten in place behind the client's back: same size, same modification time.
     let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
     let changed = random_bytes(size);
@@ -134,10 +174,21 @@ async fn a_file_changed_between_runs_is_refused_not_mixed() {
     let refused = user.run(&slow.url, &args).await;
 
     assert_eq!(exit_code(&refused), 1, "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("changed since the upload"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("changed since the upload"),
+        "{}",
+        stderr(&refused)
+    );
     let old = app.status_of(job.job_id).await;
-    assert_eq!(old.status, JobState::Cancelled, "the old upload was ended, not continued");
-    assert!(app.jobs_in(JobState::Completed).await.is_empty(), "nothing mixed was stored");
+    assert_eq!(
+        old.status,
+        JobState::Cancelled,
+        "the old upload was ended, not continued"
+    );
+    assert!(
+        app.jobs_in(JobState::Completed).await.is_empty(),
+        "nothing mixed was stored"
+    );
 
     // Run again: the file as it is now, as a new job.
     let output = user.run(&slow.url, &args).await;
@@ -147,12 +198,7 @@ async fn a_file_changed_between_runs_is_refused_not_mixed() {
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&changed));
 
     // A file changed the ordinary way (a new modification time) starts afresh at once.
-    let slow = Proxy::start(app.address, Some(2 * 1024 * 1024)).await;
-    let second = spawn_quietly(user.command(&slow.url, &args));
-    let started = wait_until_part_is_in(&app.url(""), 1).await;
-    kill_9(second);
-    slow.unthrottle();
-    slow.wait_until_quiet().await;
+    let (slow, started) = killed_mid_upload(&app, &user, file, size).await;
     let rewritten = random_bytes(size / 2);
     std::fs::write(&path, &rewritten).unwrap();
     let output = user.run(&slow.url, &args).await;
@@ -160,5 +206,8 @@ async fn a_file_changed_between_runs_is_refused_not_mixed() {
     let done = &json_jobs(&output)[0];
     assert_ne!(done.job_id, started.job_id);
     assert_eq!(done.sha256.unwrap().to_hex(), sha256_hex(&rewritten));
-    assert_eq!(app.status_of(started.job_id).await.status, JobState::Cancelled);
+    assert_eq!(
+        app.status_of(started.job_id).await.status,
+        JobState::Cancelled
+    );
 }

@@ -39,7 +39,11 @@ async fn a_multi_chunk_upload_followed_to_the_end_exits_0_with_the_servers_diges
     assert_eq!(app.status_of(job.job_id).await.sha256, job.sha256);
     // Thirteen PATCHes of at most 256 KiB went through the proxy, with their headers, once.
     assert!(proxy.sent() >= bytes.len() as u64);
-    assert!(proxy.sent() < bytes.len() as u64 + 64 * 1024, "{}", proxy.sent());
+    assert!(
+        proxy.sent() < bytes.len() as u64 + 64 * 1024,
+        "{}",
+        proxy.sent()
+    );
     assert!(
         user.cache_records().is_empty(),
         "a finished upload is forgotten"
@@ -87,7 +91,12 @@ async fn json_prints_one_status_per_job_on_stdout_and_quiet_prints_nothing_else(
         assert_eq!(answer.status(), 200);
         let api: serde_json::Value = answer.json().await.unwrap();
         let keys = |value: &serde_json::Value| {
-            value.as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+            value
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
         };
         assert_eq!(keys(&raw), keys(&api));
         assert_eq!(raw["sha256"], api["sha256"]);
@@ -101,14 +110,25 @@ async fn standard_input_is_uploaded_in_chunks_with_its_length_declared_at_the_en
     let (file, bytes) = user.file("piped.bin", 600 * 1024);
     let mut command = user.command(
         &app.url(""),
-        &["upload", "--follow", "--json", "--chunk-size", "128KiB", "-"],
+        &[
+            "upload",
+            "--follow",
+            "--json",
+            "--chunk-size",
+            "128KiB",
+            "-",
+        ],
     );
     command.stdin(std::fs::File::open(&file).unwrap());
 
     let output = output_of(command).await;
 
     assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
-    assert!(stderr(&output).contains("cannot be continued"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot be continued"),
+        "{}",
+        stderr(&output)
+    );
     let job = &json_jobs(&output)[0];
     assert_eq!(job.status, JobState::Completed);
     assert_eq!(job.size, Some(bytes.len() as u64));
@@ -147,14 +167,19 @@ async fn a_server_that_does_not_answer_exits_4_after_its_retries() {
     let server = format!("http://127.0.0.1:{port}");
 
     let output = user
-        .run(&server, &["upload", "--retries", "2", file.to_str().unwrap()])
+        .run(
+            &server,
+            &["upload", "--retries", "2", file.to_str().unwrap()],
+        )
         .await;
     assert_eq!(exit_code(&output), 4, "{}", stderr(&output));
-    assert!(stderr(&output).contains("gave up after 2 retries"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("gave up after 2 retries"),
+        "{}",
+        stderr(&output)
+    );
 
-    let status = user
-        .run(&server, &["ls", "--retries", "0"])
-        .await;
+    let status = user.run(&server, &["ls", "--retries", "0"]).await;
     assert_eq!(exit_code(&status), 4, "{}", stderr(&status));
 }
 
@@ -173,13 +198,22 @@ async fn usage_errors_exit_2_with_one_line() {
     ] {
         let output = user.run(server, &args).await;
         assert_eq!(exit_code(&output), 2, "{args:?}: {}", stderr(&output));
-        assert_eq!(stderr(&output).trim_end().lines().count(), 1, "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            stderr(&output).trim_end().lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&output)
+        );
     }
     let mut no_key = user.command(server, &["upload", file]);
     no_key.env_remove("INGEST_TOKEN");
     let output = output_of(no_key).await;
     assert_eq!(exit_code(&output), 2);
-    assert!(stderr(&output).contains("INGEST_TOKEN"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("INGEST_TOKEN"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +224,9 @@ async fn the_key_may_come_from_a_file() {
     let key_file = user.path("key");
     std::fs::write(&key_file, format!("{TOKEN}\n")).unwrap();
     let mut command = user.command(&app.url(""), &["upload", "--quiet", file.to_str().unwrap()]);
-    command.env_remove("INGEST_TOKEN").env("INGEST_TOKEN_FILE", &key_file);
+    command
+        .env_remove("INGEST_TOKEN")
+        .env("INGEST_TOKEN_FILE", &key_file);
 
     let output = output_of(command).await;
 
