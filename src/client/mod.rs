@@ -111,7 +111,7 @@ async fn watch(args: JobArgs) -> Result<(), ClientError> {
     let item = display.item(&args.id.to_string());
     let job = follow::until_finished(&api, args.id, &item).await?;
     item.finish(job.status.as_str());
-    show_job(&job, args.output.json);
+    display.beside(|| show_job(&job, args.output.json));
     job_outcome(&job)
 }
 

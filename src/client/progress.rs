@@ -51,6 +51,14 @@ impl Display {
         }
     }
 
+    /// Runs `print` (a result on standard output) with the bars out of its way.
+    pub fn beside(&self, print: impl FnOnce()) {
+        match self {
+            Display::Bars(bars) => bars.suspend(print),
+            _ => print(),
+        }
+    }
+
     /// A line for people beside the bars (a note, a warning).
     pub fn note(&self, line: &str) {
         match self {
@@ -173,7 +181,10 @@ impl Item {
 }
 
 fn percent(position: u64, total: u64) -> u64 {
-    position.saturating_mul(100).checked_div(total).unwrap_or(100)
+    position
+        .saturating_mul(100)
+        .checked_div(total)
+        .unwrap_or(100)
 }
 
 fn bytes_style() -> ProgressStyle {

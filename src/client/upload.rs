@@ -83,7 +83,7 @@ pub async fn run(args: UploadArgs) -> ExitCode {
         .map(|file| async move {
             let outcome = upload_one(plan, file).await;
             if let Ok(job) | Err(Failure { job: Some(job), .. }) = &outcome {
-                show_job(job, json);
+                plan.display.beside(|| show_job(job, json));
             }
             outcome.map_err(|failure| {
                 plan.display

@@ -249,7 +249,10 @@ async fn over_https_the_client_uploads_follows_over_wss_and_downloads() {
     assert_eq!(job.status, JobState::Completed);
     assert_eq!(job.sha256.unwrap().to_hex(), sha256_hex(&bytes));
 
-    let mut download = user.command(&server, &["download", &job.job_id.to_string(), "-o", "back.bin"]);
+    let mut download = user.command(
+        &server,
+        &["download", &job.job_id.to_string(), "-o", "back.bin"],
+    );
     download.env("SSL_CERT_FILE", &cert);
     let output = output_of(download).await;
     assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
