@@ -1,7 +1,8 @@
 //! Ingest: push files or metadata in as jobs and watch each one live until it is stored.
 //!
 //! Crate map: `domain` and `api` are shared by the server and the browser; `ui` and `app` are the
-//! Leptos pages; `server` (ssr only) is the HTTP service, storage, queue and worker.
+//! Leptos pages; `server` (ssr only) is the HTTP service, storage, queue and worker; `client`
+//! (ssr only: it runs in the same binary) is the command-line client of the HTTP API.
 // Leptos views are deeply nested types; the job card inside the start form needs more room.
 #![recursion_limit = "256"]
 
@@ -10,6 +11,8 @@ pub mod app;
 pub mod domain;
 pub mod ui;
 
+#[cfg(feature = "ssr")]
+pub mod client;
 #[cfg(feature = "ssr")]
 pub mod server;
 

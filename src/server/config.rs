@@ -402,7 +402,7 @@ pub enum OnError {
 /// The operator's admission hook.
 #[derive(Clone, Debug)]
 pub struct AdmissionSettings {
-    pub url: object_store_reqwest::Url,
+    pub url: http_client::Url,
     /// `whsec_<base64>`.
     pub secret: secrecy::SecretString,
     pub timeout: Duration,
@@ -745,7 +745,7 @@ fn admission_settings(
     let Some(url) = url else {
         return Ok(None);
     };
-    let url = object_store_reqwest::Url::parse(&url)
+    let url = http_client::Url::parse(&url)
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
         .ok_or_else(|| invalid("admission_url", "must be an http:// or https:// URL"))?;

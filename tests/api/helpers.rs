@@ -456,6 +456,16 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
+        Server::start_on(data_dir, log_name, port, env).await
+    }
+
+    /// The same on a given port (a restart where clients expect the server to be).
+    pub async fn start_on(
+        data_dir: &std::path::Path,
+        log_name: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Server {
         let stderr_path = data_dir.parent().unwrap().join(log_name);
         let mut command = Command::new(env!("CARGO_BIN_EXE_ingest"));
         command

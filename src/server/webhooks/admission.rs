@@ -7,7 +7,7 @@ use crate::{
     domain::check_metadata,
     server::config::{AdmissionSettings, OnError},
 };
-use object_store_reqwest::{header, Client};
+use http_client::{header, Client};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -132,7 +132,7 @@ fn clean_message(text: &str) -> String {
 }
 
 async fn read_capped(
-    mut answer: object_store_reqwest::Response,
+    mut answer: http_client::Response,
     limit: usize,
 ) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();

@@ -2,7 +2,7 @@
 //! private destinations, only hosts whose every address is public. Checked at registration and
 //! again at each connection: the sender's client resolves through `GuardedResolver`, so it
 //! connects only to addresses that were just checked (a DNS answer can change in between).
-use object_store_reqwest::{
+use http_client::{
     dns::{Addrs, Name, Resolve, Resolving},
     Url,
 };

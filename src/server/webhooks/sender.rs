@@ -6,7 +6,7 @@
 //! concurrency, so a slow receiver never holds up a request.
 use super::{guard, signing};
 use crate::server::store::{Attempt, Lease, NodeId, OutgoingDelivery, WebhookStore};
-use object_store_reqwest::{header, redirect, Client, StatusCode};
+use http_client::{header, redirect, Client, StatusCode};
 use std::{sync::Arc, time::Duration};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
