@@ -94,7 +94,9 @@ BEGIN
     END IF;
     INSERT INTO webhook_deliveries (id, endpoint_id, event_id, state, next_attempt_us,
         created_us, updated_us)
-    SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), e.id, event, 'pending',
+    -- Time first, so new rows append to the end of the id's index (see the SQLite schema).
+    SELECT 'msg_' || lpad(to_hex(NEW.updated_us), 14, '0')
+        || substr(replace(gen_random_uuid()::text, '-', ''), 1, 18), e.id, event, 'pending',
         NEW.updated_us, NEW.updated_us, NEW.updated_us
     FROM webhook_endpoints e WHERE e.enabled
     AND (e.all_accounts OR e.account_id = NEW.owner_id)

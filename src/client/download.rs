@@ -1,4 +1,4 @@
-//! `ingest download`: a job's stored file to disk through `FILE.part`, continued with `Range`
+//! `ingest download`: a job's stored file to disk through `FILE.<job id>.part`, continued with `Range`
 //! after an interruption (in this run or a later one), renamed into place only once its SHA-256
 //! is the one the server recorded.
 use super::{
@@ -45,8 +45,16 @@ pub async fn run(args: DownloadArgs) -> Result<(), ClientError> {
                     path.display()
                 )));
             }
+            // Named after the job as well: a file of the user's that merely has the same name
+            // plus `.part` is never appended to or removed, nor another job's partial copy.
             let mut partial = path.clone().into_os_string();
-            partial.push(".part");
+            partial.push(format!(".{}.part", args.id));
+            if std::fs::symlink_metadata(&partial).is_ok_and(|meta| !meta.is_file()) {
+                return Err(ClientError::Usage(format!(
+                    "{} is not a regular file; remove it",
+                    PathBuf::from(partial).display()
+                )));
+            }
             Target::File {
                 path,
                 partial: PathBuf::from(partial),

@@ -333,6 +333,14 @@ async fn send_stdin(plan: &Plan<'_>, item: &Item) -> Result<(JobId, Sha256Digest
             let sent = rest.len() as u64;
             match patch(plan.api, id, offset, Some(sent), length, Body::from(rest)).await {
                 Ok(new_offset) => {
+                    // The held chunk is all there is of standard input: an offset outside it
+                    // cannot be continued from (and must not be sliced with).
+                    if !(chunk_start..=end).contains(&new_offset) {
+                        return Err(ClientError::Failed(format!(
+                            "the server's offset {new_offset} for job {id} is outside the chunk \
+                             still held"
+                        )));
+                    }
                     offset = new_offset;
                     item.position("uploading", offset, length);
                     if offset >= end {

@@ -102,14 +102,18 @@ async fn download_continues_a_partial_file_and_verifies_it() {
     let proxy = Proxy::start(app.address, None).await;
     let half = bytes.len() / 2;
 
-    // An earlier run left the first half.
-    std::fs::write(user.path("copy.bin.part"), &bytes[..half]).unwrap();
+    // An earlier run left the first half (the partial file is named after the job too).
+    let partial = |name: &str| user.path(&format!("{name}.{id}.part"));
+    // A file of the user's that only shares the old naming is never touched.
+    std::fs::write(user.path("copy.bin.part"), b"the user's own").unwrap();
+    std::fs::write(partial("copy.bin"), &bytes[..half]).unwrap();
     let output = user
         .run(&proxy.url, &["download", &id.to_string(), "-o", "copy.bin"])
         .await;
     assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
     assert_eq!(std::fs::read(user.path("copy.bin")).unwrap(), bytes);
-    assert!(!user.path("copy.bin.part").exists());
+    assert!(!partial("copy.bin").exists());
+    assert_eq!(std::fs::read(user.path("copy.bin.part")).unwrap(), b"the user's own");
     // Only the rest came over the wire (with the status and headers).
     assert!(
         proxy.received() < (bytes.len() - half) as u64 + 16 * 1024,
@@ -118,7 +122,7 @@ async fn download_continues_a_partial_file_and_verifies_it() {
     );
 
     // A partial file that is not the start of this one: caught, nothing kept.
-    std::fs::write(user.path("bad.bin.part"), random_bytes(half)).unwrap();
+    std::fs::write(partial("bad.bin"), random_bytes(half)).unwrap();
     let output = user
         .run(
             &app.url(""),
@@ -127,7 +131,7 @@ async fn download_continues_a_partial_file_and_verifies_it() {
         .await;
     assert_eq!(exit_code(&output), 1, "{}", stderr(&output));
     assert!(stderr(&output).contains("SHA-256"), "{}", stderr(&output));
-    assert!(!user.path("bad.bin").exists() && !user.path("bad.bin.part").exists());
+    assert!(!user.path("bad.bin").exists() && !partial("bad.bin").exists());
 
     // Without -o: the job's file name, made safe, in the current directory.
     let output = user.run(&app.url(""), &["download", &id.to_string()]).await;

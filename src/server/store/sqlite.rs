@@ -121,9 +121,6 @@ impl SqliteStore {
             .run(&mut writer)
             .await
             .context("migrating the database")?;
-        let next_seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs")
-            .fetch_one(&mut writer)
-            .await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
@@ -131,7 +128,7 @@ impl SqliteStore {
         let checkpointer = SqliteConnection::connect_with(&options).await?;
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         tokio::spawn(checkpoint_loop(checkpointer, writes.downgrade()));
-        tokio::spawn(write_loop(writer, queue, next_seq));
+        tokio::spawn(write_loop(writer, queue));
         Ok(Self { readers, writes })
     }
 
@@ -148,10 +145,10 @@ impl SqliteStore {
     }
 }
 
-async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>, mut seq: i64) {
+async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match apply_batch(&mut conn, &batch, &mut seq).await {
+        match apply_batch(&mut conn, &batch).await {
             Ok(outcomes) => {
                 for (write, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = write.reply.send(outcome);
@@ -257,13 +254,12 @@ fn statements(batch: &[Write]) -> Vec<Statement<'_>> {
 async fn apply_batch(
     conn: &mut SqliteConnection,
     batch: &[Write],
-    seq: &mut i64,
 ) -> anyhow::Result<Vec<anyhow::Result<WriteOutcome>>> {
     let statements = statements(batch);
     let mut outcomes = Vec::with_capacity(batch.len());
     if let [statement] = statements.as_slice() {
         if !statement.reads_then_writes() {
-            run(conn, statement, seq, &mut outcomes).await;
+            run(conn, statement, &mut outcomes).await;
             return Ok(outcomes);
         }
     }
@@ -273,7 +269,7 @@ async fn apply_batch(
     // (SQLITE_BUSY_SNAPSHOT, which no timeout helps).
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     for statement in &statements {
-        run(&mut tx, statement, seq, &mut outcomes).await;
+        run(&mut tx, statement, &mut outcomes).await;
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -283,12 +279,11 @@ async fn apply_batch(
 async fn run(
     conn: &mut SqliteConnection,
     statement: &Statement<'_>,
-    seq: &mut i64,
     outcomes: &mut Vec<anyhow::Result<WriteOutcome>>,
 ) {
     match statement {
-        Statement::Change(change) => outcomes.push(apply(conn, change, seq).await),
-        Statement::Inserts(jobs) => match insert_jobs(conn, jobs, seq).await {
+        Statement::Change(change) => outcomes.push(apply(conn, change).await),
+        Statement::Inserts(jobs) => match insert_jobs(conn, jobs).await {
             Ok(()) => outcomes.extend(jobs.iter().map(|_| Ok(WriteOutcome::Done))),
             Err(error) => {
                 let message = format!("{error:#}");
@@ -302,27 +297,22 @@ async fn run(
     }
 }
 
-/// One multi-row INSERT; `MAX_BATCH` rows of 16 columns stay under SQLite's 32766 variables.
-async fn insert_jobs(
-    conn: &mut SqliteConnection,
-    jobs: &[&JobStatus],
-    seq: &mut i64,
-) -> anyhow::Result<()> {
-    let mut next_seq = *seq;
+/// One multi-row INSERT; `MAX_BATCH` rows of 15 columns stay under SQLite's 32766 variables.
+/// `seq` is the rowid, which SQLite numbers one past the largest in the table, row by row in
+/// the statement's order: insertion order, whichever process inserts (a number kept here
+/// would collide with another store's on the same file).
+async fn insert_jobs(conn: &mut SqliteConnection, jobs: &[&JobStatus]) -> anyhow::Result<()> {
     let mut query = QueryBuilder::<Sqlite>::new(format!(
-        "INSERT INTO jobs (id, created_us, seq, owner_id, owner, {MUTABLE_COLUMNS}) "
+        "INSERT INTO jobs (id, created_us, owner_id, owner, {MUTABLE_COLUMNS}) "
     ));
     query.push_values(jobs, |mut row, job| {
         row.push_bind(job.job_id.to_string())
             .push_bind(micros(job.created_at))
-            .push_bind(next_seq)
             .push_bind(job.owner_id.get())
             .push_bind(job.owner.as_str().to_owned());
         push_mutable_fields(&mut row, job);
-        next_seq += 1;
     });
     query.build().execute(&mut *conn).await?;
-    *seq = next_seq;
     Ok(())
 }
 
@@ -347,7 +337,6 @@ fn push_mutable_fields<'q>(row: &mut Separated<'_, 'q, Sqlite, &'static str>, jo
 async fn apply(
     conn: &mut SqliteConnection,
     change: &Change,
-    seq: &mut i64,
 ) -> anyhow::Result<WriteOutcome> {
     match change {
         Change::Save(job) => {
@@ -691,7 +680,7 @@ async fn apply(
             // one, even alone: it reads, then writes): the counts, the job and its upload record
             // are read and written together or not at all.
             let mut tx = conn.begin().await?;
-            let admitted = admit(&mut tx, job, *admission, resumable.as_ref(), seq).await?;
+            let admitted = admit(&mut tx, job, *admission, resumable.as_ref()).await?;
             if resumable.is_none() && matches!(admitted, Admitted::Yes { .. }) {
                 // A one-shot upload is its request's: held under the lease of this process.
                 sqlx::query("UPDATE jobs SET lease_node = ?, lease_until_us = ? WHERE id = ?")
@@ -753,7 +742,6 @@ async fn admit(
     job: &JobStatus,
     admission: Admission,
     resumable: Option<&Resumable>,
-    seq: &mut i64,
 ) -> anyhow::Result<Admitted> {
     let usage = usage(&mut *conn, job.owner_id).await?;
     if admission
@@ -789,7 +777,7 @@ async fn admit(
             return Ok(Admitted::TooManyPending);
         }
     }
-    insert_jobs(&mut *conn, &[job], seq).await?;
+    insert_jobs(&mut *conn, &[job]).await?;
     if let Some(resumable) = resumable {
         sqlx::query(
             "INSERT INTO uploads (job_id, durable_offset, expected_sha256, owner) \

@@ -280,10 +280,17 @@ impl WebhookStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         let now_us = micros(now());
-        rows.into_iter()
-            .map(|row| row.into_delivery(now_us))
-            .collect::<anyhow::Result<_>>()
-            .context("reading claimed deliveries")
+        // An unreadable delivery must not hold up the others claimed with it.
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| match row.into_delivery(now_us) {
+                Ok(delivery) => Some(delivery),
+                Err(error) => {
+                    tracing::warn!(error = ?error, "skipping a delivery that cannot be read");
+                    None
+                }
+            })
+            .collect())
     }
 
     async fn prune_deliveries(&self, before: time::OffsetDateTime) -> anyhow::Result<u64> {

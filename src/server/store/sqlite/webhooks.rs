@@ -415,9 +415,17 @@ impl WebhookStore for SqliteStore {
                  JOIN webhook_events ev ON ev.id = d.event_id WHERE d.id = ?",
             )
             .bind(&id)
-            .fetch_one(&self.readers)
+            .fetch_optional(&self.readers)
             .await?;
-            claimed.push(row.into_delivery(now_us)?);
+            // Gone (its endpoint was deleted since the claim) or unreadable: one delivery must
+            // not hold up the others claimed with it.
+            match row.map(|row| row.into_delivery(now_us)) {
+                Some(Ok(delivery)) => claimed.push(delivery),
+                Some(Err(error)) => {
+                    tracing::warn!(error = ?error, "skipping a delivery that cannot be read");
+                }
+                None => {}
+            }
         }
         Ok(claimed)
     }
