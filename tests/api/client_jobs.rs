@@ -113,7 +113,10 @@ async fn download_continues_a_partial_file_and_verifies_it() {
     assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
     assert_eq!(std::fs::read(user.path("copy.bin")).unwrap(), bytes);
     assert!(!partial("copy.bin").exists());
-    assert_eq!(std::fs::read(user.path("copy.bin.part")).unwrap(), b"the user's own");
+    assert_eq!(
+        std::fs::read(user.path("copy.bin.part")).unwrap(),
+        b"the user's own"
+    );
     // Only the rest came over the wire (with the status and headers).
     assert!(
         proxy.received() < (bytes.len() - half) as u64 + 16 * 1024,

@@ -334,10 +334,7 @@ fn push_mutable_fields<'q>(row: &mut Separated<'_, 'q, Sqlite, &'static str>, jo
         .push_bind(micros(job.updated_at));
 }
 
-async fn apply(
-    conn: &mut SqliteConnection,
-    change: &Change,
-) -> anyhow::Result<WriteOutcome> {
+async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<WriteOutcome> {
     match change {
         Change::Save(job) => {
             let mut query =

@@ -131,10 +131,7 @@ fn clean_message(text: &str) -> String {
         .to_owned()
 }
 
-async fn read_capped(
-    mut answer: http_client::Response,
-    limit: usize,
-) -> Result<Vec<u8>, String> {
+async fn read_capped(mut answer: http_client::Response, limit: usize) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     while let Some(chunk) = answer
         .chunk()

@@ -10,7 +10,6 @@ use super::{
     count, from_micros, micros, now, to_i64, JobRow, Lease, PgStore, DB_NOW_US, LOCK_KEY,
 };
 use crate::domain::{AccountId, JobStatus};
-use anyhow::Context;
 use async_trait::async_trait;
 use uuid::Uuid;
 

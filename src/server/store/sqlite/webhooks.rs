@@ -405,7 +405,7 @@ impl WebhookStore for SqliteStore {
         };
         let mut claimed = Vec::with_capacity(ids.len());
         for id in ids {
-            let row: OutgoingRow = sqlx::query_as(
+            let row: Option<OutgoingRow> = sqlx::query_as(
                 "SELECT d.id AS delivery_id, d.endpoint_id, e.url, e.secret, e.previous_secret, \
                  e.previous_until_us, ev.type AS event_type, ev.occurred_us, d.attempts, \
                  d.created_us AS delivery_created_us, ev.job_id AS id, ev.owner_id, ev.owner, \
