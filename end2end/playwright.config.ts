@@ -41,6 +41,8 @@ export default defineConfig({
       LEPTOS_SITE_ROOT: "../target/site",
       // Each job takes ~2 s to process, so tests can catch one mid-run.
       INGEST_PROCESSING_DELAY_MS: "1000",
+      // The webhooks spec's receiver listens on loopback.
+      INGEST_WEBHOOK_ALLOW_PRIVATE: "true",
     },
   },
 });

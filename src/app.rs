@@ -1,7 +1,7 @@
 //! The HTML shell and the app: a header, and the page the URL names (see `ui::Page`).
 use crate::ui::{
     AccountsPage, AdminLinks, HistoryPage, HomePage, Hydrated, JobPage, Page, RequireSession,
-    Session, SignedInAs,
+    Session, SignedInAs, WebhooksPage,
 };
 use leptos::prelude::*;
 
@@ -67,6 +67,12 @@ pub fn App() -> impl IntoView {
             </RequireSession>
         }
         .into_any(),
+        Page::Webhooks => view! {
+            <RequireSession>
+                <WebhooksPage />
+            </RequireSession>
+        }
+        .into_any(),
         Page::NotFound => {
             #[cfg(feature = "ssr")]
             if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
@@ -91,6 +97,7 @@ pub fn App() -> impl IntoView {
             <nav aria-label="Main">
                 <a href="/">"Start"</a>
                 <a href="/jobs">"History"</a>
+                <a href="/webhooks">"Webhooks"</a>
                 <AdminLinks />
             </nav>
             <SignedInAs />

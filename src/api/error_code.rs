@@ -38,6 +38,8 @@ pub enum ErrorCode {
     InsufficientStorage,
     /// A status no other code describes.
     RequestRefused,
+    /// The operator's admission hook refused the job (403); the message is the hook's.
+    AdmissionRefused,
     // A part of the request that could not be read (400).
     InvalidAccountName,
     InvalidBody,
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::AdmissionRefused => "admission_refused",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -122,7 +125,7 @@ mod tests {
     use super::*;
 
     /// Every code but the catch-all, so the test below sees a variant added without a spelling.
-    const ALL: [ErrorCode; 40] = [
+    const ALL: [ErrorCode; 41] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -147,6 +150,7 @@ mod tests {
         ErrorCode::Busy,
         ErrorCode::InsufficientStorage,
         ErrorCode::RequestRefused,
+        ErrorCode::AdmissionRefused,
         ErrorCode::InvalidAccountName,
         ErrorCode::InvalidBody,
         ErrorCode::InvalidForm,

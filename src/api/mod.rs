@@ -3,8 +3,12 @@ mod account_fns;
 mod error_code;
 mod server_fns;
 mod types;
+mod webhook_fns;
+mod webhook_types;
 
 pub use account_fns::*;
 pub use error_code::ErrorCode;
 pub use server_fns::*;
 pub use types::*;
+pub use webhook_fns::*;
+pub use webhook_types::*;

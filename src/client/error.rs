@@ -1,5 +1,5 @@
 //! What can stop a client command, and the exit code each one means to a script.
-use crate::api::ErrorBody;
+use crate::api::{ErrorBody, ErrorCode};
 use std::process::ExitCode;
 
 /// Why a command stopped. Each variant is one exit code, so scripts can tell them apart.
@@ -12,7 +12,8 @@ pub enum ClientError {
     /// Exit 2: a bad argument, a missing key, a file that cannot be read.
     #[error("{0}")]
     Usage(String),
-    /// Exit 3: the server refused the key (401) or the caller's rights (403).
+    /// Exit 3: the server refused the key (401) or the caller's rights (403; not an
+    /// admission hook's refusal of the job, which is exit 1).
     #[error("{0}")]
     AuthRefused(String),
     /// Exit 4: no answer (or only transient failures) after every retry.
@@ -32,11 +33,14 @@ impl ClientError {
 
     /// The error a refusal stands for: its status and the server's own message.
     pub fn from_answer(status: u16, body: &[u8]) -> Self {
-        let message = serde_json::from_slice::<ErrorBody>(body)
+        let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
+        let code = parsed.as_ref().map(|body| body.error.code);
+        let message = parsed
             .map(|body| body.error.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
         let message = format!("the server answered {status}: {}", one_line(&message));
         match status {
+            403 if code == Some(ErrorCode::AdmissionRefused) => ClientError::Failed(message),
             401 | 403 => ClientError::AuthRefused(message),
             408 | 429 | 500.. => ClientError::Unreachable(message),
             _ => ClientError::Failed(message),
@@ -74,6 +78,9 @@ mod tests {
         assert_eq!(refused.exit_code(), 3);
         assert!(refused.to_string().contains("wrong token"), "{refused}");
         assert_eq!(ClientError::from_answer(403, b"").exit_code(), 3);
+        let refused_job =
+            br#"{"error": {"code": "admission_refused", "message": "no .exe files"}}"#;
+        assert_eq!(ClientError::from_answer(403, refused_job).exit_code(), 1);
         assert_eq!(ClientError::from_answer(404, b"not json").exit_code(), 1);
         assert_eq!(ClientError::from_answer(503, b"").exit_code(), 4);
         assert_eq!(ClientError::from_answer(429, b"").exit_code(), 4);

@@ -9,6 +9,7 @@ use super::{
     keys::{self, KeyOwner},
     quotas, sessions,
     state::AppState,
+    webhooks::Requester,
 };
 use crate::{
     api::{QuotaOverrides, Quotas},
@@ -42,6 +43,16 @@ pub struct Caller {
     pub key_id: Option<KeyId>,
     /// The account's own quotas (`None` fields: the server's defaults).
     pub quotas: QuotaOverrides,
+}
+
+/// The caller as the webhooks service sees it.
+impl From<&Caller> for Requester {
+    fn from(caller: &Caller) -> Self {
+        Requester {
+            account_id: caller.account_id,
+            is_admin: caller.is_admin(),
+        }
+    }
 }
 
 impl Caller {

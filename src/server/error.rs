@@ -6,6 +6,7 @@ use super::{
     quotas::{QuotaExceeded, UPLOADS_RETRY_AFTER_SECS},
     receive::caused_by_full_disk,
     uploads::{UploadError, DISK_FULL},
+    webhooks::EndpointError,
 };
 use crate::{
     api::{ErrorBody, ErrorCode, ErrorDetail},
@@ -24,6 +25,10 @@ pub enum ApiError {
     /// Authenticated by a cookie from a page that is not ours (a cross-site request).
     #[error("{0}")]
     Forbidden(String),
+    /// The admission hook refused the job: 403, with a code of its own so a client can tell
+    /// a refused job from refused rights.
+    #[error("{0}")]
+    AdmissionRefused(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -111,7 +116,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::AdmissionRefused(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -141,6 +146,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::AdmissionRefused(_) => ErrorCode::AdmissionRefused,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::BadRequest { code, .. } => *code,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
@@ -161,6 +167,26 @@ impl ApiError {
             ApiError::Quota(QuotaExceeded::Rate { .. }) => ErrorCode::TooManyRequests,
             ApiError::Quota(_) => ErrorCode::QuotaExceeded,
             ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<EndpointError> for ApiError {
+    fn from(error: EndpointError) -> Self {
+        match error {
+            EndpointError::NotFound | EndpointError::NoSuchDelivery => {
+                ApiError::NotFound(error.to_string())
+            }
+            EndpointError::Invalid(message) => {
+                ApiError::bad_request(ErrorCode::InvalidBody, message)
+            }
+            EndpointError::AdminOnly => ApiError::Forbidden(error.to_string()),
+            EndpointError::TooMany
+            | EndpointError::Disabled
+            | EndpointError::InFlight
+            | EndpointError::TooManyPings
+            | EndpointError::Contended => ApiError::Conflict(error.to_string()),
+            EndpointError::Store(error) => ApiError::from(error),
         }
     }
 }

@@ -7,8 +7,11 @@ pub mod guard;
 pub mod sender;
 pub mod signing;
 
-use super::store::{now, DeliveryRecord, EndpointRecord, WebhookStore};
-use crate::domain::AccountId;
+use super::store::{now, DeliveryRecord, EndpointRecord, RetryOutcome, WebhookStore};
+use crate::{
+    api::{Delivery, Webhook},
+    domain::AccountId,
+};
 use std::{sync::Arc, time::Duration};
 use time::OffsetDateTime;
 
@@ -31,6 +34,10 @@ pub const MAX_EVENTS: usize = 8;
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// Most deliveries one page of the log shows.
 pub const MAX_DELIVERIES_PAGE: u32 = 200;
+/// Pings one endpoint may have waiting at once: a ping is a check, not a flood.
+pub const MAX_PENDING_PINGS: u32 = 5;
+/// How often a change is tried again when the endpoint changed under it.
+const UPDATE_TRIES: usize = 5;
 
 /// Why a request about an endpoint was refused; the message is safe to show.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +52,14 @@ pub enum EndpointError {
     AdminOnly,
     #[error("an account may have at most {MAX_ENDPOINTS_PER_ACCOUNT} webhook endpoints")]
     TooMany,
+    #[error("the endpoint is disabled; enable it (PATCH {{\"enabled\": true}}) first")]
+    Disabled,
+    #[error("the endpoint already has {MAX_PENDING_PINGS} pings waiting to go out")]
+    TooManyPings,
+    #[error("the delivery is being sent right now; its outcome shows in the log in a moment")]
+    InFlight,
+    #[error("the endpoint kept changing while this change was applied; try again")]
+    Contended,
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -150,7 +165,10 @@ impl Webhooks {
         }
     }
 
-    /// Applies a change; the answer carries the new secret when it was rotated.
+    /// Applies a change; the answer carries the new secret when it was rotated. The stored
+    /// row is replaced only if nothing changed it since it was read (the sender counts
+    /// failures and disables endpoints meanwhile), else the change is applied again to a
+    /// fresh read.
     #[tracing::instrument(skip_all, fields(endpoint = %id))]
     pub async fn update(
         &self,
@@ -158,45 +176,58 @@ impl Webhooks {
         id: uuid::Uuid,
         change: EndpointChange,
     ) -> Result<EndpointRecord, EndpointError> {
-        let mut endpoint = self.get(requester, id).await?;
         if change.all_accounts == Some(true) && !requester.is_admin {
             return Err(EndpointError::AdminOnly);
         }
-        if let Some(url) = change.url {
-            endpoint.url = self.checked_url(&url).await?;
-        }
-        if let Some(events) = change.events {
-            endpoint.events = checked_events(&events)?;
-        }
-        if let Some(description) = change.description {
-            endpoint.description = checked_description(description)?;
-        }
-        if let Some(all) = change.all_accounts {
-            endpoint.all_accounts = all;
-        }
-        match change.enabled {
-            Some(true) => {
-                endpoint.enabled = true;
-                endpoint.disabled_reason = None;
-                endpoint.consecutive_failures = 0;
+        // Checked once: a URL's check resolves its name, which is slow.
+        let url = match &change.url {
+            Some(url) => Some(self.checked_url(url).await?),
+            None => None,
+        };
+        let events = change.events.as_deref().map(checked_events).transpose()?;
+        let description = change.description.map(checked_description).transpose()?;
+        for _ in 0..UPDATE_TRIES {
+            let mut endpoint = self.get(requester, id).await?;
+            let read_at = endpoint.updated_at;
+            if let Some(url) = &url {
+                endpoint.url = url.clone();
             }
-            Some(false) => {
-                endpoint.enabled = false;
-                endpoint.disabled_reason = Some("disabled by request".to_owned());
+            if let Some(events) = &events {
+                endpoint.events = events.clone();
             }
-            None => {}
+            if let Some(description) = &description {
+                endpoint.description = description.clone();
+            }
+            if let Some(all) = change.all_accounts {
+                endpoint.all_accounts = all;
+            }
+            match change.enabled {
+                Some(true) => {
+                    endpoint.enabled = true;
+                    endpoint.disabled_reason = None;
+                    endpoint.consecutive_failures = 0;
+                }
+                Some(false) => {
+                    endpoint.enabled = false;
+                    endpoint.disabled_reason = Some("disabled by request".to_owned());
+                }
+                None => {}
+            }
+            // Strictly later than the read, so the next change can tell this one happened.
+            let at = now().max(read_at + Duration::from_micros(1));
+            if change.rotate_secret {
+                let old = std::mem::replace(&mut endpoint.secret, signing::generate_secret());
+                endpoint.previous_secret = Some((old, at + ROTATION_OVERLAP));
+            }
+            endpoint.updated_at = at;
+            if self.store.update_endpoint(&endpoint, read_at).await? {
+                if change.rotate_secret {
+                    tracing::info!("webhook secret rotated");
+                }
+                return Ok(endpoint);
+            }
         }
-        let at = now();
-        if change.rotate_secret {
-            let old = std::mem::replace(&mut endpoint.secret, signing::generate_secret());
-            endpoint.previous_secret = Some((old, at + ROTATION_OVERLAP));
-            tracing::info!("webhook secret rotated");
-        }
-        endpoint.updated_at = at;
-        if !self.store.update_endpoint(&endpoint).await? {
-            return Err(EndpointError::NotFound);
-        }
-        Ok(endpoint)
+        Err(EndpointError::Contended)
     }
 
     pub async fn delete(&self, requester: Requester, id: uuid::Uuid) -> Result<(), EndpointError> {
@@ -230,21 +261,27 @@ impl Webhooks {
         delivery: &str,
     ) -> Result<(), EndpointError> {
         self.get(requester, id).await?;
-        if self.store.retry_delivery(id, delivery).await? {
-            Ok(())
-        } else {
-            Err(EndpointError::NoSuchDelivery)
+        match self.store.retry_delivery(id, delivery).await? {
+            RetryOutcome::Queued => Ok(()),
+            RetryOutcome::InFlight => Err(EndpointError::InFlight),
+            RetryOutcome::NotFound => Err(EndpointError::NoSuchDelivery),
         }
     }
 
-    /// Queues a `webhook.ping` for the endpoint; the delivery's id.
+    /// Queues a `webhook.ping` for the endpoint; the delivery's id. A disabled endpoint is
+    /// sent nothing, so its ping would only wait; it is refused instead.
     pub async fn ping(
         &self,
         requester: Requester,
         id: uuid::Uuid,
     ) -> Result<String, EndpointError> {
-        self.get(requester, id).await?;
-        Ok(self.store.add_ping(id).await?)
+        if !self.get(requester, id).await?.enabled {
+            return Err(EndpointError::Disabled);
+        }
+        self.store
+            .add_ping(id, MAX_PENDING_PINGS)
+            .await?
+            .ok_or(EndpointError::TooManyPings)
     }
 
     async fn checked_url(&self, text: &str) -> Result<String, EndpointError> {
@@ -292,6 +329,45 @@ fn checked_description(description: String) -> Result<String, EndpointError> {
         )));
     }
     Ok(description)
+}
+
+/// The API's view of a stored endpoint (the REST routes' and the page's); its secret only
+/// when it was just made.
+pub fn endpoint_view(endpoint: EndpointRecord, show_secret: bool) -> Webhook {
+    let now = OffsetDateTime::now_utc();
+    Webhook {
+        id: endpoint.id.to_string(),
+        previous_secret_until: previous_signs(&endpoint, now)
+            .then(|| endpoint.previous_secret.as_ref().map(|(_, until)| *until))
+            .flatten(),
+        url: endpoint.url,
+        description: endpoint.description,
+        events: event_list(&endpoint.events),
+        all_accounts: endpoint.all_accounts,
+        enabled: endpoint.enabled,
+        disabled_reason: endpoint.disabled_reason,
+        consecutive_failures: endpoint.consecutive_failures,
+        secret: show_secret.then_some(endpoint.secret),
+        created_at: endpoint.created_at,
+        updated_at: endpoint.updated_at,
+    }
+}
+
+impl From<DeliveryRecord> for Delivery {
+    fn from(delivery: DeliveryRecord) -> Self {
+        Delivery {
+            id: delivery.id,
+            event_type: delivery.event_type,
+            job_id: delivery.job_id.map(|id| id.to_string()),
+            status: delivery.state.as_str().to_owned(),
+            attempts: delivery.attempts,
+            last_response_code: delivery.last_status,
+            last_error: delivery.last_error,
+            next_attempt_at: delivery.next_attempt_at,
+            created_at: delivery.created_at,
+            updated_at: delivery.updated_at,
+        }
+    }
 }
 
 /// The stored event list as the API shows it.

@@ -35,20 +35,20 @@ pub fn AccountsPage() -> impl IntoView {
     }
 }
 
-/// What the changes on this page share: the list to reload after each, the key just created,
+/// What the changes on this page (and the Webhooks page) share: the list to reload after each, the key just created,
 /// and the outcome of the last change. Every change starts by clearing what the previous one
 /// showed, so a new key never outlives the next action.
 #[derive(Clone, Copy)]
-struct Changes {
-    done: RwSignal<u32>,
+pub(super) struct Changes {
+    pub(super) done: RwSignal<u32>,
     issued: RwSignal<Option<(AccountName, IssuedKey)>>,
-    notice: RwSignal<Option<String>>,
-    problem: RwSignal<Option<CallError>>,
-    busy: RwSignal<bool>,
+    pub(super) notice: RwSignal<Option<String>>,
+    pub(super) problem: RwSignal<Option<CallError>>,
+    pub(super) busy: RwSignal<bool>,
 }
 
 impl Changes {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             done: RwSignal::new(0),
             issued: RwSignal::new(None),
@@ -65,7 +65,7 @@ impl Changes {
     }
 
     /// Runs `call`; on success `then` says what happened, and the list is reloaded.
-    fn run<T: 'static>(
+    pub(super) fn run<T: 'static>(
         self,
         call: impl Future<Output = Result<T, CallError>> + 'static,
         then: impl FnOnce(T) -> String + 'static,

@@ -13,6 +13,7 @@ mod page;
 mod session;
 mod sign_in;
 mod start;
+mod webhooks;
 
 pub use accounts::AccountsPage;
 pub use history::HistoryPage;
@@ -20,6 +21,7 @@ pub use home::{HomePage, Hydrated};
 pub use job_page::JobPage;
 pub use page::{Page, PageKind, PAGES};
 pub use session::{AdminLinks, RequireSession, Session, SignedInAs};
+pub use webhooks::WebhooksPage;
 
 use crate::api::CallError;
 use leptos::prelude::*;

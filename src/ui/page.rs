@@ -10,14 +10,16 @@ pub enum PageKind {
     History,
     Job,
     Accounts,
+    Webhooks,
 }
 
 /// Every page path, in the router's syntax (`{name}` is one path segment), with its kind.
-pub const PAGES: [(&str, PageKind); 4] = [
+pub const PAGES: [(&str, PageKind); 5] = [
     ("/", PageKind::Home),
     ("/jobs", PageKind::History),
     ("/jobs/{job_id}", PageKind::Job),
     ("/accounts", PageKind::Accounts),
+    ("/webhooks", PageKind::Webhooks),
 ];
 
 /// The segments of `path` that fill the `{…}` segments of `pattern`, when it matches. Trailing
@@ -44,6 +46,7 @@ pub enum Page {
     History(HistoryQuery),
     Job(JobId),
     Accounts,
+    Webhooks,
     NotFound,
 }
 
@@ -104,6 +107,7 @@ impl Page {
                 _ => Page::NotFound,
             },
             Some((PageKind::Accounts, _)) => Page::Accounts,
+            Some((PageKind::Webhooks, _)) => Page::Webhooks,
             None => Page::NotFound,
         }
     }
@@ -146,6 +150,7 @@ mod tests {
         assert_eq!(Page::from_url("/accounts", ""), Page::Accounts);
         assert_eq!(Page::from_url("/accounts/", "x=1"), Page::Accounts);
         assert_eq!(Page::from_url("/accounts/alice", ""), Page::NotFound);
+        assert_eq!(Page::from_url("/webhooks", ""), Page::Webhooks);
         let query = format!("status=failed&owner=ci-bot_2&before={id}&x=1");
         let expected = HistoryQuery {
             status: Some(JobState::Failed),

@@ -102,13 +102,13 @@ async fn a_4xx_refuses_with_the_hooks_message_and_stores_nothing() {
     ));
     let app = app_with_hook(&receiver, 2000, OnError::Admit).await;
 
-    let message = assert_error(ingest(&app, json!({})).await, 403, "forbidden").await;
+    let message = assert_error(ingest(&app, json!({})).await, 403, "admission_refused").await;
     assert_eq!(message, "no invoices on Sundays");
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(vec![7u8; 100_000]).file_name("big.bin"),
     );
-    assert_error(app.ingest_form(form).await, 403, "forbidden").await;
+    assert_error(app.ingest_form(form).await, 403, "admission_refused").await;
     let created = app.tus().create(1000, "{}").send().await.unwrap();
     assert_eq!(created.status(), 403);
     let creation_with_upload = app

@@ -341,6 +341,11 @@ async fn an_endpoint_failing_again_and_again_is_disabled_and_says_so() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), sent);
+    // A ping to a disabled endpoint would only wait; it is refused.
+    let ping = admin
+        .send(Method::POST, &format!("/api/webhooks/{endpoint}/ping"))
+        .await;
+    assert_error(ping, 409, "conflict").await;
 
     // Re-enabled, it gets its pending deliveries again.
     receiver.otherwise(Answer::status(200));
@@ -555,4 +560,41 @@ async fn a_slow_receiver_does_not_slow_ingestion() {
         started.elapsed()
     );
     receiver.wait_for(32, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_removed_accounts_endpoints_go_with_it() {
+    let app = app_with_webhooks(50).await;
+    let (everyones, own) = (Receiver::start().await, Receiver::start().await);
+    let boss = app.account("boss", "admin").await;
+    let made = boss
+        .request(Method::POST, "/api/webhooks")
+        .json(&json!({"url": everyones.url("/"), "events": ["job.created"], "all_accounts": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let alice = app.member("alice").await;
+    register(&alice, &own.url("/"), json!(["job.created"])).await;
+    metadata_job(&alice, json!({"n": 1})).await;
+    everyones.wait_for(1, Duration::from_secs(10)).await;
+
+    // The admin account is removed: its endpoint, which saw every account's jobs, must not
+    // go on receiving them.
+    let admin = app.admin();
+    assert_eq!(
+        admin
+            .send(Method::DELETE, "/api/accounts/boss")
+            .await
+            .status(),
+        204
+    );
+    metadata_job(&alice, json!({"n": 2})).await;
+    own.wait_for(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        everyones.received().len(),
+        1,
+        "a removed account's endpoint still receives"
+    );
 }

@@ -1,13 +1,14 @@
 //! The webhook outbox at the store level, the same scenarios on SQLite and PostgreSQL: the
 //! triggers record an event with the job as it was, in the job's own write, only for
 //! subscribed endpoints of its account; a claim holds until recorded; a job's snapshot
-//! reads back exactly; old finished deliveries are pruned.
+//! reads back exactly; old finished deliveries are pruned; a stale endpoint change, a retry of
+//! a delivery being sent and a flood of pings are refused.
 use super::postgres::TestDatabase;
 use ingest::{
     domain::{AccountId, AccountName, JobId, JobState, JobStatus, Owner},
     server::store::{
-        now, Attempt, DeliveryState, EndpointRecord, JobStore, Lease, NodeId, PgStore, SqliteStore,
-        WebhookStore,
+        now, Attempt, DeliveryState, EndpointRecord, JobStore, Lease, NodeId, PgStore,
+        RetryOutcome, SqliteStore, WebhookStore,
     },
 };
 use std::{sync::Arc, time::Duration};
@@ -148,7 +149,7 @@ async fn the_outbox_on(postgres: bool) {
         .is_empty());
 
     // Finished deliveries older than the cutoff go; a new one stays.
-    store.add_ping(mine.id).await.unwrap();
+    store.add_ping(mine.id, 5).await.unwrap().unwrap();
     let cutoff = now() + time::Duration::seconds(1);
     assert_eq!(store.prune_deliveries(cutoff).await.unwrap(), 3);
     let left = store.deliveries(mine.id, 50).await.unwrap();
@@ -166,4 +167,83 @@ async fn the_outbox_on_sqlite() {
 #[tokio::test]
 async fn the_outbox_on_postgres() {
     the_outbox_on(true).await;
+}
+
+async fn the_guards_on(postgres: bool) {
+    let (store, _keep) = open(postgres).await;
+    let mine = endpoint(1, "*");
+    assert!(store.add_endpoint(&mine, 20).await.unwrap());
+
+    // A change made from a read the sender has since overtaken (it counted a failure and
+    // disabled the endpoint) is refused, so it cannot undo that.
+    let read = store.endpoint(mine.id).await.unwrap().unwrap();
+    store.insert(&job(1)).await.unwrap();
+    let sender = lease();
+    let claimed = store.claim_deliveries(10, &sender).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let delivery = claimed[0].id.clone();
+
+    // Held by the sender: asking for it again now would send it twice.
+    assert_eq!(
+        store.retry_delivery(mine.id, &delivery).await.unwrap(),
+        RetryOutcome::InFlight
+    );
+    let failed = Attempt {
+        delivery_id: delivery.clone(),
+        endpoint_id: mine.id,
+        status: Some(410),
+        error: Some("HTTP 410 Gone".to_owned()),
+        delivered: false,
+        next_attempt: None,
+        disable_after: 1,
+    };
+    store.record_attempt(&failed, &sender).await.unwrap();
+    let disabled = store.endpoint(mine.id).await.unwrap().unwrap();
+    assert!(!disabled.enabled);
+    assert!(disabled.updated_at > read.updated_at);
+
+    let mut stale = read.clone();
+    stale.description = "renamed".to_owned();
+    stale.updated_at = read.updated_at + Duration::from_micros(1);
+    assert!(!store
+        .update_endpoint(&stale, read.updated_at)
+        .await
+        .unwrap());
+    let kept = store.endpoint(mine.id).await.unwrap().unwrap();
+    assert!(!kept.enabled, "a stale change re-enabled the endpoint");
+    assert_eq!(kept.description, "");
+    // From a fresh read it goes through.
+    let mut fresh = kept.clone();
+    fresh.description = "renamed".to_owned();
+    fresh.updated_at = kept.updated_at + Duration::from_micros(1);
+    assert!(store
+        .update_endpoint(&fresh, kept.updated_at)
+        .await
+        .unwrap());
+
+    // Once recorded, it can be sent again; an unknown one is not found.
+    assert_eq!(
+        store.retry_delivery(mine.id, &delivery).await.unwrap(),
+        RetryOutcome::Queued
+    );
+    assert_eq!(
+        store.retry_delivery(mine.id, "msg_nonesuch").await.unwrap(),
+        RetryOutcome::NotFound
+    );
+
+    // Pings waiting to go out are capped.
+    for _ in 0..3 {
+        assert!(store.add_ping(mine.id, 3).await.unwrap().is_some());
+    }
+    assert!(store.add_ping(mine.id, 3).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_guards_on_sqlite() {
+    the_guards_on(false).await;
+}
+
+#[tokio::test]
+async fn the_guards_on_postgres() {
+    the_guards_on(true).await;
 }

@@ -144,14 +144,15 @@ pub async fn list_accounts(
     Ok(Json(accounts))
 }
 
-/// Remove an account and revoke its keys (admins only); its jobs are kept.
+/// Remove an account and revoke its keys (admins only); its jobs are kept, its webhook endpoints
+/// removed.
 #[utoipa::path(
     delete,
     path = "/api/accounts/{name}",
     tag = "accounts",
     params(("name" = String, Path, description = "The account's name")),
     responses(
-        (status = 204, description = "Removed; its keys are revoked, its sessions and sockets end"),
+        (status = 204, description = "Removed; its keys are revoked, its sessions and sockets end, its webhook endpoints are removed"),
         (status = 400, description = "Malformed name", body = ErrorBody),
         CommonErrors,
         (status = 403, description = "The caller is not an admin", body = ErrorBody),

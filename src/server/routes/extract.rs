@@ -181,7 +181,7 @@ pub async fn admission(
         Decision::Admit(replacement) => Ok(Some(replacement.unwrap_or_else(|| metadata.clone()))),
         Decision::Refuse(message) => {
             tracing::info!("the admission hook refused a job");
-            Err(ApiError::Forbidden(message))
+            Err(ApiError::AdmissionRefused(message))
         }
         Decision::Unavailable => Err(ApiError::Busy {
             message: "the admission check did not answer; try again later".to_owned(),

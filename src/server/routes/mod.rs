@@ -12,7 +12,7 @@ mod operations;
 mod session;
 mod tus_headers;
 mod uploads;
-mod webhooks;
+pub mod webhooks;
 mod ws;
 
 use super::{error::ApiError, limits, metrics, state::AppState};

@@ -4,14 +4,13 @@
 //! Every caller sees only its own account's endpoints; another account's answer 404.
 use super::openapi::CommonErrors;
 use crate::{
-    api::{ErrorBody, ErrorCode},
+    api::{Delivery, ErrorBody, ErrorCode, Webhook},
     server::{
         auth::Authenticated,
         error::ApiError,
         state::AppState,
-        store::{DeliveryRecord, EndpointRecord},
         webhooks::{
-            event_list, previous_signs, EndpointChange, EndpointError, NewEndpoint, Requester,
+            endpoint_view, EndpointChange, EndpointError, NewEndpoint, Requester,
             MAX_DELIVERIES_PAGE,
         },
     },
@@ -25,7 +24,7 @@ use axum::{
     Json,
 };
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+
 use utoipa::ToSchema;
 
 /// A registration.
@@ -64,102 +63,6 @@ pub struct WebhookChange {
     /// 24 hours.
     #[serde(default)]
     pub rotate_secret: bool,
-}
-
-/// An endpoint.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Webhook {
-    #[schema(format = Uuid)]
-    pub id: String,
-    pub url: String,
-    pub description: String,
-    pub events: Vec<String>,
-    pub all_accounts: bool,
-    /// False once disabled (by request, or after many failed attempts in a row: see
-    /// `disabled_reason`); a disabled endpoint is sent nothing.
-    pub enabled: bool,
-    pub disabled_reason: Option<String>,
-    /// Failed attempts since the last delivered one.
-    pub consecutive_failures: u64,
-    /// Until when the secret before the last rotation still signs beside the new one.
-    #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub previous_secret_until: Option<OffsetDateTime>,
-    /// `whsec_<base64>`: only in the answer that made it (creation or rotation).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: OffsetDateTime,
-}
-
-impl Webhook {
-    fn from_record(endpoint: EndpointRecord, show_secret: bool) -> Self {
-        let now = OffsetDateTime::now_utc();
-        Self {
-            id: endpoint.id.to_string(),
-            previous_secret_until: previous_signs(&endpoint, now)
-                .then(|| endpoint.previous_secret.as_ref().map(|(_, until)| *until))
-                .flatten(),
-            url: endpoint.url,
-            description: endpoint.description,
-            events: event_list(&endpoint.events),
-            all_accounts: endpoint.all_accounts,
-            enabled: endpoint.enabled,
-            disabled_reason: endpoint.disabled_reason,
-            consecutive_failures: endpoint.consecutive_failures,
-            secret: show_secret.then_some(endpoint.secret),
-            created_at: endpoint.created_at,
-            updated_at: endpoint.updated_at,
-        }
-    }
-}
-
-/// One delivery of an event to an endpoint.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Delivery {
-    /// Also the message's `webhook-id`, the same on every attempt.
-    pub id: String,
-    /// `job.created`, `job.completed`, `job.failed`, `job.cancelled` or `webhook.ping`.
-    pub event_type: String,
-    #[schema(format = Uuid)]
-    pub job_id: Option<String>,
-    /// `pending`, `delivered` or `failed` (for good).
-    pub status: String,
-    pub attempts: u64,
-    /// The receiver's status code at the last attempt; null if it did not answer.
-    pub last_response_code: Option<u16>,
-    pub last_error: Option<String>,
-    /// When the next attempt is due; null unless pending.
-    #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub next_attempt_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: OffsetDateTime,
-}
-
-impl From<DeliveryRecord> for Delivery {
-    fn from(delivery: DeliveryRecord) -> Self {
-        Self {
-            id: delivery.id,
-            event_type: delivery.event_type,
-            job_id: delivery.job_id.map(|id| id.to_string()),
-            status: delivery.state.as_str().to_owned(),
-            attempts: delivery.attempts,
-            last_response_code: delivery.last_status,
-            last_error: delivery.last_error,
-            next_attempt_at: delivery.next_attempt_at,
-            created_at: delivery.created_at,
-            updated_at: delivery.updated_at,
-        }
-    }
 }
 
 /// A queued ping.
@@ -214,11 +117,8 @@ pub async fn create(
             },
         )
         .await
-        .map_err(endpoint_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Webhook::from_record(endpoint, true)),
-    ))
+        .map_err(ApiError::from)?;
+    Ok((StatusCode::CREATED, Json(endpoint_view(endpoint, true))))
 }
 
 /// The caller's endpoints, oldest first (without secrets).
@@ -241,11 +141,11 @@ pub async fn list(
         .webhooks
         .list(requester(&auth))
         .await
-        .map_err(endpoint_error)?;
+        .map_err(ApiError::from)?;
     Ok(Json(
         endpoints
             .into_iter()
-            .map(|endpoint| Webhook::from_record(endpoint, false))
+            .map(|endpoint| endpoint_view(endpoint, false))
             .collect(),
     ))
 }
@@ -275,8 +175,8 @@ pub async fn get(
         .webhooks
         .get(requester(&auth), id)
         .await
-        .map_err(endpoint_error)?;
-    Ok(Json(Webhook::from_record(endpoint, false)))
+        .map_err(ApiError::from)?;
+    Ok(Json(endpoint_view(endpoint, false)))
 }
 
 /// Change an endpoint: its URL, events, description, whether it is enabled, or its secret.
@@ -322,8 +222,8 @@ pub async fn update(
             },
         )
         .await
-        .map_err(endpoint_error)?;
-    Ok(Json(Webhook::from_record(endpoint, rotated)))
+        .map_err(ApiError::from)?;
+    Ok(Json(endpoint_view(endpoint, rotated)))
 }
 
 /// Remove an endpoint and its delivery log; nothing more is sent to it.
@@ -351,7 +251,7 @@ pub async fn delete(
         .webhooks
         .delete(requester(&auth), id)
         .await
-        .map_err(endpoint_error)?;
+        .map_err(ApiError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -394,7 +294,7 @@ pub async fn deliveries(
         .webhooks
         .deliveries(requester(&auth), id, limit)
         .await
-        .map_err(endpoint_error)?;
+        .map_err(ApiError::from)?;
     Ok(Json(deliveries.into_iter().map(Delivery::from).collect()))
 }
 
@@ -412,6 +312,7 @@ pub async fn deliveries(
         (status = 400, description = "Malformed id", body = ErrorBody),
         CommonErrors,
         (status = 404, description = "No such endpoint of the caller's account, or no such delivery of it", body = ErrorBody),
+        (status = 409, description = "A sender is sending the delivery right now", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -425,13 +326,13 @@ pub async fn retry(
         .map_err(|rejection| ApiError::bad_request(ErrorCode::BadRequest, rejection.body_text()))?;
     let id = parse_endpoint_id(&id)?;
     if delivery.len() > 64 {
-        return Err(endpoint_error(EndpointError::NoSuchDelivery));
+        return Err(ApiError::from(EndpointError::NoSuchDelivery));
     }
     state
         .webhooks
         .retry(requester(&auth), id, &delivery)
         .await
-        .map_err(endpoint_error)?;
+        .map_err(ApiError::from)?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -446,6 +347,7 @@ pub async fn retry(
         (status = 400, description = "Malformed id", body = ErrorBody),
         CommonErrors,
         (status = 404, description = "No such endpoint of the caller's account", body = ErrorBody),
+        (status = 409, description = "The endpoint is disabled, or already has pings waiting", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -460,15 +362,12 @@ pub async fn ping(
         .webhooks
         .ping(requester(&auth), id)
         .await
-        .map_err(endpoint_error)?;
+        .map_err(ApiError::from)?;
     Ok((StatusCode::ACCEPTED, Json(PingQueued { delivery_id })))
 }
 
 fn requester(auth: &Authenticated) -> Requester {
-    Requester {
-        account_id: auth.caller.account_id,
-        is_admin: auth.caller.is_admin(),
-    }
+    Requester::from(&auth.caller)
 }
 
 fn endpoint_id(raw: Result<Path<String>, PathRejection>) -> Result<uuid::Uuid, ApiError> {
@@ -484,16 +383,4 @@ fn parse_endpoint_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
             "the endpoint id must be a UUID such as 0190b1a2-7c4d-7e8f-9a0b-1c2d3e4f5a6b",
         )
     })
-}
-
-fn endpoint_error(error: EndpointError) -> ApiError {
-    match error {
-        EndpointError::NotFound | EndpointError::NoSuchDelivery => {
-            ApiError::NotFound(error.to_string())
-        }
-        EndpointError::Invalid(message) => ApiError::bad_request(ErrorCode::InvalidBody, message),
-        EndpointError::AdminOnly => ApiError::Forbidden(error.to_string()),
-        EndpointError::TooMany => ApiError::Conflict(error.to_string()),
-        EndpointError::Store(error) => ApiError::from(error),
-    }
 }

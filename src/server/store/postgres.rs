@@ -912,6 +912,12 @@ impl AccountStore for PgStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            // Its webhook endpoints (and, by cascade, their deliveries) go with it: an admin's
+            // may receive every account's events.
+            sqlx::query("DELETE FROM webhook_endpoints WHERE account_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(true)
         })

@@ -93,6 +93,7 @@ enum WriteOutcome {
     Admitted(Admitted),
     /// Delivery ids a webhook write claimed or made.
     Webhook(Vec<String>),
+    Retried(super::RetryOutcome),
 }
 
 struct Write {
@@ -406,6 +407,22 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
                  AND account_id = (SELECT id FROM accounts WHERE name = ?)",
             )
             .bind(micros(*at))
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+            // Its webhook endpoints go with it: an admin's may receive every account's events.
+            sqlx::query(
+                "DELETE FROM webhook_deliveries WHERE endpoint_id IN (SELECT e.id \
+                 FROM webhook_endpoints e JOIN accounts a ON a.id = e.account_id \
+                 WHERE a.name = ?)",
+            )
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM webhook_endpoints \
+                 WHERE account_id = (SELECT id FROM accounts WHERE name = ?)",
+            )
             .bind(name.as_str())
             .execute(&mut *tx)
             .await?;

@@ -19,9 +19,14 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// An account's endpoints (every account's with `None`), oldest first.
     async fn endpoints(&self, account: Option<AccountId>) -> anyhow::Result<Vec<EndpointRecord>>;
     async fn endpoint(&self, id: uuid::Uuid) -> anyhow::Result<Option<EndpointRecord>>;
-    /// Replaces an endpoint's settings (all but its id, account and creation time); false if
-    /// there is no such endpoint.
-    async fn update_endpoint(&self, endpoint: &EndpointRecord) -> anyhow::Result<bool>;
+    /// Replaces an endpoint's settings (all but its id, account and creation time) if it was
+    /// last changed at `read_at` (its `updated_at` when read); false if there is no such
+    /// endpoint or it changed since (a PATCH racing the sender or another PATCH reads again).
+    async fn update_endpoint(
+        &self,
+        endpoint: &EndpointRecord,
+        read_at: OffsetDateTime,
+    ) -> anyhow::Result<bool>;
     /// Removes an endpoint and its deliveries; false if there was none.
     async fn delete_endpoint(&self, id: uuid::Uuid) -> anyhow::Result<bool>;
     /// An endpoint's deliveries, newest first.
@@ -30,11 +35,20 @@ pub trait WebhookStore: Send + Sync + 'static {
         endpoint: uuid::Uuid,
         limit: u32,
     ) -> anyhow::Result<Vec<DeliveryRecord>>;
-    /// Makes a delivery of `endpoint` pending again, due now (same `webhook-id`); false if
-    /// there is no such delivery.
-    async fn retry_delivery(&self, endpoint: uuid::Uuid, delivery: &str) -> anyhow::Result<bool>;
-    /// Records a `webhook.ping` event and its delivery to `endpoint`, due now; its id.
-    async fn add_ping(&self, endpoint: uuid::Uuid) -> anyhow::Result<String>;
+    /// Makes a delivery of `endpoint` pending again, due now (same `webhook-id`), unless a
+    /// sender holds it this moment (sending it again then would send it twice).
+    async fn retry_delivery(
+        &self,
+        endpoint: uuid::Uuid,
+        delivery: &str,
+    ) -> anyhow::Result<RetryOutcome>;
+    /// Records a `webhook.ping` event and its delivery to `endpoint`, due now, unless the
+    /// endpoint already has `max_pending` pings waiting; its id, or `None` when refused.
+    async fn add_ping(
+        &self,
+        endpoint: uuid::Uuid,
+        max_pending: u32,
+    ) -> anyhow::Result<Option<String>>;
     /// Takes up to `limit` due deliveries of enabled endpoints under `lease`, oldest due first:
     /// pending ones whose next attempt has come and that no live sender holds. No delivery is
     /// held by two senders.
@@ -49,6 +63,15 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Removes deliveries finished (delivered or failed) before `before`, and events left with
     /// no delivery; returns how many deliveries went.
     async fn prune_deliveries(&self, before: OffsetDateTime) -> anyhow::Result<u64>;
+}
+
+/// What asking for a delivery again did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryOutcome {
+    Queued,
+    /// A sender is sending it now; its outcome is recorded in a moment.
+    InFlight,
+    NotFound,
 }
 
 /// An endpoint as stored.
@@ -264,6 +287,11 @@ impl TryFrom<DeliveryRow> for DeliveryRecord {
         })
     }
 }
+
+/// Counts an endpoint's pings still waiting to go out (endpoint id bound first).
+pub(super) const PENDING_PINGS_SQL: &str = "SELECT COUNT(*) FROM webhook_deliveries d \
+     JOIN webhook_events ev ON ev.id = d.event_id \
+     WHERE d.endpoint_id = $1 AND d.state = 'pending' AND ev.type = 'webhook.ping'";
 
 /// Deletes the events older than the cutoff (bound first) that no delivery refers to any more.
 pub(super) const PRUNE_EVENTS_SQL: &str = "DELETE FROM webhook_events WHERE occurred_us < $1 \

@@ -108,27 +108,44 @@ fn public_only(addrs: impl Iterator<Item = SocketAddr>) -> Result<Vec<SocketAddr
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => is_public_v4(ip),
-        IpAddr::V6(ip) => {
-            if let Some(v4) = ip.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let segments = ip.segments();
-            // NAT64 (64:ff9b::/96) carries an IPv4 address in its last 32 bits.
-            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [.., high, low] = segments;
-                return is_public_v4(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low)));
-            }
-            !(ip.is_loopback()
-                || ip.is_unspecified()
-                || ip.is_multicast()
-                || ip.is_unique_local()
-                || ip.is_unicast_link_local()
-                // IPv4-compatible (deprecated) ::a.b.c.d, and documentation 2001:db8::/32.
-                || segments[..6] == [0; 6]
-                || segments[..2] == [0x2001, 0xdb8]
-                || ip == Ipv6Addr::UNSPECIFIED)
-        }
+        IpAddr::V6(ip) => is_public_v6(ip),
     }
+}
+
+/// IPv6: forms that carry an IPv4 address (mapped, translated, NAT64, 6to4) are judged by
+/// that address; ranges that reach no single public host (Teredo, whose client address is
+/// hidden, NAT64's local-use prefix, site-local, discard, benchmarking, ORCHID,
+/// documentation) are refused outright.
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let segments = ip.segments();
+    let embedded = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    // SIIT-translated ::ffff:0:a.b.c.d and NAT64's well-known 64:ff9b::/96.
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_public_v4(embedded(segments[6], segments[7]));
+    }
+    // 6to4 (2002::/16) routes to the IPv4 address in its next 32 bits.
+    if segments[0] == 0x2002 {
+        return is_public_v4(embedded(segments[1], segments[2]));
+    }
+    let refused_range = segments[..2] == [0x2001, 0] // Teredo 2001::/32
+        || segments[..3] == [0x64, 0xff9b, 1] // NAT64 local use 64:ff9b:1::/48
+        || segments[0] & 0xffc0 == 0xfec0 // site-local fec0::/10
+        || segments[..4] == [0x100, 0, 0, 0] // discard-only 100::/64
+        || segments[..3] == [0x2001, 2, 0] // benchmarking 2001:2::/48
+        || (segments[0] == 0x2001 && segments[1] & 0xfff0 == 0x10) // ORCHID 2001:10::/28
+        || (segments[0] == 0x2001 && segments[1] & 0xfff0 == 0x20) // ORCHIDv2 2001:20::/28
+        || segments[..2] == [0x2001, 0xdb8]; // documentation 2001:db8::/32
+    !(refused_range
+        || ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_unique_local()
+        || ip.is_unicast_link_local()
+        // IPv4-compatible (deprecated) ::a.b.c.d.
+        || segments[..6] == [0; 6])
 }
 
 fn is_public_v4(ip: Ipv4Addr) -> bool {
@@ -200,10 +217,27 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "64:ff9b::a00:1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b:1::a00:1",
+            "fec0::1",
+            "100::1",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:db8::1",
         ] {
             assert!(!is_public(text.parse().unwrap()), "{text} passed");
         }
-        for text in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+        for text in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "2002:5db8:d822::1",
+            "64:ff9b::5db8:d822",
+        ] {
             assert!(is_public(text.parse().unwrap()), "{text} refused");
         }
     }

@@ -4,8 +4,8 @@
 use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
-        EndpointRow, OutgoingDelivery, WebhookStore, ENDPOINT_FIELDS, PRUNE_DELIVERIES_SQL,
-        PRUNE_EVENTS_SQL,
+        EndpointRow, OutgoingDelivery, RetryOutcome, WebhookStore, ENDPOINT_FIELDS,
+        PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, PRUNE_EVENTS_SQL,
     },
     count, from_micros, micros, now, to_i64, JobRow, Lease, PgStore, DB_NOW_US, LOCK_KEY,
 };
@@ -163,13 +163,17 @@ impl WebhookStore for PgStore {
         row.map(EndpointRecord::try_from).transpose()
     }
 
-    async fn update_endpoint(&self, endpoint: &EndpointRecord) -> anyhow::Result<bool> {
+    async fn update_endpoint(
+        &self,
+        endpoint: &EndpointRecord,
+        read_at: time::OffsetDateTime,
+    ) -> anyhow::Result<bool> {
         let (previous, previous_until) = previous_columns(endpoint);
         let updated = sqlx::query(
             "UPDATE webhook_endpoints SET all_accounts = $1, url = $2, description = $3, \
              events = $4, secret = $5, previous_secret = $6, previous_until_us = $7, \
              enabled = $8, disabled_reason = $9, consecutive_failures = $10, updated_us = $11 \
-             WHERE id = $12",
+             WHERE id = $12 AND updated_us = $13",
         )
         .bind(endpoint.all_accounts)
         .bind(&endpoint.url)
@@ -183,6 +187,7 @@ impl WebhookStore for PgStore {
         .bind(to_i64(endpoint.consecutive_failures))
         .bind(micros(endpoint.updated_at))
         .bind(endpoint.id)
+        .bind(micros(read_at))
         .execute(&self.pool)
         .await?;
         Ok(updated.rows_affected() == 1)
@@ -210,22 +215,50 @@ impl WebhookStore for PgStore {
         rows.into_iter().map(DeliveryRecord::try_from).collect()
     }
 
-    async fn retry_delivery(&self, endpoint: Uuid, delivery: &str) -> anyhow::Result<bool> {
+    async fn retry_delivery(&self, endpoint: Uuid, delivery: &str) -> anyhow::Result<RetryOutcome> {
+        // A sender on any node holding a live lease is sending it now.
         let retried = sqlx::query(&format!(
             "UPDATE webhook_deliveries SET state = 'pending', next_attempt_us = {DB_NOW_US}, \
              updated_us = {DB_NOW_US}, lease_node = NULL, lease_until_us = NULL \
-             WHERE id = $1 AND endpoint_id = $2"
+             WHERE id = $1 AND endpoint_id = $2 \
+             AND (lease_until_us IS NULL OR lease_until_us < {DB_NOW_US})"
         ))
         .bind(delivery)
         .bind(endpoint)
         .execute(&self.pool)
         .await?;
-        Ok(retried.rows_affected() == 1)
+        if retried.rows_affected() == 1 {
+            return Ok(RetryOutcome::Queued);
+        }
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1 AND endpoint_id = $2)",
+        )
+        .bind(delivery)
+        .bind(endpoint)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(if exists {
+            RetryOutcome::InFlight
+        } else {
+            RetryOutcome::NotFound
+        })
     }
 
-    async fn add_ping(&self, endpoint: Uuid) -> anyhow::Result<String> {
+    async fn add_ping(&self, endpoint: Uuid, max_pending: u32) -> anyhow::Result<Option<String>> {
         let now = micros(now());
         let mut tx = self.pool.begin().await?;
+        // The endpoint's row, locked, so two pings at once cannot both pass the count.
+        sqlx::query("SELECT 1 FROM webhook_endpoints WHERE id = $1 FOR UPDATE")
+            .bind(endpoint)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let pending: i64 = sqlx::query_scalar(PENDING_PINGS_SQL)
+            .bind(endpoint)
+            .fetch_one(&mut *tx)
+            .await?;
+        if pending >= i64::from(max_pending) {
+            return Ok(None);
+        }
         let event: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_events (type, occurred_us) VALUES ('webhook.ping', $1) \
              RETURNING id",
@@ -245,7 +278,7 @@ impl WebhookStore for PgStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(Some(id))
     }
 
     async fn claim_deliveries(
@@ -336,7 +369,7 @@ impl WebhookStore for PgStore {
                    ELSE disabled_reason END, \
                  enabled = CASE WHEN NOT $1 AND consecutive_failures + 1 >= $2 THEN FALSE \
                    ELSE enabled END, \
-                 updated_us = $3 WHERE id = $4",
+                 updated_us = GREATEST($3, updated_us + 1) WHERE id = $4",
             )
             .bind(attempt.delivered)
             .bind(to_i64(attempt.disable_after))

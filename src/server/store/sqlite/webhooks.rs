@@ -4,8 +4,8 @@
 use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
-        EndpointRow, OutgoingDelivery, WebhookStore, ENDPOINT_FIELDS, PRUNE_DELIVERIES_SQL,
-        PRUNE_EVENTS_SQL,
+        EndpointRow, OutgoingDelivery, RetryOutcome, WebhookStore, ENDPOINT_FIELDS,
+        PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, PRUNE_EVENTS_SQL,
     },
     from_micros, micros, now, Change, JobRow, SqliteStore, WriteOp, WriteOutcome,
 };
@@ -17,10 +17,10 @@ use uuid::Uuid;
 
 pub(super) enum WebhookWrite {
     AddEndpoint(Box<EndpointRecord>, u32),
-    UpdateEndpoint(Box<EndpointRecord>),
+    UpdateEndpoint(Box<EndpointRecord>, i64),
     DeleteEndpoint(Uuid),
     Retry(Uuid, String),
-    Ping(Uuid),
+    Ping(Uuid, u32),
     Claim(u32, super::Lease),
     Record(Box<Attempt>, super::Lease),
     Prune(i64),
@@ -60,13 +60,13 @@ pub(super) async fn apply(
             .await?;
             Ok(WriteOutcome::Saved(added.rows_affected() == 1))
         }
-        WebhookWrite::UpdateEndpoint(endpoint) => {
+        WebhookWrite::UpdateEndpoint(endpoint, read_at_us) => {
             let (previous, previous_until) = previous_columns(endpoint);
             let updated = sqlx::query(
                 "UPDATE webhook_endpoints SET all_accounts = ?, url = ?, description = ?, \
                  events = ?, secret = ?, previous_secret = ?, previous_until_us = ?, \
                  enabled = ?, disabled_reason = ?, consecutive_failures = ?, updated_us = ? \
-                 WHERE id = ?",
+                 WHERE id = ? AND updated_us = ?",
             )
             .bind(endpoint.all_accounts)
             .bind(&endpoint.url)
@@ -80,6 +80,7 @@ pub(super) async fn apply(
             .bind(super::to_i64(endpoint.consecutive_failures))
             .bind(micros(endpoint.updated_at))
             .bind(endpoint.id.to_string())
+            .bind(read_at_us)
             .execute(&mut *conn)
             .await?;
             Ok(WriteOutcome::Saved(updated.rows_affected() == 1))
@@ -99,21 +100,44 @@ pub(super) async fn apply(
         }
         WebhookWrite::Retry(endpoint, delivery) => {
             let now = micros(now());
-            let retried = sqlx::query(
-                "UPDATE webhook_deliveries SET state = 'pending', next_attempt_us = ?, \
-                 updated_us = ?, lease_node = NULL, lease_until_us = NULL \
-                 WHERE id = ? AND endpoint_id = ?",
+            // The lease's own end, not its node: in this one process a live lease is this
+            // sender's, mid-attempt.
+            let held: Option<bool> = sqlx::query_scalar(
+                "SELECT lease_until_us IS NOT NULL AND lease_until_us >= ? \
+                 FROM webhook_deliveries WHERE id = ? AND endpoint_id = ?",
             )
-            .bind(now)
             .bind(now)
             .bind(delivery)
             .bind(endpoint.to_string())
-            .execute(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
-            Ok(WriteOutcome::Saved(retried.rows_affected() == 1))
+            let outcome = match held {
+                None => RetryOutcome::NotFound,
+                Some(true) => RetryOutcome::InFlight,
+                Some(false) => {
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET state = 'pending', next_attempt_us = ?, \
+                         updated_us = ?, lease_node = NULL, lease_until_us = NULL WHERE id = ?",
+                    )
+                    .bind(now)
+                    .bind(now)
+                    .bind(delivery)
+                    .execute(&mut *conn)
+                    .await?;
+                    RetryOutcome::Queued
+                }
+            };
+            Ok(WriteOutcome::Retried(outcome))
         }
-        WebhookWrite::Ping(endpoint) => {
+        WebhookWrite::Ping(endpoint, max_pending) => {
             let now = micros(now());
+            let pending: i64 = sqlx::query_scalar(PENDING_PINGS_SQL)
+                .bind(endpoint.to_string())
+                .fetch_one(&mut *conn)
+                .await?;
+            if pending >= i64::from(*max_pending) {
+                return Ok(WriteOutcome::Webhook(Vec::new()));
+            }
             let mut tx = conn.begin().await?;
             let event: i64 = sqlx::query_scalar(
                 "INSERT INTO webhook_events (type, occurred_us) VALUES ('webhook.ping', ?) \
@@ -189,7 +213,7 @@ pub(super) async fn apply(
                        ELSE disabled_reason END, \
                      enabled = CASE WHEN NOT ?1 AND consecutive_failures + 1 >= ?2 THEN 0 \
                        ELSE enabled END, \
-                     updated_us = ?3 WHERE id = ?4",
+                     updated_us = MAX(?3, updated_us + 1) WHERE id = ?4",
                 )
                 .bind(attempt.delivered)
                 .bind(super::to_i64(attempt.disable_after))
@@ -334,8 +358,12 @@ impl WebhookStore for SqliteStore {
         row.map(EndpointRecord::try_from).transpose()
     }
 
-    async fn update_endpoint(&self, endpoint: &EndpointRecord) -> anyhow::Result<bool> {
-        let write = WebhookWrite::UpdateEndpoint(Box::new(endpoint.clone()));
+    async fn update_endpoint(
+        &self,
+        endpoint: &EndpointRecord,
+        read_at: time::OffsetDateTime,
+    ) -> anyhow::Result<bool> {
+        let write = WebhookWrite::UpdateEndpoint(Box::new(endpoint.clone()), micros(read_at));
         super::saved(self.write(WriteOp::Change(Change::Webhook(write))).await?)
     }
 
@@ -358,19 +386,18 @@ impl WebhookStore for SqliteStore {
         rows.into_iter().map(DeliveryRecord::try_from).collect()
     }
 
-    async fn retry_delivery(&self, endpoint: Uuid, delivery: &str) -> anyhow::Result<bool> {
+    async fn retry_delivery(&self, endpoint: Uuid, delivery: &str) -> anyhow::Result<RetryOutcome> {
         let write = WebhookWrite::Retry(endpoint, delivery.to_owned());
-        super::saved(self.write(WriteOp::Change(Change::Webhook(write))).await?)
+        match self.write(WriteOp::Change(Change::Webhook(write))).await? {
+            WriteOutcome::Retried(outcome) => Ok(outcome),
+            _ => anyhow::bail!("unexpected write outcome"),
+        }
     }
 
-    async fn add_ping(&self, endpoint: Uuid) -> anyhow::Result<String> {
-        match self
-            .write(WriteOp::Change(Change::Webhook(WebhookWrite::Ping(
-                endpoint,
-            ))))
-            .await?
-        {
-            WriteOutcome::Webhook(mut ids) => ids.pop().context("the ping was not recorded"),
+    async fn add_ping(&self, endpoint: Uuid, max_pending: u32) -> anyhow::Result<Option<String>> {
+        let write = WebhookWrite::Ping(endpoint, max_pending);
+        match self.write(WriteOp::Change(Change::Webhook(write))).await? {
+            WriteOutcome::Webhook(mut ids) => Ok(ids.pop()),
             _ => anyhow::bail!("unexpected write outcome"),
         }
     }
