@@ -212,9 +212,12 @@ async fn the_guards_on(postgres: bool) {
     let kept = store.endpoint(mine.id).await.unwrap().unwrap();
     assert!(!kept.enabled, "a stale change re-enabled the endpoint");
     assert_eq!(kept.description, "");
-    // From a fresh read it goes through.
+    // From a fresh read it goes through (and enables it again).
     let mut fresh = kept.clone();
     fresh.description = "renamed".to_owned();
+    fresh.enabled = true;
+    fresh.disabled_reason = None;
+    fresh.consecutive_failures = 0;
     fresh.updated_at = kept.updated_at + Duration::from_micros(1);
     assert!(store
         .update_endpoint(&fresh, kept.updated_at)
@@ -230,6 +233,26 @@ async fn the_guards_on(postgres: bool) {
         store.retry_delivery(mine.id, "msg_nonesuch").await.unwrap(),
         RetryOutcome::NotFound
     );
+
+    // A sender that stops hands back what it holds: another takes it at once, where it
+    // would otherwise wait out the lease (on PostgreSQL; SQLite takes an earlier process's
+    // claims at once anyway).
+    store.insert(&job(1)).await.unwrap();
+    let stopping = lease();
+    assert_eq!(
+        store.claim_deliveries(10, &stopping).await.unwrap().len(),
+        2
+    );
+    if postgres {
+        assert!(store
+            .claim_deliveries(10, &lease())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    assert_eq!(store.release_claims(&stopping.node).await.unwrap(), 2);
+    let taken = store.claim_deliveries(10, &lease()).await.unwrap();
+    assert_eq!(taken.len(), 2);
 
     // Pings waiting to go out are capped.
     for _ in 0..3 {

@@ -1,7 +1,7 @@
 //! What the stores keep for webhooks: endpoints, and the outbox of deliveries that triggers on
 //! `jobs` fill in the same transaction as a job's change of state (migrations 0010 and
 //! postgres/0004), claimed by senders under a lease.
-use super::{from_micros, micros, Lease};
+use super::{from_micros, micros, Lease, NodeId};
 use crate::domain::{AccountId, JobId, JobStatus};
 use anyhow::Context;
 use async_trait::async_trait;
@@ -57,6 +57,10 @@ pub trait WebhookStore: Send + Sync + 'static {
         limit: u32,
         lease: &Lease,
     ) -> anyhow::Result<Vec<OutgoingDelivery>>;
+    /// Lets go of the deliveries `node` holds but has not recorded (a sender stopping with
+    /// attempts still out), so another node may send them at once rather than when their
+    /// lease ends; how many. A receiver that got one meanwhile gets it again, same id.
+    async fn release_claims(&self, node: &NodeId) -> anyhow::Result<u64>;
     /// Records an attempt of a delivery `lease.node` holds, and the endpoint's run of failures
     /// (disabling it at `disable_after` in a row). Releases the lease.
     async fn record_attempt(&self, attempt: &Attempt, lease: &Lease) -> anyhow::Result<()>;
@@ -292,6 +296,10 @@ impl TryFrom<DeliveryRow> for DeliveryRecord {
 pub(super) const PENDING_PINGS_SQL: &str = "SELECT COUNT(*) FROM webhook_deliveries d \
      JOIN webhook_events ev ON ev.id = d.event_id \
      WHERE d.endpoint_id = $1 AND d.state = 'pending' AND ev.type = 'webhook.ping'";
+
+/// Clears the leases of a node's unrecorded claims (node bound first).
+pub(super) const RELEASE_CLAIMS_SQL: &str = "UPDATE webhook_deliveries \
+     SET lease_node = NULL, lease_until_us = NULL WHERE lease_node = $1 AND state = 'pending'";
 
 /// Deletes the events older than the cutoff (bound first) that no delivery refers to any more.
 pub(super) const PRUNE_EVENTS_SQL: &str = "DELETE FROM webhook_events WHERE occurred_us < $1 \

@@ -3,7 +3,8 @@
 //! outcome: delivered on 2xx; on no answer, 408, 429 or 5xx another attempt after an
 //! exponential, jittered delay (the first `retry_base`, doubling up to an hour) until about a
 //! day has passed; failed for good on any other answer. Runs on its own tasks with bounded
-//! concurrency, so a slow receiver never holds up a request.
+//! concurrency, so a slow receiver never holds up a request. On shutdown it waits briefly for
+//! attempts in flight, then hands the rest back.
 use super::{guard, signing};
 use crate::server::store::{Attempt, Lease, NodeId, OutgoingDelivery, WebhookStore};
 use http_client::{header, redirect, Client, StatusCode};
@@ -134,6 +135,13 @@ pub async fn run(
     }
     in_flight.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), in_flight.wait()).await;
+    // Attempts still out are left unrecorded: hand their deliveries back now, so another node
+    // (or this one, restarted) sends them without waiting out the lease.
+    match store.release_claims(&lease.node).await {
+        Ok(0) => {}
+        Ok(released) => tracing::info!(released, "unfinished webhook deliveries handed back"),
+        Err(error) => tracing::warn!(error = ?error, "handing back webhook deliveries failed"),
+    }
 }
 
 /// One attempt, and what it means for the delivery.

@@ -5,9 +5,9 @@ use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
         EndpointRow, OutgoingDelivery, RetryOutcome, WebhookStore, ENDPOINT_FIELDS,
-        PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, PRUNE_EVENTS_SQL,
+        PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, PRUNE_EVENTS_SQL, RELEASE_CLAIMS_SQL,
     },
-    count, from_micros, micros, now, to_i64, JobRow, Lease, PgStore, DB_NOW_US, LOCK_KEY,
+    count, from_micros, micros, now, to_i64, JobRow, Lease, NodeId, PgStore, DB_NOW_US, LOCK_KEY,
 };
 use crate::domain::{AccountId, JobStatus};
 use async_trait::async_trait;
@@ -337,6 +337,14 @@ impl WebhookStore for PgStore {
             .await?;
         tx.commit().await?;
         Ok(pruned.rows_affected())
+    }
+
+    async fn release_claims(&self, node: &NodeId) -> anyhow::Result<u64> {
+        let released = sqlx::query(RELEASE_CLAIMS_SQL)
+            .bind(node.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(released.rows_affected())
     }
 
     async fn record_attempt(&self, attempt: &Attempt, lease: &Lease) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
         EndpointRow, OutgoingDelivery, RetryOutcome, WebhookStore, ENDPOINT_FIELDS,
-        PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, PRUNE_EVENTS_SQL,
+        PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, PRUNE_EVENTS_SQL, RELEASE_CLAIMS_SQL,
     },
     from_micros, micros, now, Change, JobRow, SqliteStore, WriteOp, WriteOutcome,
 };
@@ -22,6 +22,7 @@ pub(super) enum WebhookWrite {
     Retry(Uuid, String),
     Ping(Uuid, u32),
     Claim(u32, super::Lease),
+    Release(super::NodeId),
     Record(Box<Attempt>, super::Lease),
     Prune(i64),
 }
@@ -182,6 +183,13 @@ pub(super) async fn apply(
             .fetch_all(&mut *conn)
             .await?;
             Ok(WriteOutcome::Webhook(claimed))
+        }
+        WebhookWrite::Release(node) => {
+            let released = sqlx::query(RELEASE_CLAIMS_SQL)
+                .bind(node.as_str())
+                .execute(&mut *conn)
+                .await?;
+            Ok(WriteOutcome::Pruned(released.rows_affected()))
         }
         WebhookWrite::Record(attempt, lease) => {
             let now = micros(now());
@@ -459,6 +467,14 @@ impl WebhookStore for SqliteStore {
 
     async fn prune_deliveries(&self, before: time::OffsetDateTime) -> anyhow::Result<u64> {
         let write = WebhookWrite::Prune(micros(before));
+        match self.write(WriteOp::Change(Change::Webhook(write))).await? {
+            WriteOutcome::Pruned(count) => Ok(count),
+            _ => anyhow::bail!("unexpected write outcome"),
+        }
+    }
+
+    async fn release_claims(&self, node: &super::NodeId) -> anyhow::Result<u64> {
+        let write = WebhookWrite::Release(node.clone());
         match self.write(WriteOp::Change(Change::Webhook(write))).await? {
             WriteOutcome::Pruned(count) => Ok(count),
             _ => anyhow::bail!("unexpected write outcome"),
