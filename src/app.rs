@@ -30,6 +30,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <HydrationScripts options />
                 <title>"Ingest"</title>
                 <link id="leptos" rel="stylesheet" href="/pkg/ingest.css" />
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
             </head>
             <body>
                 <App />
@@ -92,6 +93,7 @@ pub fn App() -> impl IntoView {
                 <a href="/">"Start"</a>
                 <a href="/jobs">"History"</a>
                 <AdminLinks />
+                <a href="/docs">"API docs"</a>
             </nav>
             <SignedInAs />
         </header>
