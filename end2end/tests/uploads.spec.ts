@@ -227,8 +227,8 @@ test("cancel under a throttled connection always ends the card in Cancelled, at 
     await expect(upload).toHaveAttribute("data-status", "cancelled", { timeout: 15_000 });
     await expect(upload.locator(".state")).toHaveText("Cancelled");
     await expect(upload.getByRole("button", { name: "Cancel" })).toHaveCount(0);
-    const id = (await upload.locator(".job-id code").textContent().catch(() => null))?.trim();
-    if (id) {
+    const ids = await upload.locator(".job-id code").allTextContents();
+    for (const id of ids.map((text) => text.trim())) {
       const status = await (await request.get(`/api/status/${id}`, { headers: AUTH })).json();
       expect(status.status).toBe("cancelled");
     }

@@ -221,7 +221,10 @@ fn HistoryRow(job: JobStatus, admin: bool) -> impl IntoView {
 
 /// In the browser: asks the server again every few seconds while the tab is visible, and keeps
 /// the address bar on the filters shown (so a reload or a shared link shows the same).
-fn keep_fresh(refreshed: RwSignal<u32>, current: impl Fn() -> HistoryQuery + Send + Sync + 'static) {
+fn keep_fresh(
+    refreshed: RwSignal<u32>,
+    current: impl Fn() -> HistoryQuery + Send + Sync + 'static,
+) {
     #[cfg(feature = "hydrate")]
     {
         use leptos::leptos_dom::helpers::set_interval_with_handle;
@@ -245,11 +248,8 @@ fn keep_fresh(refreshed: RwSignal<u32>, current: impl Fn() -> HistoryQuery + Sen
         Effect::new(move |_| {
             let href = current().href();
             if let Some(history) = web_sys::window().and_then(|window| window.history().ok()) {
-                let _ = history.replace_state_with_url(
-                    &wasm_bindgen::JsValue::NULL,
-                    "",
-                    Some(&href),
-                );
+                let _ =
+                    history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&href));
             }
         });
     }

@@ -323,10 +323,15 @@ fn start_following(
 ) {
     #[cfg(feature = "hydrate")]
     {
-        use super::browser::{FileUpload, Follower};
+        use super::browser::{FileUpload, Follower, UploadSignals};
         let follower = Follower::start(id, status, connection);
         let upload = upload.map(|Outgoing { file, offset }| {
-            FileUpload::send(id, &file, offset, sent, upload_failed)
+            let signals = UploadSignals {
+                sent,
+                failed: upload_failed,
+                finished: RwSignal::new(false),
+            };
+            FileUpload::send(id, &file, offset, signals)
         });
         let running = send_wrapper::SendWrapper::new((follower, upload));
         on_cleanup(move || drop(running));

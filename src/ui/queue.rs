@@ -2,10 +2,9 @@
 //! becomes one `QueuedFile`, sent a few at a time (the page's "Uploads at a time" setting). This
 //! module owns the queue's state and its figures (the overall bar); the browser half
 //! (`browser::transfers`) moves files through the phases.
-use super::{
-    job_card::{Connection, LocalFile},
-    transfer::RateMeter,
-};
+// Much of this is driven by the browser half only; the server renders an empty queue.
+#![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+use super::{job_card::Connection, transfer::RateMeter};
 use crate::domain::{JobId, JobState, JobStatus};
 use leptos::prelude::*;
 
@@ -48,6 +47,13 @@ impl Phase {
     }
 }
 
+/// A file the person gave the page. The server renders no queued file, but its type must be
+/// inhabited there too, so the shared view code compiles to reachable code.
+#[cfg(feature = "hydrate")]
+pub type FileHandle = send_wrapper::SendWrapper<web_sys::File>;
+#[cfg(not(feature = "hydrate"))]
+pub type FileHandle = ();
+
 /// What runs for a file in the browser (its upload and its job's live updates); nothing on the
 /// server, which never sends a file.
 #[cfg(feature = "hydrate")]
@@ -59,7 +65,7 @@ pub type Running = ();
 #[derive(Clone)]
 pub struct QueuedFile {
     pub key: u32,
-    pub file: LocalFile,
+    pub file: FileHandle,
     pub name: String,
     pub size: u64,
     /// Its place in a dropped or chosen folder (`dir/sub/file.txt`), kept in the metadata.
@@ -100,13 +106,15 @@ impl QueuedFile {
     /// Finished for good: completed, failed on the server, or cancelled.
     pub fn is_final(&self) -> bool {
         self.phase.get() == Phase::Cancelled
-            || self.status.with(|job| job.as_ref().is_some_and(JobStatus::is_terminal))
+            || self
+                .status
+                .with(|job| job.as_ref().is_some_and(JobStatus::is_terminal))
     }
 }
 
 /// A file to add, as the browser found it.
 pub struct NewFile {
-    pub file: LocalFile,
+    pub file: FileHandle,
     pub name: String,
     pub size: u64,
     pub path: Option<String>,

@@ -5,8 +5,8 @@
 //! file, Start creates a metadata-only job.
 use super::{
     format::{format_bytes, format_elapsed},
-    job_card::{JobCard, LocalFile},
-    queue::{NewFile, Queue},
+    job_card::JobCard,
+    queue::{FileHandle, NewFile, Queue},
     transfer::{percent, time_left_ms, Fingerprint},
     upload_card::UploadCard,
 };
@@ -23,7 +23,7 @@ struct ChosenFile {
     name: String,
     size: u64,
     path: Option<String>,
-    file: LocalFile,
+    file: FileHandle,
 }
 
 /// A metadata-only job started from this page.
@@ -53,6 +53,14 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
     let interrupted = RwSignal::new(Vec::<Interrupted>::new());
     let queue = Queue::new();
     browser_duties(queue, interrupted);
+    // `webkitdirectory` (choose a folder) is not an attribute the view macro knows; set once the
+    // input exists.
+    let folder_input = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(input) = folder_input.get() {
+            let _ = input.set_attribute("webkitdirectory", "");
+        }
+    });
 
     let problem = Memo::new(move |_| {
         metadata.with(|text| metadata_problem(text, max_metadata_bytes).map(|e| e.to_string()))
@@ -141,7 +149,9 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
         if totals.sending {
             if let Some(rate) = queue.rate.get() {
                 parts.push(format!("{}/s", format_bytes(rate)));
-                if let Some(ms) = time_left_ms(totals.bytes - totals.bytes_done.min(totals.bytes), rate) {
+                if let Some(ms) =
+                    time_left_ms(totals.bytes - totals.bytes_done.min(totals.bytes), rate)
+                {
                     parts.push(format!("{} left", format_elapsed(ms)));
                 }
             }
@@ -184,7 +194,7 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
                         id="folder"
                         class="visually-hidden"
                         type="file"
-                        webkitdirectory
+                        node_ref=folder_input
                         aria-label="Choose a folder (optional)"
                         on:change=move |event| {
                             let (found, problems) = picked(&event);
@@ -456,7 +466,9 @@ async fn start_metadata_only(metadata: String) -> Result<JobStatus, CallError> {
 fn browser_duties(queue: Queue, interrupted: RwSignal<Vec<Interrupted>>) {
     #[cfg(feature = "hydrate")]
     {
-        use leptos::leptos_dom::helpers::{set_interval_with_handle, window_event_listener_untyped};
+        use leptos::leptos_dom::helpers::{
+            set_interval_with_handle, window_event_listener_untyped,
+        };
         Effect::new(move |_| {
             interrupted.set(
                 super::browser::files::interrupted_uploads()
@@ -465,11 +477,9 @@ fn browser_duties(queue: Queue, interrupted: RwSignal<Vec<Interrupted>>) {
                     .collect(),
             );
         });
-        let ticker = set_interval_with_handle(
-            move || tick(queue),
-            std::time::Duration::from_millis(500),
-        )
-        .ok();
+        let ticker =
+            set_interval_with_handle(move || tick(queue), std::time::Duration::from_millis(500))
+                .ok();
         let leaving = window_event_listener_untyped("beforeunload", move |event| {
             if queue.is_sending() {
                 // Both spellings: `preventDefault` for today's browsers, `returnValue` for older.
@@ -531,13 +541,18 @@ fn tick(queue: Queue) {
 }
 
 #[cfg(feature = "hydrate")]
-fn file_fingerprint(file: &LocalFile) -> Fingerprint {
+fn file_fingerprint(file: &FileHandle) -> Fingerprint {
     super::browser::files::fingerprint(file)
 }
 
+/// The server has no files (its queue is always empty).
 #[cfg(not(feature = "hydrate"))]
-fn file_fingerprint(file: &LocalFile) -> Fingerprint {
-    match *file {}
+fn file_fingerprint(_file: &FileHandle) -> Fingerprint {
+    Fingerprint {
+        size: 0,
+        last_modified: 0,
+        name: String::new(),
+    }
 }
 
 /// The files of a picker's change event; the picker is emptied so the same files can be chosen
@@ -563,10 +578,7 @@ fn picked(_event: &leptos::ev::Event) -> (Vec<NewFile>, Vec<String>) {
 
 /// Reads a drop: its entries now (they vanish after the event), the folders walked after.
 #[cfg(feature = "hydrate")]
-fn take_drop(
-    event: &leptos::ev::DragEvent,
-    add: impl Fn(Vec<NewFile>, Vec<String>) + 'static,
-) {
+fn take_drop(event: &leptos::ev::DragEvent, add: impl Fn(Vec<NewFile>, Vec<String>) + 'static) {
     use super::browser::files::{dropped_entries, walk_dropped};
     use wasm_bindgen::JsCast;
     match dropped_entries(event.unchecked_ref()) {

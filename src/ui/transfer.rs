@@ -1,6 +1,8 @@
 //! The arithmetic of transfers, shared by every card and the overall bar: rates over a
 //! sliding window, time left, percentages, and the metadata text a file from a folder carries.
 //! Pure functions, so they are tested here rather than in a browser.
+// Much of this is driven by the browser half only; the server renders an empty queue.
+#![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 
 /// Bytes over time, from samples of a growing byte count: the rate over the last few seconds
 /// (steadier than the last sample, quicker than the average since the start).
@@ -32,8 +34,7 @@ impl RateMeter {
 
     /// Bytes per second, once there is half a second to go by.
     pub fn bytes_per_second(&self) -> Option<u64> {
-        let (&(first_at, first), &(last_at, last)) =
-            (self.samples.front()?, self.samples.back()?);
+        let (&(first_at, first), &(last_at, last)) = (self.samples.front()?, self.samples.back()?);
         let span = last_at - first_at;
         (span >= 500.0).then(|| ((last - first) as f64 * 1000.0 / span) as u64)
     }
@@ -117,7 +118,7 @@ mod tests {
         meter.record(1000.0, 1_000_000);
         assert_eq!(meter.bytes_per_second(), Some(1_000_000));
         for second in 2..10 {
-            meter.record(f64::from(second) * 1000.0, 1_000_000 + 2_000_000 * (second - 1));
+            meter.record(second as f64 * 1000.0, 1_000_000 + 2_000_000 * (second - 1));
         }
         assert_eq!(meter.bytes_per_second(), Some(2_000_000));
         meter.record(10_000.0, 5);
@@ -140,7 +141,10 @@ mod tests {
             metadata_with_path("", Some("dir/a \"b\".txt")),
             r#"{"path":"dir/a \"b\".txt"}"#
         );
-        assert_eq!(metadata_with_path(" { } ", Some("d/x")), r#"{"path":"d/x"}"#);
+        assert_eq!(
+            metadata_with_path(" { } ", Some("d/x")),
+            r#"{"path":"d/x"}"#
+        );
         assert_eq!(
             metadata_with_path(r#"{"k": 1}"#, Some("d/x")),
             r#"{"path":"d/x","k": 1}"#

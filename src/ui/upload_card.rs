@@ -14,7 +14,7 @@ use leptos::prelude::*;
 #[component]
 pub fn UploadCard(file: QueuedFile, queue: Queue) -> impl IntoView {
     let key = file.key;
-    let act = move |action: CardAction| move |_| queue.act(key, action);
+    let act = move |action: CardAction| move |_: leptos::ev::MouseEvent| queue.act(key, action);
     watch_for_endings(queue, &file);
 
     let title = file.path.clone().unwrap_or_else(|| file.name.clone());
@@ -49,24 +49,32 @@ pub fn UploadCard(file: QueuedFile, queue: Queue) -> impl IntoView {
     let state_text = {
         let file = file.clone();
         move || {
-            let bytes = sent
-                .get()
-                .map_or(0, |(done, _)| done)
-                .min(size);
+            let bytes = sent.get().map_or(0, |(done, _)| done).min(size);
             match (phase.get(), file.shown_state()) {
                 (Phase::Cancelled, _) | (_, Some(JobState::Cancelled)) => "Cancelled".to_owned(),
                 (Phase::Cancelling, _) => "Cancelling…".to_owned(),
                 (Phase::Waiting, _) => "Waiting for a free slot".to_owned(),
                 (Phase::Starting, _) => "Starting…".to_owned(),
                 (Phase::Sending, _) => {
-                    format!("Uploading {} of {}", format_bytes(bytes), format_bytes(size))
+                    format!(
+                        "Uploading {} of {}",
+                        format_bytes(bytes),
+                        format_bytes(size)
+                    )
                 }
                 (Phase::Paused, _) => {
-                    format!("Paused at {} of {}", format_bytes(bytes), format_bytes(size))
+                    format!(
+                        "Paused at {} of {}",
+                        format_bytes(bytes),
+                        format_bytes(size)
+                    )
                 }
                 (Phase::Failed, _) => "Upload failed".to_owned(),
                 (Phase::Sent, Some(JobState::Processing)) => {
-                    format!("Processing · {}%", status.with(|j| j.as_ref().map_or(0, |j| j.progress)))
+                    format!(
+                        "Processing · {}%",
+                        status.with(|j| j.as_ref().map_or(0, |j| j.progress))
+                    )
                 }
                 (Phase::Sent, Some(JobState::Receiving) | None) => {
                     "Uploaded; the server is taking it in".to_owned()

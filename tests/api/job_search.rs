@@ -10,16 +10,28 @@ fn ids(page: &ingest::api::JobPage) -> Vec<JobId> {
 async fn a_search_finds_jobs_by_file_name_or_metadata_text_without_case() {
     let app = spawn_app().await;
     let report = accepted_id(
-        app.ingest_file("Quarterly-Report.pdf", b"%PDF-1.4".to_vec(), r#"{"team":"north"}"#)
-            .await,
+        app.ingest_file(
+            "Quarterly-Report.pdf",
+            b"%PDF-1.4".to_vec(),
+            r#"{"team":"north"}"#,
+        )
+        .await,
     )
     .await;
     let photo = accepted_id(
-        app.ingest_file("beach.jpg", vec![0xff, 0xd8, 0xff], r#"{"album":"Summer 2026"}"#)
+        app.ingest_file(
+            "beach.jpg",
+            vec![0xff, 0xd8, 0xff],
+            r#"{"album":"Summer 2026"}"#,
+        )
+        .await,
+    )
+    .await;
+    let plain = accepted_id(
+        app.ingest_json(r#"{"metadata":{"note":"100%_done"}}"#)
             .await,
     )
     .await;
-    let plain = accepted_id(app.ingest_json(r#"{"metadata":{"note":"100%_done"}}"#).await).await;
 
     assert_eq!(ids(&app.list_jobs("q=quarterly").await), vec![report]);
     assert_eq!(ids(&app.list_jobs("q=SUMMER").await), vec![photo]);

@@ -113,9 +113,7 @@ pub async fn walk_dropped(entries: Vec<JsValue>) -> Found {
                 Ok(file) => found
                     .files
                     .push(new_file(file.unchecked_into::<File>(), Some(path))),
-                Err(()) => found
-                    .problems
-                    .push(format!("“{path}” could not be read.")),
+                Err(()) => found.problems.push(format!("“{path}” could not be read.")),
             }
         }
     }

@@ -20,7 +20,8 @@ pub struct Running {
 }
 
 fn with_running(file: &QueuedFile, change: impl FnOnce(&mut Running)) {
-    file.running.update_value(|running| change(running.get_or_insert_with(Running::default)));
+    file.running
+        .update_value(|running| change(running.get_or_insert_with(Running::default)));
 }
 
 /// Stops the transfer (if any): the bytes that arrived stay on the server.
@@ -37,18 +38,16 @@ fn stop_following(file: &QueuedFile) {
 pub fn pump(queue: Queue) {
     let files = queue.files.get_untracked();
     let parallel = queue.parallel.get_untracked().max(1) as usize;
-    let mut busy = files
+    let busy = files
         .iter()
         .filter(|f| f.phase.get_untracked().holds_slot())
         .count();
+    let free = parallel.saturating_sub(busy);
     for file in files
         .iter()
         .filter(|f| f.phase.get_untracked() == Phase::Waiting)
+        .take(free)
     {
-        if busy >= parallel {
-            break;
-        }
-        busy += 1;
         start(queue, file.clone());
     }
 }
@@ -144,7 +143,9 @@ fn hash_whole_file(file: &QueuedFile) {
     let (local, source) = (file.local_digest, file.file.clone());
     leptos::task::spawn_local(async move {
         let outcome = super::hashing::sha256_of(&source, 0.0, source.size()).await;
-        local.set(Some(outcome.map(|(digest, ms)| (hex::encode(digest), ms as u64))));
+        local.set(Some(
+            outcome.map(|(digest, ms)| (hex::encode(digest), ms as u64)),
+        ));
     });
 }
 
@@ -179,7 +180,9 @@ pub fn upload_ended(queue: Queue, file: &QueuedFile) {
 pub fn job_ended(queue: Queue, file: &QueuedFile) {
     stop_upload(file);
     stop_following(file);
-    let state = file.status.with_untracked(|job| job.as_ref().map(|j| j.status));
+    let state = file
+        .status
+        .with_untracked(|job| job.as_ref().map(|j| j.status));
     if state == Some(JobState::Cancelled) {
         file.phase.set(Phase::Cancelled);
     } else if file.phase.get_untracked().holds_slot() {

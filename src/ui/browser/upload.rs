@@ -225,7 +225,9 @@ fn send_chunk_with(sending: &Rc<RefCell<Sending>>, checksum: Option<String>) {
             request.set_request_header(name, value).ok()?;
         }
         if let Some(checksum) = &checksum {
-            request.set_request_header("Upload-Checksum", checksum).ok()?;
+            request
+                .set_request_header("Upload-Checksum", checksum)
+                .ok()?;
         }
         let progress = Closure::<dyn FnMut(ProgressEvent)>::new(move |event: ProgressEvent| {
             sent.set(Some((offset + event.loaded() as u64, size as u64)));
