@@ -4,7 +4,9 @@
 // {id, digest: Uint8Array(32), ms} or {id, error}. Requests run side by side.
 import init, { Sha256Stream } from "/pkg/ingest.js";
 
-const ready = init({ module_or_path: "/pkg/ingest.wasm" });
+// The page passes the address of the wasm it loaded (`?wasm=`).
+const wasm = new URL(self.location.href).searchParams.get("wasm") ?? "/pkg/ingest.wasm";
+const ready = init({ module_or_path: wasm });
 const SLICE = 1024 * 1024;
 
 self.onmessage = async ({ data: { id, file, start, end } }) => {

@@ -22,7 +22,7 @@ pub use accounts::AccountsPage;
 pub use history::HistoryPage;
 pub use home::{HomePage, Hydrated};
 pub use job_page::JobPage;
-pub use page::{Page, PageKind, PAGES};
+pub use page::{encode_query_value, Page, PageKind, PAGES};
 pub use session::{AdminLinks, RequireSession, Session, SignedInAs};
 
 use crate::api::CallError;

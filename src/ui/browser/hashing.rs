@@ -48,7 +48,23 @@ thread_local! {
 fn start_worker() -> Option<Hasher> {
     let options = WorkerOptions::new();
     options.set_type(WorkerType::Module);
-    let worker = Worker::new_with_options("/hash-worker.js", &options).ok()?;
+    // The worker loads the wasm this page loaded (its name depends on the build): the address
+    // comes from the page's own preload hint.
+    let wasm = web_sys::window()
+        .and_then(|window| window.document())
+        .and_then(|document| {
+            document
+                .query_selector("link[rel=preload][type='application/wasm']")
+                .ok()
+                .flatten()
+        })
+        .and_then(|link| link.get_attribute("href"))
+        .unwrap_or_else(|| "/pkg/ingest.wasm".to_owned());
+    let url = format!(
+        "/hash-worker.js?wasm={}",
+        crate::ui::encode_query_value(&wasm)
+    );
+    let worker = Worker::new_with_options(&url, &options).ok()?;
     let waiting: Rc<RefCell<HashMap<u32, js_sys::Function>>> = Rc::default();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
         let waiting = waiting.clone();
