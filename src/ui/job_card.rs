@@ -220,7 +220,7 @@ pub fn CopyId(id: JobId) -> impl IntoView {
                 <code>{id.to_string()}</code>
             </a>
             " "
-            <button class="secondary copy" on:click=copy aria-label=format!("Copy job id {id}")>
+            <button class="secondary copy" on:click=copy aria-label=format!("Copy id {id}")>
                 "Copy id"
             </button>
             <span class="copied" role="status">
