@@ -219,7 +219,8 @@ fn HistoryRow(job: JobStatus, admin: bool) -> impl IntoView {
     }
 }
 
-/// In the browser: asks the server again every few seconds while the tab is visible, and keeps
+/// In the browser: asks the server again every few seconds while the tab is visible (and the
+/// keyboard focus is not on a row), and keeps
 /// the address bar on the filters shown (so a reload or a shared link shows the same).
 fn keep_fresh(
     refreshed: RwSignal<u32>,
@@ -230,10 +231,14 @@ fn keep_fresh(
         use leptos::leptos_dom::helpers::set_interval_with_handle;
         let ticker = set_interval_with_handle(
             move || {
-                let visible = web_sys::window()
-                    .and_then(|window| window.document())
-                    .is_none_or(|document| !document.hidden());
-                if visible {
+                let document = web_sys::window().and_then(|window| window.document());
+                let visible = document.as_ref().is_none_or(|document| !document.hidden());
+                // Re-rendering the rows would take the focus from a row someone is on.
+                let reading_a_row = document
+                    .and_then(|document| document.active_element())
+                    .and_then(|element| element.closest(".history").ok().flatten())
+                    .is_some();
+                if visible && !reading_a_row {
                     refreshed.update(|n| *n += 1);
                 }
             },
