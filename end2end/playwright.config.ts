@@ -10,7 +10,7 @@ export default defineConfig({
   outputDir: "./test-results/artifacts",
   use: {
     baseURL: BASE_URL,
-    screenshot: "only-on-failure",
+    screenshot: "on",
     launchOptions: {
       executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
       args: [
@@ -27,7 +27,9 @@ export default defineConfig({
   },
   webServer: {
     // A throwaway data dir; the token exists only for this run.
-    command: "rm -rf ../target/e2e-data && ../target/release/ingest",
+    // INGEST_E2E_BINARY runs another build (e.g. ../target/debug/ingest while developing);
+    // CI runs the release build.
+    command: `rm -rf ../target/e2e-data && ${process.env.INGEST_E2E_BINARY ?? "../target/release/ingest"}`,
     url: `${BASE_URL}/`,
     reuseExistingServer: false,
     timeout: 60_000,

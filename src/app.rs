@@ -30,6 +30,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <HydrationScripts options />
                 <title>"Ingest"</title>
                 <link id="leptos" rel="stylesheet" href="/pkg/ingest.css" />
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
             </head>
             <body>
                 <App />
@@ -99,6 +100,7 @@ pub fn App() -> impl IntoView {
                 <a href="/jobs">"History"</a>
                 <a href="/webhooks">"Webhooks"</a>
                 <AdminLinks />
+                <a href="/docs">"API docs"</a>
             </nav>
             <SignedInAs />
         </header>

@@ -20,11 +20,11 @@ test("at 360 px, by keyboard alone: sign in, start an ingest, watch it complete;
   // The file chooser is reachable by Tab, and so is everything after it.
   await page.locator("header .brand").focus();
   const reached: string[] = [];
-  for (let i = 0; i < 8; i++) {
+  for (let i = 0; i < 16; i++) {
     await page.keyboard.press("Tab");
     reached.push(await page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName || ""));
   }
-  expect(reached).toEqual(expect.arrayContaining(["file", "metadata", "start"]));
+  expect(reached).toEqual(expect.arrayContaining(["file", "folder", "metadata", "start"]));
 
   await page.getByLabel("Metadata (optional JSON object)").focus();
   await page.keyboard.type('{"keyboard": true}');

@@ -83,12 +83,15 @@ pub async fn list_jobs(
     owner: Option<AccountName>,
     before: Option<JobId>,
     limit: Option<u32>,
+    q: Option<String>,
 ) -> Result<JobPage, CallError> {
     let (state, caller) = support::caller().await?;
     let filter = crate::server::store::ListFilter {
         scope: caller.scope(),
         owner,
         state: status,
+        // As long as the REST API allows; a longer text is cut rather than refused.
+        text: q.map(|q| q.chars().take(200).collect()),
     };
     state
         .jobs

@@ -21,6 +21,12 @@ pub fn format_bytes(bytes: u64) -> String {
     format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
+/// A job's metadata as compact JSON text: the same on the server (from its value) and in the
+/// browser (the text the server sent), so hydration matches.
+pub fn metadata_text(metadata: &crate::domain::Metadata) -> String {
+    serde_json::to_string(metadata).unwrap_or_default()
+}
+
 /// `850 ms`, `12.3 s`, `4 min 05 s`.
 pub fn format_elapsed(ms: i64) -> String {
     let ms = ms.max(0);

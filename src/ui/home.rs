@@ -40,31 +40,32 @@ pub fn HomePage() -> impl IntoView {
 #[derive(Clone, Copy)]
 pub struct Hydrated(pub RwSignal<bool>);
 
-/// What a signed-in visitor sees: the server's facts and the form to start ingests (signing
-/// out is in the header).
+/// What a signed-in visitor sees: the form to start ingests, then a quiet line with the
+/// server's facts (its "Check server" asks again, a round trip tests also use).
 #[component]
 fn SignedIn(hydrated: RwSignal<bool>) -> impl IntoView {
     let info = Resource::new(|| (), |_| get_service_info());
     // A round trip to a server function from the hydrated page, without re-rendering it.
     let check = Action::new(|_: &()| get_service_info());
+    focus_after_sign_in();
 
     view! {
         <div class="signed-in">
+            <h2 id="start-title" tabindex="-1">"Start an ingest"</h2>
             <Suspense fallback=|| view! { <p class="muted">"Asking the server…"</p> }>
                 {move || {
                     info.get()
                         .map(|result| match result {
                             Ok(info) => {
                                 view! {
-                                    <p id="service-info">
-                                        "Server " <strong>{info.version}</strong>
-                                        ", uploads up to "
-                                        <strong>{format_bytes(info.max_upload_bytes)}</strong> "."
-                                    </p>
                                     <StartIngestForm
                                         max_metadata_bytes=info.max_metadata_bytes
                                         max_upload_bytes=info.max_upload_bytes
                                     />
+                                    <p id="service-info" class="server-status muted">
+                                        "Server " {info.version} ", uploads up to "
+                                        {format_bytes(info.max_upload_bytes)} ". "
+                                    </p>
                                 }
                                     .into_any()
                             }
@@ -72,22 +73,46 @@ fn SignedIn(hydrated: RwSignal<bool>) -> impl IntoView {
                         })
                 }}
             </Suspense>
-            <button
-                id="check-server"
-                on:click=move |_| {
-                    check.dispatch(());
-                }
-                disabled=move || !hydrated.get()
-            >
-                "Check server"
-            </button>
-            <span id="check-count" class="muted">
-                {move || match (check.version().get(), check.value().get()) {
-                    (0, _) | (_, None) => String::new(),
-                    (n, Some(Ok(_))) => format!("checked {n}×"),
-                    (_, Some(Err(error))) => format!("check failed: {error}"),
-                }}
-            </span>
+            <p class="server-status muted">
+                <button
+                    id="check-server"
+                    class="quiet"
+                    on:click=move |_| {
+                        check.dispatch(());
+                    }
+                    disabled=move || !hydrated.get()
+                >
+                    "Check server"
+                </button>
+                " "
+                <span id="check-count" role="status">
+                    {move || match (check.version().get(), check.value().get()) {
+                        (0, _) | (_, None) => String::new(),
+                        (n, Some(Ok(_))) => format!("checked {n}×"),
+                        (_, Some(Err(error))) => format!("check failed: {error}"),
+                    }}
+                </span>
+            </p>
         </div>
+    }
+}
+
+/// After signing in here, focus goes to the app (not left on a form that is gone).
+fn focus_after_sign_in() {
+    #[cfg(feature = "hydrate")]
+    {
+        let session = super::session::Session::expect();
+        if session.sign_in.version().get_untracked() > 0 {
+            Effect::new(move |_| {
+                use wasm_bindgen::JsCast;
+                if let Some(title) = web_sys::window()
+                    .and_then(|window| window.document())
+                    .and_then(|document| document.get_element_by_id("start-title"))
+                    .and_then(|element| element.dyn_into::<web_sys::HtmlElement>().ok())
+                {
+                    let _ = title.focus();
+                }
+            });
+        }
     }
 }

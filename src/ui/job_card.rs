@@ -1,6 +1,7 @@
 //! One job on the page, live: a progress bar (upload progress while the browser sends, then the
-//! server's), its state in words, the result once stored, and Cancel / Poll status buttons.
-use super::format::{format_bytes, format_elapsed};
+//! server's), its state in words, the metadata it carries, the result once stored, and Cancel /
+//! Poll status buttons. (Files queued on the Start page have their own card, `upload_card`.)
+use super::format::{format_bytes, format_elapsed, format_time, metadata_text};
 use crate::{
     api::cancel_job,
     domain::{JobId, JobState, JobStatus, Progress},
@@ -21,7 +22,7 @@ pub enum Connection {
 }
 
 impl Connection {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Connection::Connecting => "connecting",
             Connection::Live => "live",
@@ -68,6 +69,15 @@ pub fn JobCard(id: JobId, initial: Option<JobStatus>, upload: Option<Outgoing>) 
     let upload_failed = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let finished = move || status.with(|job| job.as_ref().is_some_and(JobStatus::is_terminal));
+    // Fixed at render: a job's file name and metadata never change.
+    let (title, metadata) = status.with_untracked(|job| {
+        (
+            job.as_ref()
+                .and_then(|job| job.filename.clone())
+                .unwrap_or_else(|| "Metadata only".to_owned()),
+            job.as_ref().map(|job| metadata_text(&job.metadata)),
+        )
+    });
     start_following(id, status, connection, upload, sent, upload_failed);
 
     let progress = move || {
@@ -94,10 +104,7 @@ pub fn JobCard(id: JobId, initial: Option<JobStatus>, upload: Option<Outgoing>) 
                         format_bytes(total)
                     )
                 }
-                (JobState::Completed, _) => match job.elapsed_ms() {
-                    Some(ms) => format!("Completed in {}", format_elapsed(ms)),
-                    None => "Completed".to_owned(),
-                },
+                (JobState::Processing, _) => format!("Processing · {}%", job.progress),
                 (state, _) => describe(state).to_owned(),
             },
         })
@@ -106,8 +113,15 @@ pub fn JobCard(id: JobId, initial: Option<JobStatus>, upload: Option<Outgoing>) 
         notice.set(None);
         leptos::task::spawn_local(async move {
             match retry(move || cancel_job(id)).await {
-                Ok(job) => status.set(Some(job)),
-                Err(error) => notice.set(Some(error.message)),
+                Ok(job) => {
+                    status.set(Some(job));
+                    connection.set(Connection::Closed);
+                }
+                // Refused (it had just finished, say): show what the server says it is.
+                Err(error) => match poll_once(id).await {
+                    Ok(job) => status.set(Some(job)),
+                    Err(_) => notice.set(Some(error.message)),
+                },
             }
         });
     };
@@ -137,23 +151,19 @@ pub fn JobCard(id: JobId, initial: Option<JobStatus>, upload: Option<Outgoing>) 
             data-connection=move || connection.get().as_str()
         >
             <div class="job-head">
-                <a class="job-id" href=format!("/jobs/{id}")>
-                    <code>{id.to_string()}</code>
-                </a>
+                <h3 class="filename" tabindex="-1">{title.clone()}</h3>
                 <span class="state" role="status">{state_text}</span>
             </div>
-            {move || {
-                status
-                    .with(|job| job.as_ref().and_then(|job| job.filename.clone()))
-                    .map(|name| view! { <p class="filename">{name}</p> })
-            }}
+            <CopyId id />
             <progress
                 max="100"
                 value=progress
-                aria-label="Progress"
+                aria-label=format!("Progress of {title}")
                 aria-valuenow=progress
             ></progress>
-            <p class="connection muted">{move || connection.get().describe()}</p>
+            <p class="connection muted">
+                {move || if finished() { "" } else { connection.get().describe() }}
+            </p>
             {move || {
                 status
                     .with(|job| job.as_ref().and_then(|job| job.error.clone()))
@@ -161,6 +171,16 @@ pub fn JobCard(id: JobId, initial: Option<JobStatus>, upload: Option<Outgoing>) 
                     .map(|error| view! { <p class="error">{error}</p> })
             }}
             {move || upload_problem().map(|error| view! { <p class="error">{error}</p> })}
+            {metadata
+                .filter(|text| text != "{}")
+                .map(|text| {
+                    view! {
+                        <details class="metadata" open>
+                            <summary>"Metadata"</summary>
+                            <pre>{text}</pre>
+                        </details>
+                    }
+                })}
             {move || {
                 status.with(|job| {
                     job.as_ref()
@@ -183,9 +203,53 @@ pub fn JobCard(id: JobId, initial: Option<JobStatus>, upload: Option<Outgoing>) 
     }
 }
 
+/// The job id, secondary to the file name: a link to the job's page and a copy button.
+#[component]
+pub fn CopyId(id: JobId) -> impl IntoView {
+    let copied = RwSignal::new(None::<bool>);
+    let copy = move |_| {
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            copied.set(Some(super::browser::copy_text(&id.to_string()).await));
+        });
+    };
+    view! {
+        <p class="job-id muted">
+            "Job "
+            <a href=format!("/jobs/{id}")>
+                <code>{id.to_string()}</code>
+            </a>
+            " "
+            <button class="secondary copy" on:click=copy aria-label=format!("Copy id {id}")>
+                "Copy id"
+            </button>
+            <span class="copied" role="status">
+                {move || match copied.get() {
+                    Some(true) => "copied",
+                    Some(false) => "not copied",
+                    None => "",
+                }}
+            </span>
+        </p>
+    }
+}
+
+/// Created, last changed, and how long it has taken: the job page's times.
+#[component]
+pub fn JobTimes(job: JobStatus) -> impl IntoView {
+    view! {
+        <dl class="result times">
+            <dt>"Created"</dt>
+            <dd class="created">{format_time(&job.created_at)}</dd>
+            <dt>"Updated"</dt>
+            <dd class="updated">{format_time(&job.updated_at)}</dd>
+        </dl>
+    }
+}
+
 /// What a completed job stored.
 #[component]
-fn JobResult(job: JobStatus) -> impl IntoView {
+pub fn JobResult(job: JobStatus) -> impl IntoView {
     let id = job.job_id;
     let elapsed = job.elapsed_ms();
     view! {
@@ -259,10 +323,15 @@ fn start_following(
 ) {
     #[cfg(feature = "hydrate")]
     {
-        use super::browser::{FileUpload, Follower};
+        use super::browser::{FileUpload, Follower, UploadSignals};
         let follower = Follower::start(id, status, connection);
         let upload = upload.map(|Outgoing { file, offset }| {
-            FileUpload::send(id, &file, offset, sent, upload_failed)
+            let signals = UploadSignals {
+                sent,
+                failed: upload_failed,
+                finished: RwSignal::new(false),
+            };
+            FileUpload::send(id, &file, offset, signals)
         });
         let running = send_wrapper::SendWrapper::new((follower, upload));
         on_cleanup(move || drop(running));

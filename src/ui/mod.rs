@@ -1,5 +1,6 @@
 //! Pages and components. `page` picks the page from the URL; `session` knows who is signed in;
-//! `browser` (hydrate only) holds what needs the browser's APIs.
+//! `browser` (hydrate only) holds what needs the browser's APIs; `queue` and `transfer` are the
+//! Start page's upload queue and its arithmetic.
 mod accounts;
 pub mod backoff;
 #[cfg(feature = "hydrate")]
@@ -10,16 +11,19 @@ mod home;
 mod job_card;
 mod job_page;
 mod page;
+mod queue;
 mod session;
 mod sign_in;
 mod start;
+mod transfer;
+mod upload_card;
 mod webhooks;
 
 pub use accounts::AccountsPage;
 pub use history::HistoryPage;
 pub use home::{HomePage, Hydrated};
 pub use job_page::JobPage;
-pub use page::{Page, PageKind, PAGES};
+pub use page::{encode_query_value, Page, PageKind, PAGES};
 pub use session::{AdminLinks, RequireSession, Session, SignedInAs};
 pub use webhooks::WebhooksPage;
 
@@ -29,11 +33,14 @@ use leptos::prelude::*;
 /// A failed server call, in plain words, with the way out when it is a missing session.
 #[component]
 fn CallProblem(error: CallError) -> impl IntoView {
-    let signed_out = error.status == 401;
-    view! {
-        <p class="error" role="alert">
-            {sign_in::plain_message(&error)}
-            {signed_out.then(|| view! { " " <a href="/">"Sign in"</a> })}
-        </p>
+    // A missing session is not an error to explain: the way out is to sign in.
+    if error.status == 401 {
+        return view! {
+            <p class="error" role="alert">
+                "You are not signed in. " <a href="/">"Sign in"</a> " to see this."
+            </p>
+        }
+        .into_any();
     }
+    view! { <p class="error" role="alert">{sign_in::plain_message(&error)}</p> }.into_any()
 }

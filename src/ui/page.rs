@@ -57,6 +57,45 @@ pub struct HistoryQuery {
     /// Only this account's jobs (what an admin may ask; a member sees only its own anyway).
     pub owner: Option<AccountName>,
     pub before: Option<JobId>,
+    /// Search text: file names and metadata.
+    pub q: Option<String>,
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+pub fn encode_query_value(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Reads a form-encoded value (`+` is a space); malformed escapes are kept as they are.
+fn decode_query_value(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+            (b'+', None) => out.push(b' '),
+            (byte, None) => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl HistoryQuery {
@@ -72,6 +111,9 @@ impl HistoryQuery {
         }
         if let Some(before) = self.before {
             params.push(format!("before={before}"));
+        }
+        if let Some(q) = self.q.as_deref().filter(|q| !q.is_empty()) {
+            params.push(format!("q={}", encode_query_value(q)));
         }
         if params.is_empty() {
             "/jobs".to_owned()
@@ -97,6 +139,9 @@ impl Page {
                         "status" => history.status = value.parse().ok(),
                         "owner" => history.owner = AccountName::parse(value).ok(),
                         "before" => history.before = JobId::parse(value).ok(),
+                        "q" => {
+                            history.q = Some(decode_query_value(value)).filter(|q| !q.is_empty())
+                        }
                         _ => {}
                     }
                 }
@@ -156,6 +201,7 @@ mod tests {
             status: Some(JobState::Failed),
             owner: Some(AccountName::parse("ci-bot_2").unwrap()),
             before: Some(id),
+            q: None,
         };
         assert_eq!(
             Page::from_url("/jobs", &query),
@@ -168,6 +214,25 @@ mod tests {
         assert_eq!(
             Page::from_url("/jobs/", "status=bogus&owner=not%20a%20name"),
             Page::History(HistoryQuery::default())
+        );
+    }
+
+    #[test]
+    fn a_search_reads_back_from_its_link() {
+        let query = HistoryQuery {
+            q: Some("50% off & more/ü".to_owned()),
+            ..HistoryQuery::default()
+        };
+        let href = query.href();
+        assert_eq!(href, "/jobs?q=50%25%20off%20%26%20more%2F%C3%BC");
+        let (path, search) = href.split_once('?').unwrap();
+        assert_eq!(Page::from_url(path, search), Page::History(query));
+        assert_eq!(
+            Page::from_url("/jobs", "q=a+b%2"),
+            Page::History(HistoryQuery {
+                q: Some("a b%2".to_owned()),
+                ..HistoryQuery::default()
+            })
         );
     }
 

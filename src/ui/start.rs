@@ -1,8 +1,14 @@
-//! Starting ingests: a file picker with a drop zone, the metadata field (checked as it is typed
-//! with the server's own rules), the Start button, and a card per job started here.
+//! Starting ingests: a drop zone and pickers for files and folders, the chosen files (each
+//! removable), the metadata field (checked as it is typed with the server's own rules), the
+//! Start button, the upload queue with its overall bar and a card per file, this browser's
+//! interrupted uploads (Resume / Discard), and a warning before leaving mid-upload. Without a
+//! file, Start creates a metadata-only job.
 use super::{
-    format::format_bytes,
-    job_card::{JobCard, LocalFile, Outgoing},
+    format::{format_bytes, format_elapsed},
+    job_card::JobCard,
+    queue::{FileHandle, NewFile, Queue},
+    transfer::{percent, time_left_ms, Fingerprint},
+    upload_card::UploadCard,
 };
 use crate::{
     api::{start_ingest, CallError},
@@ -10,68 +16,152 @@ use crate::{
 };
 use leptos::prelude::*;
 
-/// A file the person chose, before it is sent.
+/// A file the person chose, before it is queued.
 #[derive(Clone)]
 struct ChosenFile {
+    key: u32,
     name: String,
     size: u64,
-    file: LocalFile,
+    path: Option<String>,
+    file: FileHandle,
 }
 
-/// A job started from this page.
+/// A metadata-only job started from this page.
 #[derive(Clone)]
 struct Started {
     id: JobId,
     initial: Option<JobStatus>,
-    upload: Option<Outgoing>,
+}
+
+/// An unfinished upload this browser remembers from an earlier visit.
+#[derive(Clone, PartialEq)]
+struct Interrupted {
+    print: Fingerprint,
+    id: JobId,
 }
 
 #[component]
 pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl IntoView {
     let metadata = RwSignal::new(String::new());
-    let chosen = RwSignal::new(None::<ChosenFile>);
+    let chosen = RwSignal::new(Vec::<ChosenFile>::new());
+    let chosen_key = StoredValue::new(0u32);
     let dragging = RwSignal::new(false);
     let pending = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
+    let notices = RwSignal::new(Vec::<String>::new());
     let started = RwSignal::new(Vec::<Started>::new());
+    let interrupted = RwSignal::new(Vec::<Interrupted>::new());
+    let queue = Queue::new();
+    browser_duties(queue, interrupted);
+    // `webkitdirectory` (choose a folder) is not an attribute the view macro knows; set once the
+    // input exists.
+    let folder_input = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(input) = folder_input.get() {
+            let _ = input.set_attribute("webkitdirectory", "");
+        }
+    });
+
     let problem = Memo::new(move |_| {
         metadata.with(|text| metadata_problem(text, max_metadata_bytes).map(|e| e.to_string()))
     });
     let too_large = move || {
-        chosen.with(|file| {
-            file.as_ref()
-                .filter(|file| file.size > max_upload_bytes)
-                .map(|_| {
+        chosen.with(|files| {
+            files
+                .iter()
+                .find(|file| file.size > max_upload_bytes)
+                .map(|file| {
                     format!(
-                        "The file is larger than the server takes ({}).",
+                        "“{}” is larger than the server takes ({}).",
+                        file.name,
                         format_bytes(max_upload_bytes)
                     )
                 })
         })
     };
+    let add_chosen = move |found: Vec<NewFile>, problems: Vec<String>| {
+        notices.set(problems);
+        chosen.update(|files| {
+            for new in found {
+                let key = chosen_key.get_value();
+                chosen_key.set_value(key + 1);
+                files.push(ChosenFile {
+                    key,
+                    name: new.name,
+                    size: new.size,
+                    path: new.path,
+                    file: new.file,
+                });
+            }
+        });
+    };
 
     let start = move |_| {
         error.set(None);
-        pending.set(true);
         let text = metadata.get_untracked();
-        let file = chosen.get_untracked();
+        let files = chosen.get_untracked();
+        if !files.is_empty() {
+            chosen.set(Vec::new());
+            let keys = queue.add(
+                files
+                    .into_iter()
+                    .map(|file| NewFile {
+                        file: file.file,
+                        name: file.name,
+                        size: file.size,
+                        path: file.path,
+                    })
+                    .collect(),
+                &text,
+            );
+            focus_card(keys.first().copied());
+            return;
+        }
+        pending.set(true);
         leptos::task::spawn_local(async move {
-            match begin(text, file).await {
-                Ok(job) => {
-                    chosen.set(None);
-                    clear_file_input();
-                    started.update(|jobs| jobs.insert(0, job));
-                }
+            match start_metadata_only(text).await {
+                Ok(job) => started.update(|jobs| {
+                    jobs.insert(
+                        0,
+                        Started {
+                            id: job.job_id,
+                            initial: Some(job),
+                        },
+                    )
+                }),
                 Err(problem) => error.set(Some(problem.message)),
             }
             pending.set(false);
         });
     };
 
+    let totals = move || queue.totals();
+    let overall = move || {
+        let totals = totals();
+        let mut parts = vec![
+            format!("{} of {} files uploaded", totals.files_done, totals.files),
+            format!(
+                "{} of {}",
+                format_bytes(totals.bytes_done),
+                format_bytes(totals.bytes)
+            ),
+        ];
+        if totals.sending {
+            if let Some(rate) = queue.rate.get() {
+                parts.push(format!("{}/s", format_bytes(rate)));
+                if let Some(ms) =
+                    time_left_ms(totals.bytes - totals.bytes_done.min(totals.bytes), rate)
+                {
+                    parts.push(format!("{} left", format_elapsed(ms)));
+                }
+            }
+        }
+        parts.join(" · ")
+    };
+
     view! {
         <div class="start">
-            <label
-                for="file"
+            <div
                 class="drop-zone"
                 class:dragging=move || dragging.get()
                 on:dragover=move |event| {
@@ -79,31 +169,109 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
                     dragging.set(true);
                 }
                 on:dragleave=move |_| dragging.set(false)
-                on:drop=move |event| {
+                on:drop=move |event: leptos::ev::DragEvent| {
                     event.prevent_default();
                     dragging.set(false);
-                    if let Some(file) = dropped_file(&event) {
-                        chosen.set(Some(file));
-                    }
+                    take_drop(&event, add_chosen);
                 }
             >
-                <span class="drop-hint">"Drop a file here, or choose one (optional)"</span>
-                <input
-                    id="file"
-                    type="file"
-                    on:change=move |event| chosen.set(picked_file(&event))
-                />
-            </label>
-            <p id="chosen-file" class="muted">
+                <span class="drop-hint">"Drop files or folders here"</span>
+                <div class="pickers">
+                    <label for="file" class="picker">"Choose files"</label>
+                    <input
+                        id="file"
+                        class="visually-hidden"
+                        type="file"
+                        multiple
+                        aria-label="Choose files (optional)"
+                        on:change=move |event| {
+                            let (found, problems) = picked(&event);
+                            add_chosen(found, problems);
+                        }
+                    />
+                    <label for="folder" class="picker">"Choose a folder"</label>
+                    <input
+                        id="folder"
+                        class="visually-hidden"
+                        type="file"
+                        node_ref=folder_input
+                        aria-label="Choose a folder (optional)"
+                        on:change=move |event| {
+                            let (found, problems) = picked(&event);
+                            add_chosen(found, problems);
+                        }
+                    />
+                </div>
+            </div>
+            {move || {
+                notices
+                    .get()
+                    .into_iter()
+                    .map(|notice| view! { <p class="error" role="alert">{notice}</p> })
+                    .collect_view()
+            }}
+            <div id="chosen-file" class="chosen">
                 {move || {
                     chosen
-                        .with(|file| {
-                            file.as_ref()
-                                .map(|file| format!("{} — {}", file.name, format_bytes(file.size)))
+                        .with(|files| {
+                            if files.is_empty() {
+                                return view! {
+                                    <p class="muted">"No file: the job carries metadata only."</p>
+                                }
+                                    .into_any();
+                            }
+                            let total: u64 = files.iter().map(|file| file.size).sum();
+                            let summary = format!(
+                                "{} {} chosen — {}",
+                                files.len(),
+                                if files.len() == 1 { "file" } else { "files" },
+                                format_bytes(total),
+                            );
+                            view! {
+                                <p>
+                                    <span class="chosen-summary">{summary}</span>
+                                    " "
+                                    <button
+                                        class="secondary clear"
+                                        on:click=move |_| chosen.set(Vec::new())
+                                    >
+                                        "Clear"
+                                    </button>
+                                </p>
+                                <ul class="chosen-files">
+                                    {files
+                                        .iter()
+                                        .map(|file| {
+                                            let key = file.key;
+                                            let name = file
+                                                .path
+                                                .clone()
+                                                .unwrap_or_else(|| file.name.clone());
+                                            view! {
+                                                <li>
+                                                    <span class="chosen-name">
+                                                        {format!("{name} — {}", format_bytes(file.size))}
+                                                    </span>
+                                                    " "
+                                                    <button
+                                                        class="secondary unchoose"
+                                                        aria-label=format!("Remove {name}")
+                                                        on:click=move |_| {
+                                                            chosen.update(|files| files.retain(|f| f.key != key))
+                                                        }
+                                                    >
+                                                        "×"
+                                                    </button>
+                                                </li>
+                                            }
+                                        })
+                                        .collect_view()}
+                                </ul>
+                            }
+                                .into_any()
                         })
-                        .unwrap_or_else(|| "No file: the job carries metadata only.".to_owned())
                 }}
-            </p>
+            </div>
             <label for="metadata">"Metadata (optional JSON object)"</label>
             <textarea
                 id="metadata"
@@ -115,57 +283,170 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
                 aria-describedby="metadata-problem"
             ></textarea>
             <p id="metadata-problem" class="error">{move || problem.get().or_else(too_large)}</p>
-            <button
-                id="start"
-                disabled=move || problem.get().is_some() || too_large().is_some() || pending.get()
-                on:click=start
-            >
-                "Start ingest"
-            </button>
+            <div class="start-row">
+                <button
+                    id="start"
+                    disabled=move || problem.get().is_some() || too_large().is_some() || pending.get()
+                    on:click=start
+                >
+                    "Start ingest"
+                </button>
+                <label for="parallel">"Uploads at a time"</label>
+                <input
+                    id="parallel"
+                    type="number"
+                    min="1"
+                    max="8"
+                    prop:value=move || queue.parallel.get().to_string()
+                    on:change=move |event| {
+                        if let Ok(n) = event_target_value(&event).parse::<u32>() {
+                            queue.parallel.set(n.clamp(1, 8));
+                            queue.pump();
+                        }
+                    }
+                />
+            </div>
             {move || error.get().map(|message| view! { <p class="error" role="alert">{message}</p> })}
         </div>
+        <InterruptedUploads interrupted queue />
+        <Show when=move || queue.files.with(|files| !files.is_empty())>
+            <section class="overall" aria-label="All uploads">
+                <progress
+                    id="overall-progress"
+                    max="100"
+                    value=move || { let t = totals(); percent(t.bytes_done, t.bytes) }
+                    aria-label="All uploads"
+                ></progress>
+                <p id="overall" class="muted">{overall}</p>
+            </section>
+        </Show>
+        <ul class="jobs uploads">
+            <For each=move || queue.files.get() key=|file| file.key let:file>
+                <UploadCard file queue />
+            </For>
+        </ul>
         <ul class="jobs">
             <For each=move || started.get() key=|job| job.id let:job>
-                <JobCard id=job.id initial=job.initial upload=job.upload />
+                <JobCard id=job.id initial=job.initial upload=None />
             </For>
         </ul>
     }
 }
 
-/// Creates the job: a declared upload when a file was chosen, else a metadata-only ingest.
-async fn begin(metadata: String, file: Option<ChosenFile>) -> Result<Started, CallError> {
-    match file {
+/// This browser's unfinished uploads from earlier visits: Resume asks for the file again (and
+/// checks it is the same one), Discard ends the upload on the server.
+#[component]
+fn InterruptedUploads(interrupted: RwSignal<Vec<Interrupted>>, queue: Queue) -> impl IntoView {
+    let resuming = RwSignal::new(None::<Interrupted>);
+    let problem = RwSignal::new(None::<String>);
+    // Not the ones the queue is sending now.
+    let shown = move || {
+        let queued: Vec<String> = queue.files.with(|files| {
+            files
+                .iter()
+                .map(|file| file_fingerprint(&file.file).key())
+                .collect()
+        });
+        interrupted
+            .get()
+            .into_iter()
+            .filter(|upload| !queued.contains(&upload.print.key()))
+            .collect::<Vec<_>>()
+    };
+    let picked_again = move |event: leptos::ev::Event| {
+        let Some(target) = resuming.get_untracked() else {
+            return;
+        };
+        let (found, _) = picked(&event);
+        let Some(file) = found.into_iter().next() else {
+            return;
+        };
+        let print = file_fingerprint(&file.file);
+        if print != target.print {
+            problem.set(Some(format!(
+                "That is not the same file: expected “{}” ({}), got “{}” ({}).",
+                target.print.name,
+                format_bytes(target.print.size),
+                print.name,
+                format_bytes(print.size),
+            )));
+            return;
+        }
+        problem.set(None);
+        resuming.set(None);
+        let keys = queue.add(vec![file], "");
+        focus_card(keys.first().copied());
+    };
+    let discard = move |upload: Interrupted| {
         #[cfg(feature = "hydrate")]
-        Some(chosen) => {
-            use super::browser::{create_upload, remember, resumable, retrying_if};
-            let file = chosen.file;
-            // The same file again after a reload or a lost connection: continue that upload.
-            let (id, offset) = match resumable(&file).await {
-                Some(found) => found,
-                None => {
-                    // Retried only when refused before anything was created.
-                    let refused_early = |error: &CallError| matches!(error.status, 429 | 503);
-                    let id = retrying_if(refused_early, || create_upload(&file, &metadata)).await?;
-                    remember(&file, Some(id));
-                    (id, 0)
+        leptos::task::spawn_local(async move {
+            match super::browser::transfers::discard_upload(upload.id).await {
+                Ok(()) => {
+                    super::browser::files::forget(&upload.print);
+                    interrupted.update(|list| list.retain(|u| u != &upload));
                 }
-            };
-            Ok(Started {
-                id,
-                initial: None,
-                upload: Some(Outgoing { file, offset }),
-            })
-        }
+                Err(error) => problem.set(Some(error.message)),
+            }
+        });
         #[cfg(not(feature = "hydrate"))]
-        Some(chosen) => match chosen.file {},
-        None => {
-            let job = start_metadata_only(metadata).await?;
-            Ok(Started {
-                id: job.job_id,
-                initial: Some(job),
-                upload: None,
-            })
-        }
+        let _ = upload;
+    };
+    view! {
+        <input
+            id="resume-file"
+            class="visually-hidden"
+            type="file"
+            tabindex="-1"
+            aria-label="The file to resume"
+            on:change=picked_again
+        />
+        <Show when=move || !shown().is_empty()>
+            <section class="interrupted" aria-labelledby="interrupted-title">
+                <h2 id="interrupted-title">"Interrupted uploads"</h2>
+                <p class="muted">
+                    "These uploads from this browser stopped before the end. Resume asks for the same file again and goes on from where the server stopped."
+                </p>
+                <ul>
+                    {move || {
+                        shown()
+                            .into_iter()
+                            .map(|upload| {
+                                let name = upload.print.name.clone();
+                                let resume_this = upload.clone();
+                                let discard_this = upload.clone();
+                                view! {
+                                    <li class="interrupted-upload">
+                                        <span>
+                                            {format!("{name} — {}", format_bytes(upload.print.size))}
+                                        </span>
+                                        " "
+                                        <button
+                                            class="resume-interrupted"
+                                            aria-label=format!("Resume {name}")
+                                            on:click=move |_| {
+                                                resuming.set(Some(resume_this.clone()));
+                                                open_picker("resume-file");
+                                            }
+                                        >
+                                            "Resume"
+                                        </button>
+                                        " "
+                                        <button
+                                            class="secondary discard"
+                                            aria-label=format!("Discard {name}")
+                                            on:click=move |_| discard(discard_this.clone())
+                                        >
+                                            "Discard"
+                                        </button>
+                                    </li>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </ul>
+                {move || problem.get().map(|text| view! { <p class="error" role="alert">{text}</p> })}
+            </section>
+        </Show>
     }
 }
 
@@ -180,51 +461,186 @@ async fn start_metadata_only(metadata: String) -> Result<JobStatus, CallError> {
     start_ingest(metadata).await
 }
 
-#[cfg(feature = "hydrate")]
-fn chosen(file: web_sys::File) -> ChosenFile {
-    ChosenFile {
-        name: file.name(),
-        size: file.size() as u64,
-        file: send_wrapper::SendWrapper::new(file),
-    }
-}
-
-#[cfg(feature = "hydrate")]
-fn picked_file(event: &leptos::ev::Event) -> Option<ChosenFile> {
-    use wasm_bindgen::JsCast;
-    let input = event
-        .target()?
-        .dyn_into::<web_sys::HtmlInputElement>()
-        .ok()?;
-    input.files()?.get(0).map(chosen)
-}
-
-#[cfg(feature = "hydrate")]
-fn dropped_file(event: &leptos::ev::DragEvent) -> Option<ChosenFile> {
-    event.data_transfer()?.files()?.get(0).map(chosen)
-}
-
-#[cfg(feature = "hydrate")]
-fn clear_file_input() {
-    use wasm_bindgen::JsCast;
-    if let Some(input) = web_sys::window()
-        .and_then(|window| window.document())
-        .and_then(|document| document.get_element_by_id("file"))
-        .and_then(|element| element.dyn_into::<web_sys::HtmlInputElement>().ok())
+/// The browser's part of the form: the queue's rate ticker, the warning before leaving while
+/// bytes are on their way, and reading the interrupted uploads.
+fn browser_duties(queue: Queue, interrupted: RwSignal<Vec<Interrupted>>) {
+    #[cfg(feature = "hydrate")]
     {
-        input.set_value("");
+        use leptos::leptos_dom::helpers::{
+            set_interval_with_handle, window_event_listener_untyped,
+        };
+        Effect::new(move |_| {
+            interrupted.set(
+                super::browser::files::interrupted_uploads()
+                    .into_iter()
+                    .map(|(print, id)| Interrupted { print, id })
+                    .collect(),
+            );
+        });
+        let ticker =
+            set_interval_with_handle(move || tick(queue), std::time::Duration::from_millis(500))
+                .ok();
+        let leaving = window_event_listener_untyped("beforeunload", move |event| {
+            if queue.is_sending() {
+                // Both spellings: `preventDefault` for today's browsers, `returnValue` for older.
+                event.prevent_default();
+                let _ = js_sys::Reflect::set(&event, &"returnValue".into(), &"".into());
+            }
+        });
+        let running = send_wrapper::SendWrapper::new((ticker, leaving));
+        on_cleanup(move || {
+            let (ticker, leaving) = running.take();
+            if let Some(ticker) = ticker {
+                ticker.clear();
+            }
+            leaving.remove();
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (queue, interrupted);
+}
+
+/// Samples the bytes sent, for each file's rate and the overall one.
+#[cfg(feature = "hydrate")]
+fn tick(queue: Queue) {
+    use super::queue::Phase;
+    let now = js_sys::Date::now();
+    let mut any = false;
+    queue.files.with_untracked(|files| {
+        for file in files {
+            if file.phase.get_untracked() == Phase::Sending {
+                any = true;
+                let done = file.sent.get_untracked().map_or(0, |(done, _)| done);
+                file.meter.update_value(|meter| meter.record(now, done));
+                let rate = file.meter.with_value(|meter| meter.bytes_per_second());
+                if file.rate.get_untracked() != rate {
+                    file.rate.set(rate);
+                }
+            }
+        }
+    });
+    if any {
+        let done = queue.files.with_untracked(|files| {
+            files
+                .iter()
+                .map(|file| {
+                    if file.finished.get_untracked() {
+                        file.size
+                    } else {
+                        file.sent.get_untracked().map_or(0, |(done, _)| done)
+                    }
+                })
+                .sum::<u64>()
+        });
+        queue.meter.update_value(|meter| meter.record(now, done));
+        let rate = queue.meter.with_value(|meter| meter.bytes_per_second());
+        if queue.rate.get_untracked() != rate {
+            queue.rate.set(rate);
+        }
+    }
+}
+
+#[cfg(feature = "hydrate")]
+fn file_fingerprint(file: &FileHandle) -> Fingerprint {
+    super::browser::files::fingerprint(file)
+}
+
+/// The server has no files (its queue is always empty).
+#[cfg(not(feature = "hydrate"))]
+fn file_fingerprint(_file: &FileHandle) -> Fingerprint {
+    Fingerprint {
+        size: 0,
+        last_modified: 0,
+        name: String::new(),
+    }
+}
+
+/// The files of a picker's change event; the picker is emptied so the same files can be chosen
+/// again.
+#[cfg(feature = "hydrate")]
+fn picked(event: &leptos::ev::Event) -> (Vec<NewFile>, Vec<String>) {
+    use wasm_bindgen::JsCast;
+    let Some(input) = event
+        .target()
+        .and_then(|target| target.dyn_into::<web_sys::HtmlInputElement>().ok())
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    let found = super::browser::files::picked(&input);
+    input.set_value("");
+    (found.files, found.problems)
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn picked(_event: &leptos::ev::Event) -> (Vec<NewFile>, Vec<String>) {
+    (Vec::new(), Vec::new())
+}
+
+/// Reads a drop: its entries now (they vanish after the event), the folders walked after.
+#[cfg(feature = "hydrate")]
+fn take_drop(event: &leptos::ev::DragEvent, add: impl Fn(Vec<NewFile>, Vec<String>) + 'static) {
+    use super::browser::files::{dropped_entries, walk_dropped};
+    use wasm_bindgen::JsCast;
+    match dropped_entries(event.unchecked_ref()) {
+        Ok(entries) => leptos::task::spawn_local(async move {
+            let found = walk_dropped(entries).await;
+            add(found.files, found.problems);
+        }),
+        Err(files) => add(
+            files
+                .into_iter()
+                .map(|file| NewFile {
+                    name: file.name(),
+                    size: file.size() as u64,
+                    path: None,
+                    file: send_wrapper::SendWrapper::new(file),
+                })
+                .collect(),
+            Vec::new(),
+        ),
     }
 }
 
 #[cfg(not(feature = "hydrate"))]
-fn picked_file(_event: &leptos::ev::Event) -> Option<ChosenFile> {
-    None
+fn take_drop(_event: &leptos::ev::DragEvent, _add: impl Fn(Vec<NewFile>, Vec<String>) + 'static) {}
+
+/// Opens a hidden file picker, as its button's click.
+fn open_picker(id: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        if let Some(input) = web_sys::window()
+            .and_then(|window| window.document())
+            .and_then(|document| document.get_element_by_id(id))
+            .and_then(|element| element.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            input.click();
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = id;
 }
 
-#[cfg(not(feature = "hydrate"))]
-fn dropped_file(_event: &leptos::ev::DragEvent) -> Option<ChosenFile> {
-    None
+/// Moves focus to the first new card's title once it is on the page, so a keyboard or screen
+/// reader user lands on what changed.
+fn focus_card(key: Option<u32>) {
+    #[cfg(feature = "hydrate")]
+    if let Some(key) = key {
+        leptos::task::spawn_local(async move {
+            // The card renders on the next tick.
+            super::browser::sleep_ms(0).await;
+            let selector = format!(".uploads li[data-key=\"{key}\"] .filename");
+            if let Some(title) = web_sys::window()
+                .and_then(|window| window.document())
+                .and_then(|document| document.query_selector(&selector).ok().flatten())
+            {
+                use wasm_bindgen::JsCast;
+                if let Ok(title) = title.dyn_into::<web_sys::HtmlElement>() {
+                    let _ = title.focus();
+                }
+            }
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = key;
 }
-
-#[cfg(not(feature = "hydrate"))]
-fn clear_file_input() {}

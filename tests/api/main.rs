@@ -26,6 +26,7 @@ mod fuzz;
 mod health;
 mod helpers;
 mod isolation;
+mod job_search;
 mod limits;
 mod metrics;
 mod multipart_framing;

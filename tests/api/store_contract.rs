@@ -249,6 +249,7 @@ async fn lists_are_newest_first_within_scope_owner_and_state(backend: Backend) {
         scope: Scope::Account(alice.id),
         owner: None,
         state: None,
+        text: None,
     };
     assert_eq!(
         list(alices.clone(), None, 10).await,
@@ -293,6 +294,7 @@ async fn a_before_cursor_the_scope_does_not_see_yields_an_empty_page(backend: Ba
         scope: Scope::Account(alice.id),
         owner: None,
         state: None,
+        text: None,
     };
     // Bob's job is newer than Alice's, yet continuing after it shows Alice nothing: a page
     // would tell her that the id exists.

@@ -59,6 +59,9 @@ pub struct ListParams {
     /// Only the jobs of this account (a member sees only its own jobs anyway).
     #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     owner: Option<String>,
+    /// Only jobs whose file name or metadata contains this text (ASCII letters in any case).
+    #[param(max_length = 200)]
+    q: Option<String>,
 }
 
 /// Jobs, newest first, a page at a time: every job for an admin (each with its owner), the
@@ -105,10 +108,14 @@ pub async fn list(
         .map_err(|error| {
             ApiError::bad_request(ErrorCode::InvalidQuery, format!("before: {error}"))
         })?;
+    if params.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(invalid("q: at most 200 characters".to_owned()));
+    }
     let filter = ListFilter {
         scope: auth.caller.scope(),
         owner,
         state: state_filter,
+        text: params.q,
     };
     Ok(Json(state.jobs.page(&filter, before, params.limit).await?))
 }

@@ -179,15 +179,36 @@ pub struct ListFilter {
     /// Only jobs shown with this owner's name (compared without case).
     pub owner: Option<AccountName>,
     pub state: Option<JobState>,
+    /// Only jobs whose file name or metadata text contains this (without case, for ASCII).
+    pub text: Option<String>,
 }
 
 impl ListFilter {
+    /// `text` as a LIKE pattern that matches it anywhere: `%`, `_` and `\` in it are escaped
+    /// (the queries say `ESCAPE '\'`), so a search is always for the characters typed.
+    pub fn text_pattern(&self) -> Option<String> {
+        let text = self.text.as_deref()?.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let mut pattern = String::from("%");
+        for c in text.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        Some(pattern)
+    }
+
     /// Every job (in `state`, when given), whoever owns it.
     pub fn every_job(state: Option<JobState>) -> Self {
         Self {
             scope: Scope::Everything,
             owner: None,
             state,
+            text: None,
         }
     }
 }

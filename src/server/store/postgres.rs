@@ -413,6 +413,14 @@ impl JobStore for PgStore {
         if let Some(state) = filter.state {
             query.push(" AND state = ").push_bind(state.as_str());
         }
+        if let Some(pattern) = filter.text_pattern() {
+            query
+                .push(" AND (filename ILIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\' OR metadata ILIKE ")
+                .push_bind(pattern)
+                .push(" ESCAPE '\\')");
+        }
         if let Some(before) = before {
             // A job the scope does not see continues nothing: its page is empty (`seq < NULL`
             // holds for no row), as for an unknown id, so `before` tells no one whether

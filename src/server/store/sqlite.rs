@@ -957,6 +957,15 @@ impl JobStore for SqliteStore {
         if let Some(state) = filter.state {
             query.push(" AND state = ").push_bind(state.as_str());
         }
+        // SQLite's LIKE ignores ASCII case.
+        if let Some(pattern) = filter.text_pattern() {
+            query
+                .push(" AND (filename LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\' OR metadata LIKE ")
+                .push_bind(pattern)
+                .push(" ESCAPE '\\')");
+        }
         if let Some(before) = before {
             // A job the scope does not see continues nothing: its page is empty, as for an
             // unknown id, so `before` tells no one whether another account's job exists.

@@ -1,13 +1,18 @@
 //! Browser-only plumbing (hydrate builds): timers, the page's own HTTP requests, following a job
-//! over its WebSocket, sending a file, and the clipboard. Components reach it through the few
+//! over its WebSocket, sending files (the queue's transfers), finding dropped files, and the
+//! clipboard. Components reach it through the few
 //! functions here.
 mod clipboard;
+pub mod files;
 mod follow;
+pub mod hashing;
+pub mod transfers;
 mod upload;
 
 pub use clipboard::copy_text;
 pub use follow::Follower;
-pub use upload::{create_upload, remember, resumable, FileUpload};
+pub use transfers::Running;
+pub use upload::{create_upload, remember, resumable, server_offset, FileUpload, UploadSignals};
 
 use crate::{
     api::{CallError, ErrorBody},

@@ -2,7 +2,8 @@
 //! job), then PATCH it in chunks, resuming from the server's offset after a failure or a reload
 //! (the job id is kept in `localStorage` under the file's fingerprint). The browser streams each
 //! chunk from disk, so nothing passes through wasm memory; XHR because fetch reports no upload
-//! progress.
+//! progress. Each chunk carries its SHA-256 (`Upload-Checksum`, computed by the hashing worker),
+//! so bytes damaged on the way are refused.
 use super::{json_or_error, unreachable};
 use crate::ui::backoff::Backoff;
 use crate::{
@@ -45,18 +46,14 @@ pub async fn create_upload(file: &File, metadata: &str) -> Result<JobId, CallErr
 }
 
 /// Bytes per PATCH: big enough that the per-request fsync costs little, small enough that a
-/// dropped connection loses little.
-const CHUNK: f64 = 16.0 * 1024.0 * 1024.0;
+/// dropped connection or a pause loses little. Each carries a checksum, and the server keeps
+/// none of a cut chunk's bytes (they cannot be checked), so this is also what a cut costs.
+const CHUNK: f64 = 4.0 * 1024.0 * 1024.0;
 
 /// Where the upload of a file (by name, size and modification time) can be resumed after a
 /// reload: the key under which its job id is kept in `localStorage`.
-pub fn fingerprint(file: &File) -> String {
-    format!(
-        "ingest-upload:{}:{}:{}",
-        file.size(),
-        file.last_modified(),
-        file.name()
-    )
+fn fingerprint(file: &File) -> String {
+    super::files::fingerprint(file).key()
 }
 
 /// The job of an earlier, unfinished upload of this file, and how many of its bytes the
@@ -89,7 +86,7 @@ pub fn remember(file: &File, id: Option<JobId>) {
 }
 
 /// `HEAD /api/uploads/{id}`: the bytes the server holds for good.
-async fn server_offset(id: JobId) -> Result<u64, CallError> {
+pub async fn server_offset(id: JobId) -> Result<u64, CallError> {
     let response = gloo_net::http::RequestBuilder::new(&format!("/api/uploads/{id}"))
         .method(gloo_net::http::Method::HEAD)
         .header("Tus-Resumable", "1.0.0")
@@ -115,8 +112,18 @@ async fn server_offset(id: JobId) -> Result<u64, CallError> {
 
 /// One file going up in chunks from the server's offset: each chunk is a PATCH the browser
 /// streams from disk. A failed chunk is retried after a jittered, growing wait, from the offset
-/// the server reports then (a cut chunk keeps what arrived). Dropping it stops the transfer.
+/// the server reports then (a cut chunk keeps what arrived). Dropping it stops the transfer
+/// (that is how a card pauses: the server keeps every byte that arrived).
 pub struct FileUpload(Rc<RefCell<Sending>>);
+
+/// What a running upload reports: bytes on the wire (done, total), the reason it cannot go
+/// on, and that the server holds every byte.
+#[derive(Clone, Copy)]
+pub struct UploadSignals {
+    pub sent: RwSignal<Option<(u64, u64)>>,
+    pub failed: RwSignal<Option<String>>,
+    pub finished: RwSignal<bool>,
+}
 
 /// A request's progress, load and error handlers.
 type RequestHandlers = (
@@ -129,8 +136,7 @@ struct Sending {
     id: JobId,
     file: File,
     offset: u64,
-    sent: RwSignal<Option<(u64, u64)>>,
-    failed: RwSignal<Option<String>>,
+    signals: UploadSignals,
     request: Option<XmlHttpRequest>,
     /// Handlers of the current and earlier requests; dropped with the upload, since one may be
     /// running when the next request starts.
@@ -141,28 +147,21 @@ struct Sending {
 }
 
 impl FileUpload {
-    /// Starts sending `file` as job `id`'s bytes from `offset`. `sent` follows the bytes on the
-    /// wire; `failed` gets the reason if the upload cannot go on.
-    pub fn send(
-        id: JobId,
-        file: &File,
-        offset: u64,
-        sent: RwSignal<Option<(u64, u64)>>,
-        failed: RwSignal<Option<String>>,
-    ) -> Self {
+    /// Starts sending `file` as job `id`'s bytes from `offset`, reporting to `signals`.
+    pub fn send(id: JobId, file: &File, offset: u64, signals: UploadSignals) -> Self {
         let sending = Rc::new(RefCell::new(Sending {
             id,
             file: file.clone(),
             offset,
-            sent,
-            failed,
+            signals,
             request: None,
             handlers: Vec::new(),
             failures: 0,
             retry: None,
             stopped: false,
         }));
-        sent.set(Some((offset, file.size() as u64)));
+        signals.sent.set(Some((offset, file.size() as u64)));
+        signals.failed.set(None);
         send_chunk(&sending);
         Self(sending)
     }
@@ -186,10 +185,28 @@ impl Drop for FileUpload {
     }
 }
 
+/// Hashes the next chunk in the worker, then sends it with its `Upload-Checksum`, so the server
+/// refuses bytes damaged on the way. If the worker cannot hash, the chunk goes without one.
 fn send_chunk(sending: &Rc<RefCell<Sending>>) {
+    let (file, offset) = {
+        let s = sending.borrow();
+        (s.file.clone(), s.offset)
+    };
+    let end = (offset as f64 + CHUNK).min(file.size());
+    let sending = sending.clone();
+    leptos::task::spawn_local(async move {
+        let checksum = super::hashing::sha256_of(&file, offset as f64, end)
+            .await
+            .ok()
+            .map(|(digest, _)| super::hashing::upload_checksum(&digest));
+        send_chunk_with(&sending, checksum);
+    });
+}
+
+fn send_chunk_with(sending: &Rc<RefCell<Sending>>, checksum: Option<String>) {
     let (id, file, offset, sent, stopped) = {
         let s = sending.borrow();
-        (s.id, s.file.clone(), s.offset, s.sent, s.stopped)
+        (s.id, s.file.clone(), s.offset, s.signals.sent, s.stopped)
     };
     let size = file.size();
     if stopped {
@@ -206,6 +223,11 @@ fn send_chunk(sending: &Rc<RefCell<Sending>>) {
             ("Content-Type", "application/offset+octet-stream"),
         ] {
             request.set_request_header(name, value).ok()?;
+        }
+        if let Some(checksum) = &checksum {
+            request
+                .set_request_header("Upload-Checksum", checksum)
+                .ok()?;
         }
         let progress = Closure::<dyn FnMut(ProgressEvent)>::new(move |event: ProgressEvent| {
             sent.set(Some((offset + event.loaded() as u64, size as u64)));
@@ -241,6 +263,7 @@ fn send_chunk(sending: &Rc<RefCell<Sending>>) {
             s.handlers.push(handlers);
         }
         None => s
+            .signals
             .failed
             .set(Some("the browser could not send the file".to_owned())),
     }
@@ -264,7 +287,7 @@ fn chunk_answered(sending: &Rc<RefCell<Sending>>, request: &XmlHttpRequest) {
                 offset >= s.file.size() as u64
             };
             if done {
-                remember(&sending.borrow().file, None);
+                finish(sending);
             } else {
                 send_chunk(sending);
             }
@@ -284,13 +307,21 @@ fn chunk_answered(sending: &Rc<RefCell<Sending>>, request: &XmlHttpRequest) {
             {
                 return retry_later(sending);
             }
-            let message = error.map_or_else(
-                || format!("the upload was refused ({status})"),
-                |body| body.error.message,
-            );
+            let message = match error {
+                Some(body) if body.error.code == ErrorCode::ChecksumMismatch => {
+                    "the server refused bytes that were damaged on the way (checksum mismatch)"
+                        .to_owned()
+                }
+                Some(body) => body.error.message,
+                None => format!("the upload was refused ({status})"),
+            };
             let s = sending.borrow();
-            remember(&s.file, None);
-            s.failed.set(Some(message));
+            // Gone (cancelled, expired): nothing to resume. Otherwise kept for a retry: the
+            // server still holds the bytes that arrived intact.
+            if matches!(status, 404 | 410) {
+                remember(&s.file, None);
+            }
+            s.signals.failed.set(Some(message));
         }
     }
 }
@@ -314,7 +345,7 @@ fn retry_later(sending: &Rc<RefCell<Sending>>) {
                 match server_offset(id).await {
                     // Everything arrived (only the answer was lost): the job goes on without us.
                     Ok(offset) if offset >= sending.borrow().file.size() as u64 => {
-                        remember(&sending.borrow().file, None);
+                        finish(&sending);
                     }
                     Ok(offset) => {
                         sending.borrow_mut().offset = offset;
@@ -324,7 +355,7 @@ fn retry_later(sending: &Rc<RefCell<Sending>>) {
                     Err(error) => {
                         let s = sending.borrow();
                         remember(&s.file, None);
-                        s.failed.set(Some(error.message));
+                        s.signals.failed.set(Some(error.message));
                     }
                 }
             });
@@ -332,6 +363,13 @@ fn retry_later(sending: &Rc<RefCell<Sending>>) {
         std::time::Duration::from_millis(u64::from(delay.max(100))),
     )
     .ok();
+}
+
+/// Every byte is on the server: nothing left to resume.
+fn finish(sending: &Rc<RefCell<Sending>>) {
+    let s = sending.borrow();
+    remember(&s.file, None);
+    s.signals.finished.set(true);
 }
 
 fn detach(request: &XmlHttpRequest) {

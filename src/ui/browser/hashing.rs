@@ -1,0 +1,145 @@
+//! SHA-256 of a file's bytes, computed off the page's thread: a module worker
+//! (`public/hash-worker.js`) loads this same wasm and calls `Sha256Stream` (the `sha2` crate)
+//! on 1 MiB slices it reads from disk, so a file never sits whole in memory. The page asks for
+//! a range and awaits its digest; the worker starts on the first request.
+use js_sys::{Object, Promise, Reflect, Uint8Array};
+use std::{cell::RefCell, collections::HashMap, rc::Rc};
+use wasm_bindgen::{closure::Closure, prelude::*, JsCast};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{File, MessageEvent, Worker, WorkerOptions, WorkerType};
+
+/// A running SHA-256, exported for the worker (which runs this wasm too).
+#[wasm_bindgen]
+pub struct Sha256Stream(sha2::Sha256);
+
+#[wasm_bindgen]
+impl Sha256Stream {
+    #[wasm_bindgen(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Sha256Stream {
+        use sha2::Digest;
+        Sha256Stream(sha2::Sha256::new())
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        self.0.update(bytes);
+    }
+
+    /// The 32-byte digest.
+    pub fn finish(self) -> Vec<u8> {
+        use sha2::Digest;
+        self.0.finalize().to_vec()
+    }
+}
+
+/// The worker and the requests waiting for it, by number.
+struct Hasher {
+    worker: Worker,
+    waiting: Rc<RefCell<HashMap<u32, js_sys::Function>>>,
+    next: u32,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+}
+
+thread_local! {
+    static HASHER: RefCell<Option<Hasher>> = const { RefCell::new(None) };
+}
+
+fn start_worker() -> Option<Hasher> {
+    let options = WorkerOptions::new();
+    options.set_type(WorkerType::Module);
+    // The worker loads the wasm this page loaded (its name depends on the build): the address
+    // comes from the page's own preload hint.
+    let wasm = web_sys::window()
+        .and_then(|window| window.document())
+        .and_then(|document| {
+            document
+                .query_selector("link[rel=preload][type='application/wasm']")
+                .ok()
+                .flatten()
+        })
+        .and_then(|link| link.get_attribute("href"))
+        .unwrap_or_else(|| "/pkg/ingest.wasm".to_owned());
+    let url = format!(
+        "/hash-worker.js?wasm={}",
+        crate::ui::encode_query_value(&wasm)
+    );
+    let worker = Worker::new_with_options(&url, &options).ok()?;
+    let waiting: Rc<RefCell<HashMap<u32, js_sys::Function>>> = Rc::default();
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+        let waiting = waiting.clone();
+        move |event: MessageEvent| {
+            let data = event.data();
+            let Some(id) = Reflect::get(&data, &"id".into())
+                .ok()
+                .and_then(|id| id.as_f64())
+            else {
+                return;
+            };
+            if let Some(resolve) = waiting.borrow_mut().remove(&(id as u32)) {
+                let _ = resolve.call1(&JsValue::NULL, &data);
+            }
+        }
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    Some(Hasher {
+        worker,
+        waiting,
+        next: 0,
+        _on_message: on_message,
+    })
+}
+
+/// The SHA-256 of `file`'s bytes `start..end`, and how long the worker took (ms).
+pub async fn sha256_of(file: &File, start: f64, end: f64) -> Result<([u8; 32], f64), String> {
+    let promise = HASHER.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = start_worker();
+        }
+        let hasher = cell.as_mut()?;
+        let id = hasher.next;
+        hasher.next += 1;
+        let request = Object::new();
+        for (key, value) in [
+            ("id", JsValue::from(id)),
+            ("file", JsValue::from(file.clone())),
+            ("start", start.into()),
+            ("end", end.into()),
+        ] {
+            Reflect::set(&request, &key.into(), &value).ok()?;
+        }
+        let waiting = hasher.waiting.clone();
+        let promise = Promise::new(&mut |resolve, _| {
+            waiting.borrow_mut().insert(id, resolve);
+        });
+        hasher.worker.post_message(&request).ok()?;
+        Some(promise)
+    });
+    let answer = JsFuture::from(promise.ok_or("the hashing worker could not start")?)
+        .await
+        .map_err(|_| "the hashing worker failed".to_owned())?;
+    if let Some(error) = Reflect::get(&answer, &"error".into())
+        .ok()
+        .and_then(|e| e.as_string())
+    {
+        return Err(error);
+    }
+    let digest = Reflect::get(&answer, &"digest".into()).map_err(|_| "no digest")?;
+    let ms = Reflect::get(&answer, &"ms".into())
+        .ok()
+        .and_then(|ms| ms.as_f64())
+        .unwrap_or(0.0);
+    let bytes = Uint8Array::new(&digest).to_vec();
+    let digest: [u8; 32] = bytes.try_into().map_err(|_| "a digest is 32 bytes")?;
+    Ok((digest, ms))
+}
+
+/// `sha256 <base64>`, the value of a PATCH's `Upload-Checksum`.
+pub fn upload_checksum(digest: &[u8; 32]) -> String {
+    let binary: String = digest.iter().map(|&byte| char::from(byte)).collect();
+    let base64 = web_sys::window()
+        .and_then(|window| window.btoa(&binary).ok())
+        .unwrap_or_default();
+    format!("sha256 {base64}")
+}
