@@ -116,7 +116,12 @@ test("an endpoint registered in the page receives signed events, shows its deliv
     expect(JSON.parse(resent.body).type).toBe("job.completed");
     expect(receiver.got.filter((message) => message.id === resent.id).length).toBe(2);
 
-    await card.getByRole("button", { name: "Remove" }).click();
+    // Removing asks first; "Keep it" keeps it.
+    await card.getByRole("button", { name: "Remove", exact: true }).click();
+    await card.getByRole("button", { name: "Keep it" }).click();
+    await expect(card).toBeVisible();
+    await card.getByRole("button", { name: "Remove", exact: true }).click();
+    await card.getByRole("button", { name: "Yes, remove it" }).click();
     await expect(page.getByText("No endpoints yet.")).toBeVisible();
     expect(errors).toEqual([]);
   } finally {

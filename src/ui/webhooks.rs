@@ -1,7 +1,8 @@
 //! `/webhooks`: the caller's webhook endpoints, each with its latest deliveries (state,
 //! attempts, last answer, next attempt) and buttons to ping it, pause or enable it, remove it
-//! and send a delivery again; and a form to register one. A new endpoint's secret is shown
-//! once, in the page's memory only, like a new key on the Accounts page.
+//! (after a confirmation) and send a delivery again; and a form to register one. A new
+//! endpoint's secret is shown once, in the page's memory only, like a new key on the Accounts
+//! page.
 use super::{accounts::Changes, format::format_time, CallProblem};
 use crate::api::{
     create_webhook, delete_webhook, list_webhooks, ping_webhook, retry_webhook_delivery,
@@ -198,6 +199,8 @@ fn EndpointCard(
             )
         }
     };
+    // Removing drops the delivery log too, so it takes a second, explicit click.
+    let confirming = RwSignal::new(false);
     let remove = {
         let id = endpoint.id.clone();
         move |_| {
@@ -235,10 +238,31 @@ fn EndpointCard(
                 <button type="button" class="secondary" on:click=toggle disabled=move || changes.busy.get()>
                     {if enabled { "Pause" } else { "Enable" }}
                 </button>
-                <button type="button" class="danger" on:click=remove disabled=move || changes.busy.get()>
+                <button
+                    type="button"
+                    class="secondary danger"
+                    on:click=move |_| confirming.set(true)
+                    disabled=move || confirming.get()
+                >
                     "Remove"
                 </button>
             </div>
+            <Show when=move || confirming.get()>
+                <div class="confirm" role="group" aria-label="Remove this endpoint?">
+                    <p>"Remove this endpoint? It is sent nothing more, and its delivery log goes with it."</p>
+                    <button
+                        type="button"
+                        class="danger"
+                        on:click=remove.clone()
+                        disabled=move || changes.busy.get()
+                    >
+                        "Yes, remove it"
+                    </button>
+                    <button type="button" class="secondary" on:click=move |_| confirming.set(false)>
+                        "Keep it"
+                    </button>
+                </div>
+            </Show>
             <DeliveryTable endpoint=id deliveries=recent changes secret />
         </section>
     }
