@@ -71,6 +71,18 @@ fn lease() -> Lease {
     }
 }
 
+/// On PostgreSQL no other node takes what a sender holds (SQLite serves one process, so
+/// another node id there is an earlier, dead one's, whose claims are taken at once).
+async fn held_from_other_nodes(store: &dyn Store, postgres: bool) {
+    if postgres {
+        assert!(store
+            .claim_deliveries(10, &lease())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
 async fn the_outbox_on(postgres: bool) {
     let (store, _keep) = open(postgres).await;
     let mine = endpoint(1, "job.created job.cancelled");
@@ -110,20 +122,13 @@ async fn the_outbox_on(postgres: bool) {
         .find(|d| d.event_type == "job.created" && d.job.as_ref().unwrap().job_id == first.job_id)
         .unwrap();
     assert_eq!(created.job.as_ref().unwrap(), &first);
-    // Held: the sender does not take them twice; on PostgreSQL no other node takes them
-    // either (SQLite serves one process, so another node id there is an earlier, dead one's).
+    // Held: the sender does not take them twice, nor does another node.
     assert!(store
         .claim_deliveries(10, &sender)
         .await
         .unwrap()
         .is_empty());
-    if postgres {
-        assert!(store
-            .claim_deliveries(10, &lease())
-            .await
-            .unwrap()
-            .is_empty());
-    }
+    held_from_other_nodes(&*store, postgres).await;
 
     for delivery in &claimed {
         let attempt = Attempt {
@@ -234,22 +239,15 @@ async fn the_guards_on(postgres: bool) {
         RetryOutcome::NotFound
     );
 
-    // A sender that stops hands back what it holds: another takes it at once, where it
-    // would otherwise wait out the lease (on PostgreSQL; SQLite takes an earlier process's
-    // claims at once anyway).
+    // A sender that stops hands back what it holds: another node takes it at once, where it
+    // would otherwise wait out the lease.
     store.insert(&job(1)).await.unwrap();
     let stopping = lease();
     assert_eq!(
         store.claim_deliveries(10, &stopping).await.unwrap().len(),
         2
     );
-    if postgres {
-        assert!(store
-            .claim_deliveries(10, &lease())
-            .await
-            .unwrap()
-            .is_empty());
-    }
+    held_from_other_nodes(&*store, postgres).await;
     assert_eq!(store.release_claims(&stopping.node).await.unwrap(), 2);
     let taken = store.claim_deliveries(10, &lease()).await.unwrap();
     assert_eq!(taken.len(), 2);

@@ -94,6 +94,8 @@ enum WriteOutcome {
     /// Delivery ids a webhook write claimed or made.
     Webhook(Vec<String>),
     Retried(super::RetryOutcome),
+    /// Deliveries a stopping sender handed back.
+    Released(u64),
 }
 
 struct Write {

@@ -189,7 +189,7 @@ pub(super) async fn apply(
                 .bind(node.as_str())
                 .execute(&mut *conn)
                 .await?;
-            Ok(WriteOutcome::Pruned(released.rows_affected()))
+            Ok(WriteOutcome::Released(released.rows_affected()))
         }
         WebhookWrite::Record(attempt, lease) => {
             let now = micros(now());
@@ -476,7 +476,7 @@ impl WebhookStore for SqliteStore {
     async fn release_claims(&self, node: &super::NodeId) -> anyhow::Result<u64> {
         let write = WebhookWrite::Release(node.clone());
         match self.write(WriteOp::Change(Change::Webhook(write))).await? {
-            WriteOutcome::Pruned(count) => Ok(count),
+            WriteOutcome::Released(count) => Ok(count),
             _ => anyhow::bail!("unexpected write outcome"),
         }
     }
