@@ -1,6 +1,7 @@
 //! The webhook outbox at the store level, the same scenarios on SQLite and PostgreSQL: the
 //! triggers record an event with the job as it was, in the job's own write, only for
-//! subscribed endpoints of its account; a claim holds until recorded; a job's snapshot
+//! subscribed endpoints of its account; a claim fans out only what it has room to send, each
+//! event once; a claim holds until recorded; a job's snapshot
 //! reads back exactly; old finished deliveries are pruned; a stale endpoint change, a retry of
 //! a delivery being sent and a flood of pings are refused.
 use super::postgres::TestDatabase;
@@ -267,4 +268,111 @@ async fn the_guards_on_sqlite() {
 #[tokio::test]
 async fn the_guards_on_postgres() {
     the_guards_on(true).await;
+}
+
+/// Events wait as they are until a sender has room for them: a claim fans out only as many as
+/// it may take, each once (two senders at once included), to the endpoints that existed when
+/// it happened; pruning never takes an event still waiting.
+async fn the_fan_out_on(postgres: bool) {
+    let (store, _keep) = open(postgres).await;
+    let early = endpoint(1, "*");
+    assert!(store.add_endpoint(&early, 20).await.unwrap());
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        let job = job(1);
+        store.insert(&job).await.unwrap();
+        jobs.push(job.job_id);
+    }
+    // Registered after those events: it gets none of them.
+    let late = endpoint(1, "*");
+    assert!(store.add_endpoint(&late, 20).await.unwrap());
+    // Not fanned out yet, they are in the log already, pending, under the ids they will be
+    // sent with.
+    let waiting = store.deliveries(early.id, 50).await.unwrap();
+    assert_eq!(waiting.len(), 5);
+    assert!(waiting
+        .iter()
+        .all(|d| d.state == DeliveryState::Pending && d.attempts == 0));
+    let mut waiting_ids: Vec<String> = waiting.into_iter().map(|d| d.id).collect();
+    waiting_ids.sort();
+
+    // Old enough to prune, were it fanned out: it is not.
+    let cutoff = now() + time::Duration::seconds(1);
+    assert_eq!(store.prune_deliveries(cutoff).await.unwrap(), 0);
+
+    let sender = lease();
+    let first = store.claim_deliveries(2, &sender).await.unwrap();
+    let ids = |claimed: &[ingest::server::store::OutgoingDelivery]| -> Vec<JobId> {
+        let mut ids: Vec<JobId> = claimed
+            .iter()
+            .map(|d| d.job.as_ref().unwrap().job_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |slice: &[JobId]| -> Vec<JobId> {
+        let mut ids = slice.to_vec();
+        ids.sort();
+        ids
+    };
+    // The oldest events first, and only as many as there was room for.
+    assert_eq!(ids(&first), sorted(&jobs[..2]));
+    assert!(first.iter().all(|d| d.endpoint_id == early.id));
+    assert_eq!(store.deliveries(early.id, 50).await.unwrap().len(), 5);
+
+    let rest = store.claim_deliveries(10, &sender).await.unwrap();
+    assert_eq!(ids(&rest), sorted(&jobs[2..]));
+    assert!(store.deliveries(late.id, 50).await.unwrap().is_empty());
+    let mut sent_ids: Vec<String> = first.iter().chain(&rest).map(|d| d.id.clone()).collect();
+    sent_ids.sort();
+    assert_eq!(sent_ids, waiting_ids);
+
+    // Two senders at once: every event reaches both endpoints exactly once. (On SQLite, one
+    // process, another node id is a dead predecessor's whose claims are taken back: the two
+    // senders there are two claims of one node.)
+    let other = || if postgres { lease() } else { sender.clone() };
+    let mut more = Vec::new();
+    for _ in 0..20 {
+        let job = job(1);
+        store.insert(&job).await.unwrap();
+        more.push(job.job_id);
+    }
+    let (one, two) = (other(), other());
+    let (a, b) = tokio::join!(
+        store.claim_deliveries(25, &one),
+        store.claim_deliveries(25, &two)
+    );
+    let mut taken: Vec<(uuid::Uuid, JobId)> = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .map(|d| (d.endpoint_id, d.job.unwrap().job_id))
+        .collect();
+    // What neither took (each fans out at most its limit's worth of events) is still there.
+    taken.extend(
+        store
+            .claim_deliveries(100, &other())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.endpoint_id, d.job.unwrap().job_id)),
+    );
+    taken.sort();
+    let mut expected: Vec<(uuid::Uuid, JobId)> = more
+        .iter()
+        .flat_map(|job| [(early.id, *job), (late.id, *job)])
+        .collect();
+    expected.sort();
+    assert_eq!(taken, expected);
+    assert_eq!(store.deliveries(late.id, 50).await.unwrap().len(), 20);
+}
+
+#[tokio::test]
+async fn the_fan_out_on_sqlite() {
+    the_fan_out_on(false).await;
+}
+
+#[tokio::test]
+async fn the_fan_out_on_postgres() {
+    the_fan_out_on(true).await;
 }

@@ -1,6 +1,6 @@
-//! What the stores keep for webhooks: endpoints, and the outbox of deliveries that triggers on
-//! `jobs` fill in the same transaction as a job's change of state (migrations 0010 and
-//! postgres/0004), claimed by senders under a lease.
+//! What the stores keep for webhooks: endpoints, and the outbox: events that triggers on `jobs`
+//! record in the same transaction as a job's change of state, fanned out into one delivery per
+//! endpoint when a sender claims work (migrations 0012 and postgres/0006), claimed under a lease.
 use super::{from_micros, micros, Lease, NodeId};
 use crate::domain::{AccountId, JobId, JobStatus};
 use anyhow::Context;
@@ -51,7 +51,9 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> anyhow::Result<Option<String>>;
     /// Takes up to `limit` due deliveries of enabled endpoints under `lease`, oldest due first:
     /// pending ones whose next attempt has come and that no live sender holds. No delivery is
-    /// held by two senders.
+    /// held by two senders. First fans out up to `limit` of the oldest recorded events into
+    /// deliveries, once each, to the enabled endpoints that want them and existed when they
+    /// happened.
     async fn claim_deliveries(
         &self,
         limit: u32,
@@ -301,8 +303,10 @@ pub(super) const PENDING_PINGS_SQL: &str = "SELECT COUNT(*) FROM webhook_deliver
 pub(super) const RELEASE_CLAIMS_SQL: &str = "UPDATE webhook_deliveries \
      SET lease_node = NULL, lease_until_us = NULL WHERE lease_node = $1 AND state = 'pending'";
 
-/// Deletes the events older than the cutoff (bound first) that no delivery refers to any more.
+/// Deletes the events older than the cutoff (bound first) that were fanned out and that no
+/// delivery refers to any more.
 pub(super) const PRUNE_EVENTS_SQL: &str = "DELETE FROM webhook_events WHERE occurred_us < $1 \
+     AND NOT awaiting_fanout \
      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)";
 /// Deletes the deliveries finished before the cutoff (bound first).
 pub(super) const PRUNE_DELIVERIES_SQL: &str = "DELETE FROM webhook_deliveries \

@@ -13,6 +13,36 @@ use crate::domain::{AccountId, JobStatus};
 use async_trait::async_trait;
 use uuid::Uuid;
 
+/// Takes the oldest events awaiting fan-out (as many as bound first) that no other node is
+/// taking, clears their flag, and makes their deliveries: one per endpoint that wants the
+/// event. One statement, so an event is fanned out once, whichever node takes it.
+fn fan_out_sql() -> String {
+    format!(
+        "WITH batch AS ( \
+           SELECT id FROM webhook_events WHERE awaiting_fanout ORDER BY id LIMIT $1 \
+           FOR UPDATE SKIP LOCKED), \
+         taken AS ( \
+           UPDATE webhook_events ev SET awaiting_fanout = FALSE FROM batch \
+           WHERE ev.id = batch.id RETURNING ev.id, ev.type, ev.owner_id, ev.occurred_us) \
+         INSERT INTO webhook_deliveries (id, endpoint_id, event_id, state, next_attempt_us, \
+           created_us, updated_us) \
+         SELECT {DELIVERY_ID}, e.id, ev.id, 'pending', ev.occurred_us, ev.occurred_us, \
+           ev.occurred_us \
+         FROM taken ev JOIN webhook_endpoints e ON {WANTS_EVENT}"
+    )
+}
+
+/// Whether endpoint `e` gets event `ev`: enabled, subscribed to its type and account, and
+/// registered by the time it happened.
+const WANTS_EVENT: &str = "e.enabled \
+     AND (e.all_accounts OR e.account_id = ev.owner_id) \
+     AND (e.events = '*' OR strpos(' ' || e.events || ' ', ' ' || ev.type || ' ') > 0) \
+     AND e.created_us <= ev.occurred_us";
+
+/// The `webhook-id` of event `ev`'s delivery to endpoint `e`, known before the delivery is
+/// made (see the SQLite store): the event's number, then the endpoint's.
+const DELIVERY_ID: &str = "'msg_' || lpad(to_hex(ev.id), 16, '0') || replace(e.id::text, '-', '')";
+
 #[derive(sqlx::FromRow)]
 struct OutgoingRow {
     delivery_id: String,
@@ -202,12 +232,21 @@ impl WebhookStore for PgStore {
     }
 
     async fn deliveries(&self, endpoint: Uuid, limit: u32) -> anyhow::Result<Vec<DeliveryRecord>> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(
-            "SELECT d.id, ev.type AS event_type, ev.job_id::text AS job_id, d.state, d.attempts, \
-             d.next_attempt_us, d.last_status, d.last_error, d.created_us, d.updated_us \
-             FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
-             WHERE d.endpoint_id = $1 ORDER BY d.created_us DESC, d.id DESC LIMIT $2",
-        )
+        // With the deliveries made so far, the newest events still waiting to be fanned out
+        // to this endpoint, as the pending deliveries they will be.
+        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
+            "(SELECT d.id, ev.type AS event_type, ev.job_id::text AS job_id, d.state, \
+               d.attempts, d.next_attempt_us, d.last_status, d.last_error, d.created_us, \
+               d.updated_us \
+               FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
+               WHERE d.endpoint_id = $1) \
+             UNION ALL \
+             (SELECT {DELIVERY_ID}, ev.type, ev.job_id::text, 'pending', 0, ev.occurred_us, \
+               NULL, NULL, ev.occurred_us, ev.occurred_us \
+               FROM webhook_events ev JOIN webhook_endpoints e ON e.id = $1 AND {WANTS_EVENT} \
+               WHERE ev.awaiting_fanout ORDER BY ev.id DESC LIMIT $2) \
+             ORDER BY created_us DESC, id DESC LIMIT $2"
+        ))
         .bind(endpoint)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -286,6 +325,11 @@ impl WebhookStore for PgStore {
         limit: u32,
         lease: &Lease,
     ) -> anyhow::Result<Vec<OutgoingDelivery>> {
+        // Fan out first, as many events as there is room to send (see the SQLite store).
+        sqlx::query(&fan_out_sql())
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
         let lease_us = lease.duration_us();
         let rows: Vec<OutgoingRow> = sqlx::query_as(&format!(
             "WITH due AS ( \

@@ -1,5 +1,5 @@
 //! The SQLite side of `WebhookStore`: writes go through the store's one writer (as
-//! `Change::Webhook`), reads through its pool. SQLite serves one process, so a delivery held by
+//! `Change::Webhook`), reads through its pool; a claim fans events out into deliveries first. SQLite serves one process, so a delivery held by
 //! another node id was held by an earlier, dead process and may be claimed again at once.
 use super::{
     super::webhooks::{
@@ -165,6 +165,20 @@ pub(super) async fn apply(
         }
         WebhookWrite::Claim(limit, lease) => {
             let now = micros(now());
+            let mut tx = conn.begin().await?;
+            // Fan out first, as many events as there is room to send: under a backlog the
+            // events wait as they are, one row each, instead of as rows nobody can send yet.
+            sqlx::query(&fan_out_sql())
+                .bind(i64::from(*limit))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE webhook_events SET awaiting_fanout = 0 WHERE id IN \
+                 (SELECT id FROM webhook_events WHERE awaiting_fanout = 1 ORDER BY id LIMIT ?)",
+            )
+            .bind(i64::from(*limit))
+            .execute(&mut *tx)
+            .await?;
             let claimed: Vec<String> = sqlx::query_scalar(
                 "UPDATE webhook_deliveries SET lease_node = ?, lease_until_us = ? \
                  WHERE id IN (SELECT d.id FROM webhook_deliveries d \
@@ -180,8 +194,9 @@ pub(super) async fn apply(
             .bind(lease.node.as_str())
             .bind(now)
             .bind(i64::from(*limit))
-            .fetch_all(&mut *conn)
+            .fetch_all(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(WriteOutcome::Webhook(claimed))
         }
         WebhookWrite::Release(node) => {
@@ -248,6 +263,34 @@ pub(super) async fn apply(
         }
     }
 }
+
+/// Makes the deliveries of the oldest events awaiting fan-out (as many events as bound first):
+/// one per enabled endpoint that subscribes to the event's type and account and existed when
+/// it happened. The caller clears the same events' flag in the same transaction (the one writer
+/// sees the same events in both statements), so an event is fanned out once.
+fn fan_out_sql() -> String {
+    format!(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, state, \
+     next_attempt_us, created_us, updated_us) \
+     SELECT {DELIVERY_ID}, e.id, ev.id, 'pending', ev.occurred_us, ev.occurred_us, \
+     ev.occurred_us \
+     FROM (SELECT id, type, owner_id, occurred_us FROM webhook_events \
+           WHERE awaiting_fanout = 1 ORDER BY id LIMIT ?) ev \
+     JOIN webhook_endpoints e ON {WANTS_EVENT}"
+    )
+}
+
+/// Whether endpoint `e` gets event `ev`: enabled, subscribed to its type and account, and
+/// registered by the time it happened.
+const WANTS_EVENT: &str = "e.enabled = 1 \
+     AND (e.all_accounts = 1 OR e.account_id = ev.owner_id) \
+     AND (e.events = '*' OR instr(' ' || e.events || ' ', ' ' || ev.type || ' ') > 0) \
+     AND e.created_us <= ev.occurred_us";
+
+/// The `webhook-id` of event `ev`'s delivery to endpoint `e`, known before the delivery is
+/// made (the log shows deliveries still waiting under the id they will be sent with): the
+/// event's number, which grows, so new rows append to the id's index, then the endpoint's.
+const DELIVERY_ID: &str = "'msg_' || printf('%016x', ev.id) || replace(e.id, '-', '')";
 
 /// A claimed delivery with its endpoint and event; the job's columns are those of `JobRow`
 /// (NULL for a ping).
@@ -381,12 +424,23 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn deliveries(&self, endpoint: Uuid, limit: u32) -> anyhow::Result<Vec<DeliveryRecord>> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(
-            "SELECT d.id, ev.type AS event_type, ev.job_id, d.state, d.attempts, \
-             d.next_attempt_us, d.last_status, d.last_error, d.created_us, d.updated_us \
-             FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
-             WHERE d.endpoint_id = ? ORDER BY d.created_us DESC, d.id DESC LIMIT ?",
-        )
+        // With the deliveries made so far, the newest events still waiting to be fanned out
+        // to this endpoint, as the pending deliveries they will be.
+        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
+            "SELECT * FROM ( \
+               SELECT d.id, ev.type AS event_type, ev.job_id, d.state, d.attempts, \
+               d.next_attempt_us, d.last_status, d.last_error, d.created_us, d.updated_us \
+               FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
+               WHERE d.endpoint_id = ?1 \
+               UNION ALL \
+               SELECT * FROM (SELECT {DELIVERY_ID} AS id, ev.type AS event_type, ev.job_id, \
+                 'pending' AS state, 0 AS attempts, ev.occurred_us AS next_attempt_us, \
+                 NULL AS last_status, NULL AS last_error, ev.occurred_us AS created_us, \
+                 ev.occurred_us AS updated_us \
+                 FROM webhook_events ev JOIN webhook_endpoints e ON e.id = ?1 \
+                 AND {WANTS_EVENT} WHERE ev.awaiting_fanout = 1 ORDER BY ev.id DESC LIMIT ?2)) \
+             ORDER BY created_us DESC, id DESC LIMIT ?2"
+        ))
         .bind(endpoint.to_string())
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
@@ -422,7 +476,8 @@ impl WebhookStore for SqliteStore {
             "SELECT EXISTS (SELECT 1 FROM webhook_deliveries d \
              JOIN webhook_endpoints e ON e.id = d.endpoint_id \
              WHERE d.state = 'pending' AND d.next_attempt_us <= ? AND e.enabled = 1 \
-             AND (d.lease_node IS NULL OR d.lease_node IS NOT ? OR d.lease_until_us < ?))",
+             AND (d.lease_node IS NULL OR d.lease_node IS NOT ? OR d.lease_until_us < ?)) \
+             OR EXISTS (SELECT 1 FROM webhook_events WHERE awaiting_fanout = 1)",
         )
         .bind(now_us)
         .bind(lease.node.as_str())
