@@ -440,14 +440,17 @@ impl Jobs {
 
     /// Deletes finished jobs last changed before `cutoff` (and their unreferenced blobs), `page`
     /// at a time so memory stays flat; returns how many went. Jobs without a file go a page in
-    /// one write, so a sweep of many costs few commits and leaves the writer to ingestion.
+    /// one write. After each page it rests `rest` times as long as the page took, so a sweep
+    /// of many uses at most 1/(1 + rest) of the store's time and ingestion keeps the rest.
     pub async fn delete_finished_before(
         &self,
         cutoff: time::OffsetDateTime,
         page: u32,
+        rest: u32,
     ) -> anyhow::Result<u64> {
         let mut deleted = 0;
         loop {
+            let started = tokio::time::Instant::now();
             let expired = self.store.list_finished_before(cutoff, page).await?;
             let (with_file, without_file): (Vec<&JobStatus>, Vec<&JobStatus>) =
                 expired.iter().partition(|job| job.sha256.is_some());
@@ -467,6 +470,7 @@ impl Jobs {
             if expired.len() < page as usize {
                 return Ok(deleted);
             }
+            tokio::time::sleep(started.elapsed() * rest).await;
         }
     }
 
