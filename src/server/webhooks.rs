@@ -7,7 +7,7 @@ pub mod guard;
 pub mod sender;
 pub mod signing;
 
-use super::store::{now, DeliveryRecord, EndpointRecord, RetryOutcome, WebhookStore};
+use super::store::{now, DeliveryRecord, EndpointRecord, PingOutcome, RetryOutcome, WebhookStore};
 use crate::{
     api::{Delivery, Webhook},
     domain::AccountId,
@@ -278,10 +278,12 @@ impl Webhooks {
         if !self.get(requester, id).await?.enabled {
             return Err(EndpointError::Disabled);
         }
-        self.store
-            .add_ping(id, MAX_PENDING_PINGS)
-            .await?
-            .ok_or(EndpointError::TooManyPings)
+        match self.store.add_ping(id, MAX_PENDING_PINGS).await? {
+            PingOutcome::Queued(delivery) => Ok(delivery),
+            PingOutcome::TooMany => Err(EndpointError::TooManyPings),
+            // Removed since it was read above.
+            PingOutcome::NotFound => Err(EndpointError::NotFound),
+        }
     }
 
     async fn checked_url(&self, text: &str) -> Result<String, EndpointError> {

@@ -8,7 +8,7 @@ use super::postgres::TestDatabase;
 use ingest::{
     domain::{AccountId, AccountName, JobId, JobState, JobStatus, Owner},
     server::store::{
-        now, Attempt, DeliveryState, EndpointRecord, JobStore, Lease, NodeId, PgStore,
+        now, Attempt, DeliveryState, EndpointRecord, JobStore, Lease, NodeId, PgStore, PingOutcome,
         RetryOutcome, SqliteStore, WebhookStore,
     },
 };
@@ -155,7 +155,10 @@ async fn the_outbox_on(postgres: bool) {
         .is_empty());
 
     // Finished deliveries older than the cutoff go; a new one stays.
-    store.add_ping(mine.id, 5).await.unwrap().unwrap();
+    assert!(matches!(
+        store.add_ping(mine.id, 5).await.unwrap(),
+        PingOutcome::Queued(_)
+    ));
     let cutoff = now() + time::Duration::seconds(1);
     assert_eq!(store.prune_deliveries(cutoff).await.unwrap(), 3);
     let left = store.deliveries(mine.id, 50).await.unwrap();
@@ -255,9 +258,21 @@ async fn the_guards_on(postgres: bool) {
 
     // Pings waiting to go out are capped.
     for _ in 0..3 {
-        assert!(store.add_ping(mine.id, 3).await.unwrap().is_some());
+        assert!(matches!(
+            store.add_ping(mine.id, 3).await.unwrap(),
+            PingOutcome::Queued(_)
+        ));
     }
-    assert!(store.add_ping(mine.id, 3).await.unwrap().is_none());
+    assert_eq!(
+        store.add_ping(mine.id, 3).await.unwrap(),
+        PingOutcome::TooMany
+    );
+    // An endpoint removed meanwhile is not pinged (nor is the store's key check an error).
+    assert!(store.delete_endpoint(mine.id).await.unwrap());
+    assert_eq!(
+        store.add_ping(mine.id, 3).await.unwrap(),
+        PingOutcome::NotFound
+    );
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@ mod webhooks;
 pub use postgres::{DatabaseUrl, PgStore};
 pub use sqlite::SqliteStore;
 pub use webhooks::{
-    Attempt, DeliveryRecord, DeliveryState, EndpointRecord, OutgoingDelivery, RetryOutcome,
-    WebhookStore,
+    Attempt, DeliveryRecord, DeliveryState, EndpointRecord, OutgoingDelivery, PingOutcome,
+    RetryOutcome, WebhookStore,
 };
 
 use crate::{

@@ -91,8 +91,10 @@ enum WriteOutcome {
     Revoked(Option<AccountName>),
     AccountAdded(Option<AccountId>),
     Admitted(Admitted),
-    /// Delivery ids a webhook write claimed or made.
+    /// Delivery ids a claim took.
     Webhook(Vec<String>),
+    /// What a ping asked for got.
+    Pinged(super::PingOutcome),
     Retried(super::RetryOutcome),
     /// Deliveries a stopping sender handed back.
     Released(u64),

@@ -43,12 +43,9 @@ pub trait WebhookStore: Send + Sync + 'static {
         delivery: &str,
     ) -> anyhow::Result<RetryOutcome>;
     /// Records a `webhook.ping` event and its delivery to `endpoint`, due now, unless the
-    /// endpoint already has `max_pending` pings waiting; its id, or `None` when refused.
-    async fn add_ping(
-        &self,
-        endpoint: uuid::Uuid,
-        max_pending: u32,
-    ) -> anyhow::Result<Option<String>>;
+    /// endpoint already has `max_pending` pings waiting or is gone (removed meanwhile).
+    async fn add_ping(&self, endpoint: uuid::Uuid, max_pending: u32)
+        -> anyhow::Result<PingOutcome>;
     /// Takes up to `limit` due deliveries of enabled endpoints under `lease`, oldest due first:
     /// pending ones whose next attempt has come and that no live sender holds. No delivery is
     /// held by two senders. First fans out up to `limit` of the oldest recorded events into
@@ -77,6 +74,16 @@ pub enum RetryOutcome {
     Queued,
     /// A sender is sending it now; its outcome is recorded in a moment.
     InFlight,
+    NotFound,
+}
+
+/// What asking for a ping did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PingOutcome {
+    /// Queued, as the delivery with this id.
+    Queued(String),
+    /// The endpoint has as many pings waiting as it may.
+    TooMany,
     NotFound,
 }
 

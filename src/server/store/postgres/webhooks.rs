@@ -4,7 +4,7 @@
 use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
-        EndpointRow, OutgoingDelivery, RetryOutcome, WebhookStore, ENDPOINT_FIELDS,
+        EndpointRow, OutgoingDelivery, PingOutcome, RetryOutcome, WebhookStore, ENDPOINT_FIELDS,
         PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, PRUNE_EVENTS_SQL, RELEASE_CLAIMS_SQL,
     },
     count, from_micros, micros, now, to_i64, JobRow, Lease, NodeId, PgStore, DB_NOW_US, LOCK_KEY,
@@ -283,20 +283,24 @@ impl WebhookStore for PgStore {
         })
     }
 
-    async fn add_ping(&self, endpoint: Uuid, max_pending: u32) -> anyhow::Result<Option<String>> {
+    async fn add_ping(&self, endpoint: Uuid, max_pending: u32) -> anyhow::Result<PingOutcome> {
         let now = micros(now());
         let mut tx = self.pool.begin().await?;
-        // The endpoint's row, locked, so two pings at once cannot both pass the count.
-        sqlx::query("SELECT 1 FROM webhook_endpoints WHERE id = $1 FOR UPDATE")
+        // The endpoint's row, locked, so two pings at once cannot both pass the count, nor
+        // can the endpoint go between this check and the insert.
+        let found = sqlx::query("SELECT 1 FROM webhook_endpoints WHERE id = $1 FOR UPDATE")
             .bind(endpoint)
             .fetch_optional(&mut *tx)
             .await?;
+        if found.is_none() {
+            return Ok(PingOutcome::NotFound);
+        }
         let pending: i64 = sqlx::query_scalar(PENDING_PINGS_SQL)
             .bind(endpoint)
             .fetch_one(&mut *tx)
             .await?;
         if pending >= i64::from(max_pending) {
-            return Ok(None);
+            return Ok(PingOutcome::TooMany);
         }
         let event: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_events (type, occurred_us) VALUES ('webhook.ping', $1) \
@@ -317,7 +321,7 @@ impl WebhookStore for PgStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(id))
+        Ok(PingOutcome::Queued(id))
     }
 
     async fn claim_deliveries(

@@ -4,7 +4,7 @@
 use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
-        EndpointRow, OutgoingDelivery, RetryOutcome, WebhookStore, ENDPOINT_FIELDS,
+        EndpointRow, OutgoingDelivery, PingOutcome, RetryOutcome, WebhookStore, ENDPOINT_FIELDS,
         PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, PRUNE_EVENTS_SQL, RELEASE_CLAIMS_SQL,
     },
     from_micros, micros, now, Change, JobRow, SqliteStore, WriteOp, WriteOutcome,
@@ -132,12 +132,20 @@ pub(super) async fn apply(
         }
         WebhookWrite::Ping(endpoint, max_pending) => {
             let now = micros(now());
+            let found: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = ?)")
+                    .bind(endpoint.to_string())
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if !found {
+                return Ok(WriteOutcome::Pinged(PingOutcome::NotFound));
+            }
             let pending: i64 = sqlx::query_scalar(PENDING_PINGS_SQL)
                 .bind(endpoint.to_string())
                 .fetch_one(&mut *conn)
                 .await?;
             if pending >= i64::from(*max_pending) {
-                return Ok(WriteOutcome::Webhook(Vec::new()));
+                return Ok(WriteOutcome::Pinged(PingOutcome::TooMany));
             }
             let mut tx = conn.begin().await?;
             let event: i64 = sqlx::query_scalar(
@@ -161,7 +169,7 @@ pub(super) async fn apply(
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(WriteOutcome::Webhook(vec![id]))
+            Ok(WriteOutcome::Pinged(PingOutcome::Queued(id)))
         }
         WebhookWrite::Claim(limit, lease) => {
             let now = micros(now());
@@ -456,10 +464,10 @@ impl WebhookStore for SqliteStore {
         }
     }
 
-    async fn add_ping(&self, endpoint: Uuid, max_pending: u32) -> anyhow::Result<Option<String>> {
+    async fn add_ping(&self, endpoint: Uuid, max_pending: u32) -> anyhow::Result<PingOutcome> {
         let write = WebhookWrite::Ping(endpoint, max_pending);
         match self.write(WriteOp::Change(Change::Webhook(write))).await? {
-            WriteOutcome::Webhook(mut ids) => Ok(ids.pop()),
+            WriteOutcome::Pinged(outcome) => Ok(outcome),
             _ => anyhow::bail!("unexpected write outcome"),
         }
     }
