@@ -239,7 +239,7 @@ impl WebhookStore for PgStore {
                d.attempts, d.next_attempt_us, d.last_status, d.last_error, d.created_us, \
                d.updated_us \
                FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
-               WHERE d.endpoint_id = $1) \
+               WHERE d.endpoint_id = $1 ORDER BY d.created_us DESC, d.id DESC LIMIT $2) \
              UNION ALL \
              (SELECT {DELIVERY_ID}, ev.type, ev.job_id::text, 'pending', 0, ev.occurred_us, \
                NULL, NULL, ev.occurred_us, ev.occurred_us \

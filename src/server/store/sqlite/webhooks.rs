@@ -1,6 +1,7 @@
 //! The SQLite side of `WebhookStore`: writes go through the store's one writer (as
-//! `Change::Webhook`), reads through its pool; a claim fans events out into deliveries first. SQLite serves one process, so a delivery held by
-//! another node id was held by an earlier, dead process and may be claimed again at once.
+//! `Change::Webhook`), reads through its pool; a claim fans events out into deliveries first.
+//! SQLite serves one process, so a delivery held by another node id was held by an earlier,
+//! dead process and may be claimed again at once.
 use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
@@ -436,10 +437,11 @@ impl WebhookStore for SqliteStore {
         // to this endpoint, as the pending deliveries they will be.
         let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
             "SELECT * FROM ( \
-               SELECT d.id, ev.type AS event_type, ev.job_id, d.state, d.attempts, \
-               d.next_attempt_us, d.last_status, d.last_error, d.created_us, d.updated_us \
-               FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
-               WHERE d.endpoint_id = ?1 \
+               SELECT * FROM (SELECT d.id, ev.type AS event_type, ev.job_id, d.state, \
+                 d.attempts, d.next_attempt_us, d.last_status, d.last_error, d.created_us, \
+                 d.updated_us \
+                 FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
+                 WHERE d.endpoint_id = ?1 ORDER BY d.created_us DESC, d.id DESC LIMIT ?2) \
                UNION ALL \
                SELECT * FROM (SELECT {DELIVERY_ID} AS id, ev.type AS event_type, ev.job_id, \
                  'pending' AS state, 0 AS attempts, ev.occurred_us AS next_attempt_us, \
