@@ -380,6 +380,24 @@ async fn the_fan_out_on(postgres: bool) {
     expected.sort();
     assert_eq!(taken, expected);
     assert_eq!(store.deliveries(late.id, 50).await.unwrap().len(), 20);
+
+    // A ping is made with its delivery: an endpoint that takes every account's events does
+    // not get it a second time from the fan-out.
+    let mut everything = endpoint(0, "*");
+    everything.all_accounts = true;
+    assert!(store.add_endpoint(&everything, 20).await.unwrap());
+    let PingOutcome::Queued(ping) = store.add_ping(everything.id, 5).await.unwrap() else {
+        panic!("the ping was refused");
+    };
+    let sent: Vec<String> = store
+        .claim_deliveries(100, &other())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(sent, [ping]);
+    assert_eq!(store.deliveries(everything.id, 50).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -310,11 +310,6 @@ pub(super) const PENDING_PINGS_SQL: &str = "SELECT COUNT(*) FROM webhook_deliver
 pub(super) const RELEASE_CLAIMS_SQL: &str = "UPDATE webhook_deliveries \
      SET lease_node = NULL, lease_until_us = NULL WHERE lease_node = $1 AND state = 'pending'";
 
-/// Deletes the events older than the cutoff (bound first) that were fanned out and that no
-/// delivery refers to any more.
-pub(super) const PRUNE_EVENTS_SQL: &str = "DELETE FROM webhook_events WHERE occurred_us < $1 \
-     AND NOT awaiting_fanout \
-     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)";
 /// Deletes the deliveries finished before the cutoff (bound first).
 pub(super) const PRUNE_DELIVERIES_SQL: &str = "DELETE FROM webhook_deliveries \
      WHERE state IN ('delivered', 'failed') AND updated_us < $1";

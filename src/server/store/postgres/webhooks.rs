@@ -5,7 +5,7 @@ use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
         EndpointRow, OutgoingDelivery, PingOutcome, RetryOutcome, WebhookStore, ENDPOINT_FIELDS,
-        PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, PRUNE_EVENTS_SQL, RELEASE_CLAIMS_SQL,
+        PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, RELEASE_CLAIMS_SQL,
     },
     count, from_micros, micros, now, to_i64, JobRow, Lease, NodeId, PgStore, DB_NOW_US, LOCK_KEY,
 };
@@ -379,10 +379,15 @@ impl WebhookStore for PgStore {
             .bind(micros(before))
             .execute(&mut *tx)
             .await?;
-        sqlx::query(PRUNE_EVENTS_SQL)
-            .bind(micros(before))
-            .execute(&mut *tx)
-            .await?;
+        // Events fanned out that no delivery refers to any more.
+        sqlx::query(
+            "DELETE FROM webhook_events WHERE occurred_us < $1 AND NOT awaiting_fanout \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+               WHERE d.event_id = webhook_events.id)",
+        )
+        .bind(micros(before))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(pruned.rows_affected())
     }

@@ -6,7 +6,7 @@ use super::{
     super::webhooks::{
         previous_columns, still_signing, Attempt, DeliveryRecord, DeliveryRow, EndpointRecord,
         EndpointRow, OutgoingDelivery, PingOutcome, RetryOutcome, WebhookStore, ENDPOINT_FIELDS,
-        PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, PRUNE_EVENTS_SQL, RELEASE_CLAIMS_SQL,
+        PENDING_PINGS_SQL, PRUNE_DELIVERIES_SQL, RELEASE_CLAIMS_SQL,
     },
     from_micros, micros, now, Change, JobRow, SqliteStore, WriteOp, WriteOutcome,
 };
@@ -182,8 +182,9 @@ pub(super) async fn apply(
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
-                "UPDATE webhook_events SET awaiting_fanout = 0 WHERE id IN \
-                 (SELECT id FROM webhook_events WHERE awaiting_fanout = 1 ORDER BY id LIMIT ?)",
+                "UPDATE webhook_fanout SET through = COALESCE((SELECT MAX(id) FROM \
+                 (SELECT id FROM webhook_events WHERE id > through ORDER BY id LIMIT ?)), \
+                 through)",
             )
             .bind(i64::from(*limit))
             .execute(&mut *tx)
@@ -263,35 +264,45 @@ pub(super) async fn apply(
                 .bind(before_us)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(PRUNE_EVENTS_SQL)
-                .bind(before_us)
-                .execute(&mut *tx)
-                .await?;
+            // Events the fan-out has passed that no delivery refers to any more.
+            sqlx::query(&format!(
+                "DELETE FROM webhook_events WHERE occurred_us < ? AND NOT ({PAST_CURSOR}) \
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                   WHERE d.event_id = webhook_events.id)"
+            ))
+            .bind(before_us)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             Ok(WriteOutcome::Pruned(pruned.rows_affected()))
         }
     }
 }
 
-/// Makes the deliveries of the oldest events awaiting fan-out (as many events as bound first):
-/// one per enabled endpoint that subscribes to the event's type and account and existed when
-/// it happened. The caller clears the same events' flag in the same transaction (the one writer
-/// sees the same events in both statements), so an event is fanned out once.
+/// Makes the deliveries of the oldest events past the fan-out cursor (as many events as bound
+/// first): one per endpoint that wants the event. The caller moves the cursor past the same
+/// events in the same transaction (the one writer sees the same events in both statements),
+/// so an event is fanned out once.
 fn fan_out_sql() -> String {
     format!(
         "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, state, \
-     next_attempt_us, created_us, updated_us) \
-     SELECT {DELIVERY_ID}, e.id, ev.id, 'pending', ev.occurred_us, ev.occurred_us, \
-     ev.occurred_us \
-     FROM (SELECT id, type, owner_id, occurred_us FROM webhook_events \
-           WHERE awaiting_fanout = 1 ORDER BY id LIMIT ?) ev \
-     JOIN webhook_endpoints e ON {WANTS_EVENT}"
+         next_attempt_us, created_us, updated_us) \
+         SELECT {DELIVERY_ID}, e.id, ev.id, 'pending', ev.occurred_us, ev.occurred_us, \
+         ev.occurred_us \
+         FROM (SELECT id, type, job_id, owner_id, occurred_us FROM webhook_events \
+               WHERE {PAST_CURSOR} ORDER BY id LIMIT ?) ev \
+         JOIN webhook_endpoints e ON {WANTS_EVENT}"
     )
 }
 
-/// Whether endpoint `e` gets event `ev`: enabled, subscribed to its type and account, and
-/// registered by the time it happened.
-const WANTS_EVENT: &str = "e.enabled = 1 \
+/// The events not fanned out yet (a ping's among them: it was made with its delivery, which
+/// `WANTS_EVENT` leaves alone).
+const PAST_CURSOR: &str = "id > (SELECT through FROM webhook_fanout)";
+
+/// Whether endpoint `e` gets event `ev`: a job's event (a ping is made with its delivery),
+/// the endpoint enabled, subscribed to its type and account, and registered by the time it
+/// happened.
+const WANTS_EVENT: &str = "ev.job_id IS NOT NULL AND e.enabled = 1 \
      AND (e.all_accounts = 1 OR e.account_id = ev.owner_id) \
      AND (e.events = '*' OR instr(' ' || e.events || ' ', ' ' || ev.type || ' ') > 0) \
      AND e.created_us <= ev.occurred_us";
@@ -448,7 +459,9 @@ impl WebhookStore for SqliteStore {
                  NULL AS last_status, NULL AS last_error, ev.occurred_us AS created_us, \
                  ev.occurred_us AS updated_us \
                  FROM webhook_events ev JOIN webhook_endpoints e ON e.id = ?1 \
-                 AND {WANTS_EVENT} WHERE ev.awaiting_fanout = 1 ORDER BY ev.id DESC LIMIT ?2)) \
+                 AND {WANTS_EVENT} \
+                 WHERE ev.id > (SELECT through FROM webhook_fanout) \
+                 ORDER BY ev.id DESC LIMIT ?2)) \
              ORDER BY created_us DESC, id DESC LIMIT ?2"
         ))
         .bind(endpoint.to_string())
@@ -482,13 +495,13 @@ impl WebhookStore for SqliteStore {
         // A read first: the writer is shared with every job write, so an idle poll must not
         // queue there.
         let now_us = micros(now());
-        let due: bool = sqlx::query_scalar(
+        let due: bool = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM webhook_deliveries d \
              JOIN webhook_endpoints e ON e.id = d.endpoint_id \
              WHERE d.state = 'pending' AND d.next_attempt_us <= ? AND e.enabled = 1 \
              AND (d.lease_node IS NULL OR d.lease_node IS NOT ? OR d.lease_until_us < ?)) \
-             OR EXISTS (SELECT 1 FROM webhook_events WHERE awaiting_fanout = 1)",
-        )
+             OR EXISTS (SELECT 1 FROM webhook_events WHERE {PAST_CURSOR})",
+        ))
         .bind(now_us)
         .bind(lease.node.as_str())
         .bind(now_us)
