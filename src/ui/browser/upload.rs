@@ -79,9 +79,6 @@ pub async fn resumable(file: &File, checked: Option<JobId>) -> Option<(JobId, u6
     let key = fingerprint(file);
     let record = record_of(file)?;
     let id = record.id;
-    if checked != Some(id) && same_file(file, &record).await.is_err() {
-        return None;
-    }
     let offset = match server_offset(id).await {
         Ok(offset) if offset < file.size() as u64 => offset,
         // Finished, gone or unknown: nothing to resume.
@@ -90,6 +87,10 @@ pub async fn resumable(file: &File, checked: Option<JobId>) -> Option<(JobId, u6
             return None;
         }
     };
+    // Asked after the server, so nothing is hashed for an upload that is gone.
+    if checked != Some(id) && same_file(file, &record).await.is_err() {
+        return None;
+    }
     Some((id, offset))
 }
 
