@@ -1,8 +1,5 @@
 //! The HTML shell and the app: a header, and the page the URL names (see `ui::Page`).
-use crate::ui::{
-    AccountsPage, AdminLinks, HistoryPage, HomePage, Hydrated, JobPage, Page, RequireSession,
-    Session, SignedInAs, WebhooksPage,
-};
+use crate::ui::{split, AdminLinks, HomePage, Hydrated, Page, RequireSession, Session, SignedInAs};
 use leptos::prelude::*;
 
 /// The document the server renders around the app. On the server it also sets the page's
@@ -52,25 +49,25 @@ pub fn App() -> impl IntoView {
         // The other pages show nothing without a session but the sign-in form.
         Page::History(query) => view! {
             <RequireSession>
-                <HistoryPage query=query.clone() />
+                {split::history(query.clone())}
             </RequireSession>
         }
         .into_any(),
         Page::Job(id) => view! {
             <RequireSession>
-                <JobPage id />
+                {split::job(id)}
             </RequireSession>
         }
         .into_any(),
         Page::Accounts => view! {
             <RequireSession>
-                <AccountsPage />
+                {split::accounts()}
             </RequireSession>
         }
         .into_any(),
         Page::Webhooks => view! {
             <RequireSession>
-                <WebhooksPage />
+                {split::webhooks()}
             </RequireSession>
         }
         .into_any(),

@@ -16,9 +16,13 @@ pub mod client;
 #[cfg(feature = "ssr")]
 pub mod server;
 
-/// Browser entry point: hydrates the server-rendered page.
+/// Browser entry point: fetches the page's own wasm part, if it has one (`ui::split`), then
+/// hydrates the server-rendered page.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    leptos::mount::hydrate_body(app::App);
+    wasm_bindgen_futures::spawn_local(async {
+        ui::split::load(&ui::Page::current()).await;
+        leptos::mount::hydrate_body(app::App);
+    });
 }

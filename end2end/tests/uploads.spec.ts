@@ -4,7 +4,7 @@
 import { expect, test } from "./fixtures";
 import { Page } from "@playwright/test";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TOKEN } from "./env";
 
@@ -292,6 +292,73 @@ test("leaving mid-upload warns; back on the page, Resume continues the same job;
   await expect(list).toHaveCount(0);
   const gone = await request.head(`/api/uploads/${otherId}`, { headers: { ...AUTH, "Tus-Resumable": "1.0.0" } });
   expect(gone.status()).toBeGreaterThanOrEqual(400);
+});
+
+test("Resume refuses a file with the same name, size and time but other bytes; the right one goes on and is verified", async ({
+  page,
+  signIn,
+  request,
+}, testInfo) => {
+  // Two files the fingerprint cannot tell apart: same name, size and modification time.
+  const path = testInfo.outputPath("resume.bin");
+  const digest = randomFile(path, 12 * MiB);
+  mkdirSync(testInfo.outputPath("elsewhere"), { recursive: true });
+  const imposter = testInfo.outputPath("elsewhere/resume.bin");
+  randomFile(imposter, 12 * MiB);
+  const time = new Date("2026-01-02T03:04:05Z");
+  utimesSync(path, time, time);
+  utimesSync(imposter, time, time);
+
+  await signIn();
+  await throttle(page, 2 * MiB);
+  await page.getByLabel("Choose files (optional)").setInputFiles(path);
+  await page.getByRole("button", { name: "Start ingest" }).click();
+  await expect(card(page, "resume.bin")).toHaveAttribute("data-phase", "sending");
+  const id = await jobIdOf(page, "resume.bin");
+  const offset = async () => {
+    const head = await request.head(`/api/uploads/${id}`, { headers: { ...AUTH, "Tus-Resumable": "1.0.0" } });
+    return Number(head.headers()["upload-offset"]);
+  };
+  await expect.poll(offset, { timeout: 20_000 }).toBeGreaterThan(0);
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.reload();
+  await expect(page.locator("[data-hydrated=true]")).toBeVisible();
+  const list = page.locator(".interrupted");
+  await expect(list).toContainText("resume.bin");
+  // The last PATCH before the reload may still be landing: wait until the offset holds still.
+  let held = await offset();
+  await expect
+    .poll(async () => held === (held = await offset()), { intervals: [500], timeout: 10_000 })
+    .toBe(true);
+  expect(held).toBeLessThan(12 * MiB);
+
+  const patches: number[] = [];
+  page.on("request", (r) => {
+    if (r.method() === "PATCH" && r.url().includes(id)) patches.push(Number(r.headers()["upload-offset"]));
+  });
+  let chooser = page.waitForEvent("filechooser");
+  await page.getByRole("button", { name: "Resume resume.bin" }).click();
+  await (await chooser).setFiles(imposter);
+  const refusal = list.getByRole("alert");
+  await expect(refusal).toContainText("not the same file");
+  await expect(refusal).toContainText("differ from what was sent");
+  // Refused before anything was queued or sent: the job waits where it was.
+  await expect(page.locator(".uploads .job")).toHaveCount(0);
+  expect(patches).toEqual([]);
+  expect(await offset()).toBe(held);
+  await page.screenshot({ path: testInfo.outputPath("resume-refused.png"), fullPage: true });
+
+  chooser = page.waitForEvent("filechooser");
+  await page.getByRole("button", { name: "Resume resume.bin" }).click();
+  await (await chooser).setFiles(path);
+  const resumed = card(page, "resume.bin");
+  await expect(resumed.locator(".job-id code")).toHaveText(id);
+  await expect(resumed).toHaveAttribute("data-status", "completed", { timeout: 40_000 });
+  await expect(resumed.locator(".digest")).toHaveText(digest);
+  await expect(resumed.locator(".verdict")).toHaveAttribute("data-verified", "true");
+  // It went on from the server's offset, not from the start.
+  expect(patches[0]).toBe(held);
+  await expect(list).toHaveCount(0);
 });
 
 test("the browser's SHA-256 (wasm, in the worker) keeps up with an upload: its speed is measured", async ({

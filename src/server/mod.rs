@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod hash_worker;
 pub mod hub;
 pub mod jobs;
 pub mod keys;

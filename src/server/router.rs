@@ -1,16 +1,16 @@
 //! The whole application's router, wired in this one place: the API (see `routes`), the
 //! page's server functions, the pages themselves (from the page table in `ui::page`), static
-//! files, and the layers every answer passes through.
+//! files (the hashing worker's wasm among them), and the layers every answer passes through.
 use super::{
-    auth, error, limits, routes::api_router, security_headers, state::AppState, telemetry,
-    telemetry::request_span,
+    auth, error, hash_worker, limits, routes::api_router, security_headers, state::AppState,
+    telemetry, telemetry::request_span,
 };
 use crate::{app::shell, ui::PAGES};
 use axum::{
     extract::{DefaultBodyLimit, Request, State},
     middleware,
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
     Router,
 };
 use leptos_axum::{AxumRouteListing, LeptosRoutes};
@@ -46,6 +46,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api_router(&state))
         .merge(rpc_router(&state))
+        .route(hash_worker::PATH, get(hash_worker::serve))
         .leptos_routes_with_context(&state, routes, || {}, {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

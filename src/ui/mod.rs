@@ -1,4 +1,5 @@
-//! Pages and components. `page` picks the page from the URL; `session` knows who is signed in;
+//! Pages and components. `page` picks the page from the URL; `split` holds the pages that load
+//! apart from Start; `session` knows who is signed in;
 //! `browser` (hydrate only) holds what needs the browser's APIs; `queue` and `transfer` are the
 //! Start page's upload queue and its arithmetic.
 mod accounts;
@@ -14,6 +15,7 @@ mod page;
 mod queue;
 mod session;
 mod sign_in;
+pub mod split;
 mod start;
 mod transfer;
 mod upload_card;

@@ -72,6 +72,8 @@ pub struct QueuedFile {
     pub path: Option<String>,
     /// The metadata text sent with it (its `path` included).
     pub metadata: String,
+    /// See `NewFile::resumes`.
+    pub resumes: Option<JobId>,
     pub phase: RwSignal<Phase>,
     pub job: RwSignal<Option<JobId>>,
     pub status: RwSignal<Option<JobStatus>>,
@@ -118,6 +120,9 @@ pub struct NewFile {
     pub name: String,
     pub size: u64,
     pub path: Option<String>,
+    /// The interrupted upload this file was checked to be the file of (Resume): it continues
+    /// that job without hashing again what the check just hashed.
+    pub resumes: Option<JobId>,
 }
 
 /// The person's verb on one card.
@@ -182,6 +187,7 @@ impl Queue {
                     name: new.name,
                     size: new.size,
                     path: new.path,
+                    resumes: new.resumes,
                     phase: RwSignal::new(Phase::Waiting),
                     job: RwSignal::new(None),
                     status: RwSignal::new(None),

@@ -7,7 +7,7 @@ use super::{
     format::{format_bytes, format_elapsed},
     job_card::JobCard,
     queue::{FileHandle, NewFile, Queue},
-    transfer::{percent, time_left_ms, Fingerprint},
+    transfer::{percent, time_left_ms, Fingerprint, UploadRecord},
     upload_card::UploadCard,
 };
 use crate::{
@@ -37,7 +37,7 @@ struct Started {
 #[derive(Clone, PartialEq)]
 struct Interrupted {
     print: Fingerprint,
-    id: JobId,
+    record: UploadRecord,
 }
 
 #[component]
@@ -110,6 +110,7 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
                         name: file.name,
                         size: file.size,
                         path: file.path,
+                        resumes: None,
                     })
                     .collect(),
                 &text,
@@ -333,12 +334,15 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
     }
 }
 
-/// This browser's unfinished uploads from earlier visits: Resume asks for the file again (and
-/// checks it is the same one), Discard ends the upload on the server.
+/// This browser's unfinished uploads from earlier visits: Resume asks for the file again and
+/// checks it is the same one (name, size and modification time first, then the SHA-256 of
+/// every chunk sent), Discard ends the upload on the server.
 #[component]
 fn InterruptedUploads(interrupted: RwSignal<Vec<Interrupted>>, queue: Queue) -> impl IntoView {
     let resuming = RwSignal::new(None::<Interrupted>);
     let problem = RwSignal::new(None::<String>);
+    // The name of the file being compared with what was sent.
+    let checking = RwSignal::new(None::<String>);
     // Not the ones the queue is sending now.
     let shown = move || {
         let queued: Vec<String> = queue.files.with(|files| {
@@ -373,14 +377,13 @@ fn InterruptedUploads(interrupted: RwSignal<Vec<Interrupted>>, queue: Queue) -> 
             return;
         }
         problem.set(None);
-        resuming.set(None);
-        let keys = queue.add(vec![file], "");
-        focus_card(keys.first().copied());
+        checking.set(Some(print.name));
+        resume_if_same(file, target, queue, problem, checking, resuming);
     };
     let discard = move |upload: Interrupted| {
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
-            match super::browser::transfers::discard_upload(upload.id).await {
+            match super::browser::transfers::discard_upload(upload.record.id).await {
                 Ok(()) => {
                     super::browser::files::forget(&upload.print);
                     interrupted.update(|list| list.retain(|u| u != &upload));
@@ -444,10 +447,49 @@ fn InterruptedUploads(interrupted: RwSignal<Vec<Interrupted>>, queue: Queue) -> 
                             .collect_view()
                     }}
                 </ul>
+                <p class="muted" role="status">
+                    {move || {
+                        checking
+                            .get()
+                            .map(|name| format!("Checking that “{name}” is the file that was being sent…"))
+                    }}
+                </p>
                 {move || problem.get().map(|text| view! { <p class="error" role="alert">{text}</p> })}
             </section>
         </Show>
     }
+}
+
+/// Hashes again the chunks `target` sent, in `file` (the person's new pick): the same bytes
+/// resume the upload as a new card, other bytes are refused with where they differ.
+fn resume_if_same(
+    file: NewFile,
+    target: Interrupted,
+    queue: Queue,
+    problem: RwSignal<Option<String>>,
+    checking: RwSignal<Option<String>>,
+    resuming: RwSignal<Option<Interrupted>>,
+) {
+    #[cfg(feature = "hydrate")]
+    leptos::task::spawn_local(async move {
+        let outcome = super::browser::same_file(&file.file, &target.record).await;
+        checking.set(None);
+        if let Err(difference) = outcome {
+            problem.set(Some(format!(
+                "That is not the same file: {difference}. Choose the file this upload started with."
+            )));
+            return;
+        }
+        resuming.set(None);
+        let file = NewFile {
+            resumes: Some(target.record.id),
+            ..file
+        };
+        let keys = queue.add(vec![file], "");
+        focus_card(keys.first().copied());
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (file, target, queue, problem, checking, resuming);
 }
 
 /// Retried only when the request never reached the server, so a job is not created twice.
@@ -473,7 +515,7 @@ fn browser_duties(queue: Queue, interrupted: RwSignal<Vec<Interrupted>>) {
             interrupted.set(
                 super::browser::files::interrupted_uploads()
                     .into_iter()
-                    .map(|(print, id)| Interrupted { print, id })
+                    .map(|(print, record)| Interrupted { print, record })
                     .collect(),
             );
         });
@@ -594,6 +636,7 @@ fn take_drop(event: &leptos::ev::DragEvent, add: impl Fn(Vec<NewFile>, Vec<Strin
                     size: file.size() as u64,
                     path: None,
                     file: send_wrapper::SendWrapper::new(file),
+                    resumes: None,
                 })
                 .collect(),
             Vec::new(),

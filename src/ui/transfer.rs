@@ -1,8 +1,12 @@
 //! The arithmetic of transfers, shared by every card and the overall bar: rates over a
-//! sliding window, time left, percentages, and the metadata text a file from a folder carries.
+//! sliding window, time left, percentages, the metadata text a file from a folder carries, and
+//! what this browser remembers of an unfinished upload (the file's fingerprint, its job and the
+//! SHA-256 of each chunk sent, so a resume can tell the same file from another).
 //! Pure functions, so they are tested here rather than in a browser.
 // Much of this is driven by the browser half only; the server renders an empty queue.
 #![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+
+use crate::domain::JobId;
 
 /// Bytes over time, from samples of a growing byte count: the rate over the last few seconds
 /// (steadier than the last sample, quicker than the average since the start).
@@ -106,6 +110,76 @@ impl Fingerprint {
     }
 }
 
+/// One chunk of an upload as it was sent: bytes `start..end` of the file and their SHA-256
+/// (lower-case hex), the `Upload-Checksum` its PATCH carried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentChunk {
+    pub start: u64,
+    pub end: u64,
+    pub sha256: String,
+}
+
+/// What this browser keeps (in `localStorage`, under the file's `Fingerprint::key`) about an
+/// unfinished upload: its job, and each chunk hashed for sending. A file picked to resume it
+/// must hash to the same digests over the same ranges: the fingerprint alone (name, size,
+/// modification time) is easily shared by another file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub id: JobId,
+    /// In file order, no two with the same start.
+    pub chunks: Vec<SentChunk>,
+}
+
+impl UploadRecord {
+    pub fn new(id: JobId) -> Self {
+        Self {
+            id,
+            chunks: Vec::new(),
+        }
+    }
+
+    /// `<job id> <start>-<end>:<sha256> …`; a bare job id (what earlier versions kept) is a
+    /// record without chunks.
+    pub fn to_text(&self) -> String {
+        let mut text = self.id.to_string();
+        for chunk in &self.chunks {
+            text.push_str(&format!(" {}-{}:{}", chunk.start, chunk.end, chunk.sha256));
+        }
+        text
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut words = text.split(' ');
+        let id = JobId::parse(words.next()?).ok()?;
+        let mut record = Self::new(id);
+        for word in words {
+            let (range, sha256) = word.split_once(':')?;
+            let (start, end) = range.split_once('-')?;
+            let is_digest = sha256.len() == 64
+                && sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if !is_digest {
+                return None;
+            }
+            record.add(SentChunk {
+                start: start.parse().ok()?,
+                end: end.parse().ok()?,
+                sha256: sha256.to_owned(),
+            });
+        }
+        Some(record)
+    }
+
+    /// Notes a chunk hashed for sending. The same range again (a retry) replaces the earlier
+    /// one; chunks stay in file order.
+    pub fn add(&mut self, chunk: SentChunk) {
+        self.chunks.retain(|kept| kept.start != chunk.start);
+        let at = self.chunks.partition_point(|kept| kept.start < chunk.start);
+        self.chunks.insert(at, chunk);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +235,28 @@ mod tests {
         assert_eq!(print.key(), "ingest-upload:42:1700000000000:a:b.txt");
         assert_eq!(Fingerprint::parse_key(&print.key()), Some(print));
         assert_eq!(Fingerprint::parse_key("other:1:2:x"), None);
+    }
+
+    #[test]
+    fn an_upload_record_keeps_its_chunks_in_order_and_reads_back_from_its_text() {
+        let id = JobId::new();
+        let digest = |n: u8| format!("{n:02x}").repeat(32);
+        let mut record = UploadRecord::new(id);
+        assert_eq!(record.to_text(), id.to_string());
+        assert_eq!(UploadRecord::parse(&id.to_string()), Some(record.clone()));
+        for (start, end, n) in [(4, 8, 2), (0, 4, 1), (4, 8, 3)] {
+            record.add(SentChunk {
+                start,
+                end,
+                sha256: digest(n),
+            });
+        }
+        assert_eq!(
+            record.to_text(),
+            format!("{id} 0-4:{} 4-8:{}", digest(1), digest(3))
+        );
+        assert_eq!(UploadRecord::parse(&record.to_text()), Some(record));
+        assert_eq!(UploadRecord::parse(&format!("{id} 0-4:xyz")), None);
+        assert_eq!(UploadRecord::parse("not-an-id"), None);
     }
 }

@@ -2,12 +2,9 @@
 //! each file's relative path), or dropped (files and whole folders, walked with the entries
 //! API), and the unfinished uploads this browser remembers. Nothing is skipped in silence: what
 //! cannot be read comes back as a problem to show.
-use crate::{
-    domain::JobId,
-    ui::{
-        queue::NewFile,
-        transfer::{Fingerprint, UPLOAD_KEY_PREFIX},
-    },
+use crate::ui::{
+    queue::NewFile,
+    transfer::{Fingerprint, UploadRecord, UPLOAD_KEY_PREFIX},
 };
 use js_sys::{Array, Function, Promise, Reflect};
 use send_wrapper::SendWrapper;
@@ -28,6 +25,7 @@ fn new_file(file: File, path: Option<String>) -> NewFile {
         size: file.size() as u64,
         path: path.filter(|path| path.contains('/')),
         file: SendWrapper::new(file),
+        resumes: None,
     }
 }
 
@@ -177,18 +175,18 @@ pub fn fingerprint(file: &File) -> Fingerprint {
     }
 }
 
-/// This browser's unfinished uploads (kept in `localStorage` while they run), oldest key first.
-pub fn interrupted_uploads() -> Vec<(Fingerprint, JobId)> {
+/// This browser's unfinished uploads (kept in `localStorage` while they run), by file name.
+pub fn interrupted_uploads() -> Vec<(Fingerprint, UploadRecord)> {
     let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) else {
         return Vec::new();
     };
     let count = storage.length().unwrap_or(0);
-    let mut found: Vec<(Fingerprint, JobId)> = (0..count)
+    let mut found: Vec<(Fingerprint, UploadRecord)> = (0..count)
         .filter_map(|index| storage.key(index).ok().flatten())
         .filter(|key| key.starts_with(UPLOAD_KEY_PREFIX))
         .filter_map(|key| {
-            let id = JobId::parse(&storage.get_item(&key).ok()??).ok()?;
-            Some((Fingerprint::parse_key(&key)?, id))
+            let record = UploadRecord::parse(&storage.get_item(&key).ok()??)?;
+            Some((Fingerprint::parse_key(&key)?, record))
         })
         .collect();
     found.sort_by(|a, b| a.0.name.cmp(&b.0.name));

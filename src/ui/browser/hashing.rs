@@ -1,37 +1,13 @@
-//! SHA-256 of a file's bytes, computed off the page's thread: a module worker
-//! (`public/hash-worker.js`) loads this same wasm and calls `Sha256Stream` (the `sha2` crate)
-//! on 1 MiB slices it reads from disk, so a file never sits whole in memory. The page asks for
-//! a range and awaits its digest; the worker starts on the first request.
+//! SHA-256 of a file's bytes, computed off the page's thread: a worker (`public/hash-worker.js`)
+//! runs a small wasm of its own (`hash-worker/`, the `sha2` crate) on 1 MiB slices it reads
+//! from disk, so a file never sits whole in memory and the page's wasm carries no hashing code.
+//! The page asks for a range and awaits its digest; the worker starts on the first request,
+//! which is the first file chosen.
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use std::{cell::RefCell, collections::HashMap, rc::Rc};
 use wasm_bindgen::{closure::Closure, prelude::*, JsCast};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{File, MessageEvent, Worker, WorkerOptions, WorkerType};
-
-/// A running SHA-256, exported for the worker (which runs this wasm too).
-#[wasm_bindgen]
-pub struct Sha256Stream(sha2::Sha256);
-
-#[wasm_bindgen]
-impl Sha256Stream {
-    #[wasm_bindgen(constructor)]
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> Sha256Stream {
-        use sha2::Digest;
-        Sha256Stream(sha2::Sha256::new())
-    }
-
-    pub fn update(&mut self, bytes: &[u8]) {
-        use sha2::Digest;
-        self.0.update(bytes);
-    }
-
-    /// The 32-byte digest.
-    pub fn finish(self) -> Vec<u8> {
-        use sha2::Digest;
-        self.0.finalize().to_vec()
-    }
-}
+use web_sys::{File, MessageEvent, Worker};
 
 /// The worker and the requests waiting for it, by number.
 struct Hasher {
@@ -46,25 +22,7 @@ thread_local! {
 }
 
 fn start_worker() -> Option<Hasher> {
-    let options = WorkerOptions::new();
-    options.set_type(WorkerType::Module);
-    // The worker loads the wasm this page loaded (its name depends on the build): the address
-    // comes from the page's own preload hint.
-    let wasm = web_sys::window()
-        .and_then(|window| window.document())
-        .and_then(|document| {
-            document
-                .query_selector("link[rel=preload][type='application/wasm']")
-                .ok()
-                .flatten()
-        })
-        .and_then(|link| link.get_attribute("href"))
-        .unwrap_or_else(|| "/pkg/ingest.wasm".to_owned());
-    let url = format!(
-        "/hash-worker.js?wasm={}",
-        crate::ui::encode_query_value(&wasm)
-    );
-    let worker = Worker::new_with_options(&url, &options).ok()?;
+    let worker = Worker::new("/hash-worker.js").ok()?;
     let waiting: Rc<RefCell<HashMap<u32, js_sys::Function>>> = Rc::default();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
         let waiting = waiting.clone();

@@ -12,7 +12,9 @@ mod upload;
 pub use clipboard::copy_text;
 pub use follow::Follower;
 pub use transfers::Running;
-pub use upload::{create_upload, remember, resumable, server_offset, FileUpload, UploadSignals};
+pub use upload::{
+    create_upload, remember, resumable, same_file, server_offset, FileUpload, UploadSignals,
+};
 
 use crate::{
     api::{CallError, ErrorBody},

@@ -124,7 +124,7 @@ async fn job_and_offset(file: &QueuedFile) -> Result<(crate::domain::JobId, u64)
         file.status.set(None);
         stop_following(file);
     }
-    if let Some(found) = resumable(&file.file).await {
+    if let Some(found) = resumable(&file.file, file.resumes).await {
         return Ok(found);
     }
     // Retried only when refused before anything was created.

@@ -1,11 +1,16 @@
 //! Sending a file from the browser over tus: declare it (`POST /api/uploads`, which creates the
 //! job), then PATCH it in chunks, resuming from the server's offset after a failure or a reload
-//! (the job id is kept in `localStorage` under the file's fingerprint). The browser streams each
-//! chunk from disk, so nothing passes through wasm memory; XHR because fetch reports no upload
-//! progress. Each chunk carries its SHA-256 (`Upload-Checksum`, computed by the hashing worker),
-//! so bytes damaged on the way are refused.
+//! (an `UploadRecord` is kept in `localStorage` under the file's fingerprint: the job id and the
+//! SHA-256 of each chunk, so a resume goes on only with the same file's bytes). The browser
+//! streams each chunk from disk, so nothing passes through wasm memory; XHR because fetch
+//! reports no upload progress. Each chunk carries its SHA-256 (`Upload-Checksum`, computed by
+//! the hashing worker), so bytes damaged on the way are refused.
 use super::{json_or_error, unreachable};
-use crate::ui::backoff::Backoff;
+use crate::ui::{
+    backoff::Backoff,
+    format::format_bytes,
+    transfer::{SentChunk, UploadRecord},
+};
 use crate::{
     api::{CallError, ErrorCode, IngestAccepted},
     domain::JobId,
@@ -56,12 +61,24 @@ fn fingerprint(file: &File) -> String {
     super::files::fingerprint(file).key()
 }
 
+fn storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+/// What this browser remembers of an unfinished upload of a file with `file`'s fingerprint.
+fn record_of(file: &File) -> Option<UploadRecord> {
+    UploadRecord::parse(&storage()?.get_item(&fingerprint(file)).ok()??)
+}
+
 /// The job of an earlier, unfinished upload of this file, and how many of its bytes the
-/// server has; `None` if there is none to continue.
-pub async fn resumable(file: &File) -> Option<(JobId, u64)> {
-    let storage = web_sys::window()?.local_storage().ok()??;
+/// server has; `None` if there is none to continue. A file that only shares the fingerprint
+/// (its bytes differ from the chunks sent) continues nothing: it is another file. `checked`
+/// is the job a Resume already checked this file against (`same_file`).
+pub async fn resumable(file: &File, checked: Option<JobId>) -> Option<(JobId, u64)> {
+    let storage = storage()?;
     let key = fingerprint(file);
-    let id = JobId::parse(&storage.get_item(&key).ok()??).ok()?;
+    let record = record_of(file)?;
+    let id = record.id;
     let offset = match server_offset(id).await {
         Ok(offset) if offset < file.size() as u64 => offset,
         // Finished, gone or unknown: nothing to resume.
@@ -70,19 +87,62 @@ pub async fn resumable(file: &File) -> Option<(JobId, u64)> {
             return None;
         }
     };
+    // Asked after the server, so nothing is hashed for an upload that is gone.
+    if checked != Some(id) && same_file(file, &record).await.is_err() {
+        return None;
+    }
     Some((id, offset))
 }
 
-/// Remembers (or, with `None`, forgets) the job uploading `file`.
+/// Remembers (or, with `None`, forgets) the job uploading `file`; a new job starts a record
+/// without chunks.
 pub fn remember(file: &File, id: Option<JobId>) {
-    let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) else {
+    let Some(storage) = storage() else {
         return;
     };
     let key = fingerprint(file);
     let _ = match id {
-        Some(id) => storage.set_item(&key, &id.to_string()),
+        Some(id) => storage.set_item(&key, &UploadRecord::new(id).to_text()),
         None => storage.remove_item(&key),
     };
+}
+
+/// Notes the SHA-256 of bytes `start..end` of `file`, hashed to be sent as job `id`'s. Kept
+/// before the PATCH goes: whatever the server ends up holding was hashed from these bytes. Only
+/// into the upload's own record: a forgotten one (finished, cancelled) stays forgotten.
+fn remember_chunk(file: &File, id: JobId, start: u64, end: u64, digest: &[u8; 32]) {
+    let (Some(storage), Some(mut record)) = (storage(), record_of(file)) else {
+        return;
+    };
+    if record.id != id {
+        return;
+    }
+    record.add(SentChunk {
+        start,
+        end,
+        sha256: hex::encode(digest),
+    });
+    let _ = storage.set_item(&fingerprint(file), &record.to_text());
+}
+
+/// Whether `file` holds the bytes sent for `record`: each chunk sent is hashed again (in the
+/// worker) and compared. The error says where the bytes differ, or why they could not be read.
+pub async fn same_file(file: &File, record: &UploadRecord) -> Result<(), String> {
+    for chunk in &record.chunks {
+        if chunk.end > file.size() as u64 {
+            return Err("it is shorter than what was sent".to_owned());
+        }
+        let (digest, _) =
+            super::hashing::sha256_of(file, chunk.start as f64, chunk.end as f64).await?;
+        if hex::encode(digest) != chunk.sha256 {
+            return Err(format!(
+                "its bytes from {} to {} differ from what was sent",
+                format_bytes(chunk.start),
+                format_bytes(chunk.end)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `HEAD /api/uploads/{id}`: the bytes the server holds for good.
@@ -188,17 +248,21 @@ impl Drop for FileUpload {
 /// Hashes the next chunk in the worker, then sends it with its `Upload-Checksum`, so the server
 /// refuses bytes damaged on the way. If the worker cannot hash, the chunk goes without one.
 fn send_chunk(sending: &Rc<RefCell<Sending>>) {
-    let (file, offset) = {
+    let (id, file, offset) = {
         let s = sending.borrow();
-        (s.file.clone(), s.offset)
+        (s.id, s.file.clone(), s.offset)
     };
     let end = (offset as f64 + CHUNK).min(file.size());
     let sending = sending.clone();
     leptos::task::spawn_local(async move {
-        let checksum = super::hashing::sha256_of(&file, offset as f64, end)
+        let digest = super::hashing::sha256_of(&file, offset as f64, end)
             .await
             .ok()
-            .map(|(digest, _)| super::hashing::upload_checksum(&digest));
+            .map(|(digest, _)| digest);
+        if let Some(digest) = &digest {
+            remember_chunk(&file, id, offset, end as u64, digest);
+        }
+        let checksum = digest.map(|digest| super::hashing::upload_checksum(&digest));
         send_chunk_with(&sending, checksum);
     });
 }
