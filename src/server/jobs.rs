@@ -440,8 +440,10 @@ impl Jobs {
 
     /// Deletes finished jobs last changed before `cutoff` (and their unreferenced blobs), `page`
     /// at a time so memory stays flat; returns how many went. Jobs without a file go a page in
-    /// one write. After each page it rests `rest` times as long as the page took, so a sweep
-    /// of many uses at most 1/(1 + rest) of the store's time and ingestion keeps the rest.
+    /// one write, after which the sweep rests `rest` times as long as that write took, so a
+    /// run of such writes holds at most 1/(1 + rest) of the store's time and ingestion keeps the
+    /// rest. Jobs with a file go one by one (each its own small write, which ingests interleave
+    /// with anyway), with their blobs.
     pub async fn delete_finished_before(
         &self,
         cutoff: time::OffsetDateTime,
@@ -450,12 +452,13 @@ impl Jobs {
     ) -> anyhow::Result<u64> {
         let mut deleted = 0;
         loop {
-            let started = tokio::time::Instant::now();
             let expired = self.store.list_finished_before(cutoff, page).await?;
             let (with_file, without_file): (Vec<&JobStatus>, Vec<&JobStatus>) =
                 expired.iter().partition(|job| job.sha256.is_some());
             let ids: Vec<JobId> = without_file.iter().map(|job| job.job_id).collect();
+            let started = tokio::time::Instant::now();
             let records = self.store.delete_finished_without_file(&ids).await?;
+            let batch_took = started.elapsed();
             if records > 0 {
                 tracing::info!(jobs = records, "expired jobs without a file deleted");
             }
@@ -470,7 +473,7 @@ impl Jobs {
             if expired.len() < page as usize {
                 return Ok(deleted);
             }
-            tokio::time::sleep(started.elapsed() * rest).await;
+            tokio::time::sleep(batch_took * rest).await;
         }
     }
 
