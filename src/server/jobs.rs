@@ -438,12 +438,10 @@ impl Jobs {
         Ok(deleted)
     }
 
-    /// Deletes finished jobs last changed before `cutoff` (and their unreferenced blobs), `page`
-    /// at a time so memory stays flat; returns how many went. Jobs without a file go a page in
-    /// one write, after which the sweep rests `rest` times as long as that write took, so a
-    /// run of such writes holds at most 1/(1 + rest) of the store's time and ingestion keeps the
-    /// rest. Jobs with a file go one by one (each its own small write, which ingests interleave
-    /// with anyway), with their blobs.
+    /// Deletes finished jobs last changed before `cutoff` and the blobs they leave unreferenced,
+    /// `page` at a time so memory stays flat; returns how many went. Each page's records go in
+    /// one write, after which the sweep rests `rest` times as long as that write took, so a run
+    /// of them holds at most 1/(1 + rest) of the store's time and ingestion keeps the rest.
     pub async fn delete_finished_before(
         &self,
         cutoff: time::OffsetDateTime,
@@ -453,27 +451,31 @@ impl Jobs {
         let mut deleted = 0;
         loop {
             let expired = self.store.list_finished_before(cutoff, page).await?;
-            let (with_file, without_file): (Vec<&JobStatus>, Vec<&JobStatus>) =
-                expired.iter().partition(|job| job.sha256.is_some());
-            let ids: Vec<JobId> = without_file.iter().map(|job| job.job_id).collect();
+            let ids: Vec<JobId> = expired.iter().map(|job| job.job_id).collect();
             let started = tokio::time::Instant::now();
-            let records = self.store.delete_finished_without_file(&ids).await?;
-            let batch_took = started.elapsed();
+            let records = self.store.delete_finished(&ids).await?;
+            let write_took = started.elapsed();
             if records > 0 {
-                tracing::info!(jobs = records, "expired jobs without a file deleted");
+                tracing::info!(jobs = records, "expired jobs deleted");
             }
             deleted += records;
-            for job in with_file {
-                // A job deleted meanwhile (by DELETE) is simply not counted.
-                let deleted_now = self.delete(job.job_id, Scope::Everything).await;
-                if deleted_now.map_err(anyhow::Error::from)? {
-                    deleted += 1;
-                }
+            // A job deleted meanwhile (by DELETE) went with its blob already, or the blob is
+            // still referenced: either way the check below finds nothing to remove.
+            let mut digests: Vec<Sha256Digest> =
+                expired.iter().filter_map(|job| job.sha256).collect();
+            digests.sort_unstable();
+            digests.dedup();
+            for digest in digests {
+                let _referencing = self.blob_refs.lock().await;
+                let cluster = self.store.lock_blob(digest, None).await?;
+                let removed = self.remove_if_unreferenced(digest).await;
+                cluster.release().await;
+                removed?;
             }
             if expired.len() < page as usize {
                 return Ok(deleted);
             }
-            tokio::time::sleep(batch_took * rest).await;
+            tokio::time::sleep(write_took * rest).await;
         }
     }
 

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 /// Jobs deleted per store query, so one sweep never holds much in memory, and one write of
 /// it holds up the ingests committed with it only briefly.
 const PAGE: u32 = 100;
-/// How many times as long as a page's one write of file-less jobs took the sweep then rests:
-/// at most a fifth of the store's time goes to such writes (scripts/bench_scale (l)).
+/// How many times as long as a page's one write took the sweep then rests: at most a fifth of
+/// the store's time goes to the sweep's writes (scripts/bench_scale (l)).
 const REST_AFTER_PAGE: u32 = 4;
 /// Leftover files younger than this are left alone: they may belong to work in progress.
 pub const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(3600);

@@ -120,7 +120,7 @@ contract!(
     an_expired_one_shot_upload_fails_and_expired_processing_is_queued_again,
     a_periodic_task_has_one_holder_at_a_time,
     finished_jobs_before_a_cutoff_and_blob_references_are_counted,
-    finished_jobs_without_a_file_are_deleted_at_once_and_no_others,
+    finished_jobs_are_deleted_at_once_and_no_others,
     the_write_probe_succeeds,
     sessions_live_until_deleted_revoked_or_expired,
     account_names_are_unique_without_case,
@@ -1166,7 +1166,7 @@ async fn finished_jobs_before_a_cutoff_and_blob_references_are_counted(backend: 
     assert_eq!(store.count_referencing(digest(4)).await.unwrap(), 1);
 }
 
-async fn finished_jobs_without_a_file_are_deleted_at_once_and_no_others(backend: Backend) {
+async fn finished_jobs_are_deleted_at_once_and_no_others(backend: Backend) {
     let (store, _db) = backend.store().await;
     let completed = job(&admin(), JobState::Completed);
     let failed = job(&owner(1, "alice"), JobState::Failed);
@@ -1181,13 +1181,14 @@ async fn finished_jobs_without_a_file_are_deleted_at_once_and_no_others(backend:
         queued.job_id,
         with_file.job_id,
     ];
-    assert_eq!(store.delete_finished_without_file(&ids).await.unwrap(), 2);
+    assert_eq!(store.delete_finished(&ids).await.unwrap(), 3);
     assert_eq!(store.get(completed.job_id).await.unwrap(), None);
     assert_eq!(store.get(failed.job_id).await.unwrap(), None);
+    assert_eq!(store.get(with_file.job_id).await.unwrap(), None);
+    assert_eq!(store.count_referencing(digest(4)).await.unwrap(), 0);
     assert_eq!(store.get(queued.job_id).await.unwrap(), Some(queued));
-    assert_eq!(store.get(with_file.job_id).await.unwrap(), Some(with_file));
-    assert_eq!(store.delete_finished_without_file(&ids).await.unwrap(), 0);
-    assert_eq!(store.delete_finished_without_file(&[]).await.unwrap(), 0);
+    assert_eq!(store.delete_finished(&ids).await.unwrap(), 0);
+    assert_eq!(store.delete_finished(&[]).await.unwrap(), 0);
 }
 
 async fn the_write_probe_succeeds(backend: Backend) {

@@ -154,9 +154,10 @@ pub trait JobStore: Send + Sync + 'static {
     async fn cancel(&self, id: JobId) -> anyhow::Result<Option<JobStatus>>;
     /// Removes a job's record; false if there was none.
     async fn delete(&self, id: JobId) -> anyhow::Result<bool>;
-    /// Removes the records of these jobs in one write, of those that are finished and have no
-    /// file (a job with a file goes through `delete`, beside its blob); how many went.
-    async fn delete_finished_without_file(&self, ids: &[JobId]) -> anyhow::Result<u64>;
+    /// Removes the records of these jobs in one write, of those that are finished, with their
+    /// upload records; how many went. Blobs stay: the caller removes those left unreferenced
+    /// (and a crash in between leaves only blobs the leftover sweep removes).
+    async fn delete_finished(&self, ids: &[JobId]) -> anyhow::Result<u64>;
     /// How many jobs reference the blob with this digest.
     async fn count_referencing(&self, digest: Sha256Digest) -> anyhow::Result<u64>;
     /// Succeeds when the database takes a durable write (a full disk fails it).

@@ -661,12 +661,12 @@ impl JobStore for PgStore {
         .await
     }
 
-    async fn delete_finished_without_file(&self, ids: &[JobId]) -> anyhow::Result<u64> {
+    async fn delete_finished(&self, ids: &[JobId]) -> anyhow::Result<u64> {
         let ids: Vec<uuid::Uuid> = ids.iter().map(JobId::as_uuid).collect();
         write(async {
             // Upload records go with their jobs (ON DELETE CASCADE).
             let deleted = sqlx::query(
-                "DELETE FROM jobs WHERE id = ANY($1) AND sha256 IS NULL \
+                "DELETE FROM jobs WHERE id = ANY($1) \
                  AND state IN ('completed', 'failed', 'cancelled')",
             )
             .bind(&ids)

@@ -60,7 +60,7 @@ enum Change {
     PruneSessions(OffsetDateTime),
     Cancel(JobId),
     Delete(JobId),
-    DeleteFinishedWithoutFile(Vec<JobId>),
+    DeleteFinished(Vec<JobId>),
     Claim(u32, Lease),
     RenewLeases(Lease),
     SaveHeld(Box<JobStatus>, NodeId),
@@ -520,15 +520,15 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
                 .await?;
             Ok(WriteOutcome::Saved(result.rows_affected() == 1))
         }
-        Change::DeleteFinishedWithoutFile(ids) => {
+        Change::DeleteFinished(ids) => {
             let mut uploads = QueryBuilder::<Sqlite>::new("DELETE FROM uploads WHERE job_id IN (");
             let mut list = uploads.separated(", ");
             for id in ids {
                 list.push_bind(id.to_string());
             }
             uploads.push(
-                ") AND job_id IN (SELECT id FROM jobs WHERE sha256 IS NULL AND state IN \
-                          ('completed', 'failed', 'cancelled'))",
+                ") AND job_id IN (SELECT id FROM jobs \
+                 WHERE state IN ('completed', 'failed', 'cancelled'))",
             );
             uploads.build().execute(&mut *conn).await?;
             let mut jobs = QueryBuilder::<Sqlite>::new("DELETE FROM jobs WHERE id IN (");
@@ -536,7 +536,7 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             for id in ids {
                 list.push_bind(id.to_string());
             }
-            jobs.push(") AND sha256 IS NULL AND state IN ('completed', 'failed', 'cancelled')");
+            jobs.push(") AND state IN ('completed', 'failed', 'cancelled')");
             let result = jobs.build().execute(&mut *conn).await?;
             Ok(WriteOutcome::Pruned(result.rows_affected()))
         }
@@ -1078,11 +1078,11 @@ impl JobStore for SqliteStore {
         }
     }
 
-    async fn delete_finished_without_file(&self, ids: &[JobId]) -> anyhow::Result<u64> {
+    async fn delete_finished(&self, ids: &[JobId]) -> anyhow::Result<u64> {
         if ids.is_empty() {
             return Ok(0);
         }
-        let delete = Change::DeleteFinishedWithoutFile(ids.to_vec());
+        let delete = Change::DeleteFinished(ids.to_vec());
         match self.write(WriteOp::Change(delete)).await? {
             WriteOutcome::Pruned(deleted) => Ok(deleted),
             _ => unreachable!("a delete of many answers Pruned"),
