@@ -1053,8 +1053,11 @@ impl JobStore for SqliteStore {
         cutoff: OffsetDateTime,
         limit: u32,
     ) -> anyhow::Result<Vec<JobStatus>> {
+        // Named: without statistics SQLite prefers `jobs_by_state` (every finished job) and
+        // sorts them all, 0.3 s at 1,100,000 jobs where this index reads just the page.
         let rows: Vec<JobRow> = sqlx::query_as(
-            "SELECT * FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') \
+            "SELECT * FROM jobs INDEXED BY jobs_finished_by_updated \
+             WHERE state IN ('completed', 'failed', 'cancelled') \
              AND updated_us < ? ORDER BY updated_us LIMIT ?",
         )
         .bind(micros(cutoff))
