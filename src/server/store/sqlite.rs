@@ -526,9 +526,11 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             for id in ids {
                 list.push_bind(id.to_string());
             }
+            // Each row's job looked up by its id: a list of finished jobs here would be built
+            // through `jobs_by_state` from every finished job (1.3 s at 1,100,000 jobs).
             uploads.push(
-                ") AND job_id IN (SELECT id FROM jobs \
-                 WHERE state IN ('completed', 'failed', 'cancelled'))",
+                ") AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = uploads.job_id \
+                 AND jobs.state IN ('completed', 'failed', 'cancelled'))",
             );
             uploads.build().execute(&mut *conn).await?;
             let mut jobs = QueryBuilder::<Sqlite>::new("DELETE FROM jobs WHERE id IN (");
@@ -536,7 +538,9 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             for id in ids {
                 list.push_bind(id.to_string());
             }
-            jobs.push(") AND state IN ('completed', 'failed', 'cancelled')");
+            // `+state`: found by id, the state only checked; left to itself SQLite walks
+            // `jobs_by_state` over every finished job (0.3 s at 1,100,000 jobs, 1.4 ms this way).
+            jobs.push(") AND +state IN ('completed', 'failed', 'cancelled')");
             let result = jobs.build().execute(&mut *conn).await?;
             Ok(WriteOutcome::Pruned(result.rows_affected()))
         }
