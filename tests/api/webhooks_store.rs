@@ -311,9 +311,10 @@ async fn the_fan_out_on(postgres: bool) {
     let mut waiting_ids: Vec<String> = waiting.into_iter().map(|d| d.id).collect();
     waiting_ids.sort();
 
-    // Old enough to prune, were it fanned out: it is not.
+    // Old enough to prune, were they fanned out: they are not, and stay waiting.
     let cutoff = now() + time::Duration::seconds(1);
     assert_eq!(store.prune_deliveries(cutoff).await.unwrap(), 0);
+    assert_eq!(store.deliveries(early.id, 50).await.unwrap().len(), 5);
 
     let sender = lease();
     let first = store.claim_deliveries(2, &sender).await.unwrap();

@@ -16,7 +16,7 @@ use uuid::Uuid;
 /// Takes the oldest events awaiting fan-out (as many as bound first) that no other node is
 /// taking, clears their flag, and makes their deliveries: one per endpoint that wants the
 /// event. One statement, so an event is fanned out once, whichever node takes it.
-fn fan_out_sql() -> String {
+static FAN_OUT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH batch AS ( \
            SELECT id FROM webhook_events WHERE awaiting_fanout ORDER BY id LIMIT $1 \
@@ -30,7 +30,7 @@ fn fan_out_sql() -> String {
            ev.occurred_us \
          FROM taken ev JOIN webhook_endpoints e ON {WANTS_EVENT}"
     )
-}
+});
 
 /// Whether endpoint `e` gets event `ev`: enabled, subscribed to its type and account, and
 /// registered by the time it happened.
@@ -330,7 +330,7 @@ impl WebhookStore for PgStore {
         lease: &Lease,
     ) -> anyhow::Result<Vec<OutgoingDelivery>> {
         // Fan out first, as many events as there is room to send (see the SQLite store).
-        sqlx::query(&fan_out_sql())
+        sqlx::query(FAN_OUT_SQL.as_str())
             .bind(i64::from(limit))
             .execute(&self.pool)
             .await?;

@@ -177,7 +177,7 @@ pub(super) async fn apply(
             let mut tx = conn.begin().await?;
             // Fan out first, as many events as there is room to send: under a backlog the
             // events wait as they are, one row each, instead of as rows nobody can send yet.
-            sqlx::query(&fan_out_sql())
+            sqlx::query(FAN_OUT_SQL.as_str())
                 .bind(i64::from(*limit))
                 .execute(&mut *tx)
                 .await?;
@@ -283,7 +283,7 @@ pub(super) async fn apply(
 /// first): one per endpoint that wants the event. The caller moves the cursor past the same
 /// events in the same transaction (the one writer sees the same events in both statements),
 /// so an event is fanned out once.
-fn fan_out_sql() -> String {
+static FAN_OUT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, state, \
          next_attempt_us, created_us, updated_us) \
@@ -293,7 +293,7 @@ fn fan_out_sql() -> String {
                WHERE {PAST_CURSOR} ORDER BY id LIMIT ?) ev \
          JOIN webhook_endpoints e ON {WANTS_EVENT}"
     )
-}
+});
 
 /// The events not fanned out yet (a ping's among them: it was made with its delivery, which
 /// `WANTS_EVENT` leaves alone).
