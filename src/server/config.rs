@@ -495,7 +495,7 @@ impl Settings {
             token_generated: false,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
-            workers: 4,
+            workers: 32,
             processing_delay: Duration::ZERO,
             ws_ping_interval: Duration::from_secs(20),
             ws_min_interval: Duration::from_millis(100),

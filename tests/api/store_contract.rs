@@ -113,6 +113,7 @@ contract!(
     concurrent_admissions_cannot_pass_a_quota_together,
     save_received_records_the_offset_only_while_receiving,
     claim_takes_the_oldest_queued_jobs_first,
+    held_saves_sent_at_once_each_get_their_own_answer,
     concurrent_claimers_never_take_the_same_job,
     recover_interrupted_ends_only_earlier_processes_jobs_and_only_on_sqlite,
     a_claimed_job_is_claimable_again_only_once_its_lease_runs_out,
@@ -705,6 +706,62 @@ async fn claim_takes_the_oldest_queued_jobs_first(backend: Backend) {
     assert!(store.claim_queued(10, &lease()).await.unwrap().is_empty());
     assert_eq!(store.count_in_state(JobState::Processing).await.unwrap(), 5);
     assert_eq!(store.count_in_state(JobState::Queued).await.unwrap(), 0);
+}
+
+/// Saves of jobs a node processes, sent together (SQLite runs a batch's in one statement):
+/// each is written, or refused, on its own terms.
+async fn held_saves_sent_at_once_each_get_their_own_answer(backend: Backend) {
+    let (store, _db) = backend.store().await;
+    let (ours, theirs) = (lease(), lease());
+    for _ in 0..40 {
+        store
+            .insert(&job(&admin(), JobState::Queued))
+            .await
+            .unwrap();
+    }
+    let mut claimed: Vec<JobStatus> = (store.claim_queued(30, &ours).await.unwrap())
+        .into_iter()
+        .map(|claimed| claimed.job)
+        .collect();
+    let other_node = store.claim_queued(10, &theirs).await.unwrap();
+    // Every third of ours is cancelled meanwhile: its save must not revive it.
+    for job in claimed.iter().step_by(3) {
+        store.cancel(job.job_id).await.unwrap().unwrap();
+    }
+    for (i, job) in claimed.iter_mut().enumerate() {
+        job.updated_at = now();
+        if i % 2 == 0 {
+            job.status = JobState::Completed;
+            job.progress = 100;
+        } else {
+            job.progress = 60;
+        }
+    }
+    // One of the other node's jobs, saved as if it were ours: refused.
+    let mut not_ours = other_node[0].job.clone();
+    not_ours.status = JobState::Completed;
+    let saves = claimed
+        .iter()
+        .map(|job| store.save_held(job, &ours.node))
+        .chain([store.save_held(&not_ours, &ours.node)]);
+    let answers = futures::future::join_all(saves).await;
+    for (i, (job, answer)) in claimed.iter().zip(&answers).enumerate() {
+        let stored = store.get(job.job_id).await.unwrap().unwrap();
+        if i % 3 == 0 {
+            assert!(!answer.as_ref().unwrap(), "job {i} was cancelled");
+            assert_eq!(stored.status, JobState::Cancelled);
+        } else {
+            assert!(answer.as_ref().unwrap(), "job {i}");
+            assert_eq!(&stored, job);
+        }
+    }
+    assert!(!answers.last().unwrap().as_ref().unwrap());
+    assert_eq!(
+        store.get(not_ours.job_id).await.unwrap().unwrap().status,
+        JobState::Processing
+    );
+    // A job saved still processing keeps its lease: another claim cannot take it.
+    assert!(store.claim_queued(40, &theirs).await.unwrap().is_empty());
 }
 
 async fn concurrent_claimers_never_take_the_same_job(backend: Backend) {
@@ -1513,4 +1570,34 @@ async fn sqlite_writes_reach_the_database_file_by_checkpoint_without_a_commit_do
         copied.is_some(),
         "the database file alone should hold every job within moments"
     );
+}
+
+/// SQLite's commits are made durable by one fsync of the log per group of batches, beside the
+/// writer. When that fsync cannot be done (here: the log is gone from under the store), the
+/// batch waiting for it is refused and so is every write after it: an answer must never claim
+/// a write reached the disk when the store cannot know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_stops_acknowledging_writes_once_its_log_cannot_be_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ingest.db");
+    let store = SqliteStore::open(&database).await.unwrap();
+    let before = job(&admin(), JobState::Queued);
+    store.insert(&before).await.unwrap();
+
+    std::fs::remove_file(dir.path().join("ingest.db-wal")).unwrap();
+    let refused = store
+        .insert(&job(&admin(), JobState::Queued))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("could not be synced"),
+        "{refused:#}"
+    );
+    assert!(store
+        .insert(&job(&admin(), JobState::Queued))
+        .await
+        .is_err());
+    assert!(store.ping().await.is_err());
+    // What was acknowledged before is still there to read.
+    assert_eq!(store.get(before.job_id).await.unwrap(), Some(before));
 }

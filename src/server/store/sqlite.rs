@@ -1,6 +1,7 @@
-//! SQLite job store: WAL journal, `synchronous = FULL`, embedded migrations, and one writer task
-//! that commits concurrent writes together (group commit), so each fsync durably records many
-//! jobs while every caller still waits for its own write to be on disk.
+//! SQLite job store: WAL journal, embedded migrations, and one writer task that commits
+//! concurrent writes together (group commit), so each fsync durably records many jobs while every
+//! caller still waits for its own write to be on disk; the fsync runs beside the writer, which
+//! commits the next batch meanwhile.
 use super::{
     from_micros, micros, now, staged_parts_json, to_i64, AccountRecord, AccountStore, Admission,
     Admitted, BlobLock, Claimed, Held, JobStore, KeyRecord, Lease, ListFilter, NodeId, Recovery,
@@ -20,7 +21,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool,
 };
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{collections::HashMap, path::Path, str::FromStr, time::Duration};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +34,8 @@ const WRITE_QUEUE: usize = 8192;
 /// How often the write-ahead log is copied back into the database, off the writer (see
 /// `checkpoint_loop`).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Committed batches waiting for the log's fsync; the writer waits beyond this.
+const BATCHES_AWAITING_SYNC: usize = 64;
 
 pub struct SqliteStore {
     readers: SqlitePool,
@@ -118,7 +121,12 @@ impl SqliteStore {
         // The writer never checkpoints: by default the commit that takes the log past 1,000
         // pages copies them all back and fsyncs the database file before it answers, stalling
         // every write queued behind it. `checkpoint_loop` does that on its own connection.
-        let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
+        // Nor does it fsync its commits: `sync_loop` does, and answers a batch's callers only
+        // once an fsync that began after the batch's commit has returned (see there).
+        let writer_options = options
+            .clone()
+            .pragma("wal_autocheckpoint", "0")
+            .synchronous(SqliteSynchronous::Normal);
         let mut writer = SqliteConnection::connect_with(&writer_options)
             .await
             .with_context(|| format!("opening database {}", path.display()))?;
@@ -132,8 +140,14 @@ impl SqliteStore {
             .await?;
         let checkpointer = SqliteConnection::connect_with(&options).await?;
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let (committed, awaiting_sync) = mpsc::channel(BATCHES_AWAITING_SYNC);
+        let log = wal_path(path);
+        std::thread::Builder::new()
+            .name("ingest-log-sync".to_owned())
+            .spawn(move || sync_loop(&log, awaiting_sync))
+            .context("starting the database log's sync thread")?;
         tokio::spawn(checkpoint_loop(checkpointer, writes.downgrade()));
-        tokio::spawn(write_loop(writer, queue));
+        tokio::spawn(write_loop(writer, queue, committed));
         Ok(Self { readers, writes })
     }
 
@@ -150,13 +164,47 @@ impl SqliteStore {
     }
 }
 
-async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>) {
+/// A committed batch's answers, held until the log is on disk.
+struct Committed(Vec<(Reply, anyhow::Result<WriteOutcome>)>);
+
+type Reply = oneshot::Sender<anyhow::Result<WriteOutcome>>;
+
+impl Committed {
+    fn answer(self) {
+        for (reply, outcome) in self.0 {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    fn fail(self, why: &str) {
+        for (reply, _) in self.0 {
+            let _ = reply.send(Err(anyhow!("{why}")));
+        }
+    }
+}
+
+/// Where SQLite keeps a database's write-ahead log.
+fn wal_path(database: &Path) -> std::path::PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
+async fn write_loop(
+    mut conn: SqliteConnection,
+    mut queue: mpsc::Receiver<Write>,
+    awaiting_sync: mpsc::Sender<Committed>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match apply_batch(&mut conn, &batch).await {
             Ok(outcomes) => {
-                for (write, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = write.reply.send(outcome);
+                let replies = batch.drain(..).map(|write| write.reply).zip(outcomes);
+                if let Err(unsynced) = awaiting_sync.send(Committed(replies.collect())).await {
+                    // The log could not be made durable: nothing more is acknowledged (the
+                    // queue closes with this task, so later writes fail at once).
+                    unsynced.0.fail(LOG_SYNC_FAILED);
+                    return;
                 }
             }
             Err(error) => {
@@ -167,6 +215,40 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>
                     let failed = if full { full_disk(failed) } else { failed };
                     let _ = write.reply.send(Err(failed));
                 }
+            }
+        }
+    }
+}
+
+const LOG_SYNC_FAILED: &str =
+    "the database's log could not be synced to disk; writes stop until a restart";
+
+/// Answers committed batches once the write-ahead log is on disk: one `fdatasync` for every
+/// batch committed before it began, while the writer commits the next. Each batch was written
+/// to the log in full before it was sent here, and SQLite only appends to the log until a
+/// checkpoint has copied it back (and fsynced the database), so the sync makes each of them as
+/// durable as `synchronous = FULL` would; a crash before it loses only writes nobody was told
+/// of. After a failed fsync the kernel may have dropped the pages, so nothing more is
+/// acknowledged: the writer stops and `/readyz` fails until a restart recovers from the log.
+fn sync_loop(log: &Path, mut awaiting_sync: mpsc::Receiver<Committed>) {
+    let mut batches = Vec::with_capacity(BATCHES_AWAITING_SYNC);
+    while awaiting_sync.blocking_recv_many(&mut batches, BATCHES_AWAITING_SYNC) > 0 {
+        let synced = std::fs::OpenOptions::new()
+            .write(true)
+            .open(log)
+            .and_then(|file| file.sync_data());
+        match synced {
+            Ok(()) => batches.drain(..).for_each(Committed::answer),
+            Err(error) => {
+                tracing::error!(error = %error, log = %log.display(), "{LOG_SYNC_FAILED}");
+                awaiting_sync.close();
+                batches
+                    .drain(..)
+                    .for_each(|batch| batch.fail(LOG_SYNC_FAILED));
+                while let Some(batch) = awaiting_sync.blocking_recv() {
+                    batch.fail(LOG_SYNC_FAILED);
+                }
+                return;
             }
         }
     }
@@ -221,11 +303,14 @@ fn full_disk(error: anyhow::Error) -> anyhow::Error {
         .context(format!("{error:#}"))
 }
 
-/// Writes that run as one statement: a run of inserts (one multi-row INSERT, since every
-/// statement costs a round trip to SQLite's thread) or a single change.
+/// Writes that run as one statement: every insert of a batch (one multi-row INSERT), every
+/// save of a job this node processes (one multi-row UPDATE), or a single change; each statement
+/// costs a round trip to SQLite's thread, on the path every caller waits behind. Each write
+/// keeps its place in the batch, where its outcome goes.
 enum Statement<'a> {
-    Inserts(Vec<&'a JobStatus>),
-    Change(&'a Change),
+    Inserts(Vec<(usize, &'a JobStatus)>),
+    SavesHeld(Vec<(usize, &'a JobStatus, &'a NodeId)>),
+    Change(usize, &'a Change),
 }
 
 impl Statement<'_> {
@@ -235,19 +320,39 @@ impl Statement<'_> {
         matches!(
             self,
             Statement::Change(
+                _,
                 Change::RemoveAccount(..) | Change::Admit { .. } | Change::SaveReceived(..)
             )
         )
     }
 }
 
+/// The batch's statements. Inserts and held saves from anywhere in the batch join the first
+/// of their kind: every write of a batch was sent before any was answered, so each order of
+/// them is one in which they could have arrived (and no write in a batch can depend on
+/// another's: its caller would have waited for that one's answer).
 fn statements(batch: &[Write]) -> Vec<Statement<'_>> {
     let mut statements: Vec<Statement<'_>> = Vec::new();
-    for write in batch {
-        match (&write.op, statements.last_mut()) {
-            (WriteOp::Insert(job), Some(Statement::Inserts(jobs))) => jobs.push(job),
-            (WriteOp::Insert(job), _) => statements.push(Statement::Inserts(vec![job])),
-            (WriteOp::Change(change), _) => statements.push(Statement::Change(change)),
+    let (mut inserts, mut saves) = (None, None);
+    for (index, write) in batch.iter().enumerate() {
+        match &write.op {
+            WriteOp::Insert(job) => match inserts.and_then(|at| statements.get_mut(at)) {
+                Some(Statement::Inserts(jobs)) => jobs.push((index, job)),
+                _ => {
+                    inserts = Some(statements.len());
+                    statements.push(Statement::Inserts(vec![(index, job)]));
+                }
+            },
+            WriteOp::Change(Change::SaveHeld(job, node)) => {
+                match saves.and_then(|at| statements.get_mut(at)) {
+                    Some(Statement::SavesHeld(jobs)) => jobs.push((index, job, node)),
+                    _ => {
+                        saves = Some(statements.len());
+                        statements.push(Statement::SavesHeld(vec![(index, job, node)]));
+                    }
+                }
+            }
+            WriteOp::Change(change) => statements.push(Statement::Change(index, change)),
         }
     }
     statements
@@ -261,11 +366,17 @@ async fn apply_batch(
     batch: &[Write],
 ) -> anyhow::Result<Vec<anyhow::Result<WriteOutcome>>> {
     let statements = statements(batch);
-    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut outcomes: Vec<_> = batch.iter().map(|_| None).collect();
+    let in_order = |outcomes: Vec<Option<_>>| {
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| Err(anyhow!("a write was not run"))))
+            .collect()
+    };
     if let [statement] = statements.as_slice() {
         if !statement.reads_then_writes() {
             run(conn, statement, &mut outcomes).await;
-            return Ok(outcomes);
+            return Ok(in_order(outcomes));
         }
     }
     // IMMEDIATE: the write lock is taken at BEGIN (waiting out another writer, such as the
@@ -277,40 +388,103 @@ async fn apply_batch(
         run(&mut tx, statement, &mut outcomes).await;
     }
     tx.commit().await?;
-    Ok(outcomes)
+    Ok(in_order(outcomes))
 }
 
-/// Runs one statement and records an outcome for each write it carries.
+/// Runs one statement and records an outcome for each write it carries, at the write's place.
 async fn run(
     conn: &mut SqliteConnection,
     statement: &Statement<'_>,
-    outcomes: &mut Vec<anyhow::Result<WriteOutcome>>,
+    outcomes: &mut [Option<anyhow::Result<WriteOutcome>>],
 ) {
-    match statement {
-        Statement::Change(change) => outcomes.push(apply(conn, change).await),
+    let failed_all = |error: anyhow::Error, what: &str, places: &mut dyn Iterator<Item = usize>| {
+        let message = format!("{error:#}");
+        let full = is_sqlite_full(&error);
+        places
+            .map(|place| {
+                let failed = anyhow!("{what}: {message}");
+                (place, Err(if full { full_disk(failed) } else { failed }))
+            })
+            .collect::<Vec<_>>()
+    };
+    let results: Vec<(usize, anyhow::Result<WriteOutcome>)> = match statement {
+        Statement::Change(place, change) => vec![(*place, apply(conn, change).await)],
         Statement::Inserts(jobs) => match insert_jobs(conn, jobs).await {
-            Ok(()) => outcomes.extend(jobs.iter().map(|_| Ok(WriteOutcome::Done))),
-            Err(error) => {
-                let message = format!("{error:#}");
-                let full = is_sqlite_full(&error);
-                outcomes.extend(jobs.iter().map(|_| {
-                    let failed = anyhow!("inserting the job: {message}");
-                    Err(if full { full_disk(failed) } else { failed })
-                }));
-            }
+            Ok(()) => jobs
+                .iter()
+                .map(|(place, _)| (*place, Ok(WriteOutcome::Done)))
+                .collect(),
+            Err(error) => failed_all(
+                error,
+                "inserting the job",
+                &mut jobs.iter().map(|(place, ..)| *place),
+            ),
         },
+        Statement::SavesHeld(jobs) => match save_held(conn, jobs).await {
+            Ok(saved) => jobs
+                .iter()
+                .map(|(place, job, _)| {
+                    let outcome = WriteOutcome::Saved(saved.contains(&job.job_id.to_string()));
+                    (*place, Ok(outcome))
+                })
+                .collect(),
+            Err(error) => failed_all(
+                error,
+                "saving the job",
+                &mut jobs.iter().map(|(place, ..)| *place),
+            ),
+        },
+    };
+    for (place, outcome) in results {
+        outcomes[place] = Some(outcome);
     }
+}
+
+/// Saves jobs this node processes, in one statement: each only while it is still processing
+/// under this node's lease, which it keeps while it stays processing and gives up when it
+/// finishes. Answers the ids saved. A job is in a batch at most once (its one worker waits for
+/// each answer), so every row of the list updates a different job.
+async fn save_held(
+    conn: &mut SqliteConnection,
+    jobs: &[(usize, &JobStatus, &NodeId)],
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    let mut query = QueryBuilder::<Sqlite>::new(format!(
+        "WITH saved (id, node, keeps_lease, {MUTABLE_COLUMNS}) AS ("
+    ));
+    query.push_values(jobs, |mut row, (_, job, node)| {
+        row.push_bind(job.job_id.to_string())
+            .push_bind(node.as_str().to_owned())
+            .push_bind(job.status == JobState::Processing);
+        push_mutable_fields(&mut row, job);
+    });
+    query.push(format!(
+        ") UPDATE jobs SET ({MUTABLE_COLUMNS}) = ({}), \
+         lease_node = CASE WHEN saved.keeps_lease THEN jobs.lease_node END, \
+         lease_until_us = CASE WHEN saved.keeps_lease THEN jobs.lease_until_us END \
+         FROM saved WHERE jobs.id = saved.id AND jobs.state = 'processing' \
+         AND jobs.lease_node = saved.node RETURNING id",
+        MUTABLE_COLUMNS
+            .split(", ")
+            .map(|column| format!("saved.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let saved: Vec<String> = query.build_query_scalar().fetch_all(&mut *conn).await?;
+    Ok(saved.into_iter().collect())
 }
 
 /// One multi-row INSERT; `MAX_BATCH` rows of 15 columns stay under SQLite's 32766 variables.
 /// `seq` is the rowid, which SQLite numbers one past the largest in the table, row by row in
 /// the statement's order: insertion order, whichever process inserts (a number kept here
 /// would collide with another store's on the same file).
-async fn insert_jobs(conn: &mut SqliteConnection, jobs: &[&JobStatus]) -> anyhow::Result<()> {
+async fn insert_jobs(
+    conn: &mut SqliteConnection,
+    jobs: &[(usize, &JobStatus)],
+) -> anyhow::Result<()> {
     let mut query = QueryBuilder::<Sqlite>::new(format!(
         "INSERT INTO jobs (id, created_us, owner_id, owner, {MUTABLE_COLUMNS}) "
     ));
-    query.push_values(jobs, |mut row, job| {
+    query.push_values(jobs, |mut row, (_, job)| {
         row.push_bind(job.job_id.to_string())
             .push_bind(micros(job.created_at))
             .push_bind(job.owner_id.get())
@@ -548,38 +722,52 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             // Read when each job was queued before the update overwrites it. The writer is
             // the only one changing jobs, so nothing moves between the statements. Jobs whose
             // lease ran out come first (few: a stopped process's), then the oldest queued.
+            // Two statements whatever the count: each is a round trip to SQLite's thread, on
+            // the writer's path that every ingest waits behind.
             let now = micros(now());
-            let limit = i64::from(*limit);
-            let mut next: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT id, updated_us FROM jobs WHERE state = 'processing' \
-                 AND COALESCE(lease_until_us, 0) < ? ORDER BY seq LIMIT ?",
+            let next: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT id, updated_us FROM (\
+                   SELECT * FROM (SELECT id, updated_us, 0 AS pass, seq FROM jobs \
+                     WHERE state = 'processing' AND COALESCE(lease_until_us, 0) < ?1 \
+                     ORDER BY seq LIMIT ?2) \
+                   UNION ALL \
+                   SELECT * FROM (SELECT id, updated_us, 1 AS pass, seq FROM jobs \
+                     WHERE state = 'queued' ORDER BY seq LIMIT ?2)) \
+                 ORDER BY pass, seq LIMIT ?2",
             )
             .bind(now)
-            .bind(limit)
+            .bind(i64::from(*limit))
             .fetch_all(&mut *conn)
             .await?;
-            let room = limit - next.len() as i64;
-            if room > 0 {
-                let queued: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT id, updated_us FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT ?",
-                )
-                .bind(room)
-                .fetch_all(&mut *conn)
-                .await?;
-                next.extend(queued);
+            if next.is_empty() {
+                return Ok(WriteOutcome::Claimed(Vec::new()));
             }
+            let mut update =
+                QueryBuilder::<Sqlite>::new("UPDATE jobs SET state = 'processing', updated_us = ");
+            update
+                .push_bind(now)
+                .push(", lease_node = ")
+                .push_bind(lease.node.as_str().to_owned())
+                .push(", lease_until_us = ")
+                .push_bind(now.saturating_add(lease.duration_us()))
+                .push(" WHERE id IN (");
+            let mut ids = update.separated(", ");
+            for (id, _) in &next {
+                ids.push_bind(id.clone());
+            }
+            update.push(") RETURNING *");
+            let mut rows: HashMap<String, JobRow> = update
+                .build_query_as::<JobRow>()
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(|row| (row.id.clone(), row))
+                .collect();
             let mut claimed = Vec::with_capacity(next.len());
             for (id, queued_us) in next {
-                let row: JobRow = sqlx::query_as(
-                    "UPDATE jobs SET state = 'processing', updated_us = ?, lease_node = ?, \
-                     lease_until_us = ? WHERE id = ? RETURNING *",
-                )
-                .bind(now)
-                .bind(lease.node.as_str())
-                .bind(now.saturating_add(lease.duration_us()))
-                .bind(&id)
-                .fetch_one(&mut *conn)
-                .await?;
+                let row = rows
+                    .remove(&id)
+                    .with_context(|| format!("claimed job {id} was not updated"))?;
                 claimed.push(Claimed {
                     job: JobStatus::try_from(row)?,
                     queued_at: from_micros(queued_us)?,
@@ -603,21 +791,8 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
             ))
         }
         Change::SaveHeld(job, node) => {
-            let mut query =
-                QueryBuilder::<Sqlite>::new(format!("UPDATE jobs SET ({MUTABLE_COLUMNS}) = ("));
-            push_mutable_fields(&mut query.separated(", "), job);
-            let keeps_lease = job.status == JobState::Processing;
-            query
-                .push("), lease_node = CASE WHEN ")
-                .push_bind(keeps_lease)
-                .push(" THEN lease_node END, lease_until_us = CASE WHEN ")
-                .push_bind(keeps_lease)
-                .push(" THEN lease_until_us END WHERE id = ")
-                .push_bind(job.job_id.to_string())
-                .push(" AND state = 'processing' AND lease_node = ")
-                .push_bind(node.as_str().to_owned());
-            let result = query.build().execute(&mut *conn).await?;
-            Ok(WriteOutcome::Saved(result.rows_affected() == 1))
+            let saved = save_held(conn, &[(0, job, node)]).await?;
+            Ok(WriteOutcome::Saved(!saved.is_empty()))
         }
         Change::Recover(node) => {
             let now = micros(now());
@@ -799,7 +974,7 @@ async fn admit(
             return Ok(Admitted::TooManyPending);
         }
     }
-    insert_jobs(&mut *conn, &[job]).await?;
+    insert_jobs(&mut *conn, &[(0, job)]).await?;
     if let Some(resumable) = resumable {
         sqlx::query(
             "INSERT INTO uploads (job_id, durable_offset, expected_sha256, owner) \
