@@ -183,3 +183,46 @@ async fn shutdown_closes_open_sockets_with_1001() {
     let (_, close) = read_until_close(&mut socket).await;
     assert_eq!(close, Some(CloseCode::Away));
 }
+
+/// The server's side of the closing handshake: after the final state and its close frame, a
+/// socket stays open for the client's answer, but only briefly: a client that never answers
+/// still loses its socket (and the slot it held) within seconds.
+#[tokio::test]
+async fn a_finished_socket_waits_briefly_for_the_clients_close_answer() {
+    let app = spawn_app().await;
+    let id = accepted_id(app.ingest_json("{}").await).await;
+    app.wait_until_finished(id).await;
+    let open_sockets = async || {
+        let metrics = app
+            .client
+            .get(app.url("/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("ingest_websockets_open "))
+            .map(|count| count.trim().to_owned())
+    };
+    let mut socket = connect(&app, id).await;
+    let first = timeout(Duration::from_secs(5), socket.next())
+        .await
+        .unwrap();
+    assert!(matches!(first, Some(Ok(Message::Text(_)))));
+    // Not answering the close frame yet: the server waits for it.
+    assert_eq!(open_sockets().await.as_deref(), Some("1"));
+    let started = Instant::now();
+    let gone = within(Duration::from_secs(10), async || {
+        (open_sockets().await.as_deref() == Some("0")).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the socket outlived its closing handshake");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The close frame was there all along, right behind the final state.
+    let (_, close) = read_until_close(&mut socket).await;
+    assert_eq!(close, Some(CloseCode::Normal));
+}

@@ -35,12 +35,17 @@ use tokio_util::sync::CancellationToken;
 /// A client that cannot take one message in this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a finished socket waits for the client's answer to its close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+
 /// The server only reads close frames (and pongs), so anything larger is refused and the
 /// socket closed: axum's defaults (64 MiB messages) would let a client make it buffer that much.
 const MAX_INCOMING_MESSAGE: usize = 4 * 1024;
-/// Read buffer per socket: sized for control frames, not axum's default 128 KiB, which is most
-/// of what an idle socket costs.
-const READ_BUFFER: usize = 4 * 1024;
+/// Read buffer per socket: sized for control frames (at most 131 bytes; a larger message is
+/// read over several calls), not axum's default 128 KiB, which is most of what an idle socket
+/// costs. tungstenite zeroes the buffer's free room before every read, so a smaller one also
+/// costs less each time a socket is polled.
+const READ_BUFFER: usize = 512;
 /// Outgoing bytes gathered before a write; a status message is sent and flushed on its own.
 const WRITE_BUFFER: usize = 8 * 1024;
 
@@ -141,7 +146,17 @@ async fn follow(socket: WebSocket, source: Follow, state: AppState, key_ended: C
     };
     match outcome {
         // The final state was only queued: it leaves with the close frame, in one write.
-        Ok(Ending::Finished) => close(&mut sink, close_code::NORMAL, "job finished").await,
+        Ok(Ending::Finished) => {
+            close(&mut sink, close_code::NORMAL, "job finished").await;
+            // The closing handshake: the client answers the close frame, then the connection
+            // is torn down. Waiting for it (briefly) also keeps 10,000 teardowns out of the
+            // moment a job's final state goes to 10,000 followers.
+            tokio::select! {
+                _ = client_gone.cancelled() => {}
+                _ = tokio::time::sleep(CLOSE_HANDSHAKE) => {}
+                _ = state.shutdown.cancelled() => {}
+            }
+        }
         Ok(Ending::ShuttingDown) => {
             close(&mut sink, close_code::AWAY, "server shutting down").await
         }
