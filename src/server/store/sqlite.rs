@@ -440,6 +440,22 @@ async fn run(
     }
 }
 
+/// What follows the saved rows in `save_held`'s statement (made once).
+static SAVE_HELD_UPDATE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let saved_columns: Vec<String> = MUTABLE_COLUMNS
+        .split(", ")
+        .map(|column| format!("saved.{column}"))
+        .collect();
+    format!(
+        ") UPDATE jobs SET ({MUTABLE_COLUMNS}) = ({}), \
+         lease_node = CASE WHEN saved.keeps_lease THEN jobs.lease_node END, \
+         lease_until_us = CASE WHEN saved.keeps_lease THEN jobs.lease_until_us END \
+         FROM saved WHERE jobs.id = saved.id AND jobs.state = 'processing' \
+         AND jobs.lease_node = saved.node RETURNING id",
+        saved_columns.join(", ")
+    )
+});
+
 /// Saves jobs this node processes, in one statement: each only while it is still processing
 /// under this node's lease, which it keeps while it stays processing and gives up when it
 /// finishes. Answers the ids saved. A job is in a batch at most once (its one worker waits for
@@ -457,18 +473,7 @@ async fn save_held(
             .push_bind(job.status == JobState::Processing);
         push_mutable_fields(&mut row, job);
     });
-    query.push(format!(
-        ") UPDATE jobs SET ({MUTABLE_COLUMNS}) = ({}), \
-         lease_node = CASE WHEN saved.keeps_lease THEN jobs.lease_node END, \
-         lease_until_us = CASE WHEN saved.keeps_lease THEN jobs.lease_until_us END \
-         FROM saved WHERE jobs.id = saved.id AND jobs.state = 'processing' \
-         AND jobs.lease_node = saved.node RETURNING id",
-        MUTABLE_COLUMNS
-            .split(", ")
-            .map(|column| format!("saved.{column}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    query.push(&*SAVE_HELD_UPDATE);
     let saved: Vec<String> = query.build_query_scalar().fetch_all(&mut *conn).await?;
     Ok(saved.into_iter().collect())
 }
