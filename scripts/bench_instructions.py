@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): where a durable metadata-only ingest's work goes, counted in
+instructions (valgrind's callgrind: repeatable whatever else the machine does, unlike the
+requests per second of bench_scale (h) on a shared two-core machine).
+
+Runs the release server and the bare-axum HTTP ceiling (examples/http_ceiling.rs) under
+callgrind, sends each N/2 `POST /api/ingest` to warm up, then counts while it sends N more over
+16 keep-alive connections and (the server) processes every job to `completed`, and prints instructions per request for
+both, their ratio, and the server's instructions per job in the parts that matter (inclusive:
+a part's callees count in it). Callgrind runs one thread at a time, so writes group into
+smaller batches than at full speed: per-batch costs weigh more here than in (h).
+Usage: scripts/bench_instructions.py [requests, default 4000]   (needs valgrind)
+INGEST_BENCH_BINARY / INGEST_BENCH_EXAMPLES as for bench_scale (default target/release).
+"""
+import http.client, json, os, re, shutil, socket, sqlite3, subprocess, sys, tempfile
+import threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.environ.get("INGEST_BENCH_BINARY", os.path.join(ROOT, "target/release/ingest"))
+EXAMPLES = os.environ.get("INGEST_BENCH_EXAMPLES", os.path.join(ROOT, "target/release/examples"))
+TOKEN = "bench-instructions-token-0123456789"
+CONNECTIONS = 16
+BODY = json.dumps({"metadata": json.dumps({"test": "data"})})
+
+# Parts of the server's work, by the function that holds them (inclusive counts).
+PARTS = [
+    ("SQLite statements (sqlx's thread)", r"sqlx_sqlite::connection::execute::ExecuteIter as core::iter::traits::iterator::Iterator>::next"),
+    ("  of which preparing statements", r"\?\?\?:sqlite3_prepare_v3 "),
+    ("  of which temporary b-trees (RETURNING, IN lists, sorts)", r"\?\?\?:sqlite3BtreeOpen "),
+    ("  of which b-tree inserts", r"\?\?\?:sqlite3BtreeInsert "),
+    ("HTTP: hyper, middleware, routing, handler", r"ingest::server::listener::PerConnection as tower_service::Service<http::request::Request<hyper::body::incoming::Incoming>>>::call::\{\{closure\}\} "),
+    ("  of which the ingest handler", r"<F as axum::handler::Handler<\(M,T1,T2,T3\),S>>::call::\{\{closure\}\} "),
+    ("the writer task (batches, statements' arguments)", r"ingest::server::store::sqlite::write_loop::\{\{closure\}\} "),
+    ("live status (hub publish)", r"ingest::server::hub::StatusHub as ingest::server::hub::LiveStatus>::publish "),
+    ("allocator (mimalloc, Rust's)", r"\?\?\?:mi_malloc_aligned "),
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(port, path, limit=180):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", path)
+            c.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.5)
+    sys.exit(f"nothing answered on port {port}")
+
+
+def load(port, count):
+    """`count` ingests over CONNECTIONS keep-alive connections; every answer must be 202."""
+    failures = []
+
+    def one_connection(n):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        for _ in range(n):
+            c.request("POST", "/api/ingest", BODY, {
+                "Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+            response = c.getresponse()
+            response.read()
+            if response.status != 202:
+                failures.append(response.status)
+
+    threads = [threading.Thread(target=one_connection, args=(count // CONNECTIONS,))
+               for _ in range(CONNECTIONS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        sys.exit(f"{len(failures)} answers were not 202, e.g. {failures[0]}")
+    return count // CONNECTIONS * CONNECTIONS
+
+
+def measure(command, env, port, ready_path, count, workdir, name, settle=None):
+    """Instructions the program ran while serving `count` requests (and settling after)."""
+    out = os.path.join(workdir, f"{name}.callgrind")
+    program = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + command,
+        env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, f"{name}.log"), "w"))
+    try:
+        wait_until_up(port, ready_path)
+        # A warm-up first: statements prepared once (one per batch size), buffers grown.
+        warm_up = load(port, count // 2)
+        if settle:
+            settle(warm_up)
+        subprocess.run(["callgrind_control", "-z", str(program.pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        load(port, count)
+        if settle:
+            settle(warm_up + count)
+        subprocess.run(["callgrind_control", "-d", "measured", str(program.pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        program.terminate()
+        program.wait()
+    dumps = [f for f in os.listdir(workdir) if f.startswith(f"{name}.callgrind.")]
+    return os.path.join(workdir, sorted(dumps)[0])
+
+
+def total(dump):
+    for line in open(dump):
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    sys.exit(f"no summary in {dump}")
+
+
+def inclusive(dump):
+    text = subprocess.run(
+        ["callgrind_annotate", "--auto=no", "--inclusive=yes", "--threshold=100", dump],
+        check=True, capture_output=True, text=True).stdout
+    return text.splitlines()
+
+
+def main():
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
+    count -= count % CONNECTIONS
+    for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is needed")
+    workdir = tempfile.mkdtemp(prefix="ingest-instructions-")
+
+    port = free_port()
+    ceiling = measure([os.path.join(EXAMPLES, "http_ceiling"), f"127.0.0.1:{port}"],
+                      dict(os.environ), port, "/", count, workdir, "ceiling")
+
+    port = free_port()
+    data = os.path.join(workdir, "data")
+    config = os.path.join(workdir, "none.toml")
+    open(config, "w").close()
+    env = dict(os.environ, INGEST_RATE_LIMIT_PER_SECOND="0", INGEST_TOKEN=TOKEN,
+               INGEST_DATA_DIR=data, LEPTOS_SITE_ADDR=f"127.0.0.1:{port}",
+               INGEST_CONFIG=config, RUST_LOG="warn")
+
+    def all_completed(count):
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            db = sqlite3.connect(os.path.join(data, "ingest.db"))
+            done = db.execute("select count(*) from jobs where state = 'completed'").fetchone()[0]
+            db.close()
+            if done >= count:
+                return
+            time.sleep(1)
+        sys.exit("the jobs were not all processed within 10 minutes")
+
+    server = measure([BINARY], env, port, "/readyz", count, workdir, "ingest", all_completed)
+
+    ceiling_per = total(ceiling) / count
+    server_per = total(server) / count
+    print(f"{count} metadata-only ingests over {CONNECTIONS} connections, instructions per request:")
+    print(f"  HTTP ceiling (bare axum, stores nothing): {ceiling_per:>10,.0f}")
+    print(f"  Ingest, received and processed:           {server_per:>10,.0f}"
+          f"   (ratio {ceiling_per / server_per:.3f})")
+    lines = inclusive(server)
+    for label, pattern in PARTS:
+        found = [l for l in lines if re.search(pattern, l)]
+        if not found:
+            print(f"  {label}: not found in the profile")
+            continue
+        ir = int(found[0].split()[0].replace(",", ""))
+        print(f"  {label:<58} {ir / count:>10,.0f}  ({100 * ir / total(server):.1f}%)")
+    print(f"(profiles kept in {workdir}; callgrind_annotate --inclusive=yes shows the rest)")
+
+
+if __name__ == "__main__":
+    main()
