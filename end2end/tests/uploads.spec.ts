@@ -30,6 +30,22 @@ async function throttle(page: Page, bytesPerSecond: number) {
 }
 
 const card = (page: Page, title: string) => page.locator(".uploads .job").filter({ has: page.locator(".filename", { hasText: title }) });
+
+/** Clicks an interrupted upload's "Resume" and picks `path` in the file chooser it opens. */
+async function resumeWith(page: Page, name: string, path: string) {
+  const chooser = page.waitForEvent("filechooser");
+  await page.getByRole("button", { name: `Resume ${name}` }).click();
+  await (await chooser).setFiles(path);
+}
+
+/** The resumed upload's card: the same job, completed, its digest verified end to end. */
+async function expectContinuedAndVerified(page: Page, name: string, id: string, digest: string) {
+  const resumed = card(page, name);
+  await expect(resumed.locator(".job-id code")).toHaveText(id);
+  await expect(resumed).toHaveAttribute("data-status", "completed", { timeout: 40_000 });
+  await expect(resumed.locator(".digest")).toHaveText(digest);
+  await expect(resumed.locator(".verdict")).toHaveAttribute("data-verified", "true");
+}
 const jobIdOf = async (page: Page, title: string) =>
   (await card(page, title).locator(".job-id code").textContent())!.trim();
 
@@ -274,19 +290,11 @@ test("leaving mid-upload warns; back on the page, Resume continues the same job;
   await page.screenshot({ path: testInfo.outputPath("interrupted.png"), fullPage: true });
 
   // A different file is not taken for the one to resume.
-  let chooser = page.waitForEvent("filechooser");
-  await page.getByRole("button", { name: "Resume leave.bin" }).click();
-  await (await chooser).setFiles(other);
+  await resumeWith(page, "leave.bin", other);
   await expect(list.getByRole("alert")).toContainText("not the same file");
 
-  chooser = page.waitForEvent("filechooser");
-  await page.getByRole("button", { name: "Resume leave.bin" }).click();
-  await (await chooser).setFiles(path);
-  const resumed = card(page, "leave.bin");
-  await expect(resumed.locator(".job-id code")).toHaveText(id);
-  await expect(resumed).toHaveAttribute("data-status", "completed", { timeout: 40_000 });
-  await expect(resumed.locator(".digest")).toHaveText(digest);
-  await expect(resumed.locator(".verdict")).toHaveAttribute("data-verified", "true");
+  await resumeWith(page, "leave.bin", path);
+  await expectContinuedAndVerified(page, "leave.bin", id, digest);
 
   await page.getByRole("button", { name: "Discard other.bin" }).click();
   await expect(list).toHaveCount(0);
@@ -336,9 +344,7 @@ test("Resume refuses a file with the same name, size and time but other bytes; t
   page.on("request", (r) => {
     if (r.method() === "PATCH" && r.url().includes(id)) patches.push(Number(r.headers()["upload-offset"]));
   });
-  let chooser = page.waitForEvent("filechooser");
-  await page.getByRole("button", { name: "Resume resume.bin" }).click();
-  await (await chooser).setFiles(imposter);
+  await resumeWith(page, "resume.bin", imposter);
   const refusal = list.getByRole("alert");
   await expect(refusal).toContainText("not the same file");
   await expect(refusal).toContainText("differ from what was sent");
@@ -348,14 +354,8 @@ test("Resume refuses a file with the same name, size and time but other bytes; t
   expect(await offset()).toBe(held);
   await page.screenshot({ path: testInfo.outputPath("resume-refused.png"), fullPage: true });
 
-  chooser = page.waitForEvent("filechooser");
-  await page.getByRole("button", { name: "Resume resume.bin" }).click();
-  await (await chooser).setFiles(path);
-  const resumed = card(page, "resume.bin");
-  await expect(resumed.locator(".job-id code")).toHaveText(id);
-  await expect(resumed).toHaveAttribute("data-status", "completed", { timeout: 40_000 });
-  await expect(resumed.locator(".digest")).toHaveText(digest);
-  await expect(resumed.locator(".verdict")).toHaveAttribute("data-verified", "true");
+  await resumeWith(page, "resume.bin", path);
+  await expectContinuedAndVerified(page, "resume.bin", id, digest);
   // It went on from the server's offset, not from the start.
   expect(patches[0]).toBe(held);
   await expect(list).toHaveCount(0);

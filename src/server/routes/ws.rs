@@ -46,7 +46,8 @@ const MAX_INCOMING_MESSAGE: usize = 4 * 1024;
 /// costs. tungstenite zeroes the buffer's free room before every read, so a smaller one also
 /// costs less each time a socket is polled.
 const READ_BUFFER: usize = 512;
-/// Outgoing bytes gathered before a write; a status message is sent and flushed on its own.
+/// Outgoing bytes gathered before a write; a status message is flushed on its own, a final one
+/// together with the close frame.
 const WRITE_BUFFER: usize = 8 * 1024;
 
 /// Follow a job live over a WebSocket: its status at once, each change (at most 10 a second),

@@ -43,8 +43,10 @@ pub struct SqliteStore {
 }
 
 enum WriteOp {
-    /// Inserts are gathered into multi-row statements.
+    /// Inserts are gathered into one multi-row statement per batch.
     Insert(Box<JobStatus>),
+    /// So are saves of jobs this node processes (see `save_held`).
+    SaveHeld(Box<JobStatus>, NodeId),
     Change(Change),
 }
 
@@ -66,7 +68,6 @@ enum Change {
     DeleteFinished(Vec<JobId>),
     Claim(u32, Lease),
     RenewLeases(Lease),
-    SaveHeld(Box<JobStatus>, NodeId),
     Recover(NodeId),
     RecoverExpired,
     ClaimPeriodic(String, Lease),
@@ -343,15 +344,13 @@ fn statements(batch: &[Write]) -> Vec<Statement<'_>> {
                     statements.push(Statement::Inserts(vec![(index, job)]));
                 }
             },
-            WriteOp::Change(Change::SaveHeld(job, node)) => {
-                match saves.and_then(|at| statements.get_mut(at)) {
-                    Some(Statement::SavesHeld(jobs)) => jobs.push((index, job, node)),
-                    _ => {
-                        saves = Some(statements.len());
-                        statements.push(Statement::SavesHeld(vec![(index, job, node)]));
-                    }
+            WriteOp::SaveHeld(job, node) => match saves.and_then(|at| statements.get_mut(at)) {
+                Some(Statement::SavesHeld(jobs)) => jobs.push((index, job, node)),
+                _ => {
+                    saves = Some(statements.len());
+                    statements.push(Statement::SavesHeld(vec![(index, job, node)]));
                 }
-            }
+            },
             WriteOp::Change(change) => statements.push(Statement::Change(index, change)),
         }
     }
@@ -397,16 +396,6 @@ async fn run(
     statement: &Statement<'_>,
     outcomes: &mut [Option<anyhow::Result<WriteOutcome>>],
 ) {
-    let failed_all = |error: anyhow::Error, what: &str, places: &mut dyn Iterator<Item = usize>| {
-        let message = format!("{error:#}");
-        let full = is_sqlite_full(&error);
-        places
-            .map(|place| {
-                let failed = anyhow!("{what}: {message}");
-                (place, Err(if full { full_disk(failed) } else { failed }))
-            })
-            .collect::<Vec<_>>()
-    };
     let results: Vec<(usize, anyhow::Result<WriteOutcome>)> = match statement {
         Statement::Change(place, change) => vec![(*place, apply(conn, change).await)],
         Statement::Inserts(jobs) => match insert_jobs(conn, jobs).await {
@@ -414,10 +403,10 @@ async fn run(
                 .iter()
                 .map(|(place, _)| (*place, Ok(WriteOutcome::Done)))
                 .collect(),
-            Err(error) => failed_all(
+            Err(error) => fail_each(
                 error,
                 "inserting the job",
-                &mut jobs.iter().map(|(place, ..)| *place),
+                jobs.iter().map(|(place, _)| *place),
             ),
         },
         Statement::SavesHeld(jobs) => match save_held(conn, jobs).await {
@@ -428,10 +417,10 @@ async fn run(
                     (*place, Ok(outcome))
                 })
                 .collect(),
-            Err(error) => failed_all(
+            Err(error) => fail_each(
                 error,
                 "saving the job",
-                &mut jobs.iter().map(|(place, ..)| *place),
+                jobs.iter().map(|(place, ..)| *place),
             ),
         },
     };
@@ -455,6 +444,22 @@ static SAVE_HELD_UPDATE: std::sync::LazyLock<String> = std::sync::LazyLock::new(
         saved_columns.join(", ")
     )
 });
+
+/// The failure of a statement, as the outcome of each write it carried.
+fn fail_each(
+    error: anyhow::Error,
+    what: &str,
+    places: impl Iterator<Item = usize>,
+) -> Vec<(usize, anyhow::Result<WriteOutcome>)> {
+    let message = format!("{error:#}");
+    let full = is_sqlite_full(&error);
+    places
+        .map(|place| {
+            let failed = anyhow!("{what}: {message}");
+            (place, Err(if full { full_disk(failed) } else { failed }))
+        })
+        .collect()
+}
 
 /// Saves jobs this node processes, in one statement: each only while it is still processing
 /// under this node's lease, which it keeps while it stays processing and gives up when it
@@ -794,10 +799,6 @@ async fn apply(conn: &mut SqliteConnection, change: &Change) -> anyhow::Result<W
                     .map(|id| JobId::parse(id).map_err(anyhow::Error::from))
                     .collect::<anyhow::Result<_>>()?,
             ))
-        }
-        Change::SaveHeld(job, node) => {
-            let saved = save_held(conn, &[(0, job, node)]).await?;
-            Ok(WriteOutcome::Saved(!saved.is_empty()))
         }
         Change::Recover(node) => {
             let now = micros(now());
@@ -1189,8 +1190,8 @@ impl JobStore for SqliteStore {
     }
 
     async fn save_held(&self, job: &JobStatus, node: &NodeId) -> anyhow::Result<bool> {
-        let save = Change::SaveHeld(Box::new(job.clone()), node.clone());
-        saved(self.write(WriteOp::Change(save)).await?)
+        let save = WriteOp::SaveHeld(Box::new(job.clone()), node.clone());
+        saved(self.write(save).await?)
     }
 
     async fn recover_interrupted(&self, node: &NodeId) -> anyhow::Result<Recovery> {
