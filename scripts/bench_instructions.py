@@ -32,7 +32,7 @@ PARTS = [
     ("  of which the ingest handler", r"<F as axum::handler::Handler<\(M,T1,T2,T3\),S>>::call::\{\{closure\}\} "),
     ("the writer task (batches, statements' arguments)", r"ingest::server::store::sqlite::write_loop::\{\{closure\}\} "),
     ("live status (hub publish)", r"ingest::server::hub::StatusHub as ingest::server::hub::LiveStatus>::publish "),
-    ("allocator (mimalloc, Rust's)", r"\?\?\?:mi_malloc_aligned "),
+    ("malloc (glibc's; Rust's and SQLite's allocations, not frees)", r":malloc \["),
 ]
 
 

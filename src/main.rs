@@ -27,11 +27,6 @@ Examples:
 
 `ingest COMMAND --help` shows each command's options and examples.";
 
-/// Many small requests allocate and free a lot across threads: glibc's malloc took ~12% of the
-/// server's CPU time under bench (h) (perf), which mimalloc's per-thread free lists mostly save.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let arguments: Vec<_> = std::env::args_os().collect();
