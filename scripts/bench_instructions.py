@@ -10,6 +10,10 @@ both, their ratio, and the server's instructions per job in the parts that matte
 a part's callees count in it). Callgrind runs one thread at a time, so writes group into
 smaller batches than at full speed: per-batch costs weigh more here than in (h).
 Usage: scripts/bench_instructions.py [requests, default 4000]   (needs valgrind)
+       scripts/bench_instructions.py --reads [requests, default 2000]
+--reads counts the two reads of issue 15's goal 3 instead, on a database seeded with 100
+finished jobs (scripts/bench_seed.py, as bench_scale (k)): the first page of `GET /api/jobs`
+(50 jobs) and `GET /api/status/{id}`, each beside the ceiling's request, by part.
 INGEST_BENCH_BINARY / INGEST_BENCH_EXAMPLES as for bench_scale (default target/release).
 """
 import http.client, json, os, re, shutil, socket, sqlite3, subprocess, sys, tempfile
@@ -80,6 +84,29 @@ def load(port, count):
     return count // CONNECTIONS * CONNECTIONS
 
 
+def gets(port, path, count):
+    """`count` GETs of `path` over CONNECTIONS keep-alive connections; every answer must be 200."""
+    failures = []
+
+    def one_connection(n):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        for _ in range(n):
+            c.request("GET", path, headers={"Authorization": "Bearer " + TOKEN})
+            response = c.getresponse()
+            response.read()
+            if response.status != 200:
+                failures.append(response.status)
+
+    threads = [threading.Thread(target=one_connection, args=(count // CONNECTIONS,))
+               for _ in range(CONNECTIONS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        sys.exit(f"{len(failures)} answers to GET {path} were not 200, e.g. {failures[0]}")
+
+
 def measure(command, env, port, ready_path, count, workdir, name, settle=None):
     """Instructions the program ran while serving `count` requests (and settling after)."""
     out = os.path.join(workdir, f"{name}.callgrind")
@@ -120,8 +147,86 @@ def inclusive(dump):
     return text.splitlines()
 
 
+def server_env(workdir, port):
+    data = os.path.join(workdir, "data")
+    config = os.path.join(workdir, "none.toml")
+    open(config, "w").close()
+    env = dict(os.environ, INGEST_RATE_LIMIT_PER_SECOND="0", INGEST_TOKEN=TOKEN,
+               INGEST_DATA_DIR=data, LEPTOS_SITE_ADDR=f"127.0.0.1:{port}",
+               INGEST_CONFIG=config, RUST_LOG="warn")
+    return data, env
+
+
+def print_parts(dump, count, parts):
+    lines = inclusive(dump)
+    for label, pattern in parts:
+        found = [l for l in lines if re.search(pattern, l)]
+        if not found:
+            print(f"  {label}: not found in the profile")
+            continue
+        ir = int(found[0].split()[0].replace(",", ""))
+        print(f"  {label:<58} {ir / count:>10,.0f}  ({100 * ir / total(dump):.1f}%)")
+
+
+# Parts of a read's work (inclusive).
+READ_PARTS = [
+    ("SQLite statements (sqlx's thread)", PARTS[0][1]),
+    ("rows decoded into jobs (sqlx rows, metadata parsed)", r"ingest::server::store::sqlite::JobRow as core::convert::TryFrom|JobStatus as core::convert::TryFrom<ingest::server::store::sqlite::JobRow>>::try_from "),
+    ("  of which metadata parsed (serde_json::from_str)", r"serde_json::de::from_str<serde_json::value::Value> "),
+    ("the answer serialized (serde_json::to_vec / to_writer)", r"serde_json::ser::to_writer<.*JobPage|serde_json::ser::to_writer<.*JobStatus|<axum::json::Json<T> as axum_core::response::into_response::IntoResponse>::into_response "),
+    ("HTTP: hyper, middleware, routing, handler", PARTS[4][1]),
+    ("malloc", PARTS[-1][1]),
+]
+
+
+def reads(count, workdir, ceiling_per):
+    """Instructions per first page of GET /api/jobs and per GET /api/status/{id}."""
+    port = free_port()
+    data, env = server_env(workdir, port)
+    # Started once to migrate, then seeded as bench_scale (k) does.
+    migrating = subprocess.Popen([BINARY], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+    wait_until_up(port, "/readyz")
+    migrating.terminate()
+    migrating.wait()
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts/bench_seed.py"),
+                    os.path.join(data, "ingest.db"), "100"], check=True)
+    db = sqlite3.connect(os.path.join(data, "ingest.db"))
+    job_id = db.execute("select id from jobs order by seq desc limit 1").fetchone()[0]
+    db.close()
+    paths = [("first page of GET /api/jobs (50 jobs)", "/api/jobs"),
+             ("GET /api/status/{id}", f"/api/status/{job_id}")]
+    out = os.path.join(workdir, "reads.callgrind")
+    program = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + [BINARY],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "reads.log"), "w"))
+    dumps = []
+    try:
+        wait_until_up(port, "/readyz")
+        for n, (_, path) in enumerate(paths):
+            gets(port, path, count // 2)  # warm-up
+            subprocess.run(["callgrind_control", "-z", str(program.pid)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            gets(port, path, count)
+            subprocess.run(["callgrind_control", "-d", f"read{n}", str(program.pid)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            dumps.append(sorted(f for f in os.listdir(workdir)
+                                if f.startswith("reads.callgrind.") and f not in dumps)[0])
+    finally:
+        program.terminate()
+        program.wait()
+    for (label, _), dump in zip(paths, dumps):
+        dump = os.path.join(workdir, dump)
+        per = total(dump) / count
+        print(f"{count} x {label}, instructions per request: {per:>10,.0f}"
+              f"   ({per / ceiling_per:.1f}x the ceiling's request)")
+        print_parts(dump, count, READ_PARTS)
+
+
 def main():
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
+    read_mode = "--reads" in sys.argv[1:]
+    numbers = [a for a in sys.argv[1:] if a != "--reads"]
+    count = int(numbers[0]) if numbers else (2000 if read_mode else 4000)
     count -= count % CONNECTIONS
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if not shutil.which(tool):
@@ -131,14 +236,15 @@ def main():
     port = free_port()
     ceiling = measure([os.path.join(EXAMPLES, "http_ceiling"), f"127.0.0.1:{port}"],
                       dict(os.environ), port, "/", count, workdir, "ceiling")
+    if read_mode:
+        ceiling_per = total(ceiling) / count
+        print(f"HTTP ceiling (bare axum POST, stores nothing): {ceiling_per:,.0f} instructions per request")
+        reads(count, workdir, ceiling_per)
+        print(f"(profiles kept in {workdir}; callgrind_annotate --inclusive=yes shows the rest)")
+        return
 
     port = free_port()
-    data = os.path.join(workdir, "data")
-    config = os.path.join(workdir, "none.toml")
-    open(config, "w").close()
-    env = dict(os.environ, INGEST_RATE_LIMIT_PER_SECOND="0", INGEST_TOKEN=TOKEN,
-               INGEST_DATA_DIR=data, LEPTOS_SITE_ADDR=f"127.0.0.1:{port}",
-               INGEST_CONFIG=config, RUST_LOG="warn")
+    data, env = server_env(workdir, port)
 
     def all_completed(count):
         deadline = time.time() + 600
@@ -159,14 +265,7 @@ def main():
     print(f"  HTTP ceiling (bare axum, stores nothing): {ceiling_per:>10,.0f}")
     print(f"  Ingest, received and processed:           {server_per:>10,.0f}"
           f"   (ratio {ceiling_per / server_per:.3f})")
-    lines = inclusive(server)
-    for label, pattern in PARTS:
-        found = [l for l in lines if re.search(pattern, l)]
-        if not found:
-            print(f"  {label}: not found in the profile")
-            continue
-        ir = int(found[0].split()[0].replace(",", ""))
-        print(f"  {label:<58} {ir / count:>10,.0f}  ({100 * ir / total(server):.1f}%)")
+    print_parts(server, count, PARTS)
     print(f"(profiles kept in {workdir}; callgrind_annotate --inclusive=yes shows the rest)")
 
 

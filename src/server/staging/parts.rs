@@ -106,24 +106,39 @@ where
             rest = &rest[taken..];
             if buffer.len() == PART_SIZE {
                 let part = std::mem::replace(&mut buffer, BytesMut::with_capacity(PART_SIZE));
-                sent = parts.send(part.freeze()).await;
+                // A slow bucket must not keep a cancel waiting for the part before this one
+                // (only that wait is cut short: a multipart upload being begun is not lost).
+                sent = tokio::select! {
+                    settled = parts.settle() => settled.map_err(ReceiveError::Io),
+                    _ = cancelled.cancelled() => Err(ReceiveError::Cancelled),
+                };
+                if sent.is_ok() {
+                    sent = parts.send(part.freeze()).await.map_err(ReceiveError::Io);
+                }
             }
         }
         if let Err(error) = sent {
-            break Err(ReceiveError::Io(error));
+            break Err(error);
         }
         on_progress(received);
     };
-    // A part that did not go in leaves a gap: nothing of this request can be kept.
-    let (outcome, mut parts) = match parts.sent().await {
-        Ok(parts) => (outcome, parts),
-        Err((error, parts)) => (Err(ReceiveError::Io(error)), parts),
-    };
-    let keep = match (&outcome, end) {
+    let keeps = |outcome: &Result<(), ReceiveError>| match (outcome, end) {
         (Ok(()), _) => true,
         (Err(ReceiveError::Interrupted { .. }), FileEnd::AtLength(_)) => checksum.is_none(),
         (Err(_), _) => false,
     };
+    // A part that did not go in leaves a gap: nothing of this request can be kept. When
+    // nothing is kept anyway, the part in flight is dropped rather than waited for, so that
+    // a cancel or a refusal is answered at once however slow the bucket.
+    let (outcome, mut parts) = if keeps(&outcome) {
+        match parts.sent().await {
+            Ok(parts) => (outcome, parts),
+            Err((error, parts)) => (Err(ReceiveError::Io(error)), parts),
+        }
+    } else {
+        (outcome, parts.abandoned())
+    };
+    let keep = keeps(&outcome);
     let matches = match (&checksum, chunk_hasher) {
         (Some(expected), Some(actual)) if keep => expected.expected == actual.finish(),
         _ => true,
@@ -221,13 +236,23 @@ impl<'a> Sending<'a> {
         Ok(())
     }
 
-    /// Waits for the part in flight.
+    /// Waits for the part in flight. Stopped while waiting, the part stays in flight (for
+    /// `abandoned` to drop).
     async fn settle(&mut self) -> io::Result<()> {
-        if let Some(in_flight) = self.in_flight.take() {
-            let part = in_flight.await.map_err(io::Error::other)??;
-            self.parts.parts.push(part);
+        if let Some(in_flight) = &mut self.in_flight {
+            let part = in_flight.await;
+            self.in_flight = None;
+            self.parts.parts.push(part.map_err(io::Error::other)??);
         }
         Ok(())
+    }
+
+    /// The parts that went in, the one in flight stopped: nothing of this request is kept.
+    fn abandoned(mut self) -> StagedParts {
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.abort();
+        }
+        self.parts
     }
 
     /// Every part sent, once the last is in; on a failure, the parts that did go in.

@@ -303,7 +303,10 @@ impl<'a> UploadSession<'a> {
                 ))
             }
             ReceiveError::Cancelled => {
-                uploads.staging.discard_quietly(id).await;
+                // The cancel itself removes the bytes once this request lets go of the upload;
+                // this second try runs beside the answer, which a slow bucket must not delay.
+                let staging = uploads.staging.clone();
+                tokio::spawn(async move { staging.discard_quietly(id).await });
                 UploadError::Cancelled(id)
             }
             ReceiveError::Io(cause) => {
