@@ -171,10 +171,12 @@ def print_parts(dump, count, parts):
 # Parts of a read's work (inclusive).
 READ_PARTS = [
     ("SQLite statements (sqlx's thread)", PARTS[0][1]),
-    ("rows decoded into jobs (sqlx rows, metadata parsed)", r"ingest::server::store::sqlite::JobRow as core::convert::TryFrom|JobStatus as core::convert::TryFrom<ingest::server::store::sqlite::JobRow>>::try_from "),
-    ("  of which metadata parsed (serde_json::from_str)", r"serde_json::de::from_str<serde_json::value::Value> "),
-    ("the answer serialized (serde_json::to_vec / to_writer)", r"serde_json::ser::to_writer<.*JobPage|serde_json::ser::to_writer<.*JobStatus|<axum::json::Json<T> as axum_core::response::into_response::IntoResponse>::into_response "),
-    ("HTTP: hyper, middleware, routing, handler", PARTS[4][1]),
+    ("  of which each row's values copied (sqlx: sqlite3_value_dup)", r"sqlx_sqlite::row::SqliteRow::current "),
+    ("rows freed (sqlx: sqlite3_value_free)", r"core::ptr::drop_in_place<sqlx_sqlite::row::SqliteRow> "),
+    ("rows read into JobRow (FromRow)", r"JobRow as sqlx_core::from_row::FromRow"),
+    ("JobRow parsed into JobStatus (id, metadata JSON, times)", r"TryFrom<ingest::server::store::sqlite::JobRow> for ingest::domain::job::JobStatus>::try_from "),
+    ("the answer serialized (axum's Json)", r"<axum::json::Json<T> as axum_core::response::into_response::IntoResponse>::into_response "),
+    ("HTTP: hyper, middleware, routing, handler (rows read and answer included)", PARTS[4][1]),
     ("malloc", PARTS[-1][1]),
 ]
 

@@ -18,8 +18,10 @@ use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use sqlx::{
     query_builder::Separated,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
+    Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool,
 };
 use std::{collections::HashMap, path::Path, str::FromStr, time::Duration};
 use time::OffsetDateTime;
@@ -27,8 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 
 mod webhooks;
 
-/// The columns a `JobRow` is read from. Named rather than `*`, which would also return the
-/// bookkeeping columns (`seq`, the lease), and sqlx copies every value of every row it reads.
+/// The columns a `JobRow` is read from, in the order its `FromRow` reads them. Named rather
+/// than `*`, which would also return the bookkeeping columns (`seq`, the lease): sqlx copies
+/// every value of every row it reads.
 macro_rules! job_columns {
     () => {
         "id, owner_id, owner, state, progress, bytes_done, bytes_total, filename, size, sha256, \
@@ -1580,7 +1583,6 @@ impl TryFrom<KeyRow> for KeyRecord {
 }
 
 /// A job as stored; converted into `JobStatus` with every field parsed.
-#[derive(sqlx::FromRow)]
 struct JobRow {
     id: String,
     owner_id: i64,
@@ -1597,6 +1599,30 @@ struct JobRow {
     error: Option<String>,
     created_us: i64,
     updated_us: i64,
+}
+
+/// Read by position, in `job_columns!`'s order: a lookup by name for every value of every row
+/// was 4% of the instructions of a page of `GET /api/jobs`.
+impl sqlx::FromRow<'_, SqliteRow> for JobRow {
+    fn from_row(row: &SqliteRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            id: row.try_get(0)?,
+            owner_id: row.try_get(1)?,
+            owner: row.try_get(2)?,
+            state: row.try_get(3)?,
+            progress: row.try_get(4)?,
+            bytes_done: row.try_get(5)?,
+            bytes_total: row.try_get(6)?,
+            filename: row.try_get(7)?,
+            size: row.try_get(8)?,
+            sha256: row.try_get(9)?,
+            content_type: row.try_get(10)?,
+            metadata: row.try_get(11)?,
+            error: row.try_get(12)?,
+            created_us: row.try_get(13)?,
+            updated_us: row.try_get(14)?,
+        })
+    }
 }
 
 impl TryFrom<JobRow> for JobStatus {
