@@ -59,18 +59,21 @@ def wait_until_up(port, path, limit=180):
     sys.exit(f"nothing answered on port {port}")
 
 
-def load(port, count):
-    """`count` ingests over CONNECTIONS keep-alive connections; every answer must be 202."""
+def send(port, count, method, path, body=None, expected=200):
+    """`count` requests over CONNECTIONS keep-alive connections; every answer must be `expected`.
+    Returns how many were sent (a multiple of CONNECTIONS)."""
+    headers = {"Authorization": "Bearer " + TOKEN}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     failures = []
 
     def one_connection(n):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         for _ in range(n):
-            c.request("POST", "/api/ingest", BODY, {
-                "Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+            c.request(method, path, body, headers)
             response = c.getresponse()
             response.read()
-            if response.status != 202:
+            if response.status != expected:
                 failures.append(response.status)
 
     threads = [threading.Thread(target=one_connection, args=(count // CONNECTIONS,))
@@ -80,31 +83,13 @@ def load(port, count):
     for t in threads:
         t.join()
     if failures:
-        sys.exit(f"{len(failures)} answers were not 202, e.g. {failures[0]}")
+        sys.exit(f"{len(failures)} answers to {method} {path} were not {expected}, e.g. {failures[0]}")
     return count // CONNECTIONS * CONNECTIONS
 
 
-def gets(port, path, count):
-    """`count` GETs of `path` over CONNECTIONS keep-alive connections; every answer must be 200."""
-    failures = []
-
-    def one_connection(n):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        for _ in range(n):
-            c.request("GET", path, headers={"Authorization": "Bearer " + TOKEN})
-            response = c.getresponse()
-            response.read()
-            if response.status != 200:
-                failures.append(response.status)
-
-    threads = [threading.Thread(target=one_connection, args=(count // CONNECTIONS,))
-               for _ in range(CONNECTIONS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        sys.exit(f"{len(failures)} answers to GET {path} were not 200, e.g. {failures[0]}")
+def load(port, count):
+    """`count` metadata-only ingests; every answer must be 202."""
+    return send(port, count, "POST", "/api/ingest", BODY, 202)
 
 
 def measure(command, env, port, ready_path, count, workdir, name, settle=None):
@@ -206,10 +191,10 @@ def reads(count, workdir, ceiling_per):
     try:
         wait_until_up(port, "/readyz")
         for n, (_, path) in enumerate(paths):
-            gets(port, path, count // 2)  # warm-up
+            send(port, count // 2, "GET", path)  # warm-up
             subprocess.run(["callgrind_control", "-z", str(program.pid)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            gets(port, path, count)
+            send(port, count, "GET", path)
             subprocess.run(["callgrind_control", "-d", f"read{n}", str(program.pid)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             dumps.append(sorted(f for f in os.listdir(workdir)
