@@ -15,7 +15,7 @@ use std::{
     path::{Path, PathBuf},
     time::Duration,
 };
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 /// The running hash of an upload: the sha2 whose state can be stored (see Cargo.toml); the
@@ -181,23 +181,84 @@ pub struct Bounds<'a> {
     pub checksum: Option<ChunkChecksum>,
 }
 
+/// Live progress is reported at most this often per upload.
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+
+/// Reports the bytes received so far to whoever shows them: the first chunk's count at once,
+/// later ones at most every `PROGRESS_EVERY`, and a count held back once the body has been
+/// quiet that long, so a sender that pauses is shown exactly where it stopped (not up to
+/// `PROGRESS_EVERY` of chunks behind, until its next byte).
+pub struct ProgressReport<F> {
+    report: F,
+    last: Option<Instant>,
+    held: Option<u64>,
+}
+
+impl<F: FnMut(u64)> ProgressReport<F> {
+    pub fn new(report: F) -> Self {
+        Self {
+            report,
+            last: None,
+            held: None,
+        }
+    }
+
+    /// `bytes` have arrived so far.
+    pub fn saw(&mut self, bytes: u64) {
+        if self.last.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+            self.send(bytes);
+        } else {
+            self.held = Some(bytes);
+        }
+    }
+
+    fn send(&mut self, bytes: u64) {
+        self.last = Some(Instant::now());
+        self.held = None;
+        (self.report)(bytes);
+    }
+
+    /// When the count held back is due, if one is.
+    fn due(&self) -> Option<Instant> {
+        self.held.and(self.last).map(|at| at + PROGRESS_EVERY)
+    }
+
+    fn catch_up(&mut self) {
+        if let Some(bytes) = self.held {
+            self.send(bytes);
+        }
+    }
+}
+
 /// The next chunk of a request's body within `bounds`: `None` at its end, or why receiving
 /// stops (cancelled, silent for `idle`, cut short, past `limit`). `received` counts the bytes so
-/// far, this chunk's included.
-pub async fn next_chunk<S, E>(
+/// far, this chunk's included. While it waits, a count `progress` held back is reported.
+pub async fn next_chunk<S, E, F>(
     body: &mut S,
     limit: u64,
     idle: Duration,
     cancelled: &CancellationToken,
     received: &mut u64,
+    progress: &mut ProgressReport<F>,
 ) -> Result<Option<Bytes>, ReceiveError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
+    F: FnMut(u64),
 {
-    let next = tokio::select! {
-        next = tokio::time::timeout(idle, body.next()) => next,
-        _ = cancelled.cancelled() => return Err(ReceiveError::Cancelled),
+    let silent_until = Instant::now() + idle;
+    let next = loop {
+        let due = progress.due();
+        // In this order: a cancel first; then the body, so that a chunk already there never
+        // registers a timer (a timer is only registered when first polled).
+        tokio::select! {
+            biased;
+            _ = cancelled.cancelled() => return Err(ReceiveError::Cancelled),
+            next = tokio::time::timeout_at(silent_until, body.next()) => break next,
+            () = tokio::time::sleep_until(due.unwrap_or(silent_until)), if due.is_some() => {
+                progress.catch_up();
+            }
+        }
     };
     match next {
         Err(_) => Err(ReceiveError::Interrupted {
@@ -274,7 +335,7 @@ enum Chunk {
 
 /// Receives `body` into a new `temp`, stopping with `TooLarge` as soon as more than `limit`
 /// bytes arrived, and with `Interrupted` when no byte arrives for `idle`. `on_progress` sees
-/// the running byte count after each chunk. Nothing stays on disk if it fails.
+/// the running byte count as `ProgressReport` paces it. Nothing stays on disk if it fails.
 pub async fn receive<S, E>(
     body: S,
     temp: PathBuf,
@@ -326,7 +387,7 @@ pub async fn append<S, E>(
     temp: &Path,
     from: Partial,
     bounds: Bounds<'_>,
-    mut on_progress: impl FnMut(u64),
+    on_progress: impl FnMut(u64),
 ) -> Result<Partial, Stopped>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -362,8 +423,17 @@ where
     let writer = tokio::task::spawn_blocking(move || write_chunks(file, offset, writer_queue));
 
     let mut received = 0u64;
+    let mut progress = ProgressReport::new(on_progress);
     let outcome = loop {
-        let chunk = match next_chunk(&mut body, limit, idle, cancelled, &mut received).await {
+        let next = next_chunk(
+            &mut body,
+            limit,
+            idle,
+            cancelled,
+            &mut received,
+            &mut progress,
+        );
+        let chunk = match next.await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break Ok(()),
             Err(error) => break Err(error),
@@ -373,7 +443,7 @@ where
             // A thread stopped early; its own error says why.
             break Ok(());
         }
-        on_progress(received);
+        progress.saw(received);
     };
 
     // What arrived is kept when the body ended or was cut (and needs no checksum); dropped when
@@ -657,6 +727,45 @@ mod tests {
                 .map(|p| Ok(Bytes::from_static(p)))
                 .collect::<Vec<_>>(),
         )
+    }
+
+    #[tokio::test]
+    async fn a_count_held_back_is_reported_once_the_body_goes_quiet() {
+        // Three chunks at once, then a sender that stops without ending its body: the first
+        // count is reported at once, the next two are held back by the pace, and the last of
+        // them is reported while the body is quiet, before the idle timeout ends it.
+        let mut body = chunks(&[b"a", b"bc", b"def"]).chain(stream::pending());
+        let mut reported = Vec::new();
+        let mut progress = ProgressReport::new(|bytes| reported.push(bytes));
+        let cancelled = CancellationToken::new();
+        let mut received = 0;
+        for _ in 0..3 {
+            let next = next_chunk(
+                &mut body,
+                100,
+                IDLE,
+                &cancelled,
+                &mut received,
+                &mut progress,
+            );
+            assert!(next.await.unwrap().is_some());
+            progress.saw(received);
+        }
+        let idle = PROGRESS_EVERY * 4;
+        let quiet = next_chunk(
+            &mut body,
+            100,
+            idle,
+            &cancelled,
+            &mut received,
+            &mut progress,
+        );
+        assert!(matches!(
+            quiet.await,
+            Err(ReceiveError::Interrupted { received: 6, .. })
+        ));
+        drop(progress);
+        assert_eq!(reported, [1, 6]);
     }
 
     /// Receives `parts` into `temp` with nothing cancelling it.

@@ -220,12 +220,16 @@ async fn a_cancel_on_one_node_stops_a_patch_on_the_other_and_clears_the_bucket()
     for chunk in file[..10 * MIB].chunks(MIB) {
         sender.send(Ok(chunk.to_vec())).await.unwrap();
     }
-    eventually(
-        "the first node has a part's worth",
-        Duration::from_secs(30),
-        async || (tus.status(id).await.bytes_done >= 9 * MIB as u64).then_some(()),
-    )
+    let reached = within(Duration::from_secs(30), async || {
+        (tus.status(id).await.bytes_done >= 9 * MIB as u64).then_some(())
+    })
     .await;
+    assert!(
+        reached.is_some(),
+        "the first node never had a part's worth: {:?}\n{}",
+        tus.status(id).await,
+        cluster.logs()
+    );
 
     // When the answer comes, not when the test gets to it: the cancel's own answer waits for
     // the PATCH to let go of the upload and then for its bytes to be removed.

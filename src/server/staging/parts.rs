@@ -7,7 +7,9 @@ use crate::{
     domain::JobId,
     server::{
         blobs::ObjectBlobs,
-        receive::{next_chunk, Bounds, ChunkHasher, Partial, ReceiveError, Stopped},
+        receive::{
+            next_chunk, Bounds, ChunkHasher, Partial, ProgressReport, ReceiveError, Stopped,
+        },
         store::{StagedPart, StagedParts},
     },
 };
@@ -44,7 +46,7 @@ pub async fn append<S, E>(
     from: Partial,
     end: FileEnd,
     bounds: Bounds<'_>,
-    mut on_progress: impl FnMut(u64),
+    on_progress: impl FnMut(u64),
 ) -> Result<Partial, Stopped>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -85,8 +87,17 @@ where
     let mut hasher = from.hasher.clone();
     let mut parts = Sending::new(bucket, job, recorded.clone());
     let mut received = 0u64;
+    let mut progress = ProgressReport::new(on_progress);
     let outcome = loop {
-        let chunk = match next_chunk(&mut body, limit, idle, cancelled, &mut received).await {
+        let next = next_chunk(
+            &mut body,
+            limit,
+            idle,
+            cancelled,
+            &mut received,
+            &mut progress,
+        );
+        let chunk = match next.await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break Ok(()),
             Err(error) => break Err(error),
@@ -120,7 +131,7 @@ where
         if let Err(error) = sent {
             break Err(error);
         }
-        on_progress(received);
+        progress.saw(received);
     };
     let keeps = |outcome: &Result<(), ReceiveError>| match (outcome, end) {
         (Ok(()), _) => true,

@@ -31,9 +31,6 @@ use std::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Live progress is published at most this often per upload.
-const PROGRESS_EVERY: Duration = Duration::from_millis(50);
-
 /// Why an expired upload failed.
 pub const EXPIRED: &str = "expired: no bytes arrived in time";
 
@@ -708,16 +705,10 @@ impl Uploads {
         recorded
     }
 
-    /// Publishes an upload's live byte count (`base` bytes were already there): the first
-    /// chunk at once, later ones at most every `PROGRESS_EVERY`.
+    /// Publishes an upload's live byte count (`base` bytes were already there); how often is
+    /// the receiving loop's (`receive::ProgressReport`).
     fn progress_reporter<'a>(&'a self, job: &'a JobStatus, base: u64) -> impl FnMut(u64) + 'a {
-        let mut last_report: Option<Instant> = None;
-        move |bytes| {
-            if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
-                last_report = Some(Instant::now());
-                self.jobs.report_received(job, base + bytes);
-            }
-        }
+        move |bytes| self.jobs.report_received(job, base + bytes)
     }
 
     /// Records a job as failed, logging (not returning) a failure to do so: the client's
