@@ -230,52 +230,85 @@ impl<F: FnMut(u64)> ProgressReport<F> {
     }
 }
 
-/// The next chunk of a request's body within `bounds`: `None` at its end, or why receiving
-/// stops (cancelled, silent for `idle`, cut short, past `limit`). `received` counts the bytes so
-/// far, this chunk's included. While it waits, a count `progress` held back is reported.
-pub async fn next_chunk<S, E, F>(
-    body: &mut S,
+/// A request's body being read within its bounds, with the bytes counted so far and their
+/// progress report: what both receiving loops (the temp file's here, the bucket's in
+/// `staging::parts`) take their chunks from.
+pub struct Incoming<'a, S, F> {
+    body: S,
     limit: u64,
     idle: Duration,
-    cancelled: &CancellationToken,
-    received: &mut u64,
-    progress: &mut ProgressReport<F>,
-) -> Result<Option<Bytes>, ReceiveError>
+    cancelled: &'a CancellationToken,
+    received: u64,
+    progress: ProgressReport<F>,
+}
+
+impl<'a, S, E, F> Incoming<'a, S, F>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
     F: FnMut(u64),
 {
-    let silent_until = Instant::now() + idle;
-    let next = loop {
-        let due = progress.due();
-        // In this order: a cancel first; then the body, so that a chunk already there never
-        // registers a timer (a timer is only registered when first polled).
-        tokio::select! {
-            biased;
-            _ = cancelled.cancelled() => return Err(ReceiveError::Cancelled),
-            next = tokio::time::timeout_at(silent_until, body.next()) => break next,
-            () = tokio::time::sleep_until(due.unwrap_or(silent_until)), if due.is_some() => {
-                progress.catch_up();
-            }
+    pub fn new(
+        body: S,
+        limit: u64,
+        idle: Duration,
+        cancelled: &'a CancellationToken,
+        on_progress: F,
+    ) -> Self {
+        Self {
+            body,
+            limit,
+            idle,
+            cancelled,
+            received: 0,
+            progress: ProgressReport::new(on_progress),
         }
-    };
-    match next {
-        Err(_) => Err(ReceiveError::Interrupted {
-            received: *received,
-            reason: format!("no data for {} s", idle.as_secs_f64()),
-        }),
-        Ok(None) => Ok(None),
-        Ok(Some(Err(error))) => Err(ReceiveError::Interrupted {
-            received: *received,
-            reason: error.to_string(),
-        }),
-        Ok(Some(Ok(chunk))) => {
-            *received += chunk.len() as u64;
-            if *received > limit {
-                return Err(ReceiveError::TooLarge { limit });
+    }
+
+    /// The bytes taken so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The chunk taken last is handled: its count goes to the progress report.
+    pub fn handled(&mut self) {
+        self.progress.saw(self.received);
+    }
+
+    /// The next chunk: `None` at the body's end, or why receiving stops (cancelled, silent for
+    /// `idle`, cut short, past `limit`). While it waits, a count held back is reported.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, ReceiveError> {
+        let silent_until = Instant::now() + self.idle;
+        let next = loop {
+            let due = self.progress.due();
+            // In this order: a cancel first; then the body, so that a chunk already there
+            // never registers a timer (a timer is only registered when first polled).
+            tokio::select! {
+                biased;
+                _ = self.cancelled.cancelled() => return Err(ReceiveError::Cancelled),
+                next = tokio::time::timeout_at(silent_until, self.body.next()) => break next,
+                () = tokio::time::sleep_until(due.unwrap_or(silent_until)), if due.is_some() => {
+                    self.progress.catch_up();
+                }
             }
-            Ok(Some(chunk))
+        };
+        match next {
+            Err(_) => Err(ReceiveError::Interrupted {
+                received: self.received,
+                reason: format!("no data for {} s", self.idle.as_secs_f64()),
+            }),
+            Ok(None) => Ok(None),
+            Ok(Some(Err(error))) => Err(ReceiveError::Interrupted {
+                received: self.received,
+                reason: error.to_string(),
+            }),
+            Ok(Some(Ok(chunk))) => {
+                self.received += chunk.len() as u64;
+                if self.received > self.limit {
+                    return Err(ReceiveError::TooLarge { limit: self.limit });
+                }
+                Ok(Some(chunk))
+            }
         }
     }
 }
@@ -383,7 +416,7 @@ pub struct Stopped {
 /// Each chunk goes to two blocking threads at once: one hashes, one writes. Both read the same
 /// buffer once, and on two cores hashing and copying into the page cache overlap.
 pub async fn append<S, E>(
-    mut body: S,
+    body: S,
     temp: &Path,
     from: Partial,
     bounds: Bounds<'_>,
@@ -422,18 +455,9 @@ where
         tokio::task::spawn_blocking(move || hash_chunks(start, chunk_hasher, hasher_queue));
     let writer = tokio::task::spawn_blocking(move || write_chunks(file, offset, writer_queue));
 
-    let mut received = 0u64;
-    let mut progress = ProgressReport::new(on_progress);
+    let mut incoming = Incoming::new(body, limit, idle, cancelled, on_progress);
     let outcome = loop {
-        let next = next_chunk(
-            &mut body,
-            limit,
-            idle,
-            cancelled,
-            &mut received,
-            &mut progress,
-        );
-        let chunk = match next.await {
+        let chunk = match incoming.next().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break Ok(()),
             Err(error) => break Err(error),
@@ -443,8 +467,9 @@ where
             // A thread stopped early; its own error says why.
             break Ok(());
         }
-        progress.saw(received);
+        incoming.handled();
     };
+    let received = incoming.received();
 
     // What arrived is kept when the body ended or was cut (and needs no checksum); dropped when
     // refused or cancelled.
@@ -734,37 +759,20 @@ mod tests {
         // Three chunks at once, then a sender that stops without ending its body: the first
         // count is reported at once, the next two are held back by the pace, and the last of
         // them is reported while the body is quiet, before the idle timeout ends it.
-        let mut body = chunks(&[b"a", b"bc", b"def"]).chain(stream::pending());
+        let body = chunks(&[b"a", b"bc", b"def"]).chain(stream::pending());
         let mut reported = Vec::new();
-        let mut progress = ProgressReport::new(|bytes| reported.push(bytes));
         let cancelled = CancellationToken::new();
-        let mut received = 0;
-        for _ in 0..3 {
-            let next = next_chunk(
-                &mut body,
-                100,
-                IDLE,
-                &cancelled,
-                &mut received,
-                &mut progress,
-            );
-            assert!(next.await.unwrap().is_some());
-            progress.saw(received);
-        }
         let idle = PROGRESS_EVERY * 4;
-        let quiet = next_chunk(
-            &mut body,
-            100,
-            idle,
-            &cancelled,
-            &mut received,
-            &mut progress,
-        );
+        let mut incoming = Incoming::new(body, 100, idle, &cancelled, |n| reported.push(n));
+        for _ in 0..3 {
+            assert!(incoming.next().await.unwrap().is_some());
+            incoming.handled();
+        }
         assert!(matches!(
-            quiet.await,
+            incoming.next().await,
             Err(ReceiveError::Interrupted { received: 6, .. })
         ));
-        drop(progress);
+        drop(incoming);
         assert_eq!(reported, [1, 6]);
     }
 

@@ -7,9 +7,7 @@ use crate::{
     domain::JobId,
     server::{
         blobs::ObjectBlobs,
-        receive::{
-            next_chunk, Bounds, ChunkHasher, Partial, ProgressReport, ReceiveError, Stopped,
-        },
+        receive::{Bounds, ChunkHasher, Incoming, Partial, ReceiveError, Stopped},
         store::{StagedPart, StagedParts},
     },
 };
@@ -42,7 +40,7 @@ pub enum FileEnd {
 pub async fn append<S, E>(
     bucket: &ObjectBlobs,
     job: JobId,
-    mut body: S,
+    body: S,
     from: Partial,
     end: FileEnd,
     bounds: Bounds<'_>,
@@ -86,18 +84,9 @@ where
         .map(|checksum| ChunkHasher::new(checksum.algorithm));
     let mut hasher = from.hasher.clone();
     let mut parts = Sending::new(bucket, job, recorded.clone());
-    let mut received = 0u64;
-    let mut progress = ProgressReport::new(on_progress);
+    let mut incoming = Incoming::new(body, limit, idle, cancelled, on_progress);
     let outcome = loop {
-        let next = next_chunk(
-            &mut body,
-            limit,
-            idle,
-            cancelled,
-            &mut received,
-            &mut progress,
-        );
-        let chunk = match next.await {
+        let chunk = match incoming.next().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break Ok(()),
             Err(error) => break Err(error),
@@ -131,8 +120,9 @@ where
         if let Err(error) = sent {
             break Err(error);
         }
-        progress.saw(received);
+        incoming.handled();
     };
+    let received = incoming.received();
     let keeps = |outcome: &Result<(), ReceiveError>| match (outcome, end) {
         (Ok(()), _) => true,
         (Err(ReceiveError::Interrupted { .. }), FileEnd::AtLength(_)) => checksum.is_none(),
