@@ -26,17 +26,22 @@ TOKEN = "bench-instructions-token-0123456789"
 CONNECTIONS = 16
 BODY = json.dumps({"metadata": json.dumps({"test": "data"})})
 
+# Functions whose inclusive counts are parts of both an ingest's work and a read's.
+SQLITE_STATEMENTS = r"sqlx_sqlite::connection::execute::ExecuteIter as core::iter::traits::iterator::Iterator>::next"
+HTTP_PATH = r"ingest::server::listener::PerConnection as tower_service::Service<http::request::Request<hyper::body::incoming::Incoming>>>::call::\{\{closure\}\} "
+MALLOC = r":malloc \["
+
 # Parts of the server's work, by the function that holds them (inclusive counts).
 PARTS = [
-    ("SQLite statements (sqlx's thread)", r"sqlx_sqlite::connection::execute::ExecuteIter as core::iter::traits::iterator::Iterator>::next"),
+    ("SQLite statements (sqlx's thread)", SQLITE_STATEMENTS),
     ("  of which preparing statements", r"\?\?\?:sqlite3_prepare_v3 "),
     ("  of which temporary b-trees (RETURNING, IN lists, sorts)", r"\?\?\?:sqlite3BtreeOpen "),
     ("  of which b-tree inserts", r"\?\?\?:sqlite3BtreeInsert "),
-    ("HTTP: hyper, middleware, routing, handler", r"ingest::server::listener::PerConnection as tower_service::Service<http::request::Request<hyper::body::incoming::Incoming>>>::call::\{\{closure\}\} "),
+    ("HTTP: hyper, middleware, routing, handler", HTTP_PATH),
     ("  of which the ingest handler", r"<F as axum::handler::Handler<\(M,T1,T2,T3\),S>>::call::\{\{closure\}\} "),
     ("the writer task (batches, statements' arguments)", r"ingest::server::store::sqlite::write_loop::\{\{closure\}\} "),
     ("live status (hub publish)", r"ingest::server::hub::StatusHub as ingest::server::hub::LiveStatus>::publish "),
-    ("malloc (glibc's; Rust's and SQLite's allocations, not frees)", r":malloc \["),
+    ("malloc (glibc's; Rust's and SQLite's allocations, not frees)", MALLOC),
 ]
 
 
@@ -92,30 +97,30 @@ def load(port, count):
     return send(port, count, "POST", "/api/ingest", BODY, 202)
 
 
-def measure(command, env, port, ready_path, count, workdir, name, settle=None):
-    """Instructions the program ran while serving `count` requests (and settling after)."""
+def callgrind(command, env, port, ready_path, workdir, name, windows):
+    """Runs `command` under callgrind and counts each of `windows` apart. A window is a pair
+    of calls, (warm_up, measured): the counters are zeroed after the first (statements
+    prepared once, buffers grown) and dumped after the second. Returns the dumps, in order."""
     out = os.path.join(workdir, f"{name}.callgrind")
     program = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + command,
         env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, f"{name}.log"), "w"))
+    control = lambda *args: subprocess.run(
+        ["callgrind_control", *args, str(program.pid)], check=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_up(port, ready_path)
-        # A warm-up first: statements prepared once (one per batch size), buffers grown.
-        warm_up = load(port, count // 2)
-        if settle:
-            settle(warm_up)
-        subprocess.run(["callgrind_control", "-z", str(program.pid)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        load(port, count)
-        if settle:
-            settle(warm_up + count)
-        subprocess.run(["callgrind_control", "-d", "measured", str(program.pid)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for n, (warm_up, measured) in enumerate(windows):
+            warm_up()
+            control("-z")
+            measured()
+            control("-d", f"window{n}")
     finally:
         program.terminate()
         program.wait()
     dumps = [f for f in os.listdir(workdir) if f.startswith(f"{name}.callgrind.")]
-    return os.path.join(workdir, sorted(dumps)[0])
+    dumps.sort(key=lambda f: int(f.rsplit(".", 1)[1]))
+    return [os.path.join(workdir, f) for f in dumps[:len(windows)]]
 
 
 def total(dump):
@@ -155,14 +160,14 @@ def print_parts(dump, count, parts):
 
 # Parts of a read's work (inclusive).
 READ_PARTS = [
-    ("SQLite statements (sqlx's thread)", PARTS[0][1]),
+    ("SQLite statements (sqlx's thread)", SQLITE_STATEMENTS),
     ("  of which each row's values copied (sqlx: sqlite3_value_dup)", r"sqlx_sqlite::row::SqliteRow::current "),
     ("rows freed (sqlx: sqlite3_value_free)", r"core::ptr::drop_in_place<sqlx_sqlite::row::SqliteRow> "),
     ("rows read into JobRow (FromRow)", r"JobRow as sqlx_core::from_row::FromRow"),
     ("JobRow parsed into JobStatus (id, metadata JSON, times)", r"TryFrom<ingest::server::store::sqlite::JobRow> for ingest::domain::job::JobStatus>::try_from "),
     ("the answer serialized (axum's Json)", r"<axum::json::Json<T> as axum_core::response::into_response::IntoResponse>::into_response "),
-    ("HTTP: hyper, middleware, routing, handler (rows read and answer included)", PARTS[4][1]),
-    ("malloc", PARTS[-1][1]),
+    ("HTTP: hyper, middleware, routing, handler (rows read and answer included)", HTTP_PATH),
+    ("malloc", MALLOC),
 ]
 
 
@@ -183,27 +188,10 @@ def reads(count, workdir, ceiling_per):
     db.close()
     paths = [("first page of GET /api/jobs (50 jobs)", "/api/jobs"),
              ("GET /api/status/{id}", f"/api/status/{job_id}")]
-    out = os.path.join(workdir, "reads.callgrind")
-    program = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + [BINARY],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, "reads.log"), "w"))
-    dumps = []
-    try:
-        wait_until_up(port, "/readyz")
-        for n, (_, path) in enumerate(paths):
-            send(port, count // 2, "GET", path)  # warm-up
-            subprocess.run(["callgrind_control", "-z", str(program.pid)], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            send(port, count, "GET", path)
-            subprocess.run(["callgrind_control", "-d", f"read{n}", str(program.pid)], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            dumps.append(sorted(f for f in os.listdir(workdir)
-                                if f.startswith("reads.callgrind.") and f not in dumps)[0])
-    finally:
-        program.terminate()
-        program.wait()
+    windows = [(lambda path=path: send(port, count // 2, "GET", path),
+                lambda path=path: send(port, count, "GET", path)) for _, path in paths]
+    dumps = callgrind([BINARY], env, port, "/readyz", workdir, "reads", windows)
     for (label, _), dump in zip(paths, dumps):
-        dump = os.path.join(workdir, dump)
         per = total(dump) / count
         print(f"{count} x {label}, instructions per request: {per:>10,.0f}"
               f"   ({per / ceiling_per:.1f}x the ceiling's request)")
@@ -221,8 +209,9 @@ def main():
     workdir = tempfile.mkdtemp(prefix="ingest-instructions-")
 
     port = free_port()
-    ceiling = measure([os.path.join(EXAMPLES, "http_ceiling"), f"127.0.0.1:{port}"],
-                      dict(os.environ), port, "/", count, workdir, "ceiling")
+    [ceiling] = callgrind([os.path.join(EXAMPLES, "http_ceiling"), f"127.0.0.1:{port}"],
+                          dict(os.environ), port, "/", workdir, "ceiling",
+                          [(lambda: load(port, count // 2), lambda: load(port, count))])
     if read_mode:
         ceiling_per = total(ceiling) / count
         print(f"HTTP ceiling (bare axum POST, stores nothing): {ceiling_per:,.0f} instructions per request")
@@ -244,7 +233,15 @@ def main():
             time.sleep(1)
         sys.exit("the jobs were not all processed within 10 minutes")
 
-    server = measure([BINARY], env, port, "/readyz", count, workdir, "ingest", all_completed)
+    # Each window ends once every job sent so far is processed: processing is counted too.
+    sent = []
+
+    def ingests(n):
+        sent.append(load(port, n))
+        all_completed(sum(sent))
+
+    [server] = callgrind([BINARY], env, port, "/readyz", workdir, "ingest",
+                         [(lambda: ingests(count // 2), lambda: ingests(count))])
 
     ceiling_per = total(ceiling) / count
     server_per = total(server) / count

@@ -188,14 +188,14 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 /// later ones at most every `PROGRESS_EVERY`, and a count held back once the body has been
 /// quiet that long, so a sender that pauses is shown exactly where it stopped (not up to
 /// `PROGRESS_EVERY` of chunks behind, until its next byte).
-pub struct ProgressReport<F> {
+struct ProgressReport<F> {
     report: F,
     last: Option<Instant>,
     held: Option<u64>,
 }
 
 impl<F: FnMut(u64)> ProgressReport<F> {
-    pub fn new(report: F) -> Self {
+    fn new(report: F) -> Self {
         Self {
             report,
             last: None,
@@ -204,7 +204,7 @@ impl<F: FnMut(u64)> ProgressReport<F> {
     }
 
     /// `bytes` have arrived so far.
-    pub fn saw(&mut self, bytes: u64) {
+    fn saw(&mut self, bytes: u64) {
         if self.last.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
             self.send(bytes);
         } else {
@@ -248,18 +248,13 @@ where
     E: std::fmt::Display,
     F: FnMut(u64),
 {
-    pub fn new(
-        body: S,
-        limit: u64,
-        idle: Duration,
-        cancelled: &'a CancellationToken,
-        on_progress: F,
-    ) -> Self {
+    /// Reads `body` within `bounds` (its checksum is the caller's to check).
+    pub fn new(body: S, bounds: &Bounds<'a>, on_progress: F) -> Self {
         Self {
             body,
-            limit,
-            idle,
-            cancelled,
+            limit: bounds.limit,
+            idle: bounds.idle,
+            cancelled: bounds.cancelled,
             received: 0,
             progress: ProgressReport::new(on_progress),
         }
@@ -441,12 +436,8 @@ where
         .map_err(|error| stop(ReceiveError::from(error), &from))?;
     let (to_hasher, hasher_queue) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let (to_writer, writer_queue) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let Bounds {
-        limit,
-        idle,
-        cancelled,
-        checksum,
-    } = bounds;
+    let mut incoming = Incoming::new(body, &bounds, on_progress);
+    let checksum = bounds.checksum;
     let start = from.hasher.clone();
     let chunk_hasher = checksum
         .as_ref()
@@ -455,7 +446,6 @@ where
         tokio::task::spawn_blocking(move || hash_chunks(start, chunk_hasher, hasher_queue));
     let writer = tokio::task::spawn_blocking(move || write_chunks(file, offset, writer_queue));
 
-    let mut incoming = Incoming::new(body, limit, idle, cancelled, on_progress);
     let outcome = loop {
         let chunk = match incoming.next().await {
             Ok(Some(chunk)) => chunk,
@@ -763,7 +753,13 @@ mod tests {
         let mut reported = Vec::new();
         let cancelled = CancellationToken::new();
         let idle = PROGRESS_EVERY * 4;
-        let mut incoming = Incoming::new(body, 100, idle, &cancelled, |n| reported.push(n));
+        let bounds = Bounds {
+            limit: 100,
+            idle,
+            cancelled: &cancelled,
+            checksum: None,
+        };
+        let mut incoming = Incoming::new(body, &bounds, |n| reported.push(n));
         for _ in 0..3 {
             assert!(incoming.next().await.unwrap().is_some());
             incoming.handled();

@@ -73,18 +73,17 @@ where
         }
         buffer.extend_from_slice(&tail);
     }
+    let mut incoming = Incoming::new(body, &bounds, on_progress);
     let Bounds {
-        limit,
-        idle,
         cancelled,
         checksum,
+        ..
     } = bounds;
     let mut chunk_hasher = checksum
         .as_ref()
         .map(|checksum| ChunkHasher::new(checksum.algorithm));
     let mut hasher = from.hasher.clone();
     let mut parts = Sending::new(bucket, job, recorded.clone());
-    let mut incoming = Incoming::new(body, limit, idle, cancelled, on_progress);
     let outcome = loop {
         let chunk = match incoming.next().await {
             Ok(Some(chunk)) => chunk,

@@ -706,7 +706,7 @@ impl Uploads {
     }
 
     /// Publishes an upload's live byte count (`base` bytes were already there); how often is
-    /// the receiving loop's (`receive::ProgressReport`).
+    /// the receiving loop's (`receive::Incoming`).
     fn progress_reporter<'a>(&'a self, job: &'a JobStatus, base: u64) -> impl FnMut(u64) + 'a {
         move |bytes| self.jobs.report_received(job, base + bytes)
     }
