@@ -22,7 +22,9 @@ pub mod server;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     wasm_bindgen_futures::spawn_local(async {
-        ui::split::load(&ui::Page::current()).await;
-        leptos::mount::hydrate_body(app::App);
+        match ui::split::load(&ui::Page::current()).await {
+            Ok(()) => leptos::mount::hydrate_body(app::App),
+            Err(_) => ui::split::say_not_loaded(),
+        }
     });
 }

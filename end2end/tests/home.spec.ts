@@ -24,6 +24,8 @@ test("sign in: a wrong token shows why, the right one shows the app, sign out en
   // The server renders the signed-in page on reload.
   await page.reload();
   await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+  // The button is in the server's HTML before the page responds to it.
+  await expect(page.locator("[data-hydrated=true]")).toBeVisible();
   await page.screenshot({ path: testInfo.outputPath("signed-in.png"), fullPage: true });
 
   await page.getByRole("button", { name: "Sign out" }).click();
@@ -82,8 +84,19 @@ test("no token appears in the served HTML, JS or WASM", async ({ page, signIn, r
   const served = new Set(assets.filter((url) => url.startsWith(origin)));
   expect([...served].some((url) => url.endsWith(".wasm"))).toBe(true);
   expect([...served].some((url) => url.endsWith(".js"))).toBe(true);
+  // And the wasm parts this visit did not need (the other pages', the uploads').
+  const manifest = await (await request.get("/pkg/__wasm_split_manifest.json")).json();
+  const parts = new Set(Object.values(manifest as Record<string, string[]>).flat());
+  expect(parts.size).toBeGreaterThan(0);
+  for (const part of parts) {
+    served.add(`${origin}/pkg/${part}.wasm`);
+  }
   for (const url of served) {
-    const body = Buffer.from(await (await request.get(url)).body());
+    const answer = await request.get(url);
+    if (url.includes("/pkg/")) {
+      expect(answer.ok(), `${url} is served`).toBe(true);
+    }
+    const body = Buffer.from(await answer.body());
     expect(body.includes(Buffer.from(TOKEN)), `${url} contains the token`).toBe(false);
     expect(body.includes(Buffer.from("REPLACE_WITH_PROD_TOKEN")), `${url} has the placeholder`).toBe(false);
   }

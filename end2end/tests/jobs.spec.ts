@@ -42,6 +42,8 @@ test("a 20 MB file goes up, reaches 100% with its real SHA-256, and shows in the
 
   const id = (await card.locator(".job-id code").textContent())!.trim();
   await page.getByRole("link", { name: "History" }).click();
+  // The filters respond once the page is hydrated (its rows are in the server's HTML before).
+  await expect(page.locator("[data-hydrated=true]")).toBeVisible();
   const row = page.locator(".history-row").filter({ hasText: id });
   await expect(row).toContainText("twenty.bin · 20.0 MiB");
   await expect(row.locator(".badge")).toHaveText("Completed");

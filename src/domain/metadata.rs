@@ -65,7 +65,8 @@ fn light_metadata_problem(text: &str, limit: usize) -> Option<MetadataError> {
     if text.trim().is_empty() {
         return None;
     }
-    if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+    // `from_slice`: the one JSON reader the browser's wasm holds (see `ui::loaded`).
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(text.as_bytes()) {
         return Some(MetadataError::NotJson(error.to_string()));
     }
     // Valid JSON text is an object exactly when it starts with `{`.

@@ -101,8 +101,8 @@ fn ManageAccounts() -> impl IntoView {
     // its children more than once, so a resource's future can outlive the rendering that made
     // it, and a second call after an await then finds no request context; resources nested in
     // each card, for their part, were not matched when the browser hydrated the page.
-    let accounts = Resource::new(move || changes.done.get(), |_| list_accounts());
-    let keys = Resource::new(move || changes.done.get(), |_| list_keys(None));
+    let accounts = super::loaded::load(move || changes.done.get(), |_| list_accounts());
+    let keys = super::loaded::load(move || changes.done.get(), |_| list_keys(None));
     view! {
         <div class="outcome" aria-live="polite">
             {move || changes.notice.get().map(|text| view! { <p class="notice">{text}</p> })}

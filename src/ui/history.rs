@@ -35,7 +35,7 @@ pub fn HistoryPage(query: HistoryQuery) -> impl IntoView {
         before: before.get(),
         q: Some(q.get()).filter(|q| !q.is_empty()),
     };
-    let jobs = Resource::new(
+    let jobs = super::loaded::load(
         move || (current(), refreshed.get()),
         |(query, _)| {
             list_jobs(

@@ -44,7 +44,7 @@ pub struct Hydrated(pub RwSignal<bool>);
 /// server's facts (its "Check server" asks again, a round trip tests also use).
 #[component]
 fn SignedIn(hydrated: RwSignal<bool>) -> impl IntoView {
-    let info = Resource::new(|| (), |_| get_service_info());
+    let info = super::loaded::load(|| (), |_| get_service_info());
     // A round trip to a server function from the hydrated page, without re-rendering it.
     let check = Action::new(|_: &()| get_service_info());
     focus_after_sign_in();

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 
 #[component]
 pub fn JobPage(id: JobId) -> impl IntoView {
-    let job = Resource::new(move || id, get_job_status);
+    let job = super::loaded::load(move || id, get_job_status);
     view! {
         <section class="card">
             <h1>"Job"</h1>

@@ -11,6 +11,7 @@ mod history;
 mod home;
 mod job_card;
 mod job_page;
+mod loaded;
 mod page;
 mod queue;
 mod session;
@@ -19,6 +20,7 @@ pub mod split;
 mod start;
 mod transfer;
 mod upload_card;
+mod uploads;
 mod webhooks;
 
 pub use accounts::AccountsPage;

@@ -1,7 +1,7 @@
 //! The upload queue of the Start page: every file chosen, dropped or found in a dropped folder
 //! becomes one `QueuedFile`, sent a few at a time (the page's "Uploads at a time" setting). This
 //! module owns the queue's state and its figures (the overall bar); the browser half
-//! (`browser::transfers`) moves files through the phases.
+//! (`browser::transfers`, loaded with the uploads' view) moves files through the phases.
 // Much of this is driven by the browser half only; the server renders an empty queue.
 #![cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 use super::{job_card::Connection, transfer::RateMeter};
@@ -145,6 +145,11 @@ pub struct Queue {
     pub rate: RwSignal<Option<u64>>,
     pub meter: StoredValue<RateMeter>,
     next_key: StoredValue<u32>,
+    /// What starts waiting files (`browser::transfers::pump`), handed over by the uploads' view
+    /// once its code has loaded; until then files wait.
+    driver: StoredValue<Option<fn(Queue)>>,
+    /// The card to move focus to once it is on the page.
+    focus: StoredValue<Option<u32>>,
 }
 
 /// The default of "Uploads at a time": enough to fill a link with small files, few enough that
@@ -169,6 +174,8 @@ impl Queue {
             rate: RwSignal::new(None),
             meter: StoredValue::new(RateMeter::default()),
             next_key: StoredValue::new(0),
+            driver: StoredValue::new(None),
+            focus: StoredValue::new(None),
         }
     }
 
@@ -243,10 +250,31 @@ impl Queue {
         })
     }
 
-    /// Starts waiting files while slots are free.
+    /// Starts waiting files while slots are free (once the code that sends them is here).
     pub fn pump(&self) {
-        #[cfg(feature = "hydrate")]
-        super::browser::transfers::pump(*self);
+        if let Some(pump) = self.driver.get_value() {
+            pump(*self);
+        }
+    }
+
+    /// Hands the queue what starts its waiting files.
+    pub fn drive_with(&self, pump: fn(Queue)) {
+        self.driver.set_value(Some(pump));
+    }
+
+    /// Moves focus to the card of `key` once it is on the page, so a keyboard or screen reader
+    /// user lands on what changed.
+    pub fn focus_when_shown(&self, key: Option<u32>) {
+        self.focus.set_value(key);
+    }
+
+    /// Whether the card of `key` is to take the focus now (asked once, by the card).
+    pub fn takes_focus(&self, key: u32) -> bool {
+        let wanted = self.focus.get_value() == Some(key);
+        if wanted {
+            self.focus.set_value(None);
+        }
+        wanted
     }
 
     /// Does what the person asked on one card.

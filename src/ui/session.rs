@@ -18,7 +18,7 @@ pub struct Session {
     pub sign_out: Action<(), Result<(), CallError>>,
     /// The caller, `None` for a visitor without a session; asked again after every sign-in or
     /// sign-out.
-    pub me: Resource<Result<Option<SignedIn>, CallError>>,
+    pub me: super::loaded::Loaded<Result<Option<SignedIn>, CallError>>,
 }
 
 impl Session {
@@ -28,7 +28,7 @@ impl Session {
         // router puts in the URL after a scriptless post, and this app has no router (~4 KB wasm).
         let sign_in = Action::new(|token: &String| sign_in(token.clone()));
         let sign_out = Action::new(|_: &()| sign_out());
-        let me = Resource::new(
+        let me = super::loaded::load(
             move || (sign_in.version().get(), sign_out.version().get()),
             |_| who_am_i(),
         );

@@ -1,76 +1,217 @@
-//! The pages other than Start (History, a job, Accounts, Webhooks), each in a wasm part of its
-//! own when the build is split (`cargo leptos build --release --split`, which sets
-//! `cfg(wasm_split)`): a first visit loads the app and the Start page only, and a page's part
-//! is fetched when that page is opened. `load` fetches it before hydration starts, so the view
-//! functions here are ready at once; every link is a full page load, so nothing is fetched later.
-//! Without `--split` the same code stays in the one wasm.
-use super::{page::HistoryQuery, AccountsPage, HistoryPage, JobPage, WebhooksPage};
+//! The pages other than Start (History, a job, Accounts, Webhooks) and the Start page's uploads,
+//! each in a wasm part of its own when the build is split (`cargo leptos build --release
+//! --split`, which sets `cfg(wasm_split)`): a first visit loads the app and the Start form only.
+//! A page's part is fetched when that page is opened: `load` fetches it before hydration starts,
+//! so the view functions here are ready at once (every link is a full page load). The uploads'
+//! part is fetched when the first upload or job starts on the Start page. Without `--split` the
+//! same code stays in the one wasm.
+use super::{
+    page::HistoryQuery,
+    queue::Queue,
+    uploads::{Started, Uploads},
+    AccountsPage, HistoryPage, JobPage, WebhooksPage,
+};
 use crate::domain::JobId;
-use leptos::prelude::*;
+use leptos::{prelude::*, wasm_split::SplitLoaderError};
+#[cfg(wasm_split)]
 use std::{
     future::Future,
     pin::pin,
     task::{Context, Poll, Waker},
 };
 
-#[cfg_attr(wasm_split, leptos::lazy)]
-async fn history_view(query: HistoryQuery) -> AnyView {
-    view! { <HistoryPage query /> }.into_any()
+/// Declares `$view`, the entry of the wasm part `$part` in a split build (with `$preload`, which
+/// fetches the part), a plain function otherwise. Fallible: a part that cannot be fetched (no
+/// network, or the visitor leaving mid-fetch) is an `Err`, where it would abort the whole app.
+macro_rules! part {
+    ($part:ident, $preload:ident, fn $view:ident($($arg:ident: $type:ty),*) $body:block) => {
+        #[cfg_attr(
+            wasm_split,
+            leptos::wasm_split::wasm_split(
+                $part,
+                wasm_split_path = ::leptos::wasm_split,
+                preload($preload),
+                fallible
+            )
+        )]
+        fn $view($($arg: $type),*) -> Result<AnyView, SplitLoaderError> {
+            Ok($body.into_any())
+        }
+    };
 }
 
-#[cfg_attr(wasm_split, leptos::lazy)]
-async fn job_view(id: JobId) -> AnyView {
-    view! { <JobPage id /> }.into_any()
+/// The view a part's entry gives once the part is here (a split build's call is a future,
+/// ready at its first poll then); `None` were it missing after all.
+macro_rules! now {
+    ($call:expr) => {{
+        #[cfg(wasm_split)]
+        let view = at_once($call).and_then(Result::ok);
+        #[cfg(not(wasm_split))]
+        let view = $call.ok();
+        view
+    }};
 }
 
-#[cfg_attr(wasm_split, leptos::lazy)]
-async fn accounts_view() -> AnyView {
-    view! { <AccountsPage /> }.into_any()
-}
+part!(
+    history,
+    preload_history,
+    fn history_view(query: HistoryQuery) {
+        view! { <HistoryPage query /> }
+    }
+);
 
-#[cfg_attr(wasm_split, leptos::lazy)]
-async fn webhooks_view() -> AnyView {
-    view! { <WebhooksPage /> }.into_any()
+part!(
+    job,
+    preload_job,
+    fn job_view(id: JobId) {
+        view! { <JobPage id /> }
+    }
+);
+
+part!(
+    accounts,
+    preload_accounts,
+    fn accounts_view() {
+        view! { <AccountsPage /> }
+    }
+);
+
+part!(
+    webhooks,
+    preload_webhooks,
+    fn webhooks_view() {
+        view! { <WebhooksPage /> }
+    }
+);
+
+// Unlike a page's part, this one is fetched mid-visit: a failed fetch is shown, with a way to
+// try again.
+part!(
+    uploads,
+    preload_uploads,
+    fn uploads_view(queue: Queue, started: RwSignal<Vec<Started>>) {
+        view! { <Uploads queue started /> }
+    }
+);
+
+/// The Start page's uploads: nothing until the first file is queued or the first job started
+/// (so the server renders nothing, and hydration finds nothing), then their part is fetched and
+/// they appear. Files queued meanwhile wait: the part's code is what sends them.
+pub fn uploads(queue: Queue, started: RwSignal<Vec<Started>>) -> impl IntoView {
+    let loaded = RwSignal::new(false);
+    let failed = RwSignal::new(false);
+    let requested = StoredValue::new(false);
+    let fetch = move || {
+        requested.set_value(true);
+        failed.set(false);
+        leptos::task::spawn_local(async move {
+            #[cfg(wasm_split)]
+            let fetched = preload_uploads().await.is_ok();
+            #[cfg(not(wasm_split))]
+            let fetched = true;
+            if fetched {
+                loaded.set(true);
+            } else {
+                requested.set_value(false);
+                failed.set(true);
+            }
+        });
+    };
+    Effect::new(move |_| {
+        let wanted =
+            queue.files.with(|files| !files.is_empty()) || started.with(|jobs| !jobs.is_empty());
+        if wanted && !requested.get_value() && !failed.get_untracked() {
+            fetch();
+        }
+    });
+    move || {
+        if loaded.get() {
+            return now!(uploads_view(queue, started)).unwrap_or_else(|| ().into_any());
+        }
+        failed
+            .get()
+            .then(|| {
+                view! {
+                    <p class="error" role="alert">
+                        "The page could not load what sends your files; check the connection and "
+                        <button class="secondary" on:click=move |_| fetch()>
+                            "try again"
+                        </button> "."
+                    </p>
+                }
+            })
+            .into_any()
+    }
 }
 
 pub fn history(query: HistoryQuery) -> AnyView {
-    at_once(history_view(query))
+    page("history", now!(history_view(query)))
 }
 
 pub fn job(id: JobId) -> AnyView {
-    at_once(job_view(id))
+    page("job", now!(job_view(id)))
 }
 
 pub fn accounts() -> AnyView {
-    at_once(accounts_view())
+    page("accounts", now!(accounts_view()))
 }
 
 pub fn webhooks() -> AnyView {
-    at_once(webhooks_view())
+    page("webhooks", now!(webhooks_view()))
 }
 
-/// A page's view from its (already loaded) part: the future is ready at its first poll. Were
-/// the part missing after all, the page would stay empty rather than wrong.
-fn at_once(view: impl Future<Output = AnyView>) -> AnyView {
-    match pin!(view).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(view) => view,
-        Poll::Pending => ().into_any(),
+/// A page from its part. The server also names the part in the page's head (a preload link), so
+/// the browser fetches it beside the app's wasm instead of after it.
+fn page(part: &'static str, view: Option<AnyView>) -> AnyView {
+    #[cfg(feature = "ssr")]
+    leptos::prefetch_lazy_fn_on_server(part);
+    #[cfg(not(feature = "ssr"))]
+    let _ = part;
+    view.unwrap_or_else(|| ().into_any())
+}
+
+/// What a call into an already loaded part gives: its future is ready at the first poll.
+#[cfg(wasm_split)]
+fn at_once<T>(call: impl Future<Output = T>) -> Option<T> {
+    match pin!(call).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
     }
 }
 
 /// Fetches the wasm part of `page` (nothing for Start, or when the build is not split).
 #[cfg(feature = "hydrate")]
-pub async fn load(page: &super::Page) {
+pub async fn load(page: &super::Page) -> Result<(), SplitLoaderError> {
     #[cfg(wasm_split)]
-    use super::Page;
-    #[cfg(wasm_split)]
-    match page {
-        Page::History(_) => __preload_history_view().await,
-        Page::Job(_) => __preload_job_view().await,
-        Page::Accounts => __preload_accounts_view().await,
-        Page::Webhooks => __preload_webhooks_view().await,
-        Page::Home | Page::NotFound => {}
+    {
+        use super::Page;
+        match page {
+            Page::History(_) => preload_history().await,
+            Page::Job(_) => preload_job().await,
+            Page::Accounts => preload_accounts().await,
+            Page::Webhooks => preload_webhooks().await,
+            Page::Home | Page::NotFound => Ok(()),
+        }
     }
     #[cfg(not(wasm_split))]
-    let _ = page;
+    {
+        let _ = page;
+        Ok(())
+    }
+}
+
+/// Says, above the page the server rendered, that its code could not be fetched: it stays
+/// readable, and its links work, but nothing on it responds. (When the visitor is leaving,
+/// which also ends a fetch, no one sees it.)
+#[cfg(feature = "hydrate")]
+pub fn say_not_loaded() {
+    if let Some(main) = web_sys::window()
+        .and_then(|window| window.document())
+        .and_then(|document| document.query_selector("main").ok().flatten())
+    {
+        let _ = main.insert_adjacent_html(
+            "afterbegin",
+            r#"<p class="error" role="alert">This page could not load its code, so its buttons do nothing. Reload it to try again.</p>"#,
+        );
+    }
 }

@@ -1,18 +1,18 @@
 //! Starting ingests: a drop zone and pickers for files and folders, the chosen files (each
 //! removable), the metadata field (checked as it is typed with the server's own rules), the
-//! Start button, the upload queue with its overall bar and a card per file, this browser's
-//! interrupted uploads (Resume / Discard), and a warning before leaving mid-upload. Without a
-//! file, Start creates a metadata-only job.
+//! Start button, the upload queue (its cards are `uploads`, loaded when the first one starts),
+//! this browser's interrupted uploads (Resume / Discard), and a warning before leaving
+//! mid-upload. Without a file, Start creates a metadata-only job.
 use super::{
-    format::{format_bytes, format_elapsed},
-    job_card::JobCard,
+    format::format_bytes,
     queue::{FileHandle, NewFile, Queue},
-    transfer::{percent, time_left_ms, Fingerprint, UploadRecord},
-    upload_card::UploadCard,
+    split,
+    transfer::{Fingerprint, UploadRecord},
+    uploads::Started,
 };
 use crate::{
     api::{start_ingest, CallError},
-    domain::{metadata_problem, JobId, JobStatus},
+    domain::{metadata_problem, JobStatus},
 };
 use leptos::prelude::*;
 
@@ -24,13 +24,6 @@ struct ChosenFile {
     size: u64,
     path: Option<String>,
     file: FileHandle,
-}
-
-/// A metadata-only job started from this page.
-#[derive(Clone)]
-struct Started {
-    id: JobId,
-    initial: Option<JobStatus>,
 }
 
 /// An unfinished upload this browser remembers from an earlier visit.
@@ -115,7 +108,7 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
                     .collect(),
                 &text,
             );
-            focus_card(keys.first().copied());
+            queue.focus_when_shown(keys.first().copied());
             return;
         }
         pending.set(true);
@@ -134,30 +127,6 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
             }
             pending.set(false);
         });
-    };
-
-    let totals = move || queue.totals();
-    let overall = move || {
-        let totals = totals();
-        let mut parts = vec![
-            format!("{} of {} files uploaded", totals.files_done, totals.files),
-            format!(
-                "{} of {}",
-                format_bytes(totals.bytes_done),
-                format_bytes(totals.bytes)
-            ),
-        ];
-        if totals.sending {
-            if let Some(rate) = queue.rate.get() {
-                parts.push(format!("{}/s", format_bytes(rate)));
-                if let Some(ms) =
-                    time_left_ms(totals.bytes - totals.bytes_done.min(totals.bytes), rate)
-                {
-                    parts.push(format!("{} left", format_elapsed(ms)));
-                }
-            }
-        }
-        parts.join(" · ")
     };
 
     view! {
@@ -310,27 +279,7 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
             {move || error.get().map(|message| view! { <p class="error" role="alert">{message}</p> })}
         </div>
         <InterruptedUploads interrupted queue />
-        <Show when=move || queue.files.with(|files| !files.is_empty())>
-            <section class="overall" aria-label="All uploads">
-                <progress
-                    id="overall-progress"
-                    max="100"
-                    value=move || { let t = totals(); percent(t.bytes_done, t.bytes) }
-                    aria-label="All uploads"
-                ></progress>
-                <p id="overall" class="muted">{overall}</p>
-            </section>
-        </Show>
-        <ul class="jobs uploads">
-            <For each=move || queue.files.get() key=|file| file.key let:file>
-                <UploadCard file queue />
-            </For>
-        </ul>
-        <ul class="jobs">
-            <For each=move || started.get() key=|job| job.id let:job>
-                <JobCard id=job.id initial=job.initial upload=None />
-            </For>
-        </ul>
+        {split::uploads(queue, started)}
     }
 }
 
@@ -486,7 +435,7 @@ fn resume_if_same(
             ..file
         };
         let keys = queue.add(vec![file], "");
-        focus_card(keys.first().copied());
+        queue.focus_when_shown(keys.first().copied());
     });
     #[cfg(not(feature = "hydrate"))]
     let _ = (file, target, queue, problem, checking, resuming);
@@ -503,14 +452,12 @@ async fn start_metadata_only(metadata: String) -> Result<JobStatus, CallError> {
     start_ingest(metadata).await
 }
 
-/// The browser's part of the form: the queue's rate ticker, the warning before leaving while
-/// bytes are on their way, and reading the interrupted uploads.
+/// The browser's part of the form: the warning before leaving while bytes are on their way,
+/// and reading the interrupted uploads.
 fn browser_duties(queue: Queue, interrupted: RwSignal<Vec<Interrupted>>) {
     #[cfg(feature = "hydrate")]
     {
-        use leptos::leptos_dom::helpers::{
-            set_interval_with_handle, window_event_listener_untyped,
-        };
+        use leptos::leptos_dom::helpers::window_event_listener_untyped;
         Effect::new(move |_| {
             interrupted.set(
                 super::browser::files::interrupted_uploads()
@@ -519,9 +466,6 @@ fn browser_duties(queue: Queue, interrupted: RwSignal<Vec<Interrupted>>) {
                     .collect(),
             );
         });
-        let ticker =
-            set_interval_with_handle(move || tick(queue), std::time::Duration::from_millis(500))
-                .ok();
         let leaving = window_event_listener_untyped("beforeunload", move |event| {
             if queue.is_sending() {
                 // Both spellings: `preventDefault` for today's browsers, `returnValue` for older.
@@ -529,57 +473,11 @@ fn browser_duties(queue: Queue, interrupted: RwSignal<Vec<Interrupted>>) {
                 let _ = js_sys::Reflect::set(&event, &"returnValue".into(), &"".into());
             }
         });
-        let running = send_wrapper::SendWrapper::new((ticker, leaving));
-        on_cleanup(move || {
-            let (ticker, leaving) = running.take();
-            if let Some(ticker) = ticker {
-                ticker.clear();
-            }
-            leaving.remove();
-        });
+        let leaving = send_wrapper::SendWrapper::new(leaving);
+        on_cleanup(move || leaving.take().remove());
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = (queue, interrupted);
-}
-
-/// Samples the bytes sent, for each file's rate and the overall one.
-#[cfg(feature = "hydrate")]
-fn tick(queue: Queue) {
-    use super::queue::Phase;
-    let now = js_sys::Date::now();
-    let mut any = false;
-    queue.files.with_untracked(|files| {
-        for file in files {
-            if file.phase.get_untracked() == Phase::Sending {
-                any = true;
-                let done = file.sent.get_untracked().map_or(0, |(done, _)| done);
-                file.meter.update_value(|meter| meter.record(now, done));
-                let rate = file.meter.with_value(|meter| meter.bytes_per_second());
-                if file.rate.get_untracked() != rate {
-                    file.rate.set(rate);
-                }
-            }
-        }
-    });
-    if any {
-        let done = queue.files.with_untracked(|files| {
-            files
-                .iter()
-                .map(|file| {
-                    if file.finished.get_untracked() {
-                        file.size
-                    } else {
-                        file.sent.get_untracked().map_or(0, |(done, _)| done)
-                    }
-                })
-                .sum::<u64>()
-        });
-        queue.meter.update_value(|meter| meter.record(now, done));
-        let rate = queue.meter.with_value(|meter| meter.bytes_per_second());
-        if queue.rate.get_untracked() != rate {
-            queue.rate.set(rate);
-        }
-    }
 }
 
 #[cfg(feature = "hydrate")]
@@ -662,28 +560,4 @@ fn open_picker(id: &str) {
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = id;
-}
-
-/// Moves focus to the first new card's title once it is on the page, so a keyboard or screen
-/// reader user lands on what changed.
-fn focus_card(key: Option<u32>) {
-    #[cfg(feature = "hydrate")]
-    if let Some(key) = key {
-        leptos::task::spawn_local(async move {
-            // The card renders on the next tick.
-            super::browser::sleep_ms(0).await;
-            let selector = format!(".uploads li[data-key=\"{key}\"] .filename");
-            if let Some(title) = web_sys::window()
-                .and_then(|window| window.document())
-                .and_then(|document| document.query_selector(&selector).ok().flatten())
-            {
-                use wasm_bindgen::JsCast;
-                if let Ok(title) = title.dyn_into::<web_sys::HtmlElement>() {
-                    let _ = title.focus();
-                }
-            }
-        });
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = key;
 }

@@ -16,6 +16,14 @@ pub fn UploadCard(file: QueuedFile, queue: Queue) -> impl IntoView {
     let key = file.key;
     let act = move |action: CardAction| move |_: leptos::ev::MouseEvent| queue.act(key, action);
     watch_for_endings(queue, &file);
+    let heading = NodeRef::<leptos::html::H3>::new();
+    Effect::new(move |_| {
+        if let Some(heading) = heading.get() {
+            if queue.takes_focus(key) {
+                let _ = heading.focus();
+            }
+        }
+    });
 
     let title = file.path.clone().unwrap_or_else(|| file.name.clone());
     let label = format!("Progress of {title}");
@@ -155,7 +163,9 @@ pub fn UploadCard(file: QueuedFile, queue: Queue) -> impl IntoView {
             data-connection=move || connection.get().as_str()
         >
             <div class="job-head">
-                <h3 class="filename" tabindex="-1">{title}</h3>
+                <h3 class="filename" tabindex="-1" node_ref=heading>
+                    {title}
+                </h3>
                 <span class="state" role="status">{state_text}</span>
             </div>
             {move || job.get().map(|id| view! { <CopyId id /> })}

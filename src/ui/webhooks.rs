@@ -40,7 +40,7 @@ const EVENT_CHOICES: [(&str, &str); 5] = [
 pub fn WebhooksPage() -> impl IntoView {
     let changes = Changes::new();
     let secret: ShownSecret = RwSignal::new(None);
-    let listed = Resource::new(move || changes.done.get(), |_| list_webhooks());
+    let listed = super::loaded::load(move || changes.done.get(), |_| list_webhooks());
     view! {
         <section class="card webhooks">
             <h1>"Webhooks"</h1>

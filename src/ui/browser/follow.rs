@@ -92,7 +92,7 @@ fn connect(inner: &Rc<RefCell<Inner>>) {
             let Some(job) = event
                 .data()
                 .as_string()
-                .and_then(|text| serde_json::from_str::<JobStatus>(&text).ok())
+                .and_then(|text| crate::ui::loaded::from_json::<JobStatus>(&text).ok())
             else {
                 return;
             };

@@ -70,13 +70,16 @@ async fn json_or_error<T: DeserializeOwned>(
     response: gloo_net::http::Response,
 ) -> Result<T, CallError> {
     let status = response.status();
+    // Read as bytes, not with gloo-net's `json()`: its `from_str` would be a second JSON reader
+    // in the wasm (see `ui::loaded`).
+    let body = response.binary().await.unwrap_or_default();
     if response.ok() {
-        return response.json().await.map_err(|error| CallError {
+        return serde_json::from_slice(&body).map_err(|error| CallError {
             status: 0,
             message: format!("the server's answer was unreadable: {error}"),
         });
     }
-    let message = match response.json::<ErrorBody>().await {
+    let message = match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(body) => body.error.message,
         Err(_) => format!("the server answered {status}"),
     };

@@ -359,11 +359,10 @@ fn chunk_answered(sending: &Rc<RefCell<Sending>>, request: &XmlHttpRequest) {
         // The offsets disagree (a cut chunk kept part of its bytes): ask and continue.
         (409, _) | (408 | 429, _) | (500.., _) => retry_later(sending),
         _ => {
-            let error = request
-                .response_text()
-                .ok()
-                .flatten()
-                .and_then(|text| serde_json::from_str::<crate::api::ErrorBody>(&text).ok());
+            let error =
+                request.response_text().ok().flatten().and_then(|text| {
+                    crate::ui::loaded::from_json::<crate::api::ErrorBody>(&text).ok()
+                });
             // Cut or silent too long: the bytes that arrived are kept, so carry on.
             if error
                 .as_ref()
