@@ -361,28 +361,79 @@ test("Resume refuses a file with the same name, size and time but other bytes; t
   await expect(list).toHaveCount(0);
 });
 
-test("the browser's SHA-256 (wasm, in the worker) keeps up with an upload: its speed is measured", async ({
+test("without the hashing worker (its script unreachable), files still go up, unverified", async ({
   page,
   signIn,
 }, testInfo) => {
-  const size = 64 * MiB;
-  const path = testInfo.outputPath("speed.bin");
-  const digest = randomFile(path, size);
+  await page.route("**/hash-worker.js", (route) => route.abort("connectionfailed"));
   await signIn();
+  const path = testInfo.outputPath("no-worker.bin");
+  const digest = randomFile(path, 9 * MiB);
   await page.getByLabel("Choose files (optional)").setInputFiles(path);
-  const started = Date.now();
   await page.getByRole("button", { name: "Start ingest" }).click();
-  const upload = card(page, "speed.bin");
-  await expect(upload.locator(".verdict")).toHaveAttribute("data-verified", "true", { timeout: 60_000 });
-  const elapsed = Date.now() - started;
+  const upload = card(page, "no-worker.bin");
+  await expect(upload).toHaveAttribute("data-status", "completed", { timeout: 30_000 });
   await expect(upload.locator(".digest")).toHaveText(digest);
-  const text = (await upload.locator(".verdict").textContent())!;
-  const match = text.match(/hashed here in ([\d.]+) (ms|s)/);
-  expect(match, text).not.toBeNull();
-  const ms = Number(match![1]) * (match![2] === "s" ? 1000 : 1);
-  const rate = size / 1e6 / (ms / 1000);
-  // Reported for the README: MB/s of the whole-file hash, beside the whole job's time.
-  console.log(`hash: 64 MiB in ${ms} ms = ${rate.toFixed(0)} MB/s; upload to verified: ${elapsed} ms`);
-  testInfo.annotations.push({ type: "hash MB/s", description: rate.toFixed(0) });
-  expect(rate).toBeGreaterThan(5);
+  await expect(upload.locator(".verdict")).toHaveText("Not verified: the hashing worker could not start");
+  await expect(upload.locator(".verdict")).toHaveAttribute("data-verified", "false");
+});
+
+test("the browser's SHA-256 (wasm, in the worker): its speed and its cost to an upload are measured", async ({
+  context,
+  signIn,
+}, testInfo) => {
+  const size = 64 * MiB;
+  await signIn();
+  // Alternating, so neither side always runs on a warmer machine. Without hashing: the page
+  // cannot make workers (an init script; a route would put every PATCH through Playwright's
+  // interception and slow it), so every hash is refused at once, chunks go without
+  // `Upload-Checksum` and the file is not verified.
+  const runs: { hashing: boolean; uploadMs: number; hashMs?: number }[] = [];
+  for (const hashing of [false, true, false, true]) {
+    const tab = await context.newPage();
+    if (!hashing) {
+      await tab.addInitScript(() => {
+        (window as unknown as { Worker: unknown }).Worker = class {
+          constructor() {
+            throw new Error("no workers here");
+          }
+        };
+      });
+    }
+    await tab.goto("/");
+    await expect(tab.locator("[data-hydrated=true]")).toBeVisible();
+    const name = `speed-${runs.length}.bin`;
+    const path = testInfo.outputPath(name);
+    const digest = randomFile(path, size);
+    await tab.getByLabel("Choose files (optional)").setInputFiles(path);
+    const started = Date.now();
+    await tab.getByRole("button", { name: "Start ingest" }).click();
+    const upload = card(tab, name);
+    await expect(upload).toHaveAttribute("data-status", "completed", { timeout: 60_000 });
+    const uploadMs = Date.now() - started;
+    await expect(upload.locator(".digest")).toHaveText(digest);
+    if (!hashing) {
+      await expect(upload.locator(".verdict")).toHaveText("Not verified: the hashing worker could not start");
+      runs.push({ hashing, uploadMs });
+    } else {
+      await expect(upload.locator(".verdict")).toHaveAttribute("data-verified", "true", { timeout: 60_000 });
+      const text = (await upload.locator(".verdict").textContent())!;
+      const match = text.match(/hashed here in ([\d.]+) (ms|s)/);
+      expect(match, text).not.toBeNull();
+      runs.push({ hashing, uploadMs, hashMs: Number(match![1]) * (match![2] === "s" ? 1000 : 1) });
+    }
+    await tab.close();
+  }
+  // Reported for the README (figures, not asserted: this machine is shared and noisy).
+  const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
+  const hashed = runs.filter((run) => run.hashing);
+  const plain = runs.filter((run) => !run.hashing);
+  const hashRate = size / 1e6 / (mean(hashed.map((run) => run.hashMs!)) / 1000);
+  const withHash = size / 1e6 / (mean(hashed.map((run) => run.uploadMs)) / 1000);
+  const without = size / 1e6 / (mean(plain.map((run) => run.uploadMs)) / 1000);
+  const summary =
+    `hash: ${hashRate.toFixed(0)} MB/s; Start to completed: ${withHash.toFixed(0)} MB/s hashing, ` +
+    `${without.toFixed(0)} MB/s without (ratio ${(withHash / without).toFixed(2)}); runs ${JSON.stringify(runs)}`;
+  console.log(summary);
+  testInfo.annotations.push({ type: "hashing", description: summary });
 });

@@ -5,7 +5,7 @@
 //! streams each chunk from disk, so nothing passes through wasm memory; XHR because fetch
 //! reports no upload progress. Each chunk carries its SHA-256 (`Upload-Checksum`, computed by
 //! the hashing worker), so bytes damaged on the way are refused.
-use super::{json_or_error, unreachable};
+use super::{hashing::Digesting, json_or_error, unreachable};
 use crate::ui::{
     backoff::Backoff,
     format::format_bytes,
@@ -204,6 +204,8 @@ struct Sending {
     failures: u32,
     retry: Option<TimeoutHandle>,
     stopped: bool,
+    /// The next chunk's digest (its start and end), asked for while this chunk is on the wire.
+    ahead: Option<(u64, u64, Digesting)>,
 }
 
 impl FileUpload {
@@ -219,6 +221,7 @@ impl FileUpload {
             failures: 0,
             retry: None,
             stopped: false,
+            ahead: None,
         }));
         signals.sent.set(Some((offset, file.size() as u64)));
         signals.failed.set(None);
@@ -247,24 +250,37 @@ impl Drop for FileUpload {
 
 /// Hashes the next chunk in the worker, then sends it with its `Upload-Checksum`, so the server
 /// refuses bytes damaged on the way. If the worker cannot hash, the chunk goes without one.
+/// The chunk after it is hashed while it is sent, so hashing costs the upload little time.
 fn send_chunk(sending: &Rc<RefCell<Sending>>) {
-    let (id, file, offset) = {
-        let s = sending.borrow();
-        (s.id, s.file.clone(), s.offset)
+    let (id, file, offset, ahead) = {
+        let mut s = sending.borrow_mut();
+        (s.id, s.file.clone(), s.offset, s.ahead.take())
     };
-    let end = (offset as f64 + CHUNK).min(file.size());
+    let end = chunk_end(&file, offset);
+    // Asked for ahead only if the server's offset is where the last chunk was meant to end.
+    let digesting = match ahead {
+        Some((start, until, digesting)) if (start, until) == (offset, end) => digesting,
+        _ => Digesting::start(&file, offset as f64, end as f64),
+    };
     let sending = sending.clone();
     leptos::task::spawn_local(async move {
-        let digest = super::hashing::sha256_of(&file, offset as f64, end)
-            .await
-            .ok()
-            .map(|(digest, _)| digest);
+        let digest = digesting.digest().await.ok().map(|(digest, _)| digest);
         if let Some(digest) = &digest {
-            remember_chunk(&file, id, offset, end as u64, digest);
+            remember_chunk(&file, id, offset, end, digest);
+        }
+        if end < file.size() as u64 {
+            let next = chunk_end(&file, end);
+            let digesting = Digesting::start(&file, end as f64, next as f64);
+            sending.borrow_mut().ahead = Some((end, next, digesting));
         }
         let checksum = digest.map(|digest| super::hashing::upload_checksum(&digest));
         send_chunk_with(&sending, checksum);
     });
+}
+
+/// Where the chunk that starts at `offset` ends.
+fn chunk_end(file: &File, offset: u64) -> u64 {
+    (offset as f64 + CHUNK).min(file.size()) as u64
 }
 
 fn send_chunk_with(sending: &Rc<RefCell<Sending>>, checksum: Option<String>) {
@@ -276,7 +292,7 @@ fn send_chunk_with(sending: &Rc<RefCell<Sending>>, checksum: Option<String>) {
     if stopped {
         return;
     }
-    let end = (offset as f64 + CHUNK).min(size);
+    let end = chunk_end(&file, offset) as f64;
     let started = (|| {
         let chunk = file.slice_with_f64_and_f64(offset as f64, end).ok()?;
         let request = XmlHttpRequest::new().ok()?;
