@@ -11,11 +11,16 @@ use super::{
     uploads::{Started, Uploads},
     AccountsPage, HistoryPage, JobPage, WebhooksPage,
 };
+#[cfg(feature = "hydrate")]
+use super::{queue::FileHandle, transfer::UploadRecord};
+#[cfg(feature = "hydrate")]
+use crate::api::CallError;
 use crate::domain::JobId;
 use leptos::{prelude::*, wasm_split::SplitLoaderError};
+#[cfg(any(wasm_split, feature = "hydrate"))]
+use std::future::Future;
 #[cfg(wasm_split)]
 use std::{
-    future::Future,
     pin::pin,
     task::{Context, Poll, Waker},
 };
@@ -92,6 +97,62 @@ part!(
     fn uploads_view(queue: Queue, started: RwSignal<Vec<Started>>) {
         view! { <Uploads queue started /> }
     }
+);
+
+/// A future run in the browser's one thread.
+#[cfg(feature = "hydrate")]
+type LocalFuture<T> = std::pin::Pin<Box<dyn Future<Output = T>>>;
+
+/// Declares `$entry`, a function of the uploads' part that starts `$work` (an async block using
+/// the arguments), and `$call`, which fetches the part if need be and awaits the work; a part
+/// that cannot be fetched answers `$unloaded`. The interrupted uploads' Resume check and
+/// Discard are such entries, so the Start form carries neither the hashing nor the HTTP code
+/// they reach.
+macro_rules! uploads_entry {
+    (
+        $entry:ident,
+        pub async fn $call:ident($($arg:ident: $type:ty),*) -> $output:ty
+        $work:block
+        else $unloaded:expr
+    ) => {
+        #[cfg(feature = "hydrate")]
+        #[cfg_attr(
+            wasm_split,
+            leptos::wasm_split::wasm_split(uploads, wasm_split_path = ::leptos::wasm_split, fallible)
+        )]
+        fn $entry($($arg: $type),*) -> Result<LocalFuture<$output>, SplitLoaderError> {
+            Ok(Box::pin(async move $work))
+        }
+
+        #[cfg(feature = "hydrate")]
+        pub async fn $call($($arg: $type),*) -> $output {
+            #[cfg(wasm_split)]
+            let work = $entry($($arg),*).await;
+            #[cfg(not(wasm_split))]
+            let work = $entry($($arg),*);
+            match work {
+                Ok(work) => work.await,
+                Err(_) => $unloaded,
+            }
+        }
+    };
+}
+
+uploads_entry!(
+    same_file_entry,
+    pub async fn same_file(file: FileHandle, record: UploadRecord) -> Result<(), String> {
+        super::browser::same_file(&file, &record).await
+    } else Err("the page could not load what compares it (check the connection)".to_owned())
+);
+
+uploads_entry!(
+    discard_entry,
+    pub async fn discard_upload(id: JobId) -> Result<(), CallError> {
+        super::browser::transfers::discard_upload(id).await
+    } else Err(CallError {
+        status: 0,
+        message: "the page could not load what discards it (check the connection)".to_owned(),
+    })
 );
 
 /// The Start page's uploads: nothing until the first file is queued or the first job started

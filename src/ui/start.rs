@@ -332,7 +332,7 @@ fn InterruptedUploads(interrupted: RwSignal<Vec<Interrupted>>, queue: Queue) -> 
     let discard = move |upload: Interrupted| {
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
-            match super::browser::transfers::discard_upload(upload.record.id).await {
+            match split::discard_upload(upload.record.id).await {
                 Ok(()) => {
                     super::browser::files::forget(&upload.print);
                     interrupted.update(|list| list.retain(|u| u != &upload));
@@ -421,7 +421,7 @@ fn resume_if_same(
 ) {
     #[cfg(feature = "hydrate")]
     leptos::task::spawn_local(async move {
-        let outcome = super::browser::same_file(&file.file, &target.record).await;
+        let outcome = split::same_file(file.file.clone(), target.record.clone()).await;
         checking.set(None);
         if let Err(difference) = outcome {
             problem.set(Some(format!(
