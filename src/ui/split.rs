@@ -3,8 +3,8 @@
 //! --split`, which sets `cfg(wasm_split)`): a first visit loads the app and the Start form only.
 //! A page's part is fetched when that page is opened: `load` fetches it before hydration starts,
 //! so the view functions here are ready at once (every link is a full page load). The uploads'
-//! part is fetched when the first upload or job starts on the Start page. Without `--split` the
-//! same code stays in the one wasm.
+//! part is fetched when the first upload or job starts on the Start page, or an interrupted
+//! upload is resumed or discarded. Without `--split` the same code stays in the one wasm.
 use super::{
     page::HistoryQuery,
     queue::Queue,

@@ -268,7 +268,7 @@ fn send_chunk(sending: &Rc<RefCell<Sending>>) {
         if let Some(digest) = &digest {
             remember_chunk(&file, id, offset, end, digest);
         }
-        if end < file.size() as u64 {
+        if end < file.size() as u64 && !sending.borrow().stopped {
             let next = chunk_end(&file, end);
             let digesting = Digesting::start(&file, end as f64, next as f64);
             sending.borrow_mut().ahead = Some((end, next, digesting));
