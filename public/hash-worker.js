@@ -1,7 +1,7 @@
 // Ingest's hashing worker: the SHA-256 of a range of a file, by a small wasm of its own
 // (`hash-worker/`: the `sha2` crate and nothing else, served at /hash-worker.wasm), read from
 // disk 1 MiB at a time so a file never sits whole in memory. The page's own wasm is not loaded
-// here: the worker starts on the first file chosen and costs only its few KB.
+// here: the worker starts with the first upload (or Resume check) and costs only its few KB.
 // The page (src/ui/browser/hashing.rs) posts {id, file, start, end}; the answer is
 // {id, digest: Uint8Array(32), ms} or {id, error}. Requests run side by side, each in its own
 // slot of the wasm.

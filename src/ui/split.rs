@@ -12,7 +12,10 @@ use super::{
     AccountsPage, HistoryPage, JobPage, WebhooksPage,
 };
 #[cfg(feature = "hydrate")]
-use super::{queue::FileHandle, transfer::UploadRecord};
+use super::{
+    queue::FileHandle,
+    transfer::{Mismatch, UploadRecord},
+};
 #[cfg(feature = "hydrate")]
 use crate::api::CallError;
 use crate::domain::JobId;
@@ -140,9 +143,11 @@ macro_rules! uploads_entry {
 
 uploads_entry!(
     same_file_entry,
-    pub async fn same_file(file: FileHandle, record: UploadRecord) -> Result<(), String> {
+    pub async fn same_file(file: FileHandle, record: UploadRecord) -> Result<(), Mismatch> {
         super::browser::same_file(&file, &record).await
-    } else Err("the page could not load what compares it (check the connection)".to_owned())
+    } else Err(Mismatch::Unchecked(
+        "the page could not load what compares it; check the connection".to_owned()
+    ))
 );
 
 uploads_entry!(
@@ -159,50 +164,53 @@ uploads_entry!(
 /// (so the server renders nothing, and hydration finds nothing), then their part is fetched and
 /// they appear. Files queued meanwhile wait: the part's code is what sends them.
 pub fn uploads(queue: Queue, started: RwSignal<Vec<Started>>) -> impl IntoView {
-    let loaded = RwSignal::new(false);
-    let failed = RwSignal::new(false);
-    let requested = StoredValue::new(false);
+    let part = RwSignal::new(Part::NotAsked);
     let fetch = move || {
-        requested.set_value(true);
-        failed.set(false);
+        part.set(Part::Fetching);
         leptos::task::spawn_local(async move {
             #[cfg(wasm_split)]
             let fetched = preload_uploads().await.is_ok();
             #[cfg(not(wasm_split))]
             let fetched = true;
-            if fetched {
-                loaded.set(true);
-            } else {
-                requested.set_value(false);
-                failed.set(true);
-            }
+            part.set(if fetched { Part::Here } else { Part::Failed });
         });
     };
     Effect::new(move |_| {
         let wanted =
             queue.files.with(|files| !files.is_empty()) || started.with(|jobs| !jobs.is_empty());
-        if wanted && !requested.get_value() && !failed.get_untracked() {
+        // After a failure only "try again" fetches again.
+        if wanted && part.get_untracked() == Part::NotAsked {
             fetch();
         }
     });
-    move || {
-        if loaded.get() {
-            return now!(uploads_view(queue, started)).unwrap_or_else(|| ().into_any());
+    move || match part.get() {
+        Part::Here => now!(uploads_view(queue, started)).unwrap_or_else(|| ().into_any()),
+        Part::Failed => view! {
+            <p class="error" role="alert">
+                "The page could not load what sends your files; check the connection and "
+                <button class="secondary" on:click=move |_| fetch()>
+                    "try again"
+                </button> "."
+            </p>
         }
-        failed
-            .get()
-            .then(|| {
-                view! {
-                    <p class="error" role="alert">
-                        "The page could not load what sends your files; check the connection and "
-                        <button class="secondary" on:click=move |_| fetch()>
-                            "try again"
-                        </button> "."
-                    </p>
-                }
-            })
-            .into_any()
+        .into_any(),
+        Part::Fetching => view! {
+            <p class="muted" role="status">
+                "Preparing the uploads…"
+            </p>
+        }
+        .into_any(),
+        Part::NotAsked => ().into_any(),
     }
+}
+
+/// Where the uploads' part is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    NotAsked,
+    Fetching,
+    Failed,
+    Here,
 }
 
 pub fn history(query: HistoryQuery) -> AnyView {

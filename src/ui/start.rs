@@ -421,13 +421,27 @@ fn resume_if_same(
 ) {
     #[cfg(feature = "hydrate")]
     leptos::task::spawn_local(async move {
+        use super::transfer::Mismatch;
         let outcome = split::same_file(file.file.clone(), target.record.clone()).await;
-        checking.set(None);
-        if let Err(difference) = outcome {
-            problem.set(Some(format!(
-                "That is not the same file: {difference}. Choose the file this upload started with."
-            )));
+        // Signed out (the form is gone) while the file was being compared.
+        if queue.files.is_disposed() {
             return;
+        }
+        checking.set(None);
+        match outcome {
+            Err(Mismatch::Differs(difference)) => {
+                problem.set(Some(format!(
+                    "That is not the same file: {difference}. Choose the file this upload started with."
+                )));
+                return;
+            }
+            Err(Mismatch::Unchecked(reason)) => {
+                problem.set(Some(format!(
+                    "The file could not be compared with what was sent ({reason}). Press Resume to try again."
+                )));
+                return;
+            }
+            Ok(()) => {}
         }
         resuming.set(None);
         let file = NewFile {

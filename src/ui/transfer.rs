@@ -180,6 +180,15 @@ impl UploadRecord {
     }
 }
 
+/// Why a file picked again to resume an upload was not taken: its bytes are not the ones sent,
+/// or they could not be compared (the page is then to ask again, not to blame the file).
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    Differs(String),
+    Unchecked(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

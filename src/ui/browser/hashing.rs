@@ -1,10 +1,11 @@
 //! SHA-256 of a file's bytes, computed off the page's thread: a worker (`public/hash-worker.js`)
 //! runs a small wasm of its own (`hash-worker/`, the `sha2` crate) on 1 MiB slices it reads
 //! from disk, so a file never sits whole in memory and the page's wasm carries no hashing code.
-//! The page asks for a range and awaits its digest; the worker starts on the first request,
-//! which is the first file chosen. A worker whose script cannot be fetched answers what waits
-//! with an error, and for the next 30 s every request is refused at once (then a new worker is
-//! tried), so uploads go on without digests instead of waiting for them.
+//! The page asks for a range and awaits its digest; the worker starts on the first request (the
+//! first upload, or a Resume check). A worker that fails (its script cannot be fetched, or an
+//! error escapes it) answers what waits with an error, and for the next 30 s every request is
+//! refused at once (then a new worker is tried), so uploads go on without digests instead of
+//! waiting for them.
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use std::{
     cell::{Cell, RefCell},

@@ -9,7 +9,7 @@ use super::{hashing::Digesting, json_or_error, unreachable};
 use crate::ui::{
     backoff::Backoff,
     format::format_bytes,
-    transfer::{SentChunk, UploadRecord},
+    transfer::{Mismatch, SentChunk, UploadRecord},
 };
 use crate::{
     api::{CallError, ErrorCode, IngestAccepted},
@@ -127,19 +127,22 @@ fn remember_chunk(file: &File, id: JobId, start: u64, end: u64, digest: &[u8; 32
 
 /// Whether `file` holds the bytes sent for `record`: each chunk sent is hashed again (in the
 /// worker) and compared. The error says where the bytes differ, or why they could not be read.
-pub async fn same_file(file: &File, record: &UploadRecord) -> Result<(), String> {
+pub async fn same_file(file: &File, record: &UploadRecord) -> Result<(), Mismatch> {
     for chunk in &record.chunks {
         if chunk.end > file.size() as u64 {
-            return Err("it is shorter than what was sent".to_owned());
+            return Err(Mismatch::Differs(
+                "it is shorter than what was sent".to_owned(),
+            ));
         }
-        let (digest, _) =
-            super::hashing::sha256_of(file, chunk.start as f64, chunk.end as f64).await?;
+        let (digest, _) = super::hashing::sha256_of(file, chunk.start as f64, chunk.end as f64)
+            .await
+            .map_err(Mismatch::Unchecked)?;
         if hex::encode(digest) != chunk.sha256 {
-            return Err(format!(
+            return Err(Mismatch::Differs(format!(
                 "its bytes from {} to {} differ from what was sent",
                 format_bytes(chunk.start),
                 format_bytes(chunk.end)
-            ));
+            )));
         }
     }
     Ok(())
