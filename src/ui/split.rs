@@ -6,10 +6,8 @@
 //! part is fetched when the first upload or job starts on the Start page, or an interrupted
 //! upload is resumed or discarded. Without `--split` the same code stays in the one wasm.
 use super::{
-    page::HistoryQuery,
-    queue::Queue,
-    uploads::{Started, Uploads},
-    AccountsPage, HistoryPage, JobPage, WebhooksPage,
+    page::HistoryQuery, queue::Queue, uploads::Uploads, AccountsPage, HistoryPage, JobPage,
+    WebhooksPage,
 };
 #[cfg(feature = "hydrate")]
 use super::{
@@ -18,7 +16,7 @@ use super::{
 };
 #[cfg(feature = "hydrate")]
 use crate::api::CallError;
-use crate::domain::JobId;
+use crate::domain::{JobId, JobStatus};
 use leptos::{prelude::*, wasm_split::SplitLoaderError};
 #[cfg(any(wasm_split, feature = "hydrate"))]
 use std::future::Future;
@@ -97,7 +95,7 @@ part!(
 part!(
     uploads,
     preload_uploads,
-    fn uploads_view(queue: Queue, started: RwSignal<Vec<Started>>) {
+    fn uploads_view(queue: Queue, started: RwSignal<Vec<JobStatus>>) {
         view! { <Uploads queue started /> }
     }
 );
@@ -163,7 +161,7 @@ uploads_entry!(
 /// The Start page's uploads: nothing until the first file is queued or the first job started
 /// (so the server renders nothing, and hydration finds nothing), then their part is fetched and
 /// they appear. Files queued meanwhile wait: the part's code is what sends them.
-pub fn uploads(queue: Queue, started: RwSignal<Vec<Started>>) -> impl IntoView {
+pub fn uploads(queue: Queue, started: RwSignal<Vec<JobStatus>>) -> impl IntoView {
     let part = RwSignal::new(Part::NotAsked);
     let fetch = move || {
         part.set(Part::Fetching);

@@ -8,7 +8,6 @@ use super::{
     queue::{FileHandle, NewFile, Queue},
     split,
     transfer::{Fingerprint, UploadRecord},
-    uploads::Started,
 };
 use crate::{
     api::{start_ingest, CallError},
@@ -42,7 +41,8 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
     let pending = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let notices = RwSignal::new(Vec::<String>::new());
-    let started = RwSignal::new(Vec::<Started>::new());
+    // Metadata-only jobs started here, newest first, as the server answered.
+    let started = RwSignal::new(Vec::<JobStatus>::new());
     let interrupted = RwSignal::new(Vec::<Interrupted>::new());
     let queue = Queue::new();
     browser_duties(queue, interrupted);
@@ -114,15 +114,7 @@ pub fn StartIngestForm(max_metadata_bytes: usize, max_upload_bytes: u64) -> impl
         pending.set(true);
         leptos::task::spawn_local(async move {
             match start_metadata_only(text).await {
-                Ok(job) => started.update(|jobs| {
-                    jobs.insert(
-                        0,
-                        Started {
-                            id: job.job_id,
-                            initial: Some(job),
-                        },
-                    )
-                }),
+                Ok(job) => started.update(|jobs| jobs.insert(0, job)),
                 Err(problem) => error.set(Some(problem.message)),
             }
             pending.set(false);

@@ -8,18 +8,11 @@ use super::{
     transfer::{percent, time_left_ms},
     upload_card::UploadCard,
 };
-use crate::domain::{JobId, JobStatus};
+use crate::domain::JobStatus;
 use leptos::prelude::*;
 
-/// A metadata-only job started from this page.
-#[derive(Clone)]
-pub struct Started {
-    pub id: JobId,
-    pub initial: Option<JobStatus>,
-}
-
 #[component]
-pub fn Uploads(queue: Queue, started: RwSignal<Vec<Started>>) -> impl IntoView {
+pub fn Uploads(queue: Queue, started: RwSignal<Vec<JobStatus>>) -> impl IntoView {
     drive(queue);
     let totals = move || queue.totals();
     let overall = move || {
@@ -62,8 +55,8 @@ pub fn Uploads(queue: Queue, started: RwSignal<Vec<Started>>) -> impl IntoView {
             </For>
         </ul>
         <ul class="jobs">
-            <For each=move || started.get() key=|job| job.id let:job>
-                <JobCard id=job.id initial=job.initial upload=None />
+            <For each=move || started.get() key=|job| job.job_id let:job>
+                <JobCard id=job.job_id initial=Some(job) upload=None />
             </For>
         </ul>
     }
